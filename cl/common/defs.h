@@ -1,0 +1,19 @@
+/* cl/common/defs.h - shared by every kernel (inlined at embed time by tools/cl2c.c).
+ * REAL is the element type, chosen per build through options from clg__dtype_options():
+ * "-DREAL=float" or "-DREAL=double -DREAL_IS_DOUBLE=1". Each .cl also compiles alone.
+ */
+#ifndef CLG_CL_DEFS_H
+#define CLG_CL_DEFS_H
+
+#ifdef REAL_IS_DOUBLE
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+
+#ifndef REAL
+#define REAL float
+#endif
+
+/* The global index of a 1-D launch; launches are rounded up, so kernels guard with it. */
+#define GID0 ((int)get_global_id(0))
+
+#endif

@@ -1,0 +1,141 @@
+/* clgrad/context.h - the context: one OpenCL device, its in-order queue, the program
+ * cache, the buffer pool and the last error message. Implemented in src/core/context.c
+ * (device choice in src/core/device.c, programs in src/core/program_cache.c).
+ * Tests: tests/unit/test_context.c.
+ */
+#ifndef CLGRAD_CONTEXT_H
+#define CLGRAD_CONTEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct clg_context clg_context;
+
+/* Log levels for the optional log callback; the library itself never prints. */
+typedef enum clg_log_level { CLG_LOG_DEBUG = 0, CLG_LOG_INFO = 1, CLG_LOG_WARN = 2 } clg_log_level;
+typedef void (*clg_log_fn)(void *user, clg_log_level level, const char *message);
+
+typedef struct clg_context_params {
+    /* Device choice: NULL reads CLGRAD_DEVICE, and without it picks the first GPU, else
+     * accelerator, else CPU across all platforms. Forms: "gpu", "cpu", "P:D" (platform and
+     * device index), or a case-insensitive substring of the device name. */
+    const char *device;
+    /* Binary program cache folder: NULL reads CLGRAD_CACHE_DIR, else $XDG_CACHE_HOME/clgrad,
+     * else ~/.cache/clgrad. "off" disables the on-disk tier. */
+    const char *cache_dir;
+    /* Read kernels from this folder (same layout as cl/) instead of the embedded copies:
+     * NULL reads CLGRAD_KERNEL_DIR; unset uses the embedded sources. */
+    const char *kernel_dir;
+    /* Adopt an application's OpenCL objects: all three set, or all NULL. They are retained
+     * on adopt and released on clg_context_free; the application keeps its own references. */
+    cl_context cl_ctx;
+    cl_device_id cl_device;
+    cl_command_queue cl_queue;
+    /* Optional log sink (cache hits, builds, tuning). Called on the context's thread. */
+    clg_log_fn log;
+    void *log_user;
+    /* Upper bound of conv2d's im2col buffer in bytes; big batches run in chunks. 0 = 64 MiB. */
+    size_t conv_workspace_bytes;
+} clg_context_params;
+
+CLG_API clg_context_params clg_context_default_params(void);
+
+/* Creates a context. On failure *out is NULL and, when err is not NULL, err (err_len bytes)
+ * holds why, e.g. the list of devices when the choice matched none.
+ * Ownership: the caller owns *out and frees it with clg_context_free. */
+CLG_API clg_status clg_context_create(const clg_context_params *params, clg_context **out,
+                                      char *err, size_t err_len);
+/* Frees the context and everything created from it that is still alive (tensors, modules,
+ * optimizers must not be used afterwards). NULL is a no-op. */
+CLG_API void clg_context_free(clg_context *ctx);
+
+/* The last error on this context: "<call>: <cause>: <detail>". The context owns the text;
+ * it stays valid until the next call on the context. Empty when nothing failed yet. */
+CLG_API const char *clg_context_errmsg(const clg_context *ctx);
+
+/* Waits until every queued command on the context's queue has finished. */
+CLG_API clg_status clg_context_finish(clg_context *ctx);
+
+/* The context's OpenCL objects (borrowed; valid until clg_context_free). */
+CLG_API cl_context clg_context_cl_context(const clg_context *ctx);
+CLG_API cl_device_id clg_context_cl_device(const clg_context *ctx);
+CLG_API cl_command_queue clg_context_cl_queue(const clg_context *ctx);
+
+/* ---- devices ---- */
+typedef struct clg_device_info {
+    char name[256];
+    char vendor[128];
+    char platform_name[128];
+    char platform_version[128];
+    char driver_version[128];
+    int platform_index, device_index;
+    cl_device_type type;
+    unsigned compute_units;
+    uint64_t global_mem_bytes, local_mem_bytes;
+    size_t max_work_group_size;
+    bool fp64, fp16;
+} clg_device_info;
+
+CLG_API clg_status clg_context_device_info(const clg_context *ctx, clg_device_info *info);
+/* Every device of every platform, in platform then device order. Writes up to cap entries
+ * and the total number to *count. */
+CLG_API clg_status clg_devices_list(clg_device_info *infos, size_t cap, size_t *count);
+/* Which entry of clg_devices_list a choice picks (NULL or "" = the default choice; the
+ * environment is not read here). err gets the reason when nothing matches. */
+CLG_API clg_status clg_device_choose(const char *choice, size_t *index, char *err, size_t err_len);
+
+/* ---- programs ---- */
+typedef struct clg_build_report {
+    double seconds;       /* wall time of this call */
+    bool from_memory;     /* already compiled in this context */
+    bool from_disk;       /* loaded from the binary cache */
+} clg_build_report;
+
+/* Compiles (or finds) the embedded program `name` ("ops/conv2d") with extra build options.
+ * Programs compile lazily on first use anyway; this is for warm-up, tools and tests.
+ * A build failure returns CLG_BUILD_FAILED with the build log in the error message. */
+CLG_API clg_status clg_program_prepare(clg_context *ctx, const char *name, const char *options,
+                                       clg_build_report *report);
+/* The cache folder in use, or "" when the disk tier is off. Owned by the context. */
+CLG_API const char *clg_context_cache_dir(const clg_context *ctx);
+
+/* ---- memory pool ---- */
+typedef struct clg_pool_stats {
+    size_t bytes_in_use;     /* handed out to live tensors */
+    size_t bytes_cached;     /* freed back to the pool, kept for reuse */
+    uint64_t driver_allocs;  /* clCreateBuffer calls so far */
+    uint64_t hits;           /* requests served from the pool */
+    uint64_t misses;         /* requests that needed a driver allocation */
+} clg_pool_stats;
+
+CLG_API clg_pool_stats clg_context_pool_stats(const clg_context *ctx);
+/* Releases every cached (unused) buffer to the driver, like torch.cuda.empty_cache(). */
+CLG_API void clg_context_pool_trim(clg_context *ctx);
+
+/* ---- autograd switch (per context, no global state) ---- */
+/* false: ops record no graph (evaluation). Returns the previous value. */
+CLG_API bool clg_set_grad_enabled(clg_context *ctx, bool enabled);
+CLG_API bool clg_grad_enabled(const clg_context *ctx);
+
+/* ---- fault injection (tests only) ---- */
+typedef enum clg_fault_kind { CLG_FAULT_ALLOC = 0, CLG_FAULT_BUILD = 1, CLG_FAULT_ENQUEUE = 2 } clg_fault_kind;
+/* Makes the n-th future event of that kind (1 = the next) fail as the driver would;
+ * 0 disarms. Returns the number of such events seen so far (to size a sweep). */
+CLG_API uint64_t clg_context_inject_fault(clg_context *ctx, clg_fault_kind kind, uint64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,59 @@
+/* clgrad/io.h - outside data: safetensors checkpoints (src/io/safetensors.c) and IDX
+ * image sets (src/io/idx.c). Every reader checks sizes before it reads; files are written
+ * to a temporary name and renamed, so a crash never leaves a half-written checkpoint.
+ * Tests: tests/unit/test_safetensors.c, tests/unit/test_idx.c; fuzz targets in tests/fuzz.
+ */
+#ifndef CLGRAD_IO_H
+#define CLGRAD_IO_H
+
+#include "nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- safetensors ---- */
+/* Writes entries (name -> tensor, F32 or F64, C order) atomically to path. */
+CLG_API clg_status clg_safetensors_save(clg_context *ctx, const char *path,
+                                        const clg_named_tensor *entries, size_t n);
+/* Loads every tensor of the module's state from path: names, dtypes and shapes must all
+ * match (F64 files convert into F32 tensors and back). Extra or missing names fail. */
+CLG_API clg_status clg_module_load(clg_context *ctx, clg_module *m, const char *path);
+CLG_API clg_status clg_module_save(clg_context *ctx, const clg_module *m, const char *path);
+
+/* A parsed safetensors file held in host memory (for tools and fuzzing). */
+typedef struct clg_st_entry {
+    char *name;        /* owned by the file */
+    int dtype;         /* CLG_F32 or CLG_F64; other dtypes are rejected */
+    int ndim;
+    int shape[CLG_MAX_DIMS];
+    const void *data;  /* points into the file's buffer, dtype-sized values, maybe unaligned */
+    size_t bytes;
+} clg_st_entry;
+typedef struct clg_st_file {
+    unsigned char *buffer; /* owned */
+    size_t size;
+    clg_st_entry *entries; /* owned */
+    size_t n_entries;
+} clg_st_file;
+/* Parses size bytes at data (copied). err gets a reason. Free with clg_st_file_free. */
+CLG_API clg_status clg_st_parse(const void *data, size_t size, clg_st_file *out, char *err, size_t err_len);
+CLG_API clg_status clg_st_read(const char *path, clg_st_file *out, char *err, size_t err_len);
+CLG_API void clg_st_file_free(clg_st_file *f);
+
+/* ---- IDX (MNIST-style), plain or gzip ---- */
+typedef struct clg_idx {
+    int ndim;            /* 1 (labels) or 3 (images) usually; up to 4 */
+    int dims[CLG_MAX_DIMS];
+    unsigned char *data; /* owned; unsigned bytes, type 0x08 only */
+    size_t size;         /* product of dims */
+} clg_idx;
+CLG_API clg_status clg_idx_parse(const void *bytes, size_t len, clg_idx *out, char *err, size_t err_len);
+/* Reads path (gunzipping when it starts with the gzip magic). Caps the decoded size at 1 GiB. */
+CLG_API clg_status clg_idx_read(const char *path, clg_idx *out, char *err, size_t err_len);
+CLG_API void clg_idx_free(clg_idx *idx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,119 @@
+/* clgrad/ops.h - operations on tensors. Each op lives in src/ops/<stem>.c with its kernels
+ * in cl/ops/<stem>.cl and tests in tests/ops/test_<stem>.c.
+ *
+ * Graph ops (clg_conv2d, clg_relu, ...) compute their result and, when grad mode is on and
+ * an input requires gradients, record a node so clg_backward can reach the inputs. Each
+ * returns a new tensor owned by the caller (*out; NULL on failure).
+ *
+ * Raw forward/backward calls (clg_conv2d_forward, clg_conv2d_backward) record nothing: they
+ * are the building blocks, exposed for people who want to drive backprop by hand. Every
+ * raw backward takes beta: 0 overwrites the gradient, 1 adds to it.
+ */
+#ifndef CLGRAD_OPS_H
+#define CLGRAD_OPS_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- GEMM (src/blas): C = alpha * op(A) * op(B) + beta * C, row-major ----
+ * op(A) is M x K, op(B) is K x N, C is M x N; offsets and leading dimensions in elements.
+ * All three tensors share one dtype. */
+CLG_API clg_status clg_gemm(clg_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n,
+                            size_t k, double alpha, const clg_tensor *a, size_t a_offset,
+                            size_t lda, const clg_tensor *b, size_t b_offset, size_t ldb,
+                            double beta, clg_tensor *c, size_t c_offset, size_t ldc);
+
+/* ---- conv2d (src/ops/conv2d.c) ---- */
+typedef struct clg_conv2d_params {
+    int stride_h, stride_w;
+    int pad_h, pad_w;
+    int dilation_h, dilation_w;
+    int groups;
+} clg_conv2d_params;
+CLG_API clg_conv2d_params clg_conv2d_default_params(void); /* stride 1, pad 0, dilation 1, groups 1 */
+
+/* x (N, C, H, W), w (K, C/groups, kh, kw), b (K) or NULL -> y (N, K, OH, OW). */
+CLG_API clg_status clg_conv2d(clg_context *ctx, const clg_tensor *x, const clg_tensor *w,
+                              const clg_tensor *b, clg_conv2d_params p, clg_tensor **out);
+/* y must already have the output shape. Records nothing. */
+CLG_API clg_status clg_conv2d_forward(clg_context *ctx, const clg_tensor *x, const clg_tensor *w,
+                                      const clg_tensor *b, clg_conv2d_params p, clg_tensor *y);
+/* Gradients from dy (N, K, OH, OW): dx (N, C, H, W), dw (K, C/groups, kh, kw), db (K).
+ * Any of dx, dw, db may be NULL to skip it. Each is written as beta*old + new. */
+CLG_API clg_status clg_conv2d_backward(clg_context *ctx, const clg_tensor *x, const clg_tensor *w,
+                                       const clg_tensor *dy, clg_conv2d_params p,
+                                       clg_tensor *dx, clg_tensor *dw, clg_tensor *db, double beta);
+/* Output size of one spatial dimension, or -1 when the kernel does not fit. */
+CLG_API int clg_conv2d_out_size(int in, int kernel, int stride, int pad, int dilation);
+
+/* ---- linear (src/ops/linear.c): x (N, in), w (out, in), b (out) or NULL -> (N, out) ---- */
+CLG_API clg_status clg_linear(clg_context *ctx, const clg_tensor *x, const clg_tensor *w,
+                              const clg_tensor *b, clg_tensor **out);
+
+/* ---- element-wise (src/ops/eltwise.c): same shapes in, same shape out ---- */
+CLG_API clg_status clg_add(clg_context *ctx, const clg_tensor *a, const clg_tensor *b, clg_tensor **out);
+CLG_API clg_status clg_mul(clg_context *ctx, const clg_tensor *a, const clg_tensor *b, clg_tensor **out);
+CLG_API clg_status clg_scale(clg_context *ctx, const clg_tensor *x, double s, clg_tensor **out);
+
+/* ---- activations (src/ops/activation.c) ---- */
+CLG_API clg_status clg_relu(clg_context *ctx, const clg_tensor *x, clg_tensor **out);
+CLG_API clg_status clg_leaky_relu(clg_context *ctx, const clg_tensor *x, double negative_slope, clg_tensor **out);
+CLG_API clg_status clg_sigmoid(clg_context *ctx, const clg_tensor *x, clg_tensor **out);
+CLG_API clg_status clg_tanh(clg_context *ctx, const clg_tensor *x, clg_tensor **out);
+/* The exact (erf) form, PyTorch's default. */
+CLG_API clg_status clg_gelu(clg_context *ctx, const clg_tensor *x, clg_tensor **out);
+
+/* ---- shape (src/ops/reshape.c): views share the buffer ---- */
+CLG_API clg_status clg_reshape(clg_context *ctx, const clg_tensor *x, int ndim, const int *shape, clg_tensor **out);
+/* (N, ...) -> (N, rest) */
+CLG_API clg_status clg_flatten(clg_context *ctx, const clg_tensor *x, clg_tensor **out);
+
+/* ---- pooling (src/ops/pool2d.c): x (N, C, H, W) ---- */
+typedef struct clg_pool2d_params {
+    int kernel_h, kernel_w;
+    int stride_h, stride_w; /* 0 = the kernel size, as in PyTorch */
+    int pad_h, pad_w;
+} clg_pool2d_params;
+CLG_API clg_status clg_max_pool2d(clg_context *ctx, const clg_tensor *x, clg_pool2d_params p, clg_tensor **out);
+/* count_include_pad = true, PyTorch's default. */
+CLG_API clg_status clg_avg_pool2d(clg_context *ctx, const clg_tensor *x, clg_pool2d_params p, clg_tensor **out);
+
+/* ---- batch_norm2d (src/ops/batchnorm.c) ----
+ * training: normalises with the batch statistics and updates running_mean/var in place
+ * (running = (1 - momentum) * running + momentum * batch, var unbiased), as PyTorch.
+ * evaluation: uses running_mean/var. weight/bias (C) may be NULL (affine = false). */
+CLG_API clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
+                                    const clg_tensor *bias, clg_tensor *running_mean,
+                                    clg_tensor *running_var, bool training, double momentum,
+                                    double eps, clg_tensor **out);
+
+/* ---- dropout (src/ops/dropout.c): zeroes with probability p, scales the rest by 1/(1-p).
+ * The mask comes from a counter-based generator keyed by (seed, element index): the same
+ * on every device. Not training: returns x unchanged (a new reference). */
+CLG_API clg_status clg_dropout(clg_context *ctx, const clg_tensor *x, double p, bool training,
+                               uint64_t seed, clg_tensor **out);
+
+/* ---- losses (src/ops/loss.c): each returns a one-element tensor of shape (1) ---- */
+/* logits (N, C), targets: N class indices in [0, C), read from host memory. Mean over N. */
+CLG_API clg_status clg_softmax_cross_entropy(clg_context *ctx, const clg_tensor *logits,
+                                             const int32_t *targets, size_t n_targets,
+                                             clg_tensor **out);
+/* mean((pred - target)^2); target needs no gradient. */
+CLG_API clg_status clg_mse_loss(clg_context *ctx, const clg_tensor *pred, const clg_tensor *target, clg_tensor **out);
+/* sum(x^2): the worked example's loss. */
+CLG_API clg_status clg_sum_of_squares(clg_context *ctx, const clg_tensor *x, clg_tensor **out);
+
+/* ---- autograd (src/graph) ---- */
+/* Backpropagates from a one-element tensor (seeded with 1) to every leaf that requires
+ * gradients; their .grad accumulates. What the graph saved is released afterwards. */
+CLG_API clg_status clg_backward(clg_context *ctx, clg_tensor *loss);
+/* Backpropagates from any tensor y, seeded with dy (same shape): PyTorch's y.backward(dy). */
+CLG_API clg_status clg_backward_grad(clg_context *ctx, clg_tensor *y, const clg_tensor *dy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,48 @@
+/* tests/ref/ref.h - what every test executable shares: one context per group (device
+ * from CLGRAD_DEVICE), array comparison with a clear message, the f64 finite-difference
+ * gradient check, and naive readable C references of the ops (llm.c style) in ref_*.c.
+ */
+#ifndef CLGRAD_TESTS_REF_H
+#define CLGRAD_TESTS_REF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "clgrad.h"
+
+/* cmocka group setup/teardown: *state becomes a clg_context * (device from CLGRAD_DEVICE). */
+int ref_group_setup(void **state);
+int ref_group_teardown(void **state);
+
+/* Fails the test (with index, values and the context's error) unless
+ * |got - want| <= atol + rtol * |want| for every element. */
+void ref_assert_close(const double *got, const double *want, size_t n, double rtol, double atol,
+                      const char *what);
+void ref_assert_close_f(const float *got, const float *want, size_t n, double rtol, double atol,
+                        const char *what);
+/* Fails with the context's error message when st != CLG_OK. */
+#define REF_OK(ctx, call)                                                                     \
+    do {                                                                                      \
+        clg_status st_ = (call);                                                              \
+        if (st_ != CLG_OK)                                                                    \
+            fail_msg("%s -> %s: %s", #call, clg_status_name(st_), clg_context_errmsg(ctx));   \
+    } while (0)
+
+/* Host copies of tensors. */
+double *ref_to_host_f64(const clg_tensor *t); /* converts from f32 when needed; free() it */
+clg_tensor *ref_tensor_f64(clg_context *ctx, int ndim, const int *shape, const double *data);
+clg_tensor *ref_rand_f64(clg_context *ctx, int ndim, const int *shape, uint64_t seed, double lo, double hi);
+clg_tensor *ref_rand(clg_context *ctx, clg_dtype dt, int ndim, const int *shape, uint64_t seed, double lo, double hi);
+
+/* Finite-difference gradient check in f64. f builds y from inputs through graph ops
+ * (inputs are f64 leaves with requires_grad set). The check takes loss = sum(r * y) for a
+ * fixed random r, runs clg_backward_grad(y, r), and compares every input's .grad with
+ * central differences (step h) of that loss. Asserts |analytic - numeric| <= tol * (1 + |numeric|). */
+typedef clg_status (*ref_fn)(clg_context *ctx, clg_tensor *const *inputs, int n, clg_tensor **y,
+                             void *user);
+void ref_gradcheck(clg_context *ctx, ref_fn f, clg_tensor *const *inputs, int n, void *user,
+                   double h, double tol, const char *what);
+
+#endif
