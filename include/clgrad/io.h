@@ -1,7 +1,8 @@
-/* clgrad/io.h - outside data: safetensors checkpoints (src/io/safetensors.c) and IDX
- * image sets (src/io/idx.c). Every reader checks sizes before it reads; files are written
- * to a temporary name and renamed, so a crash never leaves a half-written checkpoint.
- * Tests: tests/unit/test_safetensors.c, tests/unit/test_idx.c; fuzz targets in tests/fuzz.
+/* clgrad/io.h - outside data: safetensors checkpoints (read: src/io/safetensors.c; write and
+ * module load/save: src/io/checkpoint.c) and IDX image sets (src/io/idx.c). Every reader
+ * checks sizes before it reads; files are written to a temporary name and renamed, so a
+ * crash never leaves a half-written checkpoint.
+ * Tests: tests/unit/test_io.c; fuzz targets in tests/fuzz (run.sh).
  */
 #ifndef CLGRAD_IO_H
 #define CLGRAD_IO_H
@@ -13,21 +14,28 @@ extern "C" {
 #endif
 
 /* ---- safetensors ---- */
-/* Writes entries (name -> tensor, F32 or F64, C order) atomically to path. */
+/* Writes entries (name -> tensor, F32 or F64, C order) atomically to path: in the given
+ * order, the header padded with spaces to a multiple of 8, via "<path>.tmp.<pid>" + fsync +
+ * rename, so a failure leaves any previous file at path as it was. */
 CLG_API clg_status clg_safetensors_save(clg_context *ctx, const char *path,
                                         const clg_named_tensor *entries, size_t n);
-/* Loads every tensor of the module's state from path: names, dtypes and shapes must all
- * match (F64 files convert into F32 tensors and back). Extra or missing names fail. */
+/* Loads every tensor of the module's state from path: names and shapes must all match
+ * (F64 files convert into F32 tensors and back; a file's shape [] counts as [1]). Extra or
+ * missing names fail with CLG_BAD_FORMAT, other shapes with CLG_SHAPE_MISMATCH, all checked
+ * before anything is written (only a failing device write can leave a partial load).
+ * num_batches_tracked: PyTorch's I64 [] loads into clgrad's F32 (1); save writes F32 [1]. */
 CLG_API clg_status clg_module_load(clg_context *ctx, clg_module *m, const char *path);
 CLG_API clg_status clg_module_save(clg_context *ctx, const clg_module *m, const char *path);
 
 /* A parsed safetensors file held in host memory (for tools and fuzzing). */
 typedef struct clg_st_entry {
     char *name;        /* owned by the file */
-    int dtype;         /* CLG_F32 or CLG_F64; other dtypes are rejected */
+    int dtype;         /* CLG_F32 or CLG_F64; other dtypes are rejected, except a one-element
+                        * I64 (PyTorch's num_batches_tracked), converted to F64 in place */
     int ndim;
     int shape[CLG_MAX_DIMS];
-    const void *data;  /* points into the file's buffer, dtype-sized values, maybe unaligned */
+    const void *data;  /* points into the file's buffer, dtype-sized values, maybe unaligned,
+                        * little-endian as in the file */
     size_t bytes;
 } clg_st_entry;
 typedef struct clg_st_file {
@@ -48,6 +56,7 @@ typedef struct clg_idx {
     unsigned char *data; /* owned; unsigned bytes, type 0x08 only */
     size_t size;         /* product of dims */
 } clg_idx;
+/* Parses len bytes: raw IDX, or gzip of it (starts with 1f 8b). */
 CLG_API clg_status clg_idx_parse(const void *bytes, size_t len, clg_idx *out, char *err, size_t err_len);
 /* Reads path (gunzipping when it starts with the gzip magic). Caps the decoded size at 1 GiB. */
 CLG_API clg_status clg_idx_read(const char *path, clg_idx *out, char *err, size_t err_len);

@@ -34,6 +34,8 @@ CLG_API void clg_optimizer_free(clg_optimizer *opt);
 /* Updates every parameter that has a gradient; those without one are skipped (PyTorch). */
 CLG_API clg_status clg_optimizer_step(clg_optimizer *opt);
 CLG_API void clg_optimizer_zero_grad(clg_optimizer *opt);
+/* Takes effect on the next step; a negative or NaN rate makes that step fail
+ * (CLG_INVALID_ARGUMENT) before any parameter moves. */
 CLG_API void clg_optimizer_set_lr(clg_optimizer *opt, double lr);
 CLG_API double clg_optimizer_lr(const clg_optimizer *opt);
 

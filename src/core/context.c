@@ -184,6 +184,8 @@ clg_status clg_context_create(const clg_context_params *params, clg_context **ou
     st = clg__device_fill_info(ctx->platform, ctx->device, -1, -1, &ctx->info);
     if (st == CLG_OK) st = clg__cache_dir_resolve(env_or(p.cache_dir, "CLGRAD_CACHE_DIR"), &ctx->cache_dir);
     const char *kdir = env_or(p.kernel_dir, "CLGRAD_KERNEL_DIR");
+    if (st == CLG_OK && kdir && strpbrk(kdir, " \t\"'"))
+        st = clg__fail(ctx, CLG_INVALID_ARGUMENT, "kernel folder \"%s\": no spaces or quotes (it becomes a -I build option)", kdir);
     if (st == CLG_OK && kdir && !(ctx->kernel_dir = clg__strdup(kdir))) st = CLG_OUT_OF_HOST_MEMORY;
     if (st == CLG_OK) st = clg__blas_init(ctx);
     if (st != CLG_OK) {

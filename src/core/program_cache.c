@@ -151,7 +151,7 @@ clg_status clg__program(clg_context *ctx, const char *name, const char *options,
         free(src);
         return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "program: out of host memory");
     }
-    if (ctx->kernel_dir) sprintf(full_opts, "%s -I \"%s\"", options, ctx->kernel_dir);
+    if (ctx->kernel_dir) sprintf(full_opts, "%s -I %s", options, ctx->kernel_dir); /* no quotes: PoCL keeps them */
     else strcpy(full_opts, options);
 
     uint64_t key = cache_key(ctx, src, len, full_opts);

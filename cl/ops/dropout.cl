@@ -1,0 +1,45 @@
+/* cl/ops/dropout.cl - dropout's mask from Philox-4x32-10 (Salmon et al., "Parallel random
+ * numbers: as easy as 1, 2, 3", SC'11), a counter-based generator: pure integer arithmetic
+ * on (seed, element index), so every device and both dtypes draw the same mask.
+ * Host side: src/ops/dropout.c. Tests: tests/ops/test_dropout.c (with a host Philox checked
+ * against Random123's known-answer vectors).
+ */
+#include "common/defs.h"
+
+/* Philox-4x32 with 10 rounds: counter ctr, key key. */
+inline uint4 philox4x32_10(uint4 ctr, uint2 key) {
+    const uint M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
+    const uint W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+    for (int r = 0; r < 10; ++r) {
+        if (r > 0) {
+            key.x += W0;
+            key.y += W1;
+        }
+        const uint hi0 = mul_hi(M0, ctr.x), lo0 = M0 * ctr.x;
+        const uint hi1 = mul_hi(M1, ctr.z), lo1 = M1 * ctr.z;
+        ctr = (uint4)(hi1 ^ ctr.y ^ key.x, lo1, hi0 ^ ctr.w ^ key.y, lo0);
+    }
+    return ctr;
+}
+
+/* Element i keeps its value when word (i % 4) of philox(counter = (i / 4, 0), key = seed),
+ * read as an unsigned 32-bit integer, is >= threshold (= ceil(p * 2^32), so p = 1 keeps
+ * nothing and p = 0 keeps everything). Kept values are scaled by scale = 1 / (1 - p).
+ *   forward:  y = mask * scale * x             (beta = 0)
+ *   backward: dx = beta * dx + mask * scale * dy
+ * One work-item per 4 elements: one Philox call serves them all. */
+__kernel void dropout_apply(__global REAL *y, __global const REAL *x, const ulong seed, const ulong threshold,
+                            const REAL scale, const REAL beta, const int n) {
+    const int g = GID0;
+    const int base = g * 4;
+    if (base >= n) return;
+    const ulong c = (ulong)g;
+    const uint4 r =
+        philox4x32_10((uint4)((uint)c, (uint)(c >> 32), 0u, 0u), (uint2)((uint)seed, (uint)(seed >> 32)));
+    const uint words[4] = {r.x, r.y, r.z, r.w};
+    for (int j = 0; j < 4 && base + j < n; ++j) {
+        const int i = base + j;
+        const REAL v = (ulong)words[j] >= threshold ? x[i] * scale : (REAL)0;
+        y[i] = beta == (REAL)0 ? v : beta * y[i] + v;
+    }
+}

@@ -1,0 +1,260 @@
+/* src/ops/batchnorm.c - batch_norm2d over (N, C, H, W): batch statistics and in-place
+ * running-stat updates in training, running stats in evaluation, optional affine weight and
+ * bias; graph recording and backward for x, weight and bias. Kernels: cl/ops/batchnorm.cl.
+ * Tests: tests/ops/test_batchnorm.c.
+ */
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+/* What backward needs beyond the inputs and the saved mean/invstd. */
+typedef struct bn_params {
+    int training; /* the batch statistics depend on x: dx has the two extra terms */
+} bn_params;
+
+typedef union real_arg {
+    float f;
+    double d;
+} real_arg;
+
+/* A REAL kernel argument: float or double by the tensors' dtype. */
+static clg_karg real_karg(real_arg *r, clg_dtype dt, double v) {
+    if (dt == CLG_F32) {
+        r->f = (float)v;
+        return (clg_karg){sizeof(float), &r->f};
+    }
+    r->d = v;
+    return (clg_karg){sizeof(double), &r->d};
+}
+
+/* The work-group size of the per-channel reductions: the largest power of two the kernel
+ * and device allow, capped at 256 (enough work-items to stream a channel). */
+static clg_status reduce_local_size(clg_context *ctx, cl_kernel k, size_t *lsz) {
+    size_t kwg = 0;
+    cl_int err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
+    if (err != CL_SUCCESS) return clg__cl_fail(ctx, err, "batch_norm2d: clGetKernelWorkGroupInfo");
+    size_t cap = kwg < 256 ? kwg : 256;
+    if (ctx->info.max_work_group_size && ctx->info.max_work_group_size < cap)
+        cap = ctx->info.max_work_group_size;
+    size_t l = 1;
+    while (l * 2 <= cap)
+        l *= 2;
+    *lsz = l;
+    return CLG_OK;
+}
+
+/* A per-channel tensor argument (weight, bias, running stats): NULL or (C) of x's dtype. */
+static clg_status check_channel(clg_context *ctx, const clg_tensor *t, const clg_tensor *x,
+                                const char *what) {
+    if (!t) return CLG_OK;
+    clg_status st = clg__check(ctx, t, "batch_norm2d", what);
+    if (st != CLG_OK) return st;
+    char sx[64], st_[64];
+    if (t->numel != (size_t)x->shape[1] || t->ndim != 1)
+        return clg__fail(ctx, CLG_SHAPE_MISMATCH, "batch_norm2d: %s must be (%d) for x %s: got %s", what,
+                         x->shape[1], clg__shape_str(x, sx, sizeof sx), clg__shape_str(t, st_, sizeof st_));
+    if (t->dtype != x->dtype)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "batch_norm2d: %s is %s but x is %s", what,
+                         clg_dtype_name(t->dtype), clg_dtype_name(x->dtype));
+    return CLG_OK;
+}
+
+/* ---------------------------------------------------------------- backward */
+
+static clg_status batch_norm2d_backward(clg_context *ctx, clg_node *node, const clg_tensor *dy,
+                                        clg_tensor *const *dx, const double *beta) {
+    const clg_tensor *x = node->inputs[0], *w = node->inputs[1], *b = node->inputs[2];
+    const clg_tensor *mean = node->saved[0], *invstd = node->saved[1]; // (C) each
+    bn_params prm;
+    memcpy(&prm, node->params, sizeof prm);
+    clg_tensor *dxx = dx[0], *dw = w ? dx[1] : NULL, *db = b ? dx[2] : NULL;
+    if (!dxx && !dw && !db) return CLG_OK;
+    if (!x || !mean || !invstd)
+        return clg__fail(ctx, CLG_INVALID_STATE, "batch_norm2d backward: the saved statistics are gone");
+    clg_status st = clg__check_same(ctx, dy, x, "batch_norm2d backward", "dy and x");
+    if (st == CLG_OK && dxx) st = clg__check_same(ctx, dxx, x, "batch_norm2d backward", "dx and x");
+    if (st == CLG_OK && dw) st = clg__check_same(ctx, dw, w, "batch_norm2d backward", "dweight and weight");
+    if (st == CLG_OK && db) st = clg__check_same(ctx, db, b, "batch_norm2d backward", "dbias and bias");
+    if (st != CLG_OK) return st;
+
+    const clg_dtype dt = x->dtype;
+    int N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
+    cl_mem xm = clg_tensor_cl_mem(x), dym = clg_tensor_cl_mem(dy);
+    cl_mem mm = clg_tensor_cl_mem(mean), im = clg_tensor_cl_mem(invstd);
+
+    /* The sums are dbias and dweight; training's dx needs them too. */
+    clg_tensor *sum_dy = NULL, *sum_dyx = NULL; // (C) each
+    const bool need_sums = dw || db || (dxx && prm.training);
+    if (need_sums) {
+        const int cshape[1] = {C};
+        cl_kernel k;
+        size_t lsz = 1;
+        st = clg__tensor_new(ctx, dt, 1, cshape, &sum_dy);
+        if (st == CLG_OK) st = clg__tensor_new(ctx, dt, 1, cshape, &sum_dyx);
+        if (st == CLG_OK) st = clg__kernel_dt(ctx, "ops/batchnorm", "bn_bwd_reduce", dt, NULL, &k);
+        if (st == CLG_OK) st = reduce_local_size(ctx, k, &lsz);
+        if (st == CLG_OK) {
+            cl_mem sa = clg_tensor_cl_mem(sum_dy), sb = clg_tensor_cl_mem(sum_dyx);
+            const clg_karg args[] = {
+                CLG_ARG(sa), CLG_ARG(sb), CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(mm),
+                CLG_ARG(im), CLG_ARG(N),  CLG_ARG(C),   CLG_ARG(HW), CLG_LOCAL(lsz * clg_dtype_size(dt))};
+            const size_t global = (size_t)C * lsz;
+            st = clg__launch(ctx, k, 1, &global, &lsz, args, sizeof args / sizeof args[0],
+                             "batch_norm2d backward");
+        }
+    }
+    /* Inputs in order, one write at a time (weight and bias may be one tensor). */
+    if (st == CLG_OK && dxx) {
+        cl_kernel k;
+        st = clg__kernel_dt(ctx, "ops/batchnorm", "bn_bwd_dx", dt, NULL, &k);
+        if (st == CLG_OK) {
+            cl_mem dxm = clg_tensor_cl_mem(dxx);
+            cl_mem wm = w ? clg_tensor_cl_mem(w) : mm; /* placeholders are never read */
+            cl_mem sa = sum_dy ? clg_tensor_cl_mem(sum_dy) : mm;
+            cl_mem sb = sum_dyx ? clg_tensor_cl_mem(sum_dyx) : mm;
+            int has_w = w != NULL, n = (int)x->numel;
+            real_arg rb;
+            st = CLG_LAUNCH1D(ctx, k, x->numel, "batch_norm2d backward", CLG_ARG(dxm), CLG_ARG(dym),
+                              CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(sa), CLG_ARG(sb),
+                              CLG_ARG(has_w), CLG_ARG(prm.training), CLG_ARG(N), CLG_ARG(C), CLG_ARG(HW),
+                              real_karg(&rb, dt, beta[0]), CLG_ARG(n));
+        }
+    }
+    if (st == CLG_OK && dw) st = clg__axpby(ctx, 1.0, sum_dyx, beta[1], dw);
+    if (st == CLG_OK && db) st = clg__axpby(ctx, 1.0, sum_dy, beta[2], db);
+    clg_tensor_free(sum_dy);
+    clg_tensor_free(sum_dyx);
+    return st;
+}
+
+static const clg_op_def batch_norm2d_op = {"batch_norm2d", batch_norm2d_backward};
+
+/* ---------------------------------------------------------------- forward */
+
+/* Validates every argument before anything runs, so bad input leaves the running stats alone. */
+static clg_status bn_validate(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
+                              const clg_tensor *bias, const clg_tensor *running_mean,
+                              const clg_tensor *running_var, bool training, double momentum, double eps) {
+    clg_status st = clg__check(ctx, x, "batch_norm2d", "x");
+    if (st != CLG_OK) return st;
+    char s[64];
+    if (x->ndim != 4)
+        return clg__fail(ctx, CLG_SHAPE_MISMATCH, "batch_norm2d: x must be 4-D (N, C, H, W): got %s",
+                         clg__shape_str(x, s, sizeof s));
+    if (x->numel > INT_MAX)
+        return clg__fail(ctx, CLG_UNSUPPORTED, "batch_norm2d: x %s has more than INT_MAX elements",
+                         clg__shape_str(x, s, sizeof s));
+    if ((st = check_channel(ctx, weight, x, "weight")) != CLG_OK) return st;
+    if ((st = check_channel(ctx, bias, x, "bias")) != CLG_OK) return st;
+    if ((st = check_channel(ctx, running_mean, x, "running_mean")) != CLG_OK) return st;
+    if ((st = check_channel(ctx, running_var, x, "running_var")) != CLG_OK) return st;
+    if (!running_mean != !running_var)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "batch_norm2d: running_mean and running_var go together (both or neither)");
+    if (!training && !running_mean)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "batch_norm2d: evaluation needs running_mean and running_var");
+    if (running_mean == running_var && running_mean)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "batch_norm2d: running_mean and running_var are the same tensor");
+    if (!(eps >= 0) || !isfinite(eps))
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "batch_norm2d: eps must be >= 0: got %g", eps);
+    if (!(momentum >= 0 && momentum <= 1))
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "batch_norm2d: momentum must be in [0, 1]: got %g",
+                         momentum);
+    /* One value per channel has no variance (and the unbiased one divides by M - 1). */
+    if (training && (size_t)x->shape[0] * x->shape[2] * x->shape[3] < 2)
+        return clg__fail(ctx, CLG_SHAPE_MISMATCH,
+                         "batch_norm2d: training needs more than 1 value per channel: x is %s",
+                         clg__shape_str(x, s, sizeof s));
+    return CLG_OK;
+}
+
+clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
+                            const clg_tensor *bias, clg_tensor *running_mean, clg_tensor *running_var,
+                            bool training, double momentum, double eps, clg_tensor **out) {
+    if (!ctx) return CLG_INVALID_ARGUMENT;
+    if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "batch_norm2d: out is NULL");
+    *out = NULL;
+    clg_status st = bn_validate(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps);
+    if (st != CLG_OK) return st;
+
+    const clg_dtype dt = x->dtype;
+    int N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
+    const int cshape[1] = {C};
+    clg_tensor *y = NULL, *mean = NULL, *invstd = NULL; // (N, C, H, W), (C), (C)
+    st = clg__tensor_new(ctx, dt, 4, x->shape, &y);
+    if (st == CLG_OK) st = clg__tensor_new(ctx, dt, 1, cshape, &mean);
+    if (st == CLG_OK) st = clg__tensor_new(ctx, dt, 1, cshape, &invstd);
+    /* Both kernels first: once the statistics kernel ran, the running stats have moved. */
+    cl_kernel k_stats, k_norm;
+    if (st == CLG_OK)
+        st =
+            clg__kernel_dt(ctx, "ops/batchnorm", training ? "bn_stats" : "bn_eval_stats", dt, NULL, &k_stats);
+    if (st == CLG_OK) st = clg__kernel_dt(ctx, "ops/batchnorm", "bn_normalize", dt, NULL, &k_norm);
+    size_t lsz = 1;
+    if (st == CLG_OK && training) st = reduce_local_size(ctx, k_stats, &lsz);
+
+    cl_mem xm = clg_tensor_cl_mem(x);
+    cl_mem mm = mean ? clg_tensor_cl_mem(mean) : NULL, im = invstd ? clg_tensor_cl_mem(invstd) : NULL;
+    real_arg r_mom, r_eps;
+    if (st == CLG_OK && training) {
+        /* Without running stats nothing is updated; mean stands in as their argument. */
+        int update = running_mean != NULL;
+        cl_mem rm = update ? clg_tensor_cl_mem(running_mean) : mm;
+        cl_mem rv = update ? clg_tensor_cl_mem(running_var) : mm;
+        const clg_karg args[] = {CLG_ARG(xm),
+                                 CLG_ARG(mm),
+                                 CLG_ARG(im),
+                                 CLG_ARG(rm),
+                                 CLG_ARG(rv),
+                                 CLG_ARG(update),
+                                 real_karg(&r_mom, dt, momentum),
+                                 real_karg(&r_eps, dt, eps),
+                                 CLG_ARG(N),
+                                 CLG_ARG(C),
+                                 CLG_ARG(HW),
+                                 CLG_LOCAL(lsz * clg_dtype_size(dt))};
+        const size_t global = (size_t)C * lsz;
+        st = clg__launch(ctx, k_stats, 1, &global, &lsz, args, sizeof args / sizeof args[0], "batch_norm2d");
+    } else if (st == CLG_OK) {
+        cl_mem rm = clg_tensor_cl_mem(running_mean), rv = clg_tensor_cl_mem(running_var);
+        st = CLG_LAUNCH1D(ctx, k_stats, (size_t)C, "batch_norm2d", CLG_ARG(mm), CLG_ARG(im), CLG_ARG(rm),
+                          CLG_ARG(rv), real_karg(&r_eps, dt, eps), CLG_ARG(C));
+    }
+    if (st == CLG_OK) {
+        cl_mem ym = clg_tensor_cl_mem(y);
+        cl_mem wm = weight ? clg_tensor_cl_mem(weight) : mm; /* placeholders are never read */
+        cl_mem bm = bias ? clg_tensor_cl_mem(bias) : mm;
+        int has_w = weight != NULL, has_b = bias != NULL, n = (int)x->numel;
+        st = CLG_LAUNCH1D(ctx, k_norm, x->numel, "batch_norm2d", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(mm),
+                          CLG_ARG(im), CLG_ARG(wm), CLG_ARG(bm), CLG_ARG(has_w), CLG_ARG(has_b), CLG_ARG(C),
+                          CLG_ARG(HW), CLG_ARG(n));
+    }
+
+    /* Running stats are state, not inputs: gradients flow to x, weight and bias only. */
+    const clg_tensor *inputs[3] = {x, weight, bias};
+    const clg_tensor *present[3];
+    int n_present = 0;
+    for (int i = 0; i < 3; ++i)
+        if (inputs[i]) present[n_present++] = inputs[i];
+    if (st == CLG_OK && clg__needs_grad(ctx, n_present, present)) {
+        bn_params prm = {training ? 1 : 0};
+        clg_node *node = NULL;
+        st = clg__record(ctx, &batch_norm2d_op, y, 3, inputs, &prm, sizeof prm, &node);
+        if (st == CLG_OK && node) {
+            clg__save(node, 0, mean);
+            clg__save(node, 1, invstd);
+        }
+    }
+    clg_tensor_free(mean); /* the node holds its own references */
+    clg_tensor_free(invstd);
+    if (st != CLG_OK) {
+        clg_tensor_free(y);
+        return st;
+    }
+    *out = y;
+    return CLG_OK;
+}

@@ -1,0 +1,229 @@
+/* src/ops/pool2d.c - max_pool2d and avg_pool2d (count_include_pad = true) over (N, C, H, W):
+ * forward, graph recording and backward. Kernels: cl/ops/pool2d.cl.
+ * Tests: tests/ops/test_pool2d.c.
+ * Max pool saves its argmax per output element; backward gathers with it (no atomics).
+ */
+#include <limits.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+/* Everything backward needs about the geometry, copied into the node. */
+typedef struct pool_geom {
+    int n, c, h, w; /* input (N, C, H, W) */
+    int oh, ow;     /* output spatial size */
+    int kh, kw, sh, sw, ph, pw;
+} pool_geom;
+
+typedef union real_arg {
+    float f;
+    double d;
+} real_arg;
+
+/* A REAL kernel argument: float or double by the tensors' dtype. */
+static clg_karg real_karg(real_arg *r, clg_dtype dt, double v) {
+    if (dt == CLG_F32) {
+        r->f = (float)v;
+        return (clg_karg){sizeof(float), &r->f};
+    }
+    r->d = v;
+    return (clg_karg){sizeof(double), &r->d};
+}
+
+/* Validates x and p and works out the output size, as PyTorch does (floor mode). */
+static clg_status pool_geom_make(clg_context *ctx, const clg_tensor *x, clg_pool2d_params p, const char *op,
+                                 pool_geom *g) {
+    clg_status st = clg__check(ctx, x, op, "x");
+    if (st != CLG_OK) return st;
+    char s[64];
+    if (x->ndim != 4)
+        return clg__fail(ctx, CLG_SHAPE_MISMATCH, "%s: x must be 4-D (N, C, H, W): got %s", op,
+                         clg__shape_str(x, s, sizeof s));
+    if (p.kernel_h < 1 || p.kernel_w < 1)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: kernel must be positive: got %dx%d", op, p.kernel_h,
+                         p.kernel_w);
+    if (p.stride_h < 0 || p.stride_w < 0)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "%s: stride must be positive (0 = kernel size): got %dx%d", op, p.stride_h,
+                         p.stride_w);
+    if (p.pad_h < 0 || p.pad_w < 0)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: padding must not be negative: got %dx%d", op,
+                         p.pad_h, p.pad_w);
+    /* Wider padding would make windows that see only padding (PyTorch refuses it too). */
+    if (p.pad_h > p.kernel_h / 2 || p.pad_w > p.kernel_w / 2)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: padding %dx%d must be at most half the kernel %dx%d",
+                         op, p.pad_h, p.pad_w, p.kernel_h, p.kernel_w);
+    g->n = x->shape[0];
+    g->c = x->shape[1];
+    g->h = x->shape[2];
+    g->w = x->shape[3];
+    g->kh = p.kernel_h;
+    g->kw = p.kernel_w;
+    g->sh = p.stride_h ? p.stride_h : p.kernel_h;
+    g->sw = p.stride_w ? p.stride_w : p.kernel_w;
+    g->ph = p.pad_h;
+    g->pw = p.pad_w;
+    if (g->h + 2 * g->ph < g->kh || g->w + 2 * g->pw < g->kw)
+        return clg__fail(ctx, CLG_SHAPE_MISMATCH, "%s: kernel %dx%d does not fit input %s with padding %dx%d",
+                         op, g->kh, g->kw, clg__shape_str(x, s, sizeof s), g->ph, g->pw);
+    g->oh = (g->h + 2 * g->ph - g->kh) / g->sh + 1;
+    g->ow = (g->w + 2 * g->pw - g->kw) / g->sw + 1;
+    /* Kernels index with int. */
+    if (x->numel > INT_MAX || (size_t)g->n * g->c * g->oh * g->ow > INT_MAX)
+        return clg__fail(ctx, CLG_UNSUPPORTED, "%s: input %s has more than INT_MAX elements", op,
+                         clg__shape_str(x, s, sizeof s));
+    return CLG_OK;
+}
+
+/* Shapes backward receives must be the ones forward saw (the graph guarantees it; direct
+ * callers get a clear error instead of an out-of-bounds read). */
+static clg_status pool_check_grads(clg_context *ctx, const pool_geom *g, const clg_tensor *dy,
+                                   const clg_tensor *dx, const char *op) {
+    char s[64];
+    const clg_tensor *ts[2] = {dy, dx};
+    const int want[2][4] = {{g->n, g->c, g->oh, g->ow}, {g->n, g->c, g->h, g->w}};
+    const char *names[2] = {"dy", "dx"};
+    for (int t = 0; t < 2; ++t) {
+        clg_status st = clg__check(ctx, ts[t], op, names[t]);
+        if (st != CLG_OK) return st;
+        bool ok = ts[t]->ndim == 4;
+        for (int d = 0; ok && d < 4; ++d)
+            ok = ts[t]->shape[d] == want[t][d];
+        if (!ok)
+            return clg__fail(ctx, CLG_SHAPE_MISMATCH, "%s backward: %s must be (%d, %d, %d, %d): got %s", op,
+                             names[t], want[t][0], want[t][1], want[t][2], want[t][3],
+                             clg__shape_str(ts[t], s, sizeof s));
+    }
+    if (dy->dtype != dx->dtype)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s backward: dy is %s but dx is %s", op,
+                         clg_dtype_name(dy->dtype), clg_dtype_name(dx->dtype));
+    return CLG_OK;
+}
+
+/* ---------------------------------------------------------------- max_pool2d */
+
+static clg_status max_pool2d_backward(clg_context *ctx, clg_node *node, const clg_tensor *dy,
+                                      clg_tensor *const *dx, const double *beta) {
+    if (!dx[0]) return CLG_OK;
+    pool_geom g;
+    memcpy(&g, node->params, sizeof g);
+    clg_status st = pool_check_grads(ctx, &g, dy, dx[0], "max_pool2d");
+    if (st != CLG_OK) return st;
+    const clg_tensor *idx = node->saved[0]; /* (N, C, OH, OW) int32 argmax */
+    if (!idx) return clg__fail(ctx, CLG_INVALID_STATE, "max_pool2d backward: the saved argmax is gone");
+    cl_kernel k;
+    st = clg__kernel_dt(ctx, "ops/pool2d", "max_pool2d_bwd", dx[0]->dtype, NULL, &k);
+    if (st != CLG_OK) return st;
+    cl_mem dxm = clg_tensor_cl_mem(dx[0]), dym = clg_tensor_cl_mem(dy), im = clg_tensor_cl_mem(idx);
+    int n = (int)dx[0]->numel;
+    real_arg b;
+    return CLG_LAUNCH1D(ctx, k, dx[0]->numel, "max_pool2d backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(im),
+                        CLG_ARG(g.h), CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh),
+                        CLG_ARG(g.kw), CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph), CLG_ARG(g.pw),
+                        real_karg(&b, dx[0]->dtype, beta[0]), CLG_ARG(n));
+}
+
+static const clg_op_def max_pool2d_op = {"max_pool2d", max_pool2d_backward};
+
+clg_status clg_max_pool2d(clg_context *ctx, const clg_tensor *x, clg_pool2d_params p, clg_tensor **out) {
+    if (!ctx) return CLG_INVALID_ARGUMENT;
+    if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "max_pool2d: out is NULL");
+    *out = NULL;
+    pool_geom g;
+    clg_status st = pool_geom_make(ctx, x, p, "max_pool2d", &g);
+    if (st != CLG_OK) return st;
+
+    const clg_tensor *inputs[1] = {x};
+    const bool record = clg__needs_grad(ctx, 1, inputs);
+    const int yshape[4] = {g.n, g.c, g.oh, g.ow};
+    clg_tensor *y = NULL, *idx = NULL;
+    st = clg__tensor_new(ctx, x->dtype, 4, yshape, &y); // (N, C, OH, OW)
+    /* Tensors carry only real dtypes: an F32 tensor is the pool's 4-byte-element buffer, and
+     * holds int32 argmax values that only these kernels read. */
+    if (st == CLG_OK && record) st = clg__tensor_new(ctx, CLG_F32, 4, yshape, &idx);
+    cl_kernel k;
+    if (st == CLG_OK)
+        st = clg__kernel_dt(ctx, "ops/pool2d", record ? "max_pool2d_fwd_idx" : "max_pool2d_fwd", x->dtype,
+                            NULL, &k);
+    if (st == CLG_OK) {
+        cl_mem ym = clg_tensor_cl_mem(y), xm = clg_tensor_cl_mem(x);
+        int n = (int)y->numel;
+        if (record) {
+            cl_mem im = clg_tensor_cl_mem(idx);
+            st = CLG_LAUNCH1D(ctx, k, y->numel, "max_pool2d", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(im),
+                              CLG_ARG(g.h), CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh),
+                              CLG_ARG(g.kw), CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph), CLG_ARG(g.pw),
+                              CLG_ARG(n));
+        } else {
+            st = CLG_LAUNCH1D(ctx, k, y->numel, "max_pool2d", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(g.h),
+                              CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh), CLG_ARG(g.kw),
+                              CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph), CLG_ARG(g.pw), CLG_ARG(n));
+        }
+    }
+    if (st == CLG_OK && record) {
+        clg_node *node = NULL;
+        st = clg__record(ctx, &max_pool2d_op, y, 1, inputs, &g, sizeof g, &node);
+        if (st == CLG_OK && node) clg__save(node, 0, idx);
+    }
+    clg_tensor_free(idx); /* the node holds its own reference */
+    if (st != CLG_OK) {
+        clg_tensor_free(y);
+        return st;
+    }
+    *out = y;
+    return CLG_OK;
+}
+
+/* ---------------------------------------------------------------- avg_pool2d */
+
+static clg_status avg_pool2d_backward(clg_context *ctx, clg_node *node, const clg_tensor *dy,
+                                      clg_tensor *const *dx, const double *beta) {
+    if (!dx[0]) return CLG_OK;
+    pool_geom g;
+    memcpy(&g, node->params, sizeof g);
+    clg_status st = pool_check_grads(ctx, &g, dy, dx[0], "avg_pool2d");
+    if (st != CLG_OK) return st;
+    cl_kernel k;
+    st = clg__kernel_dt(ctx, "ops/pool2d", "avg_pool2d_bwd", dx[0]->dtype, NULL, &k);
+    if (st != CLG_OK) return st;
+    cl_mem dxm = clg_tensor_cl_mem(dx[0]), dym = clg_tensor_cl_mem(dy);
+    int n = (int)dx[0]->numel;
+    real_arg b;
+    return CLG_LAUNCH1D(ctx, k, dx[0]->numel, "avg_pool2d backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(g.h),
+                        CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh), CLG_ARG(g.kw),
+                        CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph), CLG_ARG(g.pw),
+                        real_karg(&b, dx[0]->dtype, beta[0]), CLG_ARG(n));
+}
+
+static const clg_op_def avg_pool2d_op = {"avg_pool2d", avg_pool2d_backward};
+
+clg_status clg_avg_pool2d(clg_context *ctx, const clg_tensor *x, clg_pool2d_params p, clg_tensor **out) {
+    if (!ctx) return CLG_INVALID_ARGUMENT;
+    if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "avg_pool2d: out is NULL");
+    *out = NULL;
+    pool_geom g;
+    clg_status st = pool_geom_make(ctx, x, p, "avg_pool2d", &g);
+    if (st != CLG_OK) return st;
+
+    const clg_tensor *inputs[1] = {x};
+    const int yshape[4] = {g.n, g.c, g.oh, g.ow};
+    clg_tensor *y = NULL;
+    st = clg__tensor_new(ctx, x->dtype, 4, yshape, &y); // (N, C, OH, OW)
+    cl_kernel k;
+    if (st == CLG_OK) st = clg__kernel_dt(ctx, "ops/pool2d", "avg_pool2d_fwd", x->dtype, NULL, &k);
+    if (st == CLG_OK) {
+        cl_mem ym = clg_tensor_cl_mem(y), xm = clg_tensor_cl_mem(x);
+        int n = (int)y->numel;
+        st = CLG_LAUNCH1D(ctx, k, y->numel, "avg_pool2d", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(g.h),
+                          CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh), CLG_ARG(g.kw),
+                          CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph), CLG_ARG(g.pw), CLG_ARG(n));
+    }
+    if (st == CLG_OK && clg__needs_grad(ctx, 1, inputs))
+        st = clg__record(ctx, &avg_pool2d_op, y, 1, inputs, &g, sizeof g, NULL);
+    if (st != CLG_OK) {
+        clg_tensor_free(y);
+        return st;
+    }
+    *out = y;
+    return CLG_OK;
+}

@@ -1,0 +1,56 @@
+/* src/optim/optimizer.h - what sgd.c and adam.c share with optimizer.c: the optimizer's
+ * layout (params with references, per-parameter state and step counts) and the per-kind
+ * step function. Public API: include/clgrad/optim.h. Tests: tests/graph/test_optim.c.
+ */
+#ifndef CLGRAD_OPTIM_INTERNAL_H
+#define CLGRAD_OPTIM_INTERNAL_H
+
+#include "core/internal.h"
+
+#define CLG_OPTIM_MAX_STATE 2 /* SGD: momentum buffer; Adam: exp_avg, exp_avg_sq */
+
+/* Updates params[i], whose gradient g is present; allocates its state on first use. */
+typedef clg_status (*clg_optim_step_fn)(clg_optimizer *opt, size_t i, const clg_tensor *g);
+
+typedef struct clg_optim_kind {
+    const char *name; /* "sgd", "adam": names the optimizer in errors */
+    clg_optim_step_fn step;
+} clg_optim_kind;
+
+typedef struct clg_optim_param {
+    clg_tensor *param;                      /* a reference */
+    clg_tensor *state[CLG_OPTIM_MAX_STATE]; /* owned; NULL until the first gradient */
+    uint64_t steps; /* steps this parameter took: PyTorch keeps the count per parameter */
+} clg_optim_param;
+
+struct clg_optimizer {
+    clg_context *ctx;
+    const clg_optim_kind *kind;
+    clg_optim_param *params; /* n entries */
+    size_t n;
+    double lr; /* clg_optimizer_set_lr changes it between steps */
+    union {
+        clg_sgd_params sgd;
+        clg_adam_params adam;
+    } hp;
+};
+
+/* Validates the parameter list (non-NULL, n > 0, leaves of ctx, no duplicates, int-sized)
+ * and builds an optimizer holding a reference to each; hp is filled by the caller. */
+clg_status clg__optimizer_new(clg_context *ctx, const clg_optim_kind *kind, clg_tensor *const *params,
+                              size_t n, double lr, clg_optimizer **out);
+/* Allocates the state slot of params[i] (same dtype and shape) filled with zeros. */
+clg_status clg__optimizer_state(clg_optimizer *opt, size_t i, int slot);
+
+/* A REAL kernel argument: float or double to match the program's build. */
+typedef struct clg_real_arg {
+    float f;
+    double d;
+} clg_real_arg;
+static inline clg_karg clg__real_karg(clg_dtype dt, clg_real_arg *r, double v) {
+    r->f = (float)v;
+    r->d = v;
+    return dt == CLG_F64 ? (clg_karg){sizeof r->d, &r->d} : (clg_karg){sizeof r->f, &r->f};
+}
+
+#endif

@@ -1,0 +1,67 @@
+/* src/optim/sgd.c - SGD with momentum, dampening, nesterov and weight decay, PyTorch's
+ * rule (torch.optim.SGD, 1.13): one launch of cl/optim/sgd.cl per parameter per step.
+ * Shared plumbing: optimizer.c. Tests: tests/graph/test_optim.c.
+ */
+#include <math.h>
+
+#include "optim/optimizer.h"
+
+static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g);
+static const clg_optim_kind sgd_kind = {"sgd", sgd_step};
+
+clg_sgd_params clg_sgd_default_params(void) {
+    return (clg_sgd_params){
+        .lr = 0.01, .momentum = 0.0, .dampening = 0.0, .weight_decay = 0.0, .nesterov = false};
+}
+
+clg_status clg_sgd_create(clg_context *ctx, clg_tensor *const *params, size_t n, clg_sgd_params p,
+                          clg_optimizer **out) {
+    if (!ctx) return CLG_INVALID_ARGUMENT;
+    if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "sgd: out is NULL");
+    *out = NULL;
+    /* PyTorch's checks, written so NaN fails them too. */
+    if (!(p.lr >= 0.0))
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "sgd: learning rate %g is not >= 0", p.lr);
+    if (!(p.momentum >= 0.0))
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "sgd: momentum %g is not >= 0", p.momentum);
+    if (!(p.weight_decay >= 0.0))
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "sgd: weight_decay %g is not >= 0", p.weight_decay);
+    if (!isfinite(p.dampening))
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "sgd: dampening %g is not finite", p.dampening);
+    if (p.nesterov && (p.momentum <= 0.0 || p.dampening != 0.0))
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "sgd: nesterov needs momentum > 0 and dampening == 0 (momentum %g, dampening %g)",
+                         p.momentum, p.dampening);
+    clg_status st = clg__optimizer_new(ctx, &sgd_kind, params, n, p.lr, out);
+    if (st == CLG_OK) (*out)->hp.sgd = p;
+    return st;
+}
+
+static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g) {
+    clg_context *ctx = opt->ctx;
+    const clg_sgd_params *hp = &opt->hp.sgd;
+    clg_optim_param *e = &opt->params[i];
+    clg_tensor *p = e->param;
+    const clg_dtype dt = p->dtype;
+    const int n = (int)p->numel;
+    cl_mem pm = p->buf->block.mem, gm = g->buf->block.mem; // (numel) each
+    clg_real_arg a_lr, a_wd, a_mom, a_damp;
+    const clg_karg lr = clg__real_karg(dt, &a_lr, opt->lr);
+    const clg_karg wd = clg__real_karg(dt, &a_wd, hp->weight_decay);
+    cl_kernel k;
+    clg_status st;
+    if (hp->momentum == 0.0) {
+        if ((st = clg__kernel_dt(ctx, "optim/sgd", "sgd_step", dt, NULL, &k))) return st;
+        return CLG_LAUNCH1D(ctx, k, (size_t)n, "sgd", CLG_ARG(pm), CLG_ARG(gm), lr, wd, CLG_ARG(n));
+    }
+    if ((st = clg__kernel_dt(ctx, "optim/sgd", "sgd_momentum_step", dt, NULL, &k))) return st;
+    if ((st = clg__optimizer_state(opt, i, 0))) return st;
+    cl_mem bm = e->state[0]->buf->block.mem; // (numel) momentum buffer
+    /* PyTorch's buffer starts as a copy of the first d_p, not as zeros + (1 - dampening) d_p. */
+    const int first = e->steps == 0;
+    const int nesterov = hp->nesterov;
+    const clg_karg mom = clg__real_karg(dt, &a_mom, hp->momentum);
+    const clg_karg damp = clg__real_karg(dt, &a_damp, 1.0 - hp->dampening);
+    return CLG_LAUNCH1D(ctx, k, (size_t)n, "sgd", CLG_ARG(pm), CLG_ARG(gm), CLG_ARG(bm), lr, wd, mom, damp,
+                        CLG_ARG(first), CLG_ARG(nesterov), CLG_ARG(n));
+}

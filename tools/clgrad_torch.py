@@ -1,0 +1,254 @@
+#!/usr/bin/python3
+"""clgrad's two training models (lenet, cnn) in PyTorch, with clgrad's state_dict names, to
+cross-check checkpoints both ways: `eval` scores a clgrad checkpoint with torch, `train`
+trains in torch and writes a checkpoint clgrad can load. Pair: tools/clgrad-train (C);
+speed baseline: tools/torch_baseline.py. Needs torch and numpy, no safetensors package.
+"""
+import argparse
+import gzip
+import json
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
+_DT = {"F32": "<f4", "F64": "<f8", "I64": "<i8", "I32": "<i4"}
+
+
+# ---- safetensors, by hand: u64 LE header length, JSON header, raw data --------------------
+def read_safetensors(path):
+    """Returns {name: numpy array}; rejects offsets outside the file."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    if len(buf) < 8:
+        raise ValueError(f"{path}: too short for a safetensors file")
+    (n,) = struct.unpack("<Q", buf[:8])
+    if 8 + n > len(buf):
+        raise ValueError(f"{path}: header length {n} past the end of the file")
+    header = json.loads(buf[8:8 + n])
+    data = memoryview(buf)[8 + n:]
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        if e["dtype"] not in _DT:
+            raise ValueError(f"{path}: {name}: unsupported dtype {e['dtype']}")
+        b, end = e["data_offsets"]
+        dt = np.dtype(_DT[e["dtype"]])
+        count = int(np.prod(e["shape"], dtype=np.int64))
+        if not (0 <= b <= end <= len(data)) or end - b != count * dt.itemsize:
+            raise ValueError(f"{path}: {name}: bad data_offsets {b}..{end}")
+        out[name] = np.frombuffer(data[b:end], dtype=dt).reshape(e["shape"]).copy()
+    return out
+
+
+def write_safetensors(path, arrays):
+    """arrays: {name: numpy array}, written in order, F32/F64 kept as they are."""
+    header, blobs, off = {}, [], 0
+    rev = {v: k for k, v in _DT.items()}
+    for name, a in arrays.items():
+        a = np.ascontiguousarray(a)
+        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+        b = a.tobytes()
+        header[name] = {"dtype": rev[a.dtype.str], "shape": list(a.shape),
+                        "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)  # never a half-written checkpoint under the real name
+
+
+# ---- the models ----------------------------------------------------------------------------
+class LeNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):  # (N, 1, 28, 28)
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)  # (N, 6, 14, 14)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # (N, 16, 5, 5)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+class CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(32)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(64)
+        self.fc1 = nn.Linear(3136, 128)
+        self.dropout = nn.Dropout(0.25)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):  # (N, 1, 28, 28)
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)  # (N, 32, 14, 14)
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)  # (N, 64, 7, 7)
+        x = torch.flatten(x, 1)
+        x = self.dropout(F.relu(self.fc1(x)))
+        return self.fc2(x)
+
+
+MODELS = {"lenet": LeNet, "cnn": CNN}
+
+
+def make_optimizer(name, params):
+    if name == "lenet":
+        return torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    return torch.optim.Adam(params, lr=0.001)
+
+
+# ---- checkpoints ---------------------------------------------------------------------------
+def load_checkpoint(model, path):
+    arrays = read_safetensors(path)
+    sd = model.state_dict()
+    missing = [k for k in sd if k not in arrays]
+    extra = [k for k in arrays if k not in sd]
+    if missing or extra:
+        raise ValueError(f"{path}: names differ from the model: missing {missing}, extra {extra}")
+    new = {}
+    for k, ref in sd.items():
+        a = arrays[k]
+        if k.endswith("num_batches_tracked"):
+            # clgrad keeps it as an F32 [1] tensor; torch wants an int64 scalar.
+            if a.size != 1:
+                raise ValueError(f"{path}: {k}: {a.size} values, want 1")
+            new[k] = torch.tensor(int(round(float(a.reshape(-1)[0]))), dtype=torch.int64)
+            continue
+        if tuple(a.shape) != tuple(ref.shape):
+            raise ValueError(f"{path}: {k}: shape {list(a.shape)}, model has {list(ref.shape)}")
+        new[k] = torch.from_numpy(a.astype(np.float32))
+    model.load_state_dict(new)
+
+
+def save_checkpoint(model, path):
+    arrays = {}
+    for k, v in model.state_dict().items():
+        if k.endswith("num_batches_tracked"):
+            arrays[k] = np.array([float(v.item())], dtype=np.float32)  # clgrad: F32 [1]
+        else:
+            arrays[k] = v.detach().cpu().numpy().astype(np.float32)
+    write_safetensors(path, arrays)
+
+
+# ---- Fashion-MNIST (gzipped IDX) -------------------------------------------------------------
+def read_idx(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: {data.size} bytes of data, dims {dims}")
+    return data.reshape(dims)
+
+
+def load_split(data_dir, split):
+    prefix = "train" if split == "train" else "t10k"
+    x = read_idx(os.path.join(data_dir, f"{prefix}-images-idx3-ubyte.gz"))
+    y = read_idx(os.path.join(data_dir, f"{prefix}-labels-idx1-ubyte.gz"))
+    x = torch.from_numpy(x.astype(np.float32) / 255.0).unsqueeze(1)  # (N, 1, 28, 28) in [0, 1]
+    return x, torch.from_numpy(y.astype(np.int64))
+
+
+def accuracy(model, x, y, batch=1000):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            correct += (model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum().item()
+    return correct / len(x)
+
+
+# ---- subcommands -----------------------------------------------------------------------------
+def cmd_eval(args):
+    model = MODELS[args.model]()
+    load_checkpoint(model, args.checkpoint)
+    x, y = load_split(args.data, "test")
+    print(f"test_accuracy={accuracy(model, x, y):.4f}")
+    return 0
+
+
+def cmd_train(args):
+    torch.manual_seed(args.seed)
+    model = MODELS[args.model]()
+    opt = make_optimizer(args.model, model.parameters())
+    xtr, ytr = load_split(args.data, "train")
+    if args.limit:
+        xtr, ytr = xtr[:args.limit], ytr[:args.limit]
+    xte, yte = load_split(args.data, "test")
+    gen = torch.Generator().manual_seed(args.seed)
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        perm = torch.randperm(len(xtr), generator=gen)
+        total_loss, seen = 0.0, 0
+        t0 = time.perf_counter()
+        for i in range(0, len(xtr), args.batch):
+            idx = perm[i:i + args.batch]
+            xb, yb = xtr[idx], ytr[idx]
+            opt.zero_grad()
+            loss = F.cross_entropy(model(xb), yb)
+            loss.backward()
+            opt.step()
+            total_loss += loss.item() * len(idx)
+            seen += len(idx)
+        dt = time.perf_counter() - t0
+        acc = accuracy(model, xte, yte)
+        print(f"epoch {epoch}: train_loss={total_loss / seen:.4f} test_accuracy={acc:.4f} "
+              f"images_per_s={seen / dt:.1f} time_s={dt:.1f}", flush=True)
+    if args.save:
+        save_checkpoint(model, args.save)
+        print(f"saved {args.save}")
+    return 0
+
+
+def main(argv=None):
+    torch.set_num_threads(2)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("eval", help="test accuracy of a clgrad checkpoint, computed by torch")
+    e.add_argument("--model", choices=MODELS, required=True)
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", default=DEFAULT_DATA)
+    t = sub.add_parser("train", help="train in torch, save a checkpoint clgrad can load")
+    t.add_argument("--model", choices=MODELS, required=True)
+    t.add_argument("--epochs", type=int, default=1)
+    t.add_argument("--save")
+    t.add_argument("--limit", type=int, default=0, help="use only the first N training images")
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--data", default=DEFAULT_DATA)
+    args = ap.parse_args(argv)
+    try:
+        return cmd_eval(args) if args.cmd == "eval" else cmd_train(args)
+    except (OSError, ValueError) as err:
+        print(f"clgrad_torch: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
