@@ -1,0 +1,93 @@
+/* cl/ops/loss.cl - losses behind src/ops/loss.c: softmax cross-entropy, mse and sum of
+ * squares. Each forward is one work-group: every work-item accumulates a strided share,
+ * then a tree in local memory adds the shares in a fixed order, so the result does not
+ * depend on scheduling (no atomics). The local size must be a power of two.
+ * Tests: tests/ops/test_loss.c.
+ */
+#include "common/defs.h"
+
+/* beta == 0 overwrites even NaN garbage from fresh pool memory. */
+#define ACCUM(dst, v) ((dst) = (beta == (REAL)0) ? (v) : beta * (dst) + (v))
+
+/* The sum over the work-group of each item's v; every item gets the total. */
+REAL group_sum(REAL v, __local REAL *scratch) {
+    const int lid = (int)get_local_id(0);
+    scratch[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = (int)get_local_size(0) / 2; s > 0; s >>= 1) {
+        if (lid < s) scratch[lid] += scratch[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return scratch[0];
+}
+
+/* out[0] = inv_n * sum over rows of (logsumexp(x_row) - x_row[t_row]); probs = softmax(x).
+ * x, probs (n, c); targets (n) class indices held as REAL (exact below 2^24).
+ * The row max is subtracted before exp, so large logits do not overflow. */
+__kernel void ce_forward(__global REAL *out, __global REAL *probs, __global const REAL *x,
+                         __global const REAL *targets, const int n, const int c,
+                         const REAL inv_n, __local REAL *scratch) {
+    REAL acc = (REAL)0;
+    for (int r = (int)get_local_id(0); r < n; r += (int)get_local_size(0)) {
+        __global const REAL *row = x + (size_t)r * c;
+        __global REAL *prow = probs + (size_t)r * c;
+        REAL m = row[0];
+        for (int j = 1; j < c; j++) m = fmax(m, row[j]);
+        REAL s = (REAL)0;
+        for (int j = 0; j < c; j++) s += exp(row[j] - m);
+        const REAL lse = m + log(s);
+        for (int j = 0; j < c; j++) prow[j] = exp(row[j] - lse);
+        acc += lse - row[(int)targets[r]];
+    }
+    const REAL total = group_sum(acc, scratch);
+    if (get_local_id(0) == 0) out[0] = inv_n * total;
+}
+
+/* dL/dx = dy * inv_n * (softmax(x) - onehot(t)); dy is the one-element upstream gradient. */
+__kernel void ce_backward(__global REAL *dx, __global const REAL *probs,
+                          __global const REAL *targets, __global const REAL *dy,
+                          const REAL inv_n, const REAL beta, const int n, const int c) {
+    const int i = GID0;
+    if (i >= n * c) return;
+    const int r = i / c, j = i % c;
+    const REAL onehot = j == (int)targets[r] ? (REAL)1 : (REAL)0;
+    ACCUM(dx[i], dy[0] * inv_n * (probs[i] - onehot));
+}
+
+/* out[0] = scale * sum((a - b)^2): mse with scale = 1/n. */
+__kernel void mse_forward(__global REAL *out, __global const REAL *a, __global const REAL *b,
+                          const REAL scale, const int n, __local REAL *scratch) {
+    REAL acc = (REAL)0;
+    for (int i = (int)get_local_id(0); i < n; i += (int)get_local_size(0)) {
+        const REAL d = a[i] - b[i];
+        acc += d * d;
+    }
+    const REAL total = group_sum(acc, scratch);
+    if (get_local_id(0) == 0) out[0] = scale * total;
+}
+
+/* dx = beta * dx + coef * dy * (a - b): coef = 2/n for pred, -2/n for target. */
+__kernel void mse_backward(__global REAL *dx, __global const REAL *dy, __global const REAL *a,
+                           __global const REAL *b, const REAL coef, const REAL beta,
+                           const int n) {
+    const int i = GID0;
+    if (i >= n) return;
+    ACCUM(dx[i], coef * dy[0] * (a[i] - b[i]));
+}
+
+/* out[0] = sum(x^2). */
+__kernel void sum_squares_forward(__global REAL *out, __global const REAL *x, const int n,
+                                  __local REAL *scratch) {
+    REAL acc = (REAL)0;
+    for (int i = (int)get_local_id(0); i < n; i += (int)get_local_size(0)) acc += x[i] * x[i];
+    const REAL total = group_sum(acc, scratch);
+    if (get_local_id(0) == 0) out[0] = total;
+}
+
+/* dx = beta * dx + 2 * dy * x. */
+__kernel void sum_squares_backward(__global REAL *dx, __global const REAL *dy,
+                                   __global const REAL *x, const REAL beta, const int n) {
+    const int i = GID0;
+    if (i >= n) return;
+    ACCUM(dx[i], (REAL)2 * dy[0] * x[i]);
+}

@@ -1,0 +1,222 @@
+/* tests/ref/ref_ops.c - naive references for eltwise/activation/loss/linear (declared in
+ * tests/ref/ref_ops.h), the fixture reader and the direct beta-contract check. Readable
+ * loops in double, nothing clever: they are what the device results are judged by.
+ */
+#include "ref_ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+/* ---------------------------------------------------------------- activations */
+
+double ref_relu(double x) { return x > 0 ? x : 0; }
+double ref_relu_grad(double x) { return x > 0 ? 1 : 0; }
+double ref_leaky_relu(double x, double slope) { return x > 0 ? x : slope * x; }
+double ref_leaky_relu_grad(double x, double slope) { return x > 0 ? 1 : slope; }
+double ref_sigmoid(double x) { return 1 / (1 + exp(-x)); }
+double ref_sigmoid_grad(double x) {
+    const double s = ref_sigmoid(x);
+    return s * (1 - s);
+}
+double ref_tanh(double x) { return tanh(x); }
+double ref_tanh_grad(double x) {
+    const double t = tanh(x);
+    return 1 - t * t;
+}
+double ref_gelu(double x) { return 0.5 * x * (1 + erf(x / sqrt(2.0))); }
+double ref_gelu_grad(double x) {
+    const double pi = 3.14159265358979323846;
+    return 0.5 * (1 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2 * pi);
+}
+
+/* ---------------------------------------------------------------- linear */
+
+void ref_linear_forward(const double *x, const double *w, const double *b, double *y, int n, int in,
+                        int out) {
+    for (int i = 0; i < n; i++) {
+        for (int o = 0; o < out; o++) {
+            double s = b ? b[o] : 0;
+            for (int k = 0; k < in; k++)
+                s += x[i * in + k] * w[o * in + k];
+            y[i * out + o] = s;
+        }
+    }
+}
+
+void ref_linear_backward(const double *x, const double *w, const double *dy, double *dx, double *dw,
+                         double *db, int n, int in, int out) {
+    if (dx) {
+        for (int i = 0; i < n; i++) {
+            for (int k = 0; k < in; k++) {
+                double s = 0;
+                for (int o = 0; o < out; o++)
+                    s += dy[i * out + o] * w[o * in + k];
+                dx[i * in + k] = s;
+            }
+        }
+    }
+    if (dw) {
+        for (int o = 0; o < out; o++) {
+            for (int k = 0; k < in; k++) {
+                double s = 0;
+                for (int i = 0; i < n; i++)
+                    s += dy[i * out + o] * x[i * in + k];
+                dw[o * in + k] = s;
+            }
+        }
+    }
+    if (db) {
+        for (int o = 0; o < out; o++) {
+            double s = 0;
+            for (int i = 0; i < n; i++)
+                s += dy[i * out + o];
+            db[o] = s;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- losses */
+
+double ref_softmax_ce(const double *logits, const int32_t *targets, int n, int c, double *dlogits) {
+    double loss = 0;
+    for (int i = 0; i < n; i++) {
+        const double *row = logits + (size_t)i * c;
+        double m = row[0];
+        for (int j = 1; j < c; j++)
+            m = row[j] > m ? row[j] : m;
+        double s = 0;
+        for (int j = 0; j < c; j++)
+            s += exp(row[j] - m);
+        const double lse = m + log(s);
+        loss += lse - row[targets[i]];
+        if (dlogits)
+            for (int j = 0; j < c; j++)
+                dlogits[(size_t)i * c + j] = (exp(row[j] - lse) - (j == targets[i])) / n;
+    }
+    return loss / n;
+}
+
+double ref_mse(const double *a, const double *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (a[i] - b[i]) * (a[i] - b[i]);
+    return s / (double)n;
+}
+
+double ref_sum_of_squares(const double *x, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += x[i] * x[i];
+    return s;
+}
+
+/* ---------------------------------------------------------------- fixtures */
+
+void ref_fixture_open(clg_st_file *f, const char *file) {
+    const char *dir = getenv("CLGRAD_FIXTURES");
+    char path[1024], err[256] = "";
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/fixtures", file);
+    memset(f, 0, sizeof *f);
+    clg_status st = clg_st_read(path, f, err, sizeof err);
+    if (st != CLG_OK) fail_msg("cannot read fixture %s: %s: %s", path, clg_status_name(st), err);
+}
+
+static const clg_st_entry *fixture_entry(const clg_st_file *f, const char *name) {
+    for (size_t i = 0; i < f->n_entries; i++)
+        if (strcmp(f->entries[i].name, name) == 0) {
+            if (f->entries[i].dtype != CLG_F64) fail_msg("fixture %s is not F64", name);
+            return &f->entries[i];
+        }
+    fail_msg("fixture has no tensor named %s", name);
+    return NULL;
+}
+
+double *ref_fixture_f64(const clg_st_file *f, const char *name, size_t *n) {
+    const clg_st_entry *e = fixture_entry(f, name);
+    const size_t count = e->bytes / sizeof(double);
+    double *v = malloc((count ? count : 1) * sizeof *v);
+    assert_non_null(v);
+    memcpy(v, e->data, count * sizeof *v); /* the data may sit unaligned in the file */
+    if (n) *n = count;
+    return v;
+}
+
+clg_tensor *ref_fixture_tensor(clg_context *ctx, const clg_st_file *f, const char *name) {
+    const clg_st_entry *e = fixture_entry(f, name);
+    double *v = ref_fixture_f64(f, name, NULL);
+    clg_tensor *t = NULL;
+    clg_status st = clg_tensor_from_host(ctx, CLG_F64, e->ndim, e->shape, v, &t);
+    free(v);
+    if (st != CLG_OK) fail_msg("fixture %s: %s: %s", name, clg_status_name(st), clg_context_errmsg(ctx));
+    return t;
+}
+
+/* ---------------------------------------------------------------- the beta contract */
+
+clg_status ref_call_backward(clg_context *ctx, const clg_tensor *y, const clg_tensor *dy,
+                             clg_tensor *const *dx, const double *beta) {
+    const clg_node *node = y->grad_fn;
+    if (!node) return clg__fail(ctx, CLG_INVALID_STATE, "ref_call_backward: y has no node");
+    return node->op->backward(ctx, (clg_node *)node, dy, dx, beta);
+}
+
+static void fill_nan(clg_context *ctx, clg_tensor *t) { REF_OK(ctx, clg_tensor_fill(t, NAN)); }
+
+void ref_check_accumulate(clg_context *ctx, const clg_tensor *y, clg_tensor *const *inputs, int n,
+                          const char *what) {
+    assert_true(n >= 1 && n <= CLG_NODE_MAX_INPUTS);
+    assert_non_null(y->grad_fn);
+    assert_int_equal(y->grad_fn->n_inputs, n);
+    clg_tensor *dy =
+        ref_rand(ctx, clg_tensor_dtype(y), clg_tensor_ndim(y), clg_tensor_shape(y), 0xacc, -1.0, 1.0);
+    clg_tensor *dx[CLG_NODE_MAX_INPUTS] = {0};
+    const double zero[CLG_NODE_MAX_INPUTS] = {0}, one[CLG_NODE_MAX_INPUTS] = {1, 1, 1, 1, 1};
+    for (int i = 0; i < n; i++) {
+        if (!inputs[i]) continue;
+        REF_OK(ctx, clg_tensor_zeros(ctx, clg_tensor_dtype(inputs[i]), clg_tensor_ndim(inputs[i]),
+                                     clg_tensor_shape(inputs[i]), &dx[i]));
+        fill_nan(ctx, dx[i]);
+    }
+    REF_OK(ctx, ref_call_backward(ctx, y, dy, dx, zero));
+    double *once[CLG_NODE_MAX_INPUTS] = {0};
+    char msg[256];
+    for (int i = 0; i < n; i++) {
+        if (!dx[i]) continue;
+        once[i] = ref_to_host_f64(dx[i]);
+        const size_t m = clg_tensor_numel(dx[i]);
+        for (size_t j = 0; j < m; j++)
+            if (!isfinite(once[i][j]))
+                fail_msg("%s: input %d: beta = 0 left %g at [%zu] (must overwrite NaN)", what, i, once[i][j],
+                         j);
+    }
+    /* Each input alone, the others NULL: the same values, and the others untouched. */
+    for (int i = 0; i < n; i++) {
+        if (!dx[i]) continue;
+        clg_tensor *only[CLG_NODE_MAX_INPUTS] = {0};
+        only[i] = dx[i];
+        fill_nan(ctx, dx[i]);
+        REF_OK(ctx, ref_call_backward(ctx, y, dy, only, zero));
+        double *alone = ref_to_host_f64(dx[i]);
+        snprintf(msg, sizeof msg, "%s: input %d alone vs all", what, i);
+        ref_assert_close(alone, once[i], clg_tensor_numel(dx[i]), 0, 0, msg);
+        free(alone);
+    }
+    REF_OK(ctx, ref_call_backward(ctx, y, dy, dx, one));
+    for (int i = 0; i < n; i++) {
+        if (!dx[i]) continue;
+        double *twice = ref_to_host_f64(dx[i]);
+        const size_t m = clg_tensor_numel(dx[i]);
+        for (size_t j = 0; j < m; j++)
+            once[i][j] *= 2;
+        snprintf(msg, sizeof msg, "%s: input %d: beta 0 then 1 is exactly 2x", what, i);
+        ref_assert_close(twice, once[i], m, 0, 0, msg);
+        free(twice);
+        free(once[i]);
+        clg_tensor_free(dx[i]);
+    }
+    clg_tensor_free(dy);
+}
