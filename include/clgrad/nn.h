@@ -43,8 +43,14 @@ CLG_API void clg_module_free(clg_module *m);
 CLG_API clg_status clg_module_forward(clg_context *ctx, clg_module *m, const clg_tensor *x, clg_tensor **out);
 /* Training mode (batch statistics, dropout on) or evaluation mode; recursive. */
 CLG_API void clg_module_train(clg_module *m, bool training);
+/* Converts every parameter and buffer (recursively) to dtype, e.g. CLG_F64 for gradient
+ * checks; parameters keep requiring gradients, their gradients are dropped. All or nothing:
+ * on failure the module is unchanged. Do it before handing the parameters to an optimizer
+ * (they become new tensors). Modules start as CLG_F32. */
+CLG_API clg_status clg_module_to_dtype(clg_module *m, clg_dtype dtype);
 
-/* State: parameters (trainable) then buffers (running statistics), in registration order.
+/* State: parameters (trainable) then buffers (running statistics), in registration order,
+ * module by module (PyTorch's state_dict order: conv1.weight, conv1.bias, bn1.weight, ...).
  * Returns the count; fills up to cap entries. names and tensors are borrowed from m. */
 typedef struct clg_named_tensor {
     const char *name;

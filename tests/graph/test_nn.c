@@ -1,0 +1,864 @@
+/* tests/graph/test_nn.c - the layers of src/nn (module.c, layers.c): initialisation and
+ * state names, forwards against the bare ops, batch-norm buffers and dropout masks, an f64
+ * gradient check through a small CNN, micro-batch accumulation, the PyTorch small_cnn
+ * fixture (loss, gradients, buffers, SGD / Adam / AdamW steps), steady-state allocations,
+ * and the state lists of issue 5's lenet and cnn. Graph engine tests: test_autograd.c.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ref/ref_ops.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Adds a freshly made *child to seq, failing the test on error. (A pointer to it: the
+ * constructor, the argument before, writes it, and arguments have no evaluation order.) */
+static void add(clg_context *ctx, clg_module *seq, clg_status made, clg_module **child) {
+    REF_OK(ctx, made);
+    REF_OK(ctx, clg_sequential_add(seq, *child));
+    *child = NULL;
+}
+
+static clg_conv2d_params pad(int p) {
+    clg_conv2d_params c = clg_conv2d_default_params();
+    c.pad_h = c.pad_w = p;
+    return c;
+}
+
+static clg_pool2d_params pool(int k) { return (clg_pool2d_params){k, k, 0, 0, 0, 0}; }
+
+/* The named state entry of m (fails the test when absent). */
+static clg_tensor *entry(const clg_module *m, const char *name) {
+    clg_named_tensor e[64];
+    size_t n = clg_module_state(m, e, 64);
+    assert_true(n <= 64);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(e[i].name, name) == 0) return e[i].tensor;
+    fail_msg("module has no state entry %s", name);
+    return NULL;
+}
+
+static void assert_tensor_close(const clg_tensor *got, const double *want, size_t n, double rtol, double atol,
+                                const char *what) {
+    assert_int_equal(clg_tensor_numel(got), n);
+    double *g = ref_to_host_f64(got);
+    ref_assert_close(g, want, n, rtol, atol, what);
+    free(g);
+}
+
+/* Writes host doubles into t, converting to f32 when t is f32. */
+static void write_doubles(clg_context *ctx, clg_tensor *t, const double *v) {
+    const size_t n = clg_tensor_numel(t);
+    if (clg_tensor_dtype(t) == CLG_F64) {
+        REF_OK(ctx, clg_tensor_write(t, v, n * sizeof *v));
+        return;
+    }
+    float *f = malloc(n * sizeof *f);
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++)
+        f[i] = (float)v[i];
+    clg_status st = clg_tensor_write(t, f, n * sizeof *f);
+    free(f);
+    REF_OK(ctx, st);
+}
+
+/* ---------------------------------------------------------------- models */
+
+/* The fixture's model: conv1 Conv2d(1,4,3,pad 1) -> bn1 -> relu -> max_pool 2 -> flatten ->
+ * fc Linear(64,3), for (N, 1, 8, 8) inputs. */
+static clg_module *small_cnn(clg_context *ctx, uint64_t seed) {
+    clg_module *seq = NULL, *m = NULL;
+    REF_OK(ctx, clg_sequential_create(ctx, &seq));
+    add(ctx, seq, clg_conv2d_module_create(ctx, "conv1", 1, 4, 3, 3, pad(1), true, seed, &m), &m);
+    add(ctx, seq, clg_batch_norm2d_module_create(ctx, "bn1", 4, 1e-5, 0.1, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_max_pool2d_module_create(ctx, pool(2), &m), &m);
+    add(ctx, seq, clg_flatten_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_linear_module_create(ctx, "fc", 64, 3, true, seed + 1, &m), &m);
+    return seq;
+}
+
+/* Issue 5's lenet: conv 1->6 k5 pad 2, relu, pool 2, conv 6->16 k5, relu, pool 2, flatten,
+ * linear 400->120, relu, 120->84, relu, 84->10. Names as tools/clgrad_torch.py's LeNet. */
+static clg_module *lenet(clg_context *ctx, uint64_t seed) {
+    clg_module *seq = NULL, *m = NULL;
+    REF_OK(ctx, clg_sequential_create(ctx, &seq));
+    add(ctx, seq, clg_conv2d_module_create(ctx, "conv1", 1, 6, 5, 5, pad(2), true, seed, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_max_pool2d_module_create(ctx, pool(2), &m), &m);
+    add(ctx, seq, clg_conv2d_module_create(ctx, "conv2", 6, 16, 5, 5, pad(0), true, seed + 1, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_max_pool2d_module_create(ctx, pool(2), &m), &m);
+    add(ctx, seq, clg_flatten_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_linear_module_create(ctx, "fc1", 400, 120, true, seed + 2, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_linear_module_create(ctx, "fc2", 120, 84, true, seed + 3, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_linear_module_create(ctx, "fc3", 84, 10, true, seed + 4, &m), &m);
+    return seq;
+}
+
+/* Issue 5's cnn: conv 1->32 k3 pad 1, bn, relu, pool 2, conv 32->64 k3 pad 1, bn, relu,
+ * pool 2, flatten, linear 3136->128, relu, dropout 0.25, linear 128->10. */
+static clg_module *cnn(clg_context *ctx, uint64_t seed) {
+    clg_module *seq = NULL, *m = NULL;
+    REF_OK(ctx, clg_sequential_create(ctx, &seq));
+    add(ctx, seq, clg_conv2d_module_create(ctx, "conv1", 1, 32, 3, 3, pad(1), true, seed, &m), &m);
+    add(ctx, seq, clg_batch_norm2d_module_create(ctx, "bn1", 32, 1e-5, 0.1, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_max_pool2d_module_create(ctx, pool(2), &m), &m);
+    add(ctx, seq, clg_conv2d_module_create(ctx, "conv2", 32, 64, 3, 3, pad(1), true, seed + 1, &m), &m);
+    add(ctx, seq, clg_batch_norm2d_module_create(ctx, "bn2", 64, 1e-5, 0.1, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_max_pool2d_module_create(ctx, pool(2), &m), &m);
+    add(ctx, seq, clg_flatten_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_linear_module_create(ctx, "fc1", 3136, 128, true, seed + 2, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_dropout_module_create(ctx, 0.25, seed + 3, &m), &m);
+    add(ctx, seq, clg_linear_module_create(ctx, "fc2", 128, 10, true, seed + 4, &m), &m);
+    return seq;
+}
+
+/* ---------------------------------------------------------------- initialisation */
+
+static void check_uniform_init(clg_context *ctx, const clg_tensor *t, double bound, uint64_t seed,
+                               const char *what) {
+    /* The documented derivation: U(-bound, bound) from the f32 host generator with sub-seed
+     * seed, compared exactly. */
+    clg_tensor *want = ref_rand(ctx, CLG_F32, clg_tensor_ndim(t), clg_tensor_shape(t), seed, -bound, bound);
+    double *w = ref_to_host_f64(want), *g = ref_to_host_f64(t);
+    const size_t n = clg_tensor_numel(t);
+    ref_assert_close(g, w, n, 0, 0, what);
+    double lo = 0, hi = 0;
+    for (size_t i = 0; i < n; i++) {
+        lo = fmin(lo, g[i]);
+        hi = fmax(hi, g[i]);
+    }
+    assert_true(lo >= -bound && hi <= bound);
+    assert_true(clg_tensor_requires_grad(t));
+    assert_int_equal(clg_tensor_dtype(t), CLG_F32);
+    free(w);
+    free(g);
+    clg_tensor_free(want);
+}
+
+static void test_init_conv_linear(void **state) {
+    clg_context *ctx = *state;
+    clg_conv2d_params p = clg_conv2d_default_params();
+    p.groups = 2;
+    clg_module *conv = NULL, *lin = NULL, *nob = NULL;
+    REF_OK(ctx, clg_conv2d_module_create(ctx, "conv1", 4, 6, 3, 2, p, true, 7, &conv));
+    clg_named_tensor e[4];
+    assert_int_equal(clg_module_state(conv, e, 4), 2);
+    assert_string_equal(e[0].name, "conv1.weight");
+    assert_string_equal(e[1].name, "conv1.bias");
+    assert_true(e[0].trainable && e[1].trainable);
+    const int *ws = clg_tensor_shape(e[0].tensor); // (K, C/groups, kh, kw)
+    assert_int_equal(clg_tensor_ndim(e[0].tensor), 4);
+    assert_true(ws[0] == 6 && ws[1] == 2 && ws[2] == 3 && ws[3] == 2);
+    const double cb = 1 / sqrt(2.0 * 3 * 2); /* fan_in = in/groups * kh * kw */
+    check_uniform_init(ctx, e[0].tensor, cb, 14, "conv1.weight init");
+    check_uniform_init(ctx, e[1].tensor, cb, 15, "conv1.bias init");
+
+    REF_OK(ctx, clg_linear_module_create(ctx, "fc", 50, 7, true, 3, &lin));
+    assert_int_equal(clg_module_state(lin, e, 4), 2);
+    assert_string_equal(e[0].name, "fc.weight");
+    assert_string_equal(e[1].name, "fc.bias");
+    assert_int_equal(clg_tensor_shape(e[0].tensor)[0], 7);
+    assert_int_equal(clg_tensor_shape(e[0].tensor)[1], 50);
+    check_uniform_init(ctx, e[0].tensor, 1 / sqrt(50.0), 6, "fc.weight init");
+    check_uniform_init(ctx, e[1].tensor, 1 / sqrt(50.0), 7, "fc.bias init");
+
+    /* The bound is reached in practice (not a narrower range) and the mean is near 0. */
+    double *w = ref_to_host_f64(e[0].tensor), mx = 0, mean = 0;
+    for (int i = 0; i < 350; i++) {
+        mx = fmax(mx, fabs(w[i]));
+        mean += w[i] / 350;
+    }
+    assert_true(mx > 0.95 / sqrt(50.0));
+    assert_true(fabs(mean) < 0.02);
+    free(w);
+
+    /* Without a bias, and without a name: bare leaf names, as a bare torch layer. */
+    REF_OK(ctx, clg_linear_module_create(ctx, NULL, 5, 2, false, 3, &nob));
+    assert_int_equal(clg_module_state(nob, e, 4), 1);
+    assert_string_equal(e[0].name, "weight");
+    assert_int_equal(clg_module_state(nob, NULL, 0), 1);
+    clg_tensor *params[4];
+    assert_int_equal(clg_module_parameters(nob, params, 4), 1);
+    assert_ptr_equal(params[0], e[0].tensor);
+
+    clg_module_free(nob);
+    clg_module_free(lin);
+    clg_module_free(conv);
+}
+
+static void test_init_batch_norm(void **state) {
+    clg_context *ctx = *state;
+    clg_module *bn = NULL;
+    REF_OK(ctx, clg_batch_norm2d_module_create(ctx, "bn1", 3, 1e-5, 0.1, &bn));
+    static const char *names[5] = {"bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
+                                   "bn1.num_batches_tracked"};
+    static const double vals[5] = {1, 0, 0, 1, 0};
+    clg_named_tensor e[8];
+    assert_int_equal(clg_module_state(bn, e, 8), 5);
+    for (int i = 0; i < 5; i++) {
+        assert_string_equal(e[i].name, names[i]);
+        assert_int_equal(e[i].trainable, i < 2);
+        assert_int_equal(clg_tensor_requires_grad(e[i].tensor), i < 2);
+        const size_t n = i == 4 ? 1 : 3;
+        double want[3] = {vals[i], vals[i], vals[i]};
+        assert_tensor_close(e[i].tensor, want, n, 0, 0, names[i]);
+    }
+    clg_tensor *params[8];
+    assert_int_equal(clg_module_parameters(bn, params, 8), 2);
+    assert_ptr_equal(params[0], e[0].tensor);
+    assert_ptr_equal(params[1], e[1].tensor);
+    /* cap smaller than the count: the count is still the total, only cap are written. */
+    params[1] = NULL;
+    assert_int_equal(clg_module_parameters(bn, params, 1), 2);
+    assert_null(params[1]);
+    clg_module_free(bn);
+}
+
+/* ---------------------------------------------------------------- forwards */
+
+static void test_forward_matches_ops(void **state) {
+    clg_context *ctx = *state;
+    const int xs[4] = {2, 3, 6, 6};
+    clg_tensor *x = ref_rand(ctx, CLG_F32, 4, xs, 51, -1, 1);
+    clg_module *seq = NULL, *m = NULL;
+    REF_OK(ctx, clg_sequential_create(ctx, &seq));
+    add(ctx, seq, clg_conv2d_module_create(ctx, "c", 3, 4, 3, 3, pad(1), true, 9, &m), &m);
+    add(ctx, seq, clg_batch_norm2d_module_create(ctx, "bn", 4, 1e-5, 0.1, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_max_pool2d_module_create(ctx, pool(2), &m), &m);
+    add(ctx, seq, clg_flatten_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_dropout_module_create(ctx, 0.5, 77, &m), &m);
+    add(ctx, seq, clg_linear_module_create(ctx, "fc", 36, 5, true, 10, &m), &m);
+
+    /* The same chain by hand, through the bare ops, with copies of the module's buffers. */
+    clg_tensor *rm = NULL, *rv = NULL;
+    REF_OK(ctx, clg_tensor_cast(entry(seq, "bn.running_mean"), CLG_F32, &rm));
+    REF_OK(ctx, clg_tensor_cast(entry(seq, "bn.running_var"), CLG_F32, &rv));
+    clg_tensor *t[7] = {0};
+    REF_OK(ctx, clg_conv2d(ctx, x, entry(seq, "c.weight"), entry(seq, "c.bias"), pad(1), &t[0]));
+    REF_OK(ctx, clg_batch_norm2d(ctx, t[0], entry(seq, "bn.weight"), entry(seq, "bn.bias"), rm, rv, true, 0.1,
+                                 1e-5, &t[1]));
+    REF_OK(ctx, clg_relu(ctx, t[1], &t[2]));
+    REF_OK(ctx, clg_max_pool2d(ctx, t[2], pool(2), &t[3]));
+    REF_OK(ctx, clg_flatten(ctx, t[3], &t[4]));
+    REF_OK(ctx, clg_dropout(ctx, t[4], 0.5, true, 77, &t[5])); /* the first call uses seed + 0 */
+    REF_OK(ctx, clg_linear(ctx, t[5], entry(seq, "fc.weight"), entry(seq, "fc.bias"), &t[6]));
+
+    clg_tensor *y = NULL;
+    REF_OK(ctx, clg_module_forward(ctx, seq, x, &y));
+    assert_int_equal(clg_tensor_ndim(y), 2);
+    assert_int_equal(clg_tensor_shape(y)[0], 2);
+    assert_int_equal(clg_tensor_shape(y)[1], 5);
+    double *want = ref_to_host_f64(t[6]);
+    assert_tensor_close(y, want, 10, 1e-6, 1e-6, "sequential forward vs the ops by hand");
+    double *wm = ref_to_host_f64(rm);
+    assert_tensor_close(entry(seq, "bn.running_mean"), wm, 4, 1e-6, 1e-7, "module running_mean");
+    free(wm);
+    free(want);
+    clg_tensor_free(y);
+
+    /* Evaluation: running statistics, no dropout; the same as the ops in eval mode. */
+    clg_module_train(seq, false);
+    clg_tensor *e[7] = {0};
+    REF_OK(ctx, clg_conv2d(ctx, x, entry(seq, "c.weight"), entry(seq, "c.bias"), pad(1), &e[0]));
+    REF_OK(ctx, clg_batch_norm2d(ctx, e[0], entry(seq, "bn.weight"), entry(seq, "bn.bias"),
+                                 entry(seq, "bn.running_mean"), entry(seq, "bn.running_var"), false, 0.1,
+                                 1e-5, &e[1]));
+    REF_OK(ctx, clg_relu(ctx, e[1], &e[2]));
+    REF_OK(ctx, clg_max_pool2d(ctx, e[2], pool(2), &e[3]));
+    REF_OK(ctx, clg_flatten(ctx, e[3], &e[4]));
+    REF_OK(ctx, clg_linear(ctx, e[4], entry(seq, "fc.weight"), entry(seq, "fc.bias"), &e[5]));
+    REF_OK(ctx, clg_module_forward(ctx, seq, x, &y));
+    want = ref_to_host_f64(e[5]);
+    assert_tensor_close(y, want, 10, 1e-6, 1e-6, "sequential forward in evaluation mode");
+    free(want);
+    clg_tensor_free(y);
+
+    for (int i = 0; i < 7; i++) {
+        clg_tensor_free(t[i]);
+        clg_tensor_free(e[i]);
+    }
+    clg_tensor_free(rm);
+    clg_tensor_free(rv);
+    clg_module_free(seq);
+    clg_tensor_free(x);
+}
+
+static void test_batch_norm_buffers(void **state) {
+    clg_context *ctx = *state;
+    const int xs[4] = {3, 2, 4, 4};
+    clg_tensor *x = ref_rand(ctx, CLG_F32, 4, xs, 52, 1, 3); /* mean 2, var 1/3: the stats move */
+    clg_module *bn = NULL;
+    REF_OK(ctx, clg_batch_norm2d_module_create(ctx, "bn", 2, 1e-5, 0.1, &bn));
+    clg_tensor *y = NULL;
+    const double one = 1, two = 2;
+    for (int step = 1; step <= 2; step++) {
+        REF_OK(ctx, clg_module_forward(ctx, bn, x, &y));
+        clg_tensor_free(y);
+        assert_tensor_close(entry(bn, "bn.num_batches_tracked"), step == 1 ? &one : &two, 1, 0, 0,
+                            "num_batches_tracked counts training forwards");
+    }
+    /* Two updates with the same batch mean m: 0 -> 0.1 m -> 0.19 m. */
+    double *xv = ref_to_host_f64(x), *rm = ref_to_host_f64(entry(bn, "bn.running_mean"));
+    for (int c = 0; c < 2; c++) {
+        double mean = 0;
+        for (int i = 0; i < 96; i++)
+            if ((i / 16) % 2 == c) mean += xv[i] / 48;
+        ref_assert_close(&rm[c], &(double){0.19 * mean}, 1, 1e-5, 0, "running_mean after two forwards");
+    }
+
+    clg_module_train(bn, false);
+    REF_OK(ctx, clg_module_forward(ctx, bn, x, &y));
+    assert_tensor_close(entry(bn, "bn.num_batches_tracked"), &two, 1, 0, 0, "evaluation counts nothing");
+    assert_tensor_close(entry(bn, "bn.running_mean"), rm, 2, 0, 0, "evaluation leaves running_mean");
+    /* y = (x - running_mean) / sqrt(running_var + eps) with weight 1, bias 0. */
+    double *rv = ref_to_host_f64(entry(bn, "bn.running_var"));
+    double want[96];
+    for (int i = 0; i < 96; i++) {
+        const int c = (i / 16) % 2;
+        want[i] = (xv[i] - rm[c]) / sqrt(rv[c] + 1e-5);
+    }
+    assert_tensor_close(y, want, 96, 1e-5, 1e-6, "batch norm in evaluation mode");
+    clg_tensor_free(y);
+    free(xv);
+    free(rv);
+    free(rm);
+    clg_module_free(bn);
+    clg_tensor_free(x);
+}
+
+static void test_dropout_fresh_masks(void **state) {
+    clg_context *ctx = *state;
+    const int xs[2] = {4, 64};
+    clg_tensor *x = NULL;
+    REF_OK(ctx, clg_tensor_zeros(ctx, CLG_F32, 2, xs, &x));
+    REF_OK(ctx, clg_tensor_fill(x, 1.0));
+    clg_module *a = NULL, *b = NULL;
+    REF_OK(ctx, clg_dropout_module_create(ctx, 0.5, 1000, &a));
+    REF_OK(ctx, clg_dropout_module_create(ctx, 0.5, 1000, &b));
+    clg_tensor *y1 = NULL, *y2 = NULL, *z1 = NULL;
+    REF_OK(ctx, clg_module_forward(ctx, a, x, &y1));
+    REF_OK(ctx, clg_module_forward(ctx, a, x, &y2));
+    REF_OK(ctx, clg_module_forward(ctx, b, x, &z1));
+    double *m1 = ref_to_host_f64(y1), *m2 = ref_to_host_f64(y2), *n1 = ref_to_host_f64(z1);
+    int differ = 0, kept = 0;
+    for (int i = 0; i < 256; i++) {
+        assert_true(m1[i] == 0 || m1[i] == 2);
+        differ += m1[i] != m2[i];
+        kept += m1[i] != 0;
+    }
+    assert_true(differ > 64);             /* a fresh mask per call, not the same one */
+    assert_true(kept > 80 && kept < 176); /* about half kept */
+    ref_assert_close(n1, m1, 256, 0, 0, "same seed, same first mask");
+    free(m1);
+    free(m2);
+    free(n1);
+    clg_tensor_free(y1);
+    clg_tensor_free(y2);
+    clg_tensor_free(z1);
+
+    /* Evaluation: identity. */
+    clg_module_train(a, false);
+    REF_OK(ctx, clg_module_forward(ctx, a, x, &y1));
+    double ones[256];
+    for (int i = 0; i < 256; i++)
+        ones[i] = 1;
+    assert_tensor_close(y1, ones, 256, 0, 0, "dropout in evaluation mode");
+    clg_tensor_free(y1);
+    clg_module_free(a);
+    clg_module_free(b);
+    clg_tensor_free(x);
+}
+
+/* ---------------------------------------------------------------- gradients */
+
+static clg_status module_fn(clg_context *ctx, clg_tensor *const *in, int n, clg_tensor **y, void *user) {
+    (void)n;
+    return clg_module_forward(ctx, (clg_module *)user, in[0], y);
+}
+
+/* conv -> batchnorm (training) -> relu -> maxpool -> flatten -> linear, every parameter and
+ * the input checked by central differences in f64. */
+static void test_gradcheck_small_cnn(void **state) {
+    clg_context *ctx = *state;
+    clg_module *seq = NULL, *m = NULL;
+    REF_OK(ctx, clg_sequential_create(ctx, &seq));
+    add(ctx, seq, clg_conv2d_module_create(ctx, "conv", 2, 3, 3, 3, pad(1), true, 5, &m), &m);
+    add(ctx, seq, clg_batch_norm2d_module_create(ctx, "bn", 3, 1e-5, 0.1, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_max_pool2d_module_create(ctx, pool(2), &m), &m);
+    add(ctx, seq, clg_flatten_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_linear_module_create(ctx, "fc", 27, 4, true, 6, &m), &m);
+    REF_OK(ctx, clg_module_to_dtype(seq, CLG_F64));
+    /* Non-trivial affine parameters, so their gradients are not the special case 1/0. */
+    const double g[3] = {1.5, 0.7, -1.2}, b[3] = {0.3, -0.2, 0.1};
+    write_doubles(ctx, entry(seq, "bn.weight"), g);
+    write_doubles(ctx, entry(seq, "bn.bias"), b);
+
+    const int xs[4] = {3, 2, 6, 6};
+    clg_tensor *in[8] = {ref_rand_f64(ctx, 4, xs, 53, -1, 1)};
+    REF_OK(ctx, clg_tensor_set_requires_grad(in[0], true));
+    const size_t np = clg_module_parameters(seq, in + 1, 7);
+    assert_int_equal(np, 6);
+    for (size_t i = 1; i <= np; i++)
+        assert_int_equal(clg_tensor_dtype(in[i]), CLG_F64);
+    ref_gradcheck(ctx, module_fn, in, 7, seq, 1e-6, 1e-6, "conv-bn-relu-pool-flatten-linear");
+    clg_tensor_free(in[0]);
+    clg_module_free(seq);
+}
+
+/* ---------------------------------------------------------------- micro-batches */
+
+static clg_module *small_mlp_cnn(clg_context *ctx) {
+    clg_module *seq = NULL, *m = NULL;
+    REF_OK(ctx, clg_sequential_create(ctx, &seq));
+    add(ctx, seq, clg_conv2d_module_create(ctx, "conv1", 1, 4, 3, 3, pad(1), true, 61, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_max_pool2d_module_create(ctx, pool(2), &m), &m);
+    add(ctx, seq, clg_flatten_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_linear_module_create(ctx, "fc1", 64, 16, true, 62, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_linear_module_create(ctx, "fc2", 16, 3, true, 63, &m), &m);
+    return seq;
+}
+
+/* loss = scale * cross_entropy(model(x), t), then backward. */
+static void forward_backward(clg_context *ctx, clg_module *model, const clg_tensor *x, const int32_t *t,
+                             size_t n, double scale, double *loss_out) {
+    clg_tensor *logits = NULL, *loss = NULL, *scaled = NULL;
+    REF_OK(ctx, clg_module_forward(ctx, model, x, &logits));
+    REF_OK(ctx, clg_softmax_cross_entropy(ctx, logits, t, n, &loss));
+    REF_OK(ctx, clg_scale(ctx, loss, scale, &scaled));
+    if (loss_out) REF_OK(ctx, clg_tensor_item(scaled, loss_out));
+    REF_OK(ctx, clg_backward(ctx, scaled));
+    clg_tensor_free(scaled);
+    clg_tensor_free(loss);
+    clg_tensor_free(logits);
+}
+
+static void test_microbatch_accumulation(void **state) {
+    clg_context *ctx = *state;
+    clg_module *model = small_mlp_cnn(ctx);
+    const int full[4] = {8, 1, 8, 8}, half[4] = {4, 1, 8, 8};
+    clg_tensor *x = ref_rand(ctx, CLG_F32, 4, full, 64, 0, 1);
+    const int32_t t[8] = {0, 2, 1, 1, 0, 2, 2, 1};
+    float xv[512];
+    REF_OK(ctx, clg_tensor_to_host(x, xv, sizeof xv));
+    clg_tensor *x0 = NULL, *x1 = NULL;
+    REF_OK(ctx, clg_tensor_from_host(ctx, CLG_F32, 4, half, xv, &x0));
+    REF_OK(ctx, clg_tensor_from_host(ctx, CLG_F32, 4, half, xv + 256, &x1));
+
+    clg_tensor *p[8];
+    const size_t np = clg_module_parameters(model, p, 8);
+    assert_int_equal(np, 6);
+    double lfull = 0, l0 = 0, l1 = 0;
+    forward_backward(ctx, model, x, t, 8, 1.0, &lfull);
+    double *g_full[6];
+    for (size_t i = 0; i < np; i++) {
+        g_full[i] = ref_to_host_f64(clg_tensor_grad(p[i]));
+        clg_tensor_zero_grad(p[i]);
+    }
+    /* Two micro-batches of 4, each loss scaled by 1/2, no zero_grad in between. */
+    forward_backward(ctx, model, x0, t, 4, 0.5, &l0);
+    forward_backward(ctx, model, x1, t + 4, 4, 0.5, &l1);
+    ref_assert_close(&(double){l0 + l1}, &lfull, 1, 1e-6, 0, "the two half losses add up to the full loss");
+    for (size_t i = 0; i < np; i++) {
+        const size_t n = clg_tensor_numel(p[i]);
+        double gmax = 0;
+        for (size_t j = 0; j < n; j++)
+            gmax = fmax(gmax, fabs(g_full[i][j]));
+        assert_true(gmax > 0);
+        char what[64];
+        snprintf(what, sizeof what, "micro-batch gradient of parameter %zu", i);
+        assert_tensor_close(clg_tensor_grad(p[i]), g_full[i], n, 1e-5, 1e-5 * gmax, what);
+        free(g_full[i]);
+    }
+    clg_tensor_free(x0);
+    clg_tensor_free(x1);
+    clg_tensor_free(x);
+    clg_module_free(model);
+}
+
+/* ---------------------------------------------------------------- the PyTorch fixture */
+
+/* Writes every "init.<name>" of the fixture into the module's state. */
+static void load_init(clg_context *ctx, clg_module *m, const clg_st_file *f) {
+    clg_named_tensor e[16];
+    const size_t n = clg_module_state(m, e, 16);
+    assert_int_equal(n, 9);
+    for (size_t i = 0; i < n; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "init.%s", e[i].name);
+        size_t len = 0;
+        double *v = ref_fixture_f64(f, name, &len);
+        assert_int_equal(len, clg_tensor_numel(e[i].tensor));
+        write_doubles(ctx, e[i].tensor, v);
+        free(v);
+    }
+}
+
+/* Compares every trainable parameter (or its gradient) with "<prefix>.<name>". */
+static void check_params(const clg_module *m, const clg_st_file *f, const char *prefix, bool grads,
+                         double rtol, double atol) {
+    clg_named_tensor e[16];
+    const size_t n = clg_module_state(m, e, 16);
+    int checked = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i].trainable) continue;
+        char name[128];
+        snprintf(name, sizeof name, "%s.%s", prefix, e[i].name);
+        size_t len = 0;
+        double *want = ref_fixture_f64(f, name, &len);
+        const clg_tensor *t = grads ? clg_tensor_grad(e[i].tensor) : e[i].tensor;
+        if (!t) fail_msg("%s: no gradient", name);
+        assert_tensor_close(t, want, len, rtol, atol, name);
+        free(want);
+        checked++;
+    }
+    assert_int_equal(checked, 6);
+}
+
+static void check_named(const clg_module *m, const clg_st_file *f, const char *fixture, const char *state,
+                        double rtol, double atol) {
+    size_t len = 0;
+    double *want = ref_fixture_f64(f, fixture, &len);
+    assert_tensor_close(entry(m, state), want, len, rtol, atol, fixture);
+    free(want);
+}
+
+/* One training round: forward, loss (checked against want_loss when given), backward, step. */
+static void round_trip(clg_context *ctx, clg_module *m, clg_optimizer *opt, const clg_tensor *x,
+                       const int32_t *t, const clg_st_file *f, const char *want_loss) {
+    clg_optimizer_zero_grad(opt);
+    clg_tensor *logits = NULL, *loss = NULL;
+    REF_OK(ctx, clg_module_forward(ctx, m, x, &logits));
+    REF_OK(ctx, clg_softmax_cross_entropy(ctx, logits, t, 4, &loss));
+    if (want_loss) {
+        double *wl = ref_fixture_f64(f, want_loss, NULL);
+        assert_tensor_close(loss, wl, 1, 1e-10, 0, want_loss);
+        free(wl);
+    }
+    REF_OK(ctx, clg_backward(ctx, loss));
+    REF_OK(ctx, clg_optimizer_step(opt));
+    clg_tensor_free(loss);
+    clg_tensor_free(logits);
+}
+
+static void test_pytorch_small_cnn(void **state) {
+    clg_context *ctx = *state;
+    clg_st_file f;
+    ref_fixture_open(&f, "small_cnn.safetensors");
+    clg_module *m = small_cnn(ctx, 99);
+    REF_OK(ctx, clg_module_to_dtype(m, CLG_F64));
+    load_init(ctx, m, &f);
+
+    clg_tensor *x = ref_fixture_tensor(ctx, &f, "x");
+    size_t nt = 0;
+    double *td = ref_fixture_f64(&f, "targets", &nt);
+    assert_int_equal(nt, 4);
+    int32_t t[4];
+    for (int i = 0; i < 4; i++)
+        t[i] = (int32_t)td[i];
+    free(td);
+
+    /* Forward, loss, every gradient, the buffers after one training forward. */
+    clg_tensor *logits = NULL, *loss = NULL;
+    REF_OK(ctx, clg_module_forward(ctx, m, x, &logits));
+    double *want = ref_fixture_f64(&f, "logits", NULL);
+    assert_tensor_close(logits, want, 12, 1e-10, 1e-12, "logits");
+    free(want);
+    REF_OK(ctx, clg_softmax_cross_entropy(ctx, logits, t, 4, &loss));
+    want = ref_fixture_f64(&f, "loss", NULL);
+    assert_tensor_close(loss, want, 1, 1e-10, 0, "loss");
+    free(want);
+    REF_OK(ctx, clg_backward(ctx, loss));
+    check_params(m, &f, "grad", true, 1e-9, 1e-12);
+    check_named(m, &f, "after_fwd.bn1.running_mean", "bn1.running_mean", 1e-10, 1e-14);
+    check_named(m, &f, "after_fwd.bn1.running_var", "bn1.running_var", 1e-10, 1e-14);
+    check_named(m, &f, "after_fwd.bn1.num_batches_tracked", "bn1.num_batches_tracked", 0, 0);
+    clg_tensor_free(loss);
+    clg_tensor_free(logits);
+
+    clg_tensor *params[8];
+    const size_t np = clg_module_parameters(m, params, 8);
+    assert_int_equal(np, 6);
+
+    /* SGD: the gradients above are the first round's; step, then a second round. */
+    clg_sgd_params sp = clg_sgd_default_params();
+    sp.lr = 0.1;
+    sp.momentum = 0.9;
+    sp.weight_decay = 1e-4;
+    clg_optimizer *opt = NULL;
+    REF_OK(ctx, clg_sgd_create(ctx, params, np, sp, &opt));
+    REF_OK(ctx, clg_optimizer_step(opt));
+    check_params(m, &f, "sgd1", false, 1e-9, 1e-12);
+    round_trip(ctx, m, opt, x, t, &f, "sgd2.loss");
+    check_params(m, &f, "sgd2", false, 1e-9, 1e-12);
+    check_named(m, &f, "sgd2.bn1.running_mean", "bn1.running_mean", 1e-10, 1e-14);
+    check_named(m, &f, "sgd2.bn1.running_var", "bn1.running_var", 1e-10, 1e-14);
+    clg_optimizer_free(opt);
+
+    /* Adam and AdamW, each from init again. conv1.bias's true gradient is 0 (batch norm
+     * follows), so both sides hold rounding noise there and Adam's normalised step turns it
+     * into changes of up to lr * |g| / eps ~ 1e-11: hence the absolute tolerance. */
+    for (int wd = 0; wd < 2; wd++) {
+        load_init(ctx, m, &f);
+        clg_adam_params ap = clg_adam_default_params();
+        ap.lr = 0.01;
+        ap.weight_decay = wd ? 0.1 : 0.0;
+        ap.decoupled_weight_decay = wd;
+        REF_OK(ctx, clg_adam_create(ctx, params, np, ap, &opt));
+        round_trip(ctx, m, opt, x, t, &f, "loss");
+        if (!wd) check_params(m, &f, "adam1", false, 1e-8, 1e-10);
+        round_trip(ctx, m, opt, x, t, &f, wd ? "adamw2.loss" : "adam2.loss");
+        check_params(m, &f, wd ? "adamw2" : "adam2", false, 1e-8, 1e-10);
+        clg_optimizer_free(opt);
+    }
+
+    clg_tensor_free(x);
+    clg_module_free(m);
+    clg_st_file_free(&f);
+}
+
+/* ---------------------------------------------------------------- steady state */
+
+static void test_steady_state_allocations(void **state) {
+    clg_context *ctx = *state;
+    clg_module *seq = NULL, *m = NULL;
+    REF_OK(ctx, clg_sequential_create(ctx, &seq));
+    add(ctx, seq, clg_conv2d_module_create(ctx, "conv1", 1, 4, 3, 3, pad(1), true, 71, &m), &m);
+    add(ctx, seq, clg_batch_norm2d_module_create(ctx, "bn1", 4, 1e-5, 0.1, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_max_pool2d_module_create(ctx, pool(2), &m), &m);
+    add(ctx, seq, clg_flatten_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_linear_module_create(ctx, "fc1", 64, 16, true, 72, &m), &m);
+    add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_dropout_module_create(ctx, 0.25, 73, &m), &m);
+    add(ctx, seq, clg_linear_module_create(ctx, "fc2", 16, 3, true, 74, &m), &m);
+    clg_tensor *params[16];
+    const size_t np = clg_module_parameters(seq, params, 16);
+    clg_optimizer *opt = NULL;
+    clg_adam_params ap = clg_adam_default_params();
+    ap.lr = 0.01;
+    REF_OK(ctx, clg_adam_create(ctx, params, np, ap, &opt));
+
+    const int xs[4] = {6, 1, 8, 8};
+    const int32_t t[6] = {0, 1, 2, 2, 1, 0};
+    double first = 0, last = 0;
+    uint64_t allocs = 0;
+    for (int step = 0; step < 8; step++) {
+        if (step == 3) allocs = clg_context_pool_stats(ctx).driver_allocs;
+        clg_tensor *x = ref_rand(ctx, CLG_F32, 4, xs, 75, 0, 1); /* the same batch every step */
+        clg_optimizer_zero_grad(opt);
+        double l = 0;
+        forward_backward(ctx, seq, x, t, 6, 1.0, &l);
+        REF_OK(ctx, clg_optimizer_step(opt));
+        clg_tensor_free(x);
+        if (step == 0) first = l;
+        last = l;
+    }
+    assert_int_equal(clg_context_pool_stats(ctx).driver_allocs, allocs);
+    assert_true(last < first); /* and it did train */
+    clg_optimizer_free(opt);
+    clg_module_free(seq);
+}
+
+/* ---------------------------------------------------------------- issue 5's models */
+
+/* The state_dict of tools/clgrad_torch.py's LeNet and CNN, in torch's order: the names a
+ * checkpoint of clgrad-train carries. */
+static const char *const LENET_STATE[] = {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
+                                          "fc1.weight",   "fc1.bias",   "fc2.weight",   "fc2.bias",
+                                          "fc3.weight",   "fc3.bias"};
+static const int LENET_SHAPES[][4] = {{6, 1, 5, 5}, {6},       {16, 6, 5, 5}, {16},     {120, 400},
+                                      {120},        {84, 120}, {84},          {10, 84}, {10}};
+static const char *const CNN_STATE[] = {"conv1.weight",
+                                        "conv1.bias",
+                                        "bn1.weight",
+                                        "bn1.bias",
+                                        "bn1.running_mean",
+                                        "bn1.running_var",
+                                        "bn1.num_batches_tracked",
+                                        "conv2.weight",
+                                        "conv2.bias",
+                                        "bn2.weight",
+                                        "bn2.bias",
+                                        "bn2.running_mean",
+                                        "bn2.running_var",
+                                        "bn2.num_batches_tracked",
+                                        "fc1.weight",
+                                        "fc1.bias",
+                                        "fc2.weight",
+                                        "fc2.bias"};
+static const int CNN_SHAPES[][4] = {{32, 1, 3, 3},  {32},  {32},      {32}, {32}, {32}, {1},
+                                    {64, 32, 3, 3}, {64},  {64},      {64}, {64}, {64}, {1},
+                                    {128, 3136},    {128}, {10, 128}, {10}};
+
+static void check_model(clg_context *ctx, clg_module *model, const char *const *names, const int (*shapes)[4],
+                        size_t n, size_t n_trainable) {
+    clg_named_tensor e[32];
+    assert_int_equal(clg_module_state(model, e, 32), n);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(e[i].name, names[i]);
+        assert_int_equal(e[i].trainable,
+                         strstr(names[i], "running") == NULL && strstr(names[i], "num_batches") == NULL);
+        const int *s = clg_tensor_shape(e[i].tensor);
+        for (int d = 0; d < clg_tensor_ndim(e[i].tensor); d++)
+            assert_int_equal(s[d], shapes[i][d]);
+    }
+    assert_int_equal(clg_module_parameters(model, NULL, 0), n_trainable);
+    /* One forward of two 28x28 images gives (2, 10) logits, in training and evaluation. */
+    const int xs[4] = {2, 1, 28, 28};
+    clg_tensor *x = ref_rand(ctx, CLG_F32, 4, xs, 81, 0, 1), *y = NULL;
+    for (int train = 1; train >= 0; train--) {
+        clg_module_train(model, train);
+        REF_OK(ctx, clg_module_forward(ctx, model, x, &y));
+        assert_int_equal(clg_tensor_ndim(y), 2);
+        assert_int_equal(clg_tensor_shape(y)[0], 2);
+        assert_int_equal(clg_tensor_shape(y)[1], 10);
+        clg_tensor_free(y);
+    }
+    clg_tensor_free(x);
+}
+
+static void test_lenet_state(void **state) {
+    clg_context *ctx = *state;
+    clg_module *model = lenet(ctx, 1);
+    check_model(ctx, model, LENET_STATE, LENET_SHAPES, 10, 10);
+    clg_module_free(model);
+}
+
+static void test_cnn_state(void **state) {
+    clg_context *ctx = *state;
+    clg_module *model = cnn(ctx, 1);
+    check_model(ctx, model, CNN_STATE, CNN_SHAPES, 18, 12);
+    clg_module_free(model);
+}
+
+/* ---------------------------------------------------------------- dtype and misuse */
+
+static void test_to_dtype(void **state) {
+    clg_context *ctx = *state;
+    clg_module *m = small_cnn(ctx, 5);
+    clg_named_tensor e[16];
+    const size_t n = clg_module_state(m, e, 16);
+    double *before[16];
+    for (size_t i = 0; i < n; i++)
+        before[i] = ref_to_host_f64(e[i].tensor);
+    REF_OK(ctx, clg_module_to_dtype(m, CLG_F64));
+    assert_int_equal(clg_module_state(m, e, 16), n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(clg_tensor_dtype(e[i].tensor), CLG_F64);
+        assert_int_equal(clg_tensor_requires_grad(e[i].tensor), e[i].trainable);
+        assert_tensor_close(e[i].tensor, before[i], clg_tensor_numel(e[i].tensor), 0, 0, e[i].name);
+        free(before[i]);
+    }
+    /* f64 in, f64 out, batch norm counting included; an f32 input is refused by the ops. */
+    const int xs[4] = {2, 1, 8, 8};
+    clg_tensor *x = ref_rand_f64(ctx, 4, xs, 91, 0, 1), *xf = ref_rand(ctx, CLG_F32, 4, xs, 91, 0, 1),
+               *y = NULL;
+    REF_OK(ctx, clg_module_forward(ctx, m, x, &y));
+    assert_int_equal(clg_tensor_dtype(y), CLG_F64);
+    const double one = 1;
+    assert_tensor_close(entry(m, "bn1.num_batches_tracked"), &one, 1, 0, 0, "num_batches_tracked in f64");
+    clg_tensor_free(y);
+    assert_int_not_equal(clg_module_forward(ctx, m, xf, &y), CLG_OK);
+    assert_null(y);
+    REF_OK(ctx, clg_module_to_dtype(m, CLG_F32));
+    REF_OK(ctx, clg_module_forward(ctx, m, xf, &y));
+    assert_int_equal(clg_tensor_dtype(y), CLG_F32);
+    clg_tensor_free(y);
+    assert_int_equal(clg_module_to_dtype(m, (clg_dtype)7), CLG_INVALID_ARGUMENT);
+    clg_tensor_free(xf);
+    clg_tensor_free(x);
+    clg_module_free(m);
+}
+
+static void test_module_errors(void **state) {
+    clg_context *ctx = *state;
+    clg_module *m = (clg_module *)&m;
+    clg_conv2d_params p = clg_conv2d_default_params();
+    assert_int_equal(clg_conv2d_module_create(ctx, "c", 0, 4, 3, 3, p, true, 1, &m), CLG_INVALID_ARGUMENT);
+    assert_null(m);
+    assert_non_null(strstr(clg_context_errmsg(ctx), "channels"));
+    p.groups = 3;
+    assert_int_equal(clg_conv2d_module_create(ctx, "c", 4, 6, 3, 3, p, true, 1, &m), CLG_INVALID_ARGUMENT);
+    assert_non_null(strstr(clg_context_errmsg(ctx), "groups"));
+    p = clg_conv2d_default_params();
+    p.stride_h = 0;
+    assert_int_equal(clg_conv2d_module_create(ctx, "c", 4, 6, 3, 3, p, true, 1, &m), CLG_INVALID_ARGUMENT);
+    assert_int_equal(clg_linear_module_create(ctx, "fc", 3, -1, true, 1, &m), CLG_INVALID_ARGUMENT);
+    assert_int_equal(clg_batch_norm2d_module_create(ctx, "bn", 3, 0, 0.1, &m), CLG_INVALID_ARGUMENT);
+    assert_int_equal(clg_batch_norm2d_module_create(ctx, "bn", 3, 1e-5, 1.5, &m), CLG_INVALID_ARGUMENT);
+    assert_int_equal(clg_dropout_module_create(ctx, -0.1, 1, &m), CLG_INVALID_ARGUMENT);
+    assert_int_equal(clg_max_pool2d_module_create(ctx, pool(0), &m), CLG_INVALID_ARGUMENT);
+    assert_int_equal(clg_relu_module_create(ctx, NULL), CLG_INVALID_ARGUMENT);
+    assert_int_equal(clg_relu_module_create(NULL, &m), CLG_INVALID_ARGUMENT);
+
+    /* A shape the layer does not take: the op's error, naming both shapes. */
+    clg_module *fc = NULL, *seq = NULL;
+    REF_OK(ctx, clg_linear_module_create(ctx, "fc", 5, 2, true, 1, &fc));
+    const int xs[2] = {3, 4};
+    clg_tensor *x = ref_rand(ctx, CLG_F32, 2, xs, 92, 0, 1), *y = (clg_tensor *)&y;
+    assert_int_equal(clg_module_forward(ctx, fc, x, &y), CLG_SHAPE_MISMATCH);
+    assert_null(y);
+    assert_non_null(strstr(clg_context_errmsg(ctx), "(3, 4)"));
+    assert_int_equal(clg_module_forward(ctx, fc, NULL, &y), CLG_INVALID_ARGUMENT);
+    assert_int_equal(clg_module_forward(ctx, NULL, x, &y), CLG_INVALID_ARGUMENT);
+
+    /* Containers: not into a non-container, not into itself, not twice. */
+    REF_OK(ctx, clg_sequential_create(ctx, &seq));
+    assert_int_equal(clg_sequential_add(seq, seq), CLG_INVALID_ARGUMENT);
+    REF_OK(ctx, clg_sequential_add(seq, fc));
+    assert_int_equal(clg_sequential_add(seq, fc), CLG_INVALID_ARGUMENT);
+    assert_non_null(strstr(clg_context_errmsg(ctx), "already"));
+    clg_module *relu = NULL;
+    REF_OK(ctx, clg_relu_module_create(ctx, &relu));
+    assert_int_equal(clg_sequential_add(relu, NULL), CLG_INVALID_ARGUMENT); /* relu kept: not taken */
+    clg_module *lone = NULL;
+    REF_OK(ctx, clg_relu_module_create(ctx, &lone));
+    assert_int_equal(clg_sequential_add(relu, lone), CLG_INVALID_ARGUMENT); /* lone freed by the call */
+    assert_int_equal(clg_sequential_add(NULL, NULL), CLG_INVALID_ARGUMENT);
+    /* An empty container and a parameterless layer list nothing. */
+    assert_int_equal(clg_module_state(relu, NULL, 0), 0);
+    clg_module *empty = NULL;
+    REF_OK(ctx, clg_sequential_create(ctx, &empty));
+    REF_OK(ctx, clg_module_forward(ctx, empty, x, &y)); /* identity */
+    double *xv = ref_to_host_f64(x);
+    assert_tensor_close(y, xv, 12, 0, 0, "empty sequential");
+    free(xv);
+    clg_tensor_free(y);
+    clg_module_free(empty);
+    clg_module_free(relu);
+    clg_module_free(seq);
+    clg_module_free(NULL);
+    clg_tensor_free(x);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_init_conv_linear),
+        cmocka_unit_test(test_init_batch_norm),
+        cmocka_unit_test(test_forward_matches_ops),
+        cmocka_unit_test(test_batch_norm_buffers),
+        cmocka_unit_test(test_dropout_fresh_masks),
+        cmocka_unit_test(test_gradcheck_small_cnn),
+        cmocka_unit_test(test_microbatch_accumulation),
+        cmocka_unit_test(test_pytorch_small_cnn),
+        cmocka_unit_test(test_steady_state_allocations),
+        cmocka_unit_test(test_lenet_state),
+        cmocka_unit_test(test_cnn_state),
+        cmocka_unit_test(test_to_dtype),
+        cmocka_unit_test(test_module_errors),
+    };
+    return cmocka_run_group_tests(tests, ref_group_setup, ref_group_teardown);
+}
