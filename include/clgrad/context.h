@@ -57,8 +57,9 @@ CLG_API clg_context_params clg_context_default_params(void);
  * Ownership: the caller owns *out and frees it with clg_context_free. */
 CLG_API clg_status clg_context_create(const clg_context_params *params, clg_context **out,
                                       char *err, size_t err_len);
-/* Frees the context and everything created from it that is still alive (tensors, modules,
- * optimizers must not be used afterwards). NULL is a no-op. */
+/* Frees the context: its queue, programs and cached pool buffers. Free every tensor, module
+ * and optimizer made from it first: their buffers belong to its pool, and an object still
+ * alive afterwards can neither be used nor freed. NULL is a no-op. */
 CLG_API void clg_context_free(clg_context *ctx);
 
 /* The last error on this context: "<call>: <cause>: <detail>". The context owns the text;

@@ -12,6 +12,7 @@ clg_status clg__device_pick(const char *choice, cl_platform_id *platform, cl_dev
                             char *err, size_t err_len);
 clg_status clg__device_fill_info(cl_platform_id platform, cl_device_id device, int pi, int di,
                                  clg_device_info *info);
+void clg__device_indices(cl_device_id device, int *pi, int *di);
 
 
 clg_context_params clg_context_default_params(void) {
@@ -181,7 +182,9 @@ clg_status clg_context_create(const clg_context_params *params, clg_context **ou
             return e == CL_OUT_OF_HOST_MEMORY ? CLG_OUT_OF_HOST_MEMORY : CLG_OPENCL_ERROR;
         }
     }
-    st = clg__device_fill_info(ctx->platform, ctx->device, -1, -1, &ctx->info);
+    int pi, di;
+    clg__device_indices(ctx->device, &pi, &di);
+    st = clg__device_fill_info(ctx->platform, ctx->device, pi, di, &ctx->info);
     if (st == CLG_OK) st = clg__cache_dir_resolve(env_or(p.cache_dir, "CLGRAD_CACHE_DIR"), &ctx->cache_dir);
     const char *kdir = env_or(p.kernel_dir, "CLGRAD_KERNEL_DIR");
     if (st == CLG_OK && kdir && strpbrk(kdir, " \t\"'"))

@@ -13,6 +13,7 @@ clg_status clg__device_pick(const char *choice, cl_platform_id *platform, cl_dev
                             char *err, size_t err_len);
 clg_status clg__device_fill_info(cl_platform_id platform, cl_device_id device, int pi, int di,
                                  clg_device_info *info);
+void clg__device_indices(cl_device_id device, int *pi, int *di);
 
 #define MAX_PLATFORMS 16
 #define MAX_DEVICES 64
@@ -159,6 +160,14 @@ clg_status clg__device_pick(const char *choice, cl_platform_id *platform, cl_dev
     *platform = slots[i].platform;
     *device = slots[i].device;
     return CLG_OK;
+}
+
+void clg__device_indices(cl_device_id device, int *pi, int *di) {
+    device_slot slots[MAX_DEVICES];
+    size_t n = enumerate(slots, MAX_DEVICES);
+    *pi = *di = -1; /* an adopted sub-device, say, is in no platform's list */
+    for (size_t i = 0; i < n; i++)
+        if (slots[i].device == device) *pi = slots[i].pi, *di = slots[i].di;
 }
 
 clg_status clg_devices_list(clg_device_info *infos, size_t cap, size_t *count) {

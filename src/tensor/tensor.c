@@ -204,7 +204,10 @@ clg_status clg_tensor_copy(clg_tensor *dst, const clg_tensor *src) {
     if (!dst) return CLG_INVALID_ARGUMENT;
     if (!src) return clg__fail(dst->ctx, CLG_INVALID_ARGUMENT, "clg_tensor_copy: src is NULL");
     if (src->ctx != dst->ctx) return clg__fail(dst->ctx, CLG_INVALID_ARGUMENT, "clg_tensor_copy: tensors of two contexts");
-    if (src->dtype != dst->dtype || src->numel != dst->numel) {
+    if (src->dtype != dst->dtype)
+        return clg__fail(dst->ctx, CLG_INVALID_ARGUMENT, "clg_tensor_copy: dst is %s but src is %s",
+                         clg_dtype_name(dst->dtype), clg_dtype_name(src->dtype));
+    if (src->numel != dst->numel) {
         char a[64], b[64];
         return clg__fail(dst->ctx, CLG_SHAPE_MISMATCH, "clg_tensor_copy: dst is %s %s but src is %s %s",
                          clg__shape_str(dst, a, sizeof a), clg_dtype_name(dst->dtype),

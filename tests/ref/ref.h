@@ -30,6 +30,15 @@ void ref_assert_close_f(const float *got, const float *want, size_t n, double rt
             fail_msg("%s -> %s: %s", #call, clg_status_name(st_), clg_context_errmsg(ctx));   \
     } while (0)
 
+/* Fails unless call returns the status want; names both and the context's error. */
+#define REF_EXPECT(ctx, call, want)                                                           \
+    do {                                                                                      \
+        clg_status st_ = (call);                                                              \
+        if (st_ != (want))                                                                    \
+            fail_msg("%s -> %s, want %s: %s", #call, clg_status_name(st_),                    \
+                     clg_status_name(want), clg_context_errmsg(ctx));                         \
+    } while (0)
+
 /* Host copies of tensors. */
 double *ref_to_host_f64(const clg_tensor *t); /* converts from f32 when needed; free() it */
 clg_tensor *ref_tensor_f64(clg_context *ctx, int ndim, const int *shape, const double *data);

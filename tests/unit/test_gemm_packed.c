@@ -1,0 +1,304 @@
+/* tests/unit/test_gemm_packed.c - the packed GEMM path (cl/blas/gemm_packed.cl,
+ * src/blas/packed.c) forced on, against a naive host loop: four transpose combinations,
+ * sizes 1/7/33/130 and non-square, beta 0 over NaN and beta 1, offsets and padded leading
+ * dimensions, f32 and f64, each packing mode and several tile shapes; the path choice
+ * (src/blas/choose.c) and the tuning file round trip (src/blas/tune.c).
+ */
+#include "ref.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blas/packed.h"
+#include "blas/tune.h"
+#include "core/internal.h"
+
+enum { A_OFF = 5, A_PAD = 3, B_OFF = 3, B_PAD = 2, C_OFF = 7, C_PAD = 4, TAIL = 2 };
+
+typedef struct gcase {
+    bool ta, tb;
+    size_t m, n, k;
+    double alpha, beta;
+} gcase;
+
+static clg_tensor *rand1d(clg_context *ctx, clg_dtype dt, size_t len, uint64_t seed) {
+    const int shape[1] = {(int)len};
+    return ref_rand(ctx, dt, 1, shape, seed, -1.0, 1.0);
+}
+
+/* C = alpha op(A) op(B) + beta C in long double; beta = 0 never reads C. */
+static void host_gemm(const gcase *g, const double *a, size_t lda, const double *b, size_t ldb, double *c,
+                      size_t ldc) {
+    for (size_t i = 0; i < g->m; i++)
+        for (size_t j = 0; j < g->n; j++) {
+            long double acc = 0;
+            for (size_t p = 0; p < g->k; p++) {
+                const double av = g->ta ? a[A_OFF + p * lda + i] : a[A_OFF + i * lda + p];
+                const double bv = g->tb ? b[B_OFF + j * ldb + p] : b[B_OFF + p * ldb + j];
+                acc += (long double)av * bv;
+            }
+            double *cij = &c[C_OFF + i * ldc + j];
+            *cij = g->beta == 0 ? (double)(g->alpha * acc) : (double)(g->alpha * acc + (long double)g->beta * *cij);
+        }
+}
+
+/* One product through clg_gemm (whatever path ctx is forced to), checked inside and
+ * outside the C window. With beta = 0, C starts as NaN everywhere inside the window. */
+static void run_case(clg_context *ctx, clg_dtype dt, const gcase *g, uint64_t seed, const char *tag) {
+    const size_t ar = g->ta ? g->k : g->m, ac = g->ta ? g->m : g->k;
+    const size_t br = g->tb ? g->n : g->k, bc = g->tb ? g->k : g->n;
+    const size_t lda = ac + A_PAD, ldb = bc + B_PAD, ldc = g->n + C_PAD;
+    const size_t a_len = A_OFF + ar * lda + TAIL, b_len = B_OFF + br * ldb + TAIL;
+    const size_t c_len = C_OFF + g->m * ldc + TAIL;
+    clg_tensor *a = rand1d(ctx, dt, a_len, seed), *b = rand1d(ctx, dt, b_len, seed + 1);
+    double *c0 = malloc(c_len * sizeof *c0), *want = malloc(c_len * sizeof *want);
+    assert_non_null(c0);
+    assert_non_null(want);
+    for (size_t x = 0; x < c_len; x++) {
+        const bool inside = x >= C_OFF && (x - C_OFF) / ldc < g->m && (x - C_OFF) % ldc < g->n;
+        c0[x] = inside && g->beta == 0 ? NAN : sin((double)(x + seed));
+    }
+    const int cs[1] = {(int)c_len};
+    clg_tensor *c = ref_tensor_f64(ctx, 1, cs, c0), *c32 = NULL;
+    if (dt == CLG_F32) {
+        REF_OK(ctx, clg_tensor_cast(c, CLG_F32, &c32));
+        clg_tensor_free(c);
+        c = c32;
+    }
+    double *ah = ref_to_host_f64(a), *bh = ref_to_host_f64(b), *ch = ref_to_host_f64(c);
+    memcpy(want, ch, c_len * sizeof *want);
+    host_gemm(g, ah, lda, bh, ldb, want, ldc);
+
+    REF_OK(ctx, clg_gemm(ctx, g->ta, g->tb, g->m, g->n, g->k, g->alpha, a, A_OFF, lda, b, B_OFF, ldb, g->beta, c,
+                         C_OFF, ldc));
+    double *got = ref_to_host_f64(c);
+    char what[200];
+    snprintf(what, sizeof what, "%s %s ta=%d tb=%d m=%zu n=%zu k=%zu alpha=%g beta=%g", tag, clg_dtype_name(dt),
+             g->ta, g->tb, g->m, g->n, g->k, g->alpha, g->beta);
+    const double rtol = dt == CLG_F64 ? 1e-12 : 1e-4;
+    const double atol = dt == CLG_F64 ? 1e-13 * (double)g->k : 2e-6 * (double)g->k;
+    ref_assert_close(got, want, c_len, rtol, atol, what); /* NaN anywhere fails here */
+    for (size_t x = 0; x < c_len; x++) {
+        const bool inside = x >= C_OFF && (x - C_OFF) / ldc < g->m && (x - C_OFF) % ldc < g->n;
+        if (!inside && got[x] != ch[x]) fail_msg("%s: element %zu outside C changed", what, x);
+    }
+    free(got);
+    free(ch);
+    free(ah);
+    free(bh);
+    free(c0);
+    free(want);
+    clg_tensor_free(a);
+    clg_tensor_free(b);
+    clg_tensor_free(c);
+}
+
+static const size_t sizes[][3] = {
+    {1, 1, 1}, {7, 7, 7}, {33, 33, 33}, {130, 130, 130},
+    {7, 33, 130}, {130, 7, 33}, {33, 130, 7}, {1, 130, 33}, {130, 1, 7},
+};
+
+/* Every size x transpose x beta on the forced path, under one packing mode. */
+static void run_matrix(clg_context *ctx, clg_dtype dt, clg_gemm_path path, clg_pack_mode mode, const char *tag) {
+    clg__blas_force_path(ctx, path);
+    clg__packed_force_packing(ctx, mode);
+    const double alphas[] = {1.0, -1.25, 0.5};
+    uint64_t seed = 77 + (uint64_t)mode * 1000 + (uint64_t)dt * 100000;
+    int count = 0;
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int t = 0; t < 4; t++)
+            for (int beta = 0; beta <= 1; beta++, count++, seed += 3) {
+                const gcase g = {t & 1, (t >> 1) & 1, sizes[s][0], sizes[s][1], sizes[s][2], alphas[count % 3],
+                                 (double)beta};
+                run_case(ctx, dt, &g, seed, tag);
+            }
+    clg__packed_force_packing(ctx, CLG_PACK_BY_SIZE);
+    clg__blas_force_path(ctx, CLG_GEMM_AUTO);
+}
+
+static void test_packed_f32(void **state) {
+    run_matrix(*state, CLG_F32, CLG_GEMM_PACKED, CLG_PACK_ALL, "packed(all)");
+    run_matrix(*state, CLG_F32, CLG_GEMM_PACKED, CLG_PACK_NONE, "packed(in place)");
+}
+
+static void test_packed_f64(void **state) {
+    run_matrix(*state, CLG_F64, CLG_GEMM_PACKED, CLG_PACK_ALL, "packed(all)");
+    run_matrix(*state, CLG_F64, CLG_GEMM_PACKED, CLG_PACK_NONE, "packed(in place)");
+}
+
+/* Both paths answer the same questions the same way. */
+static void test_clblast_path_same_cases(void **state) {
+    run_matrix(*state, CLG_F32, CLG_GEMM_CLBLAST, CLG_PACK_BY_SIZE, "clblast");
+}
+
+/* Tile shapes other than the device default: odd MR, NR of one vector, wide tiles; the
+ * edges fall elsewhere in each. */
+static void test_packed_tile_shapes(void **state) {
+    clg_context *ctx = *state;
+    const clg_packed_config shapes[] = {{4, 3, 8}, {8, 5, 16}, {8, 1, 8}, {2, 6, 6}, {16, 8, 32}};
+    const gcase cases[] = {{false, false, 37, 29, 41, 1.0, 0.0}, {true, true, 37, 29, 41, -0.5, 1.0},
+                           {true, false, 9, 70, 5, 2.0, 1.0},    {false, true, 70, 9, 66, 1.0, 0.0}};
+    clg__blas_force_path(ctx, CLG_GEMM_PACKED);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        for (int dt = CLG_F32; dt <= CLG_F64; dt++) {
+            REF_OK(ctx, clg__packed_set_config(ctx, (clg_dtype)dt, shapes[s]));
+            const clg_packed_config got = clg__packed_config(ctx, (clg_dtype)dt);
+            assert_int_equal(got.mr, shapes[s].mr);
+            assert_int_equal(got.nr, shapes[s].nr);
+            for (int mode = CLG_PACK_NONE; mode <= CLG_PACK_ALL; mode++) {
+                clg__packed_force_packing(ctx, (clg_pack_mode)mode);
+                char tag[64];
+                snprintf(tag, sizeof tag, "tile %dx%d vw %d mode %d", shapes[s].mr, shapes[s].nr, shapes[s].vw, mode);
+                for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+                    run_case(ctx, (clg_dtype)dt, &cases[c], 500 + c, tag);
+            }
+            REF_OK(ctx, clg__packed_set_config(ctx, (clg_dtype)dt, (clg_packed_config){0, 0, 0}));
+        }
+    }
+    clg__packed_force_packing(ctx, CLG_PACK_BY_SIZE);
+    clg__blas_force_path(ctx, CLG_GEMM_AUTO);
+    /* a shape the kernel cannot take is refused with the reason */
+    assert_int_equal(clg__packed_set_config(ctx, CLG_F32, (clg_packed_config){8, 4, 12}), CLG_INVALID_ARGUMENT);
+    assert_non_null(strstr(clg_context_errmsg(ctx), "multiple of VW"));
+}
+
+/* Sizes where the default packing rule packs A and B (and where it reads them in place),
+ * on the device's default tile: the rule's branches all run. */
+static void test_packed_by_size(void **state) {
+    clg_context *ctx = *state;
+    clg__blas_force_path(ctx, CLG_GEMM_PACKED);
+    const gcase cases[] = {{false, false, 300, 70, 600, 1.0, 0.0}, /* A 720 kB, B 168 kB */
+                           {true, false, 70, 300, 600, 1.0, 1.0},  /* B 720 kB: packed */
+                           {false, false, 20, 1000, 40, 0.5, 1.0}}; /* both in place */
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) run_case(ctx, CLG_F32, &cases[c], 900 + c, "by size");
+    clg__blas_force_path(ctx, CLG_GEMM_AUTO);
+}
+
+/* Automatic choice: the first product of a size class probes both paths and records the
+ * winner; the result is right either way; a second product of the class reuses it. */
+static void test_choice_probe(void **state) {
+    clg_context *ctx = *state;
+    clg__blas_force_path(ctx, CLG_GEMM_AUTO);
+    const gcase g = {false, true, 45, 50, 60, 1.0, 1.0};
+    const clg_gemm_class cls = clg__gemm_class(CLG_F32, g.ta, g.tb, g.m, g.n, g.k);
+    assert_int_equal(cls.lm, 5);
+    assert_int_equal(cls.ln, 5);
+    assert_int_equal(cls.lk, 5);
+    REF_OK(ctx, clg__gemm_record(ctx, cls, CLG_GEMM_AUTO)); /* forget any earlier decision */
+    run_case(ctx, CLG_F32, &g, 31, "auto");
+    const clg_gemm_path chosen = clg__gemm_lookup(ctx, cls);
+    assert_true(chosen == CLG_GEMM_PACKED || chosen == CLG_GEMM_CLBLAST);
+    const gcase g2 = {false, true, 40, 60, 33, -1.0, 0.0};
+    run_case(ctx, CLG_F32, &g2, 37, "auto again");
+    assert_int_equal(clg__gemm_lookup(ctx, cls), chosen);
+
+    double tc = 0, tp = 0;
+    clg_gemm_path winner = CLG_GEMM_AUTO;
+    clg_tensor *a = rand1d(ctx, CLG_F32, 64 * 64, 1), *b = rand1d(ctx, CLG_F32, 64 * 64, 2);
+    REF_OK(ctx, clg__gemm_probe(ctx, CLG_F32, false, false, 64, 64, 64, a->buf->block.mem, 0, 64,
+                                b->buf->block.mem, 0, 64, &winner, &tc, &tp));
+    assert_true(tc > 0 && tp > 0);
+    assert_int_equal(winner, tp < tc ? CLG_GEMM_PACKED : CLG_GEMM_CLBLAST);
+    clg_tensor_free(a);
+    clg_tensor_free(b);
+}
+
+/* The tuning file: written for this device, read back and applied by a new context in the
+ * same cache folder; ignored (with the context still created) when it is malformed or made
+ * for another device; CLGRAD_GEMM_TUNING=off skips it. */
+static void test_tuning_file(void **state) {
+    (void)state;
+    char dir[] = "/tmp/clgrad-tune-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    clg_context_params p = clg_context_default_params();
+    p.cache_dir = dir;
+    clg_context *ctx = NULL;
+    char err[512];
+    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
+
+    clg_tune_data *d = calloc(1, sizeof *d);
+    assert_non_null(d);
+    /* CLBlast's routine switch-over: a complete parameter set of its own */
+    d->n_clblast = 1;
+    strcpy(d->clblast[0].kernel, "GemmRoutine");
+    d->clblast[0].dt = CLG_F64; /* f64: leaves the f32 speed of other tests alone */
+    d->clblast[0].n = 1;
+    strcpy(d->clblast[0].names[0], "XGEMM_MIN_INDIRECT_SIZE");
+    d->clblast[0].values[0] = 192;
+    d->packed[0] = (clg_packed_config){4, 3, 8};
+    const clg_gemm_class cls = clg__gemm_class(CLG_F32, true, false, 100, 200, 300);
+    d->choices[0] = (clg_tune_choice){cls, CLG_GEMM_PACKED, 2e-3, 1e-3};
+    d->n_choices = 1;
+    char path[4200];
+    REF_OK(ctx, clg__tune_write(ctx, d, path, sizeof path));
+    assert_non_null(strstr(path, dir));
+    clg_context_free(ctx);
+
+    ctx = NULL;
+    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
+    assert_true(clg__gemm_state(ctx)->tuned);
+    assert_int_equal(clg__gemm_lookup(ctx, cls), CLG_GEMM_PACKED);
+    assert_int_equal(clg__packed_config(ctx, CLG_F32).nr, 8);
+    clg_tune_data *back = calloc(1, sizeof *back);
+    assert_non_null(back);
+    REF_OK(ctx, clg__tune_read(ctx, back));
+    assert_int_equal(back->n_clblast, 1);
+    assert_string_equal(back->clblast[0].names[0], "XGEMM_MIN_INDIRECT_SIZE");
+    assert_int_equal(back->clblast[0].values[0], 192);
+    assert_int_equal(back->n_choices, 1);
+    assert_true(back->choices[0].t_clblast == 2e-3);
+    /* the recorded choice runs and is right */
+    const gcase g = {true, false, 100, 200, 300, 1.0, 0.0};
+    run_case(ctx, CLG_F32, &g, 11, "tuned");
+    clg_context_free(ctx);
+
+    /* off: nothing applied */
+    setenv("CLGRAD_GEMM_TUNING", "off", 1);
+    ctx = NULL;
+    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
+    unsetenv("CLGRAD_GEMM_TUNING");
+    assert_false(clg__gemm_state(ctx)->tuned);
+    assert_int_equal(clg__gemm_lookup(ctx, cls), CLG_GEMM_AUTO);
+
+    /* another device's file under this name: refused on read, ignored at creation */
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"format\": 1, \"device\": \"some other device\", \"driver\": \"1\", \"choices\": []}", f);
+    fclose(f);
+    assert_int_equal(clg__tune_read(ctx, back), CLG_BAD_FORMAT);
+    clg_context_free(ctx);
+    ctx = NULL;
+    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
+    assert_false(clg__gemm_state(ctx)->tuned);
+    /* truncated JSON: same */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"format\": 1, \"device\": ", f);
+    fclose(f);
+    assert_int_equal(clg__tune_read(ctx, back), CLG_BAD_FORMAT);
+    clg_context_free(ctx);
+
+    /* a CLBlast kernel name that does not exist is an error on apply */
+    ctx = NULL;
+    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
+    strcpy(d->clblast[0].kernel, "NoSuchKernel");
+    assert_int_equal(clg__clblast_override(ctx, &d->clblast[0]), CLG_BLAS_ERROR);
+    clg_context_free(ctx);
+    remove(path);
+    rmdir(dir);
+    free(d);
+    free(back);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_packed_f32),         cmocka_unit_test(test_packed_f64),
+        cmocka_unit_test(test_clblast_path_same_cases), cmocka_unit_test(test_packed_tile_shapes),
+        cmocka_unit_test(test_packed_by_size),     cmocka_unit_test(test_choice_probe),
+        cmocka_unit_test(test_tuning_file),
+    };
+    return cmocka_run_group_tests(tests, ref_group_setup, ref_group_teardown);
+}
