@@ -74,6 +74,7 @@ struct clg_context {
     clg_log_fn log;
     void *log_user;
     size_t conv_workspace_bytes;
+    int conv_layout; /* conv2d kernel shape: 0 by device type, 1 item per element, 2 per row */
 
     uint64_t backward_epoch; /* marks nodes visited by the current backward */
     uint64_t fault_seen[3];

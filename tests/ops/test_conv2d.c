@@ -1,0 +1,759 @@
+/* tests/ops/test_conv2d.c - conv2d (src/ops/conv2d.c, cl/ops/conv2d.cl): the worked example
+ * to the digit, forward and all three gradients against a naive direct convolution over a
+ * grid of shapes, PyTorch's numbers, finite differences in f64, the beta contract, chunked
+ * against unchunked, and bad input. The naive reference is written out below.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ref/ref.h"
+#include "core/internal.h" /* ctx->conv_workspace_bytes, to force the chunked path */
+
+/* ---------------------------------------------------------------- naive reference */
+
+typedef struct conv_case {
+    int N, C, H, W, K, KH, KW;
+    clg_conv2d_params p;
+    bool bias;
+} conv_case;
+
+#define P_(sh, sw, ph, pw, dh, dw, g)                                                                        \
+    { sh, sw, ph, pw, dh, dw, g }
+
+static int out_h(const conv_case *c) {
+    return clg_conv2d_out_size(c->H, c->KH, c->p.stride_h, c->p.pad_h, c->p.dilation_h);
+}
+static int out_w(const conv_case *c) {
+    return clg_conv2d_out_size(c->W, c->KW, c->p.stride_w, c->p.pad_w, c->p.dilation_w);
+}
+
+/* Calls fn(n, k, oh, ow, xi, wi) for every (output, tap) pair that reads a real pixel:
+ * x[xi] * w[wi] is one term of y[n][k][oh][ow]. Forward and backward are both this loop. */
+#define FOR_EACH_TAP(c, BODY)                                                                                \
+    do {                                                                                                     \
+        const int G_ = (c)->p.groups, Cg_ = (c)->C / G_, Kg_ = (c)->K / G_;                                  \
+        const int OH_ = out_h(c), OW_ = out_w(c);                                                            \
+        for (int n = 0; n < (c)->N; n++)                                                                     \
+            for (int k = 0; k < (c)->K; k++)                                                                 \
+                for (int oh = 0; oh < OH_; oh++)                                                             \
+                    for (int ow = 0; ow < OW_; ow++) {                                                       \
+                        const size_t yi = (((size_t)n * (c)->K + k) * OH_ + oh) * OW_ + ow;                  \
+                        (void)yi;                                                                            \
+                        for (int cg = 0; cg < Cg_; cg++)                                                     \
+                            for (int i = 0; i < (c)->KH; i++)                                                \
+                                for (int j = 0; j < (c)->KW; j++) {                                          \
+                                    const int h =                                                            \
+                                        oh * (c)->p.stride_h - (c)->p.pad_h + i * (c)->p.dilation_h;         \
+                                    const int w_ =                                                           \
+                                        ow * (c)->p.stride_w - (c)->p.pad_w + j * (c)->p.dilation_w;         \
+                                    if (h < 0 || h >= (c)->H || w_ < 0 || w_ >= (c)->W) continue;            \
+                                    const int ch = (k / Kg_) * Cg_ + cg;                                     \
+                                    const size_t xi =                                                        \
+                                        (((size_t)n * (c)->C + ch) * (c)->H + h) * (c)->W + w_;              \
+                                    const size_t wi = (((size_t)k * Cg_ + cg) * (c)->KH + i) * (c)->KW + j;  \
+                                    BODY;                                                                    \
+                                }                                                                            \
+                    }                                                                                        \
+    } while (0)
+
+static void naive_forward(const conv_case *c, const double *x, const double *w, const double *b, double *y) {
+    const size_t ny = (size_t)c->N * c->K * out_h(c) * out_w(c);
+    const size_t per_k = (size_t)out_h(c) * out_w(c);
+    for (size_t i = 0; i < ny; i++)
+        y[i] = b ? b[(i / per_k) % c->K] : 0.0;
+    FOR_EACH_TAP(c, y[yi] += x[xi] * w[wi]);
+}
+
+/* dx, dw, db (db may be NULL) from dy: each term x*w of y contributes dy*w to dx, dy*x to dw. */
+static void naive_backward(const conv_case *c, const double *x, const double *w, const double *dy, double *dx,
+                           double *dw, double *db) {
+    const size_t nx = (size_t)c->N * c->C * c->H * c->W;
+    const size_t nw = (size_t)c->K * (c->C / c->p.groups) * c->KH * c->KW;
+    const size_t per_k = (size_t)out_h(c) * out_w(c);
+    const size_t ny = (size_t)c->N * c->K * per_k;
+    memset(dx, 0, nx * sizeof *dx);
+    memset(dw, 0, nw * sizeof *dw);
+    if (db) {
+        memset(db, 0, (size_t)c->K * sizeof *db);
+        for (size_t i = 0; i < ny; i++)
+            db[(i / per_k) % c->K] += dy[i];
+    }
+    FOR_EACH_TAP(c, {
+        dx[xi] += dy[yi] * w[wi];
+        dw[wi] += dy[yi] * x[xi];
+    });
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+typedef struct case_tensors {
+    clg_tensor *x, *w, *b, *y, *dy, *dx, *dw, *db;
+    double *hx, *hw, *hb, *hdy; /* host copies of the inputs */
+    int xs[4], ws[4], ys[4];
+} case_tensors;
+
+static void case_make(clg_context *ctx, clg_dtype dt, const conv_case *c, uint64_t seed, case_tensors *t) {
+    memset(t, 0, sizeof *t);
+    const int xs[4] = {c->N, c->C, c->H, c->W};
+    const int ws[4] = {c->K, c->C / c->p.groups, c->KH, c->KW};
+    const int ys[4] = {c->N, c->K, out_h(c), out_w(c)};
+    memcpy(t->xs, xs, sizeof xs), memcpy(t->ws, ws, sizeof ws), memcpy(t->ys, ys, sizeof ys);
+    assert_true(ys[2] > 0 && ys[3] > 0);
+    t->x = ref_rand(ctx, dt, 4, xs, seed, -1, 1);
+    t->w = ref_rand(ctx, dt, 4, ws, seed + 1, -1, 1);
+    if (c->bias) t->b = ref_rand(ctx, dt, 1, &c->K, seed + 2, -1, 1);
+    t->dy = ref_rand(ctx, dt, 4, ys, seed + 3, -1, 1);
+    REF_OK(ctx, clg_tensor_zeros(ctx, dt, 4, ys, &t->y));
+    REF_OK(ctx, clg_tensor_zeros(ctx, dt, 4, xs, &t->dx));
+    REF_OK(ctx, clg_tensor_zeros(ctx, dt, 4, ws, &t->dw));
+    REF_OK(ctx, clg_tensor_zeros(ctx, dt, 1, &c->K, &t->db));
+    t->hx = ref_to_host_f64(t->x);
+    t->hw = ref_to_host_f64(t->w);
+    t->hb = t->b ? ref_to_host_f64(t->b) : NULL;
+    t->hdy = ref_to_host_f64(t->dy);
+}
+
+static void case_free(case_tensors *t) {
+    clg_tensor *all[] = {t->x, t->w, t->b, t->y, t->dy, t->dx, t->dw, t->db};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        clg_tensor_free(all[i]);
+    free(t->hx), free(t->hw), free(t->hb), free(t->hdy);
+}
+
+static void case_name(const conv_case *c, const char *what, char *buf, size_t len) {
+    snprintf(buf, len,
+             "%s: x (%d,%d,%d,%d) w (%d,%d,%d,%d) stride %dx%d pad %dx%d dil %dx%d groups %d "
+             "bias %d",
+             what, c->N, c->C, c->H, c->W, c->K, c->C / c->p.groups, c->KH, c->KW, c->p.stride_h,
+             c->p.stride_w, c->p.pad_h, c->p.pad_w, c->p.dilation_h, c->p.dilation_w, c->p.groups, c->bias);
+}
+
+/* Forward and the three gradients of one case against the naive reference. Gradients start
+ * as NaN, so beta = 0 must overwrite without reading. tol scales with how many terms each
+ * value sums (f32 rounding grows with it). */
+static void check_case(clg_context *ctx, clg_dtype dt, const conv_case *c, uint64_t seed, double rtol) {
+    case_tensors t;
+    char what[256];
+    case_make(ctx, dt, c, seed, &t);
+    const size_t ny = clg_tensor_numel(t.y), nx = clg_tensor_numel(t.x), nw = clg_tensor_numel(t.w);
+    double *want_y = malloc(ny * sizeof(double)), *want_dx = malloc(nx * sizeof(double)),
+           *want_dw = malloc(nw * sizeof(double)), *want_db = malloc(c->K * sizeof(double));
+    naive_forward(c, t.hx, t.hw, t.hb, want_y);
+    naive_backward(c, t.hx, t.hw, t.hdy, want_dx, want_dw, want_db);
+
+    REF_OK(ctx, clg_tensor_fill(t.dx, NAN));
+    REF_OK(ctx, clg_tensor_fill(t.dw, NAN));
+    REF_OK(ctx, clg_tensor_fill(t.db, NAN));
+    REF_OK(ctx, clg_conv2d_forward(ctx, t.x, t.w, t.b, c->p, t.y));
+    REF_OK(ctx, clg_conv2d_backward(ctx, t.x, t.w, t.dy, c->p, t.dx, t.dw, t.db, 0.0));
+
+    /* terms per value: y and dx sum up to Cg*KH*KW (or K*KH*KW) products, dw N*OH*OW */
+    const double terms_y = (double)(c->C / c->p.groups) * c->KH * c->KW;
+    const double terms_dx = (double)(c->K / c->p.groups) * c->KH * c->KW;
+    const double terms_dw = (double)c->N * out_h(c) * out_w(c);
+    double *got = ref_to_host_f64(t.y);
+    case_name(c, "y", what, sizeof what);
+    ref_assert_close(got, want_y, ny, rtol, rtol * sqrt(terms_y), what);
+    free(got);
+    got = ref_to_host_f64(t.dx);
+    case_name(c, "dx", what, sizeof what);
+    ref_assert_close(got, want_dx, nx, rtol, rtol * sqrt(terms_dx), what);
+    free(got);
+    got = ref_to_host_f64(t.dw);
+    case_name(c, "dw", what, sizeof what);
+    ref_assert_close(got, want_dw, nw, rtol, rtol * sqrt(terms_dw), what);
+    free(got);
+    got = ref_to_host_f64(t.db);
+    case_name(c, "db", what, sizeof what);
+    ref_assert_close(got, want_db, (size_t)c->K, rtol, rtol * sqrt(terms_dw), what);
+    free(got);
+
+    free(want_y), free(want_dx), free(want_dw), free(want_db);
+    case_free(&t);
+}
+
+/* ---------------------------------------------------------------- the grid */
+
+/* Every value the issue lists appears at least once: stride 1/2/3, padding 0/1/2, dilation
+ * 1/2, groups 1/2/depthwise, kernels 1x1 3x3 5x5 and non-square, non-square inputs, batch
+ * 1/5/17, bias on/off; plus edge shapes (1x1 output, H or W of 1, output larger than input). */
+static const conv_case grid[] = {
+    {1, 1, 5, 5, 1, 3, 3, P_(1, 1, 0, 0, 1, 1, 1), false},
+    {5, 3, 7, 6, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true},
+    {2, 4, 9, 9, 6, 3, 3, P_(2, 2, 1, 1, 1, 1, 2), true},
+    {3, 4, 8, 8, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 4), true}, /* depthwise */
+    {1, 6, 11, 7, 6, 5, 5, P_(3, 3, 2, 2, 1, 1, 3), false},
+    {17, 2, 6, 6, 3, 1, 1, P_(1, 1, 0, 0, 1, 1, 1), true},
+    {5, 3, 10, 8, 2, 3, 2, P_(2, 2, 1, 0, 2, 1, 1), true},
+    {2, 2, 9, 9, 4, 3, 3, P_(1, 1, 2, 2, 2, 2, 1), false},
+    {1, 3, 12, 5, 5, 2, 4, P_(1, 2, 0, 2, 1, 1, 1), true},
+    {17, 1, 8, 8, 3, 5, 5, P_(1, 1, 2, 2, 1, 1, 1), true},
+    {5, 8, 6, 6, 8, 3, 3, P_(2, 2, 0, 0, 1, 1, 8), false}, /* depthwise, stride 2 */
+    {5, 4, 7, 7, 8, 3, 3, P_(1, 1, 1, 1, 1, 1, 4), true},  /* depthwise, multiplier 2 */
+    {1, 2, 5, 9, 3, 1, 3, P_(3, 3, 1, 1, 1, 1, 1), false},
+    {17, 4, 5, 5, 4, 3, 3, P_(1, 1, 1, 1, 2, 2, 2), true},
+    {5, 3, 13, 11, 4, 5, 3, P_(2, 2, 2, 2, 1, 1, 1), true},
+    {2, 6, 8, 10, 6, 3, 3, P_(3, 3, 2, 2, 2, 2, 3), true},
+    {1, 1, 3, 3, 2, 3, 3, P_(1, 1, 0, 0, 1, 1, 1), true}, /* 1x1 output */
+    {5, 2, 6, 4, 3, 1, 1, P_(2, 2, 1, 1, 1, 1, 1), true}, /* 1x1 kernel over padding */
+    {17, 3, 4, 4, 2, 2, 2, P_(2, 2, 0, 0, 1, 1, 1), false},
+    {1, 4, 10, 10, 2, 5, 5, P_(1, 1, 0, 0, 2, 2, 2), true},
+    {5, 1, 7, 5, 1, 4, 2, P_(2, 1, 2, 1, 1, 1, 1), true},
+    {3, 2, 6, 6, 4, 3, 3, P_(1, 1, 2, 2, 1, 1, 1), false}, /* output larger than input */
+    {1, 3, 9, 9, 3, 3, 3, P_(3, 3, 0, 0, 1, 1, 3), false}, /* depthwise, stride 3 */
+    {5, 4, 6, 7, 6, 2, 3, P_(1, 3, 1, 2, 2, 1, 2), true},
+    {17, 2, 5, 5, 2, 3, 3, P_(2, 2, 1, 1, 1, 1, 2), true},
+    {2, 16, 6, 6, 8, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true},
+    {1, 1, 1, 8, 1, 1, 3, P_(1, 1, 0, 0, 1, 1, 1), true},  /* H = 1 */
+    {5, 3, 8, 1, 2, 3, 1, P_(2, 1, 1, 0, 1, 1, 1), false}, /* W = 1 */
+    {1, 2, 7, 7, 2, 7, 7, P_(1, 1, 0, 0, 1, 1, 1), true},  /* kernel = image */
+    {5, 6, 9, 9, 6, 3, 3, P_(1, 1, 1, 1, 2, 2, 6), true},  /* depthwise, dilated */
+};
+#define N_GRID (sizeof grid / sizeof *grid)
+
+/* Both kernel shapes (per element for GPUs, per row for CPUs) whatever the device. */
+static void test_grid_f32(void **state) {
+    clg_context *ctx = *state;
+    for (int layout = 1; layout <= 2; layout++) {
+        ctx->conv_layout = layout;
+        for (size_t i = 0; i < N_GRID; i++)
+            check_case(ctx, CLG_F32, &grid[i], 100 + 10 * i, 2e-5);
+    }
+    ctx->conv_layout = 0;
+}
+
+/* The same grid in f64 with the device's own kernel shape, through the per-image path (one
+ * image per chunk) for half of it. */
+static void test_grid_f64(void **state) {
+    clg_context *ctx = *state;
+    const size_t saved = ctx->conv_workspace_bytes;
+    for (size_t i = 0; i < N_GRID; i++) {
+        ctx->conv_workspace_bytes = i % 2 ? 1 : saved;
+        check_case(ctx, CLG_F64, &grid[i], 700 + 10 * i, 1e-12);
+    }
+    ctx->conv_workspace_bytes = saved;
+}
+
+/* ---------------------------------------------------------------- the worked example */
+
+typedef struct fixture {
+    clg_st_file f;
+    bool loaded;
+} fixture;
+
+static bool fixture_open(fixture *fx, const char *file) {
+    const char *dir = getenv("CLGRAD_FIXTURES");
+    char path[1024], err[256] = "";
+    memset(fx, 0, sizeof *fx);
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/fixtures", file);
+    clg_status st = clg_st_read(path, &fx->f, err, sizeof err);
+    if (st != CLG_OK) fail_msg("cannot read fixture %s: %s: %s", path, clg_status_name(st), err);
+    fx->loaded = true;
+    return true;
+}
+
+/* A fixture entry as doubles (malloc'd), its element count in *n. */
+static double *fixture_get(const fixture *fx, const char *name, size_t *n) {
+    for (size_t i = 0; i < fx->f.n_entries; i++) {
+        const clg_st_entry *e = &fx->f.entries[i];
+        if (strcmp(e->name, name)) continue;
+        assert_int_equal(e->dtype, CLG_F64);
+        *n = e->bytes / sizeof(double);
+        double *out = malloc(e->bytes ? e->bytes : 1);
+        assert_non_null(out);
+        memcpy(out, e->data, e->bytes); /* the data may be unaligned */
+        return out;
+    }
+    fail_msg("fixture has no entry %s", name);
+    return NULL;
+}
+
+static clg_tensor *tensor_from(clg_context *ctx, clg_dtype dt, int ndim, const int *shape, const double *v) {
+    clg_tensor *t = NULL;
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= (size_t)shape[i];
+    if (dt == CLG_F64) {
+        REF_OK(ctx, clg_tensor_from_host(ctx, dt, ndim, shape, v, &t));
+    } else {
+        float *f = malloc(n * sizeof *f);
+        for (size_t i = 0; i < n; i++)
+            f[i] = (float)v[i];
+        REF_OK(ctx, clg_tensor_from_host(ctx, dt, ndim, shape, f, &t));
+        free(f);
+    }
+    return t;
+}
+
+static double host_sum_sq(const double *v, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += v[i] * v[i];
+    return s;
+}
+
+/* Every number of the issue's example, through the raw calls and through the graph. */
+static void worked_example(clg_context *ctx, clg_dtype dt, double rtol) {
+    static const double x0[16] = {10, 20, 30, 40, 30, 40, 50, 60, 20, 30, 40, 50, 10, 20, 30, 40};
+    static const double w0[4] = {0.5, 0.3, 0.2, 0.1};
+    static const double y_want[9] = {21, 32, 43, 34, 45, 56, 23, 34, 45};
+    static const double dy_want[9] = {42, 64, 86, 68, 90, 112, 46, 68, 90};
+    static const double dw_want[4] = {22080, 28740, 21180, 27840};
+    static const double w_new_want[4] = {0.2792, 0.0126, -0.0118, -0.1784};
+    const double lr = 1e-5;
+    const int xs[4] = {1, 1, 4, 4}, ws[4] = {1, 1, 2, 2}, ys[4] = {1, 1, 3, 3};
+    const clg_conv2d_params p = clg_conv2d_default_params();
+
+    /* the issue's numbers and the PyTorch fixture must agree (loss_new's exact value) */
+    fixture fx;
+    size_t n;
+    fixture_open(&fx, "worked_example.safetensors");
+    double *fy = fixture_get(&fx, "y", &n), *fdw = fixture_get(&fx, "dw", &n);
+    double *floss = fixture_get(&fx, "loss", &n), *flossn = fixture_get(&fx, "loss_new", &n);
+    ref_assert_close(fy, y_want, 9, 0, 0, "fixture y");
+    ref_assert_close(fdw, dw_want, 4, 0, 0, "fixture dw");
+    assert_true(floss[0] == 13341.0);
+    const double loss_new_want = flossn[0]; /* 129.67662 */
+    assert_true(fabs(loss_new_want - 129.68) < 0.01);
+    free(fy), free(fdw), free(floss), free(flossn);
+    clg_st_file_free(&fx.f);
+
+    clg_tensor *x = tensor_from(ctx, dt, 4, xs, x0), *w = tensor_from(ctx, dt, 4, ws, w0);
+    clg_tensor *y = NULL, *loss = NULL, *dy = NULL, *dw = NULL;
+
+    /* raw: forward, loss on the host, dy = 2y, backward */
+    REF_OK(ctx, clg_tensor_zeros(ctx, dt, 4, ys, &y));
+    REF_OK(ctx, clg_conv2d_forward(ctx, x, w, NULL, p, y));
+    double *hy = ref_to_host_f64(y);
+    ref_assert_close(hy, y_want, 9, rtol, 0, "worked example y");
+    assert_true(fabs(host_sum_sq(hy, 9) - 13341.0) <= rtol * 13341.0);
+    double hdy[9];
+    for (int i = 0; i < 9; i++)
+        hdy[i] = 2 * hy[i];
+    ref_assert_close(hdy, dy_want, 9, rtol, 0, "worked example dy = 2y");
+    dy = tensor_from(ctx, dt, 4, ys, hdy);
+    REF_OK(ctx, clg_tensor_zeros(ctx, dt, 4, ws, &dw));
+    REF_OK(ctx, clg_conv2d_backward(ctx, x, w, dy, p, NULL, dw, NULL, 0.0));
+    double *hdw = ref_to_host_f64(dw);
+    ref_assert_close(hdw, dw_want, 4, rtol, 0, "worked example dW (raw backward)");
+    free(hdw);
+    free(hy);
+
+    /* graph: loss = sum_of_squares(conv2d(x, w)), clg_backward fills w.grad */
+    clg_tensor_free(y);
+    REF_OK(ctx, clg_tensor_set_requires_grad(w, true));
+    REF_OK(ctx, clg_conv2d(ctx, x, w, NULL, p, &y));
+    REF_OK(ctx, clg_sum_of_squares(ctx, y, &loss));
+    double lv = 0;
+    REF_OK(ctx, clg_tensor_item(loss, &lv));
+    assert_true(fabs(lv - 13341.0) <= rtol * 13341.0);
+    REF_OK(ctx, clg_backward(ctx, loss));
+    assert_non_null(clg_tensor_grad(w));
+    hdw = ref_to_host_f64(clg_tensor_grad(w));
+    ref_assert_close(hdw, dw_want, 4, rtol, 0, "worked example dW (graph)");
+
+    /* the update and the loss after it */
+    double w_new[4];
+    for (int i = 0; i < 4; i++)
+        w_new[i] = w0[i] - lr * hdw[i];
+    ref_assert_close(w_new, w_new_want, 4, rtol, 0, "worked example w - lr*dW");
+    assert_true(w_new[3] < 0 && w0[3] > 0); /* the bottom-right weight flips sign */
+    clg_tensor_free(w);
+    w = tensor_from(ctx, dt, 4, ws, w_new);
+    clg_tensor_free(y), clg_tensor_free(loss);
+    REF_OK(ctx, clg_conv2d(ctx, x, w, NULL, p, &y));
+    REF_OK(ctx, clg_sum_of_squares(ctx, y, &loss));
+    REF_OK(ctx, clg_tensor_item(loss, &lv));
+    if (!(fabs(lv - loss_new_want) <= rtol * loss_new_want))
+        fail_msg("loss after the update: got %.10g want %.10g", lv, loss_new_want);
+    free(hdw);
+    clg_tensor *all[] = {x, w, y, loss, dy, dw};
+    for (size_t i = 0; i < 6; i++)
+        clg_tensor_free(all[i]);
+}
+
+static void test_worked_example_f32(void **state) { worked_example(*state, CLG_F32, 1e-4); }
+static void test_worked_example_f64(void **state) { worked_example(*state, CLG_F64, 1e-12); }
+
+/* ---------------------------------------------------------------- PyTorch's numbers */
+
+/* ops.safetensors conv2d: x (2,4,7,6), w (6,2,3,2), b (6), stride 2, pad 1, dilation 2,
+ * groups 2; loss = sum(y * r). */
+static void test_pytorch_fixture(void **state) {
+    clg_context *ctx = *state;
+    fixture fx;
+    size_t n;
+    fixture_open(&fx, "ops.safetensors");
+    double *hx = fixture_get(&fx, "conv2d.x", &n), *hw = fixture_get(&fx, "conv2d.w", &n);
+    double *hb = fixture_get(&fx, "conv2d.b", &n), *hy = fixture_get(&fx, "conv2d.y", &n);
+    double *hr = fixture_get(&fx, "conv2d.r", &n), *hdx = fixture_get(&fx, "conv2d.dx", &n);
+    double *hdw = fixture_get(&fx, "conv2d.dw", &n), *hdb = fixture_get(&fx, "conv2d.db", &n);
+    const int xs[4] = {2, 4, 7, 6}, ws[4] = {6, 2, 3, 2}, ys[4] = {2, 6, 3, 3}, bs = 6;
+    const clg_conv2d_params p = P_(2, 2, 1, 1, 2, 2, 2);
+    for (int d = 0; d < 2; d++) {
+        const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+        const double tol = d ? 1e-12 : 1e-5;
+        clg_tensor *x = tensor_from(ctx, dt, 4, xs, hx), *w = tensor_from(ctx, dt, 4, ws, hw);
+        clg_tensor *b = tensor_from(ctx, dt, 1, &bs, hb), *r = tensor_from(ctx, dt, 4, ys, hr);
+        clg_tensor *y = NULL, *dx = NULL, *dw = NULL, *db = NULL;
+        REF_OK(ctx, clg_tensor_zeros(ctx, dt, 4, ys, &y));
+        REF_OK(ctx, clg_tensor_zeros(ctx, dt, 4, xs, &dx));
+        REF_OK(ctx, clg_tensor_zeros(ctx, dt, 4, ws, &dw));
+        REF_OK(ctx, clg_tensor_zeros(ctx, dt, 1, &bs, &db));
+        REF_OK(ctx, clg_conv2d_forward(ctx, x, w, b, p, y));
+        REF_OK(ctx, clg_conv2d_backward(ctx, x, w, r, p, dx, dw, db, 0.0));
+        double *g;
+        g = ref_to_host_f64(y), ref_assert_close(g, hy, 36, tol, tol, "torch y"), free(g);
+        g = ref_to_host_f64(dx), ref_assert_close(g, hdx, 336, tol, tol, "torch dx"), free(g);
+        g = ref_to_host_f64(dw), ref_assert_close(g, hdw, 72, tol, tol, "torch dw"), free(g);
+        g = ref_to_host_f64(db), ref_assert_close(g, hdb, 6, tol, tol, "torch db"), free(g);
+        clg_tensor *all[] = {x, w, b, r, y, dx, dw, db};
+        for (size_t i = 0; i < 8; i++)
+            clg_tensor_free(all[i]);
+    }
+    free(hx), free(hw), free(hb), free(hy), free(hr), free(hdx), free(hdw), free(hdb);
+    clg_st_file_free(&fx.f);
+}
+
+/* ---------------------------------------------------------------- finite differences */
+
+static clg_status conv_fn(clg_context *ctx, clg_tensor *const *in, int n, clg_tensor **y, void *user) {
+    const clg_conv2d_params *p = user;
+    return clg_conv2d(ctx, in[0], in[1], n > 2 ? in[2] : NULL, *p, y);
+}
+
+static void gradcheck_case(clg_context *ctx, const conv_case *c, uint64_t seed) {
+    case_tensors t;
+    char what[256];
+    case_make(ctx, CLG_F64, c, seed, &t);
+    clg_tensor *in[3] = {t.x, t.w, t.b};
+    for (int i = 0; i < 3; i++)
+        if (in[i]) REF_OK(ctx, clg_tensor_set_requires_grad(in[i], true));
+    case_name(c, "gradcheck", what, sizeof what);
+    clg_conv2d_params p = c->p;
+    ref_gradcheck(ctx, conv_fn, in, c->bias ? 3 : 2, &p, 1e-6, 1e-6, what);
+    case_free(&t);
+}
+
+static void test_gradcheck(void **state) {
+    clg_context *ctx = *state;
+    const conv_case cases[] = {
+        {2, 4, 5, 6, 4, 3, 2, P_(2, 1, 1, 2, 2, 1, 2), true},
+        {1, 3, 5, 5, 3, 3, 3, P_(1, 1, 1, 1, 1, 1, 3), true}, /* depthwise */
+        {3, 2, 4, 5, 3, 2, 2, P_(1, 2, 0, 1, 1, 1, 1), false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        gradcheck_case(ctx, &cases[i], 900 + 10 * i);
+}
+
+/* ---------------------------------------------------------------- the beta contract */
+
+/* backward with beta 0 then beta 1 gives exactly 2x; beta 0.5 gives 0.5*old + new. Once
+ * with the batch in one chunk, once in several (dW then sums chunks: still exact). */
+static void accumulate_case(clg_context *ctx, clg_dtype dt, size_t workspace) {
+    const conv_case c = {5, 4, 7, 6, 6, 3, 3, P_(1, 2, 1, 1, 1, 1, 2), true};
+    case_tensors t;
+    const size_t saved = ctx->conv_workspace_bytes;
+    ctx->conv_workspace_bytes = workspace;
+    case_make(ctx, dt, &c, 4242, &t);
+    clg_tensor *g[3] = {t.dx, t.dw, t.db};
+    const char *names[3] = {"dx", "dw", "db"};
+    double *once[3];
+    REF_OK(ctx, clg_conv2d_backward(ctx, t.x, t.w, t.dy, c.p, t.dx, t.dw, t.db, 0.0));
+    for (int i = 0; i < 3; i++)
+        once[i] = ref_to_host_f64(g[i]);
+    REF_OK(ctx, clg_conv2d_backward(ctx, t.x, t.w, t.dy, c.p, t.dx, t.dw, t.db, 1.0));
+    for (int i = 0; i < 3; i++) {
+        const size_t n = clg_tensor_numel(g[i]);
+        double *twice = ref_to_host_f64(g[i]);
+        for (size_t j = 0; j < n; j++)
+            if (twice[j] != 2 * once[i][j])
+                fail_msg("%s[%zu]: beta 1 after beta 0 gave %.17g, not exactly 2 x %.17g "
+                         "(workspace %zu)",
+                         names[i], j, twice[j], once[i][j], workspace);
+        free(twice);
+    }
+    /* beta 0.5 on top of 2x: 0.5 * 2x + x = 2x */
+    REF_OK(ctx, clg_conv2d_backward(ctx, t.x, t.w, t.dy, c.p, t.dx, t.dw, t.db, 0.5));
+    for (int i = 0; i < 3; i++) {
+        const size_t n = clg_tensor_numel(g[i]);
+        double *got = ref_to_host_f64(g[i]);
+        for (size_t j = 0; j < n; j++)
+            once[i][j] *= 2;
+        ref_assert_close(got, once[i], n, 1e-6, 1e-6, names[i]);
+        free(got);
+        free(once[i]);
+    }
+    /* skipped gradients are left alone */
+    REF_OK(ctx, clg_tensor_fill(t.dx, 7.0));
+    REF_OK(ctx, clg_conv2d_backward(ctx, t.x, t.w, t.dy, c.p, NULL, t.dw, NULL, 0.0));
+    double *dx = ref_to_host_f64(t.dx);
+    for (size_t j = 0; j < clg_tensor_numel(t.dx); j++)
+        assert_true(dx[j] == 7.0);
+    free(dx);
+    case_free(&t);
+    ctx->conv_workspace_bytes = saved;
+}
+
+static void test_accumulate(void **state) {
+    clg_context *ctx = *state;
+    accumulate_case(ctx, CLG_F32, 0);     /* default: one chunk */
+    accumulate_case(ctx, CLG_F32, 1);     /* one image per chunk */
+    accumulate_case(ctx, CLG_F32, 20000); /* two images per chunk, a remainder of one */
+    accumulate_case(ctx, CLG_F64, 1);
+}
+
+/* Through the graph: two backward passes add up, and each input gets its own gradient. */
+static void test_graph_accumulate(void **state) {
+    clg_context *ctx = *state;
+    const conv_case c = {3, 2, 6, 5, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 2), true};
+    case_tensors t;
+    case_make(ctx, CLG_F32, &c, 77, &t);
+    clg_tensor *in[3] = {t.x, t.w, t.b};
+    for (int i = 0; i < 3; i++)
+        REF_OK(ctx, clg_tensor_set_requires_grad(in[i], true));
+    double *first[3];
+    for (int round = 0; round < 2; round++) {
+        clg_tensor *y = NULL;
+        REF_OK(ctx, clg_conv2d(ctx, t.x, t.w, t.b, c.p, &y));
+        REF_OK(ctx, clg_backward_grad(ctx, y, t.dy));
+        clg_tensor_free(y);
+        for (int i = 0; i < 3; i++) {
+            assert_non_null(clg_tensor_grad(in[i]));
+            double *g = ref_to_host_f64(clg_tensor_grad(in[i]));
+            if (round == 0) {
+                first[i] = g;
+                continue;
+            }
+            for (size_t j = 0; j < clg_tensor_numel(in[i]); j++)
+                if (g[j] != 2 * first[i][j])
+                    fail_msg("input %d [%zu]: second backward gave %.9g, first %.9g", i, j, g[j],
+                             first[i][j]);
+            free(g);
+        }
+    }
+    double *want_dx = malloc(clg_tensor_numel(t.x) * sizeof(double));
+    double *want_dw = malloc(clg_tensor_numel(t.w) * sizeof(double)), want_db[4];
+    naive_backward(&c, t.hx, t.hw, t.hdy, want_dx, want_dw, want_db);
+    ref_assert_close(first[0], want_dx, clg_tensor_numel(t.x), 2e-5, 1e-4, "graph dx");
+    ref_assert_close(first[1], want_dw, clg_tensor_numel(t.w), 2e-5, 1e-4, "graph dw");
+    ref_assert_close(first[2], want_db, 4, 2e-5, 1e-4, "graph db");
+    for (int i = 0; i < 3; i++)
+        free(first[i]);
+    free(want_dx), free(want_dw);
+    /* no grad mode records nothing */
+    const bool was = clg_set_grad_enabled(ctx, false);
+    clg_tensor *y = NULL;
+    REF_OK(ctx, clg_conv2d(ctx, t.x, t.w, t.b, c.p, &y));
+    assert_int_equal(clg_backward_grad(ctx, y, t.dy), CLG_INVALID_STATE);
+    clg_tensor_free(y);
+    clg_set_grad_enabled(ctx, was);
+    case_free(&t);
+}
+
+/* ---------------------------------------------------------------- chunked == unchunked */
+
+static double *run_all(clg_context *ctx, case_tensors *t, const conv_case *c, size_t workspace,
+                       size_t *n_out) {
+    ctx->conv_workspace_bytes = workspace;
+    REF_OK(ctx, clg_conv2d_forward(ctx, t->x, t->w, t->b, c->p, t->y));
+    REF_OK(ctx, clg_conv2d_backward(ctx, t->x, t->w, t->dy, c->p, t->dx, t->dw, t->db, 0.0));
+    clg_tensor *all[4] = {t->y, t->dx, t->dw, t->db};
+    size_t n = 0;
+    for (int i = 0; i < 4; i++)
+        n += clg_tensor_numel(all[i]);
+    double *out = malloc(n * sizeof *out);
+    n = 0;
+    for (int i = 0; i < 4; i++) {
+        double *v = ref_to_host_f64(all[i]);
+        memcpy(out + n, v, clg_tensor_numel(all[i]) * sizeof *v);
+        n += clg_tensor_numel(all[i]);
+        free(v);
+    }
+    *n_out = n;
+    return out;
+}
+
+/* The batch in one chunk, one image per chunk, and three per chunk (with a remainder) give
+ * the same numbers; the two kernel shapes (per element, per row) give the same bits. */
+static void test_chunked(void **state) {
+    clg_context *ctx = *state;
+    const size_t saved = ctx->conv_workspace_bytes;
+    const conv_case cases[] = {
+        {17, 3, 9, 8, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true},
+        {7, 4, 8, 8, 6, 3, 2, P_(2, 1, 2, 1, 1, 2, 2), true},
+        {9, 4, 6, 6, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 4), false},
+        {5, 2, 70, 9, 2, 3, 5, P_(1, 2, 2, 1, 1, 1, 1), true}, /* rows longer than one segment */
+        {3, 2, 9, 70, 2, 5, 3, P_(2, 1, 1, 2, 2, 1, 2), false},
+    };
+    /* every workspace goes back to the pool: nothing stays in use after the tensors */
+    const size_t in_use = clg_context_pool_stats(ctx).bytes_in_use;
+    for (int d = 0; d < 2; d++) {
+        const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            const conv_case *c = &cases[i];
+            case_tensors t;
+            char what[256];
+            case_make(ctx, dt, c, 500 + i, &t);
+            /* workspace per image: (C*KH*KW + K) * OH*OW values */
+            const size_t per_image =
+                ((size_t)c->C * c->KH * c->KW + c->K) * out_h(c) * out_w(c) * clg_dtype_size(dt);
+            double *first = NULL;
+            for (int layout = 1; layout <= 2; layout++) {
+                ctx->conv_layout = layout;
+                size_t n1, n2, n3;
+                double *whole = run_all(ctx, &t, c, (size_t)1 << 30, &n1);
+                double *single = run_all(ctx, &t, c, 1, &n2);
+                double *some = run_all(ctx, &t, c, per_image * 3 + 1, &n3);
+                assert_int_equal(n1, n2);
+                assert_int_equal(n1, n3);
+                const double tol = d ? 1e-13 : 1e-5;
+                case_name(c, "one image per chunk vs whole batch", what, sizeof what);
+                ref_assert_close(single, whole, n1, tol, tol, what);
+                case_name(c, "three images per chunk vs whole batch", what, sizeof what);
+                ref_assert_close(some, whole, n1, tol, tol, what);
+                if (first) {
+                    case_name(c, "per-row kernels vs per-element kernels", what, sizeof what);
+                    ref_assert_close(whole, first, n1, 0, 0, what);
+                    free(whole);
+                } else {
+                    first = whole;
+                }
+                free(single), free(some);
+            }
+            free(first);
+            case_free(&t);
+            assert_int_equal(clg_context_pool_stats(ctx).bytes_in_use, in_use);
+        }
+    }
+    ctx->conv_workspace_bytes = saved;
+    ctx->conv_layout = 0;
+}
+
+/* ---------------------------------------------------------------- bad input */
+
+static void expect_fail(clg_context *ctx, clg_status got, clg_status want, const char *needle) {
+    const char *msg = clg_context_errmsg(ctx);
+    if (got != want) fail_msg("expected %s, got %s (%s)", clg_status_name(want), clg_status_name(got), msg);
+    if (!strstr(msg, needle)) fail_msg("message \"%s\" does not mention \"%s\"", msg, needle);
+}
+
+static void test_bad_input(void **state) {
+    clg_context *ctx = *state;
+    const int xs[4] = {2, 4, 5, 5}, ws[4] = {6, 2, 3, 3}, ys[4] = {2, 6, 3, 3}, bs = 6;
+    clg_tensor *x = ref_rand(ctx, CLG_F32, 4, xs, 1, -1, 1), *w = ref_rand(ctx, CLG_F32, 4, ws, 2, -1, 1);
+    clg_tensor *b = ref_rand(ctx, CLG_F32, 1, &bs, 3, -1, 1);
+    clg_tensor *y, *dy = ref_rand(ctx, CLG_F32, 4, ys, 4, -1, 1), *dx, *dw, *db;
+    REF_OK(ctx, clg_tensor_zeros(ctx, CLG_F32, 4, ys, &y));
+    REF_OK(ctx, clg_tensor_zeros(ctx, CLG_F32, 4, xs, &dx));
+    REF_OK(ctx, clg_tensor_zeros(ctx, CLG_F32, 4, ws, &dw));
+    REF_OK(ctx, clg_tensor_zeros(ctx, CLG_F32, 1, &bs, &db));
+    clg_conv2d_params ok = clg_conv2d_default_params(), p;
+    ok.groups = 2;
+    clg_tensor *out = (clg_tensor *)&out; /* must become NULL on failure */
+
+    /* kernel larger than the padded input */
+    const int big_s[4] = {6, 2, 7, 7};
+    clg_tensor *big = ref_rand(ctx, CLG_F32, 4, big_s, 5, -1, 1);
+    expect_fail(ctx, clg_conv2d(ctx, x, big, NULL, ok, &out), CLG_SHAPE_MISMATCH,
+                "larger than the padded input");
+    assert_null(out);
+    p = ok, p.pad_h = p.pad_w = 1; /* 5 + 2 = 7: fits exactly */
+    REF_OK(ctx, clg_conv2d(ctx, x, big, NULL, p, &out));
+    assert_int_equal(clg_tensor_shape(out)[2], 1);
+    clg_tensor_free(out);
+    p = ok, p.dilation_h = 2; /* extent 5 = the input: fits */
+    REF_OK(ctx, clg_conv2d(ctx, x, w, NULL, p, &out));
+    clg_tensor_free(out);
+    p = ok, p.dilation_h = 3; /* extent 7 > 5 */
+    expect_fail(ctx, clg_conv2d(ctx, x, w, NULL, p, &out), CLG_SHAPE_MISMATCH, "dilation 3");
+    assert_int_equal(clg_conv2d_out_size(5, 3, 1, 0, 3), -1);
+    assert_int_equal(clg_conv2d_out_size(5, 3, 2, 1, 1), 3);
+    assert_int_equal(clg_conv2d_out_size(5, 3, 0, 1, 1), -1);
+
+    /* channels not divisible by groups; output channels too */
+    p = ok, p.groups = 3;
+    expect_fail(ctx, clg_conv2d(ctx, x, w, NULL, p, &out), CLG_INVALID_ARGUMENT,
+                "groups 3 does not divide the 4 input channels");
+    const int w5_s[4] = {5, 2, 3, 3};
+    clg_tensor *w5 = ref_rand(ctx, CLG_F32, 4, w5_s, 6, -1, 1);
+    expect_fail(ctx, clg_conv2d(ctx, x, w5, NULL, ok, &out), CLG_INVALID_ARGUMENT, "5 output channels");
+    /* in-channels per group wrong (groups 1 needs 4) */
+    expect_fail(ctx, clg_conv2d(ctx, x, w, NULL, clg_conv2d_default_params(), &out), CLG_SHAPE_MISMATCH,
+                "needs 4");
+
+    /* zero or negative stride, dilation, padding, groups */
+    p = ok, p.stride_w = 0;
+    expect_fail(ctx, clg_conv2d(ctx, x, w, NULL, p, &out), CLG_INVALID_ARGUMENT, "stride");
+    p = ok, p.stride_h = -1;
+    expect_fail(ctx, clg_conv2d_forward(ctx, x, w, NULL, p, y), CLG_INVALID_ARGUMENT, "stride");
+    p = ok, p.dilation_w = 0;
+    expect_fail(ctx, clg_conv2d(ctx, x, w, NULL, p, &out), CLG_INVALID_ARGUMENT, "dilation");
+    p = ok, p.pad_h = -1;
+    expect_fail(ctx, clg_conv2d_backward(ctx, x, w, dy, p, dx, dw, db, 0), CLG_INVALID_ARGUMENT, "padding");
+    p = ok, p.groups = 0;
+    expect_fail(ctx, clg_conv2d(ctx, x, w, NULL, p, &out), CLG_INVALID_ARGUMENT, "groups");
+
+    /* tensors of the wrong shape */
+    const int x3_s[3] = {4, 5, 5};
+    clg_tensor *x3 = ref_rand(ctx, CLG_F32, 3, x3_s, 7, -1, 1);
+    expect_fail(ctx, clg_conv2d(ctx, x3, w, NULL, ok, &out), CLG_SHAPE_MISMATCH, "4-D");
+    expect_fail(ctx, clg_conv2d(ctx, x, x3, NULL, ok, &out), CLG_SHAPE_MISMATCH, "4-D");
+    expect_fail(ctx, clg_conv2d(ctx, x, w, w, ok, &out), CLG_SHAPE_MISMATCH, "b (6, 2, 3, 3)");
+    const int b4 = 4;
+    clg_tensor *bad_b = ref_rand(ctx, CLG_F32, 1, &b4, 8, -1, 1);
+    expect_fail(ctx, clg_conv2d(ctx, x, w, bad_b, ok, &out), CLG_SHAPE_MISMATCH, "b (4)");
+    expect_fail(ctx, clg_conv2d_forward(ctx, x, w, b, ok, dx), CLG_SHAPE_MISMATCH, "y is (2, 4, 5, 5)");
+    expect_fail(ctx, clg_conv2d_backward(ctx, x, w, dx, ok, dx, dw, db, 0), CLG_SHAPE_MISMATCH,
+                "dy is (2, 4, 5, 5)");
+    expect_fail(ctx, clg_conv2d_backward(ctx, x, w, dy, ok, y, dw, db, 0), CLG_SHAPE_MISMATCH,
+                "dx is (2, 6, 3, 3)");
+    expect_fail(ctx, clg_conv2d_backward(ctx, x, w, dy, ok, dx, big, db, 0), CLG_SHAPE_MISMATCH,
+                "dw is (6, 2, 7, 7)");
+    expect_fail(ctx, clg_conv2d_backward(ctx, x, w, dy, ok, dx, dw, bad_b, 0), CLG_SHAPE_MISMATCH,
+                "db is (4)");
+    clg_tensor *w64 = ref_rand(ctx, CLG_F64, 4, ws, 9, -1, 1);
+    expect_fail(ctx, clg_conv2d(ctx, x, w64, NULL, ok, &out), CLG_INVALID_ARGUMENT, "f64");
+
+    /* null pointers */
+    expect_fail(ctx, clg_conv2d(ctx, NULL, w, b, ok, &out), CLG_INVALID_ARGUMENT, "x is NULL");
+    expect_fail(ctx, clg_conv2d(ctx, x, NULL, b, ok, &out), CLG_INVALID_ARGUMENT, "w is NULL");
+    expect_fail(ctx, clg_conv2d(ctx, x, w, b, ok, NULL), CLG_INVALID_ARGUMENT, "out is NULL");
+    expect_fail(ctx, clg_conv2d_forward(ctx, x, w, b, ok, NULL), CLG_INVALID_ARGUMENT, "y is NULL");
+    expect_fail(ctx, clg_conv2d_backward(ctx, x, w, NULL, ok, dx, dw, db, 0), CLG_INVALID_ARGUMENT,
+                "dy is NULL");
+    assert_int_equal(clg_conv2d(NULL, x, w, b, ok, &out), CLG_INVALID_ARGUMENT);
+    assert_int_equal(clg_conv2d_forward(NULL, x, w, b, ok, y), CLG_INVALID_ARGUMENT);
+    assert_int_equal(clg_conv2d_backward(NULL, x, w, dy, ok, dx, dw, db, 0), CLG_INVALID_ARGUMENT);
+
+    /* and the next call works */
+    REF_OK(ctx, clg_conv2d_forward(ctx, x, w, b, ok, y));
+    REF_OK(ctx, clg_conv2d_backward(ctx, x, w, dy, ok, dx, dw, db, 0));
+    REF_OK(ctx, clg_conv2d(ctx, x, w, b, ok, &out));
+    clg_tensor_free(out);
+
+    clg_tensor *all[] = {x, w, b, y, dy, dx, dw, db, big, w5, x3, bad_b, w64};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        clg_tensor_free(all[i]);
+}
+
+/* A failed assertion jumps out of a test before it restores the workspace limit or the
+ * kernel shape: reset both (0 = the default) so one failure does not change the next tests. */
+static int reset_workspace(void **state) {
+    ((clg_context *)*state)->conv_workspace_bytes = 0;
+    ((clg_context *)*state)->conv_layout = 0;
+    return 0;
+}
+#define TEST(f) cmocka_unit_test_teardown(f, reset_workspace)
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        TEST(test_worked_example_f32), TEST(test_worked_example_f64), TEST(test_pytorch_fixture),
+        TEST(test_grid_f32),           TEST(test_grid_f64),           TEST(test_gradcheck),
+        TEST(test_accumulate),         TEST(test_graph_accumulate),   TEST(test_chunked),
+        TEST(test_bad_input),
+    };
+    return cmocka_run_group_tests_name("conv2d", tests, ref_group_setup, ref_group_teardown);
+}
