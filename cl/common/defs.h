@@ -16,4 +16,9 @@
 /* The global index of a 1-D launch; launches are rounded up, so kernels guard with it. */
 #define GID0 ((int)get_global_id(0))
 
+/* The element loop of kernels launched with CLG_LAUNCH_ELEMS (src/core/internal.h): each
+ * work-item takes `chunk` consecutive elements (1 on GPUs, a long run on CPUs). */
+#define FOR_ELEMS(i, n, chunk) \
+    for (int i = GID0 * (chunk), i##_end_ = min(i + (chunk), (n)); i < i##_end_; ++i)
+
 #endif

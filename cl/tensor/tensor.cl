@@ -7,8 +7,6 @@
 
 /* beta == 0 must overwrite even when y holds NaN or garbage (fresh pool memory). */
 __kernel void axpby(__global REAL *y, __global const REAL *x, const REAL alpha, const REAL beta,
-                    const int n) {
-    const int i = GID0;
-    if (i >= n) return;
-    y[i] = beta == (REAL)0 ? alpha * x[i] : beta * y[i] + alpha * x[i];
+                    const int n, const int chunk) {
+    FOR_ELEMS(i, n, chunk) y[i] = beta == (REAL)0 ? alpha * x[i] : beta * y[i] + alpha * x[i];
 }

@@ -253,7 +253,7 @@ static conv_run run_init(clg_context *ctx, const conv_dims *d, const clg_conv2d_
     r.opts = conv_options(ctx, &r.red_wg);
     /* CPU devices run a work-group's items as a loop: per-element index math costs more
      * than the copy there, so they take the per-row kernels (see cl/ops/conv2d.cl). */
-    r.rows = ctx->conv_layout ? ctx->conv_layout == 2 : (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
+    r.rows = ctx->kernel_style ? ctx->kernel_style == 2 : (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
     return r;
 }
 

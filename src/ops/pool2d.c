@@ -112,11 +112,19 @@ static clg_status max_pool2d_backward(clg_context *ctx, clg_node *node, const cl
     const clg_tensor *idx = node->saved[0]; /* (N, C, OH, OW) int32 argmax */
     if (!idx) return clg__fail(ctx, CLG_INVALID_STATE, "max_pool2d backward: the saved argmax is gone");
     cl_kernel k;
+    cl_mem dxm = clg_tensor_cl_mem(dx[0]), dym = clg_tensor_cl_mem(dy), im = clg_tensor_cl_mem(idx);
+    real_arg b;
+    if (g.kh == g.sh && g.kw == g.sw && g.ph == 0 && g.pw == 0 && g.h == g.oh * g.kh && g.w == g.ow * g.kw) {
+        st = clg__kernel_dt(ctx, "ops/pool2d", "max_pool2d_bwd_tiled", dx[0]->dtype, NULL, &k);
+        if (st != CLG_OK) return st;
+        int rows = g.n * g.c * g.oh;
+        return CLG_LAUNCH1D(ctx, k, (size_t)rows, "max_pool2d backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(im),
+                            CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh), CLG_ARG(g.kw),
+                            real_karg(&b, dx[0]->dtype, beta[0]), CLG_ARG(rows));
+    }
     st = clg__kernel_dt(ctx, "ops/pool2d", "max_pool2d_bwd", dx[0]->dtype, NULL, &k);
     if (st != CLG_OK) return st;
-    cl_mem dxm = clg_tensor_cl_mem(dx[0]), dym = clg_tensor_cl_mem(dy), im = clg_tensor_cl_mem(idx);
     int n = (int)dx[0]->numel;
-    real_arg b;
     return CLG_LAUNCH1D(ctx, k, dx[0]->numel, "max_pool2d backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(im),
                         CLG_ARG(g.h), CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh),
                         CLG_ARG(g.kw), CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph), CLG_ARG(g.pw),

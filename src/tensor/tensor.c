@@ -291,10 +291,10 @@ clg_status clg__axpby(clg_context *ctx, double alpha, const clg_tensor *x, doubl
     cl_mem ym = y->buf->block.mem, xm = x->buf->block.mem;
     int n = (int)x->numel;
     if (x->dtype == CLG_F64) {
-        return CLG_LAUNCH1D(ctx, k, (size_t)n, "axpby", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(alpha), CLG_ARG(beta), CLG_ARG(n));
+        return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "axpby", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(alpha), CLG_ARG(beta), CLG_ARG(n));
     }
     float a = (float)alpha, b = (float)beta;
-    return CLG_LAUNCH1D(ctx, k, (size_t)n, "axpby", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(a), CLG_ARG(b), CLG_ARG(n));
+    return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "axpby", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(a), CLG_ARG(b), CLG_ARG(n));
 }
 
 /* ---- autograd state ---- */

@@ -217,11 +217,11 @@ static const conv_case grid[] = {
 static void test_grid_f32(void **state) {
     clg_context *ctx = *state;
     for (int layout = 1; layout <= 2; layout++) {
-        ctx->conv_layout = layout;
+        ctx->kernel_style = layout;
         for (size_t i = 0; i < N_GRID; i++)
             check_case(ctx, CLG_F32, &grid[i], 100 + 10 * i, 2e-5);
     }
-    ctx->conv_layout = 0;
+    ctx->kernel_style = 0;
 }
 
 /* The same grid in f64 with the device's own kernel shape, through the per-image path (one
@@ -602,7 +602,7 @@ static void test_chunked(void **state) {
                 ((size_t)c->C * c->KH * c->KW + c->K) * out_h(c) * out_w(c) * clg_dtype_size(dt);
             double *first = NULL;
             for (int layout = 1; layout <= 2; layout++) {
-                ctx->conv_layout = layout;
+                ctx->kernel_style = layout;
                 size_t n1, n2, n3;
                 double *whole = run_all(ctx, &t, c, (size_t)1 << 30, &n1);
                 double *single = run_all(ctx, &t, c, 1, &n2);
@@ -629,7 +629,7 @@ static void test_chunked(void **state) {
         }
     }
     ctx->conv_workspace_bytes = saved;
-    ctx->conv_layout = 0;
+    ctx->kernel_style = 0;
 }
 
 /* ---------------------------------------------------------------- bad input */
@@ -743,7 +743,7 @@ static void test_bad_input(void **state) {
  * kernel shape: reset both (0 = the default) so one failure does not change the next tests. */
 static int reset_workspace(void **state) {
     ((clg_context *)*state)->conv_workspace_bytes = 0;
-    ((clg_context *)*state)->conv_layout = 0;
+    ((clg_context *)*state)->kernel_style = 0;
     return 0;
 }
 #define TEST(f) cmocka_unit_test_teardown(f, reset_workspace)
