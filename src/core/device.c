@@ -1,13 +1,16 @@
 /* src/core/device.c - device discovery and choice across every platform of the ICD loader:
  * first GPU, else accelerator, else CPU, unless a choice ("gpu", "cpu", "P:D", or a
- * case-insensitive substring of the device name) says otherwise. Tests: tests/unit/test_context.c.
+ * case-insensitive substring of the device name) says otherwise. The choice logic itself is
+ * pure (clg__device_choice_*, src/core/device_choice.h) so the fuzzer runs it without devices.
+ * Tests: tests/unit/test_context.c; fuzzing: tests/fuzz/fuzz_device_choice.c.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "core/device_choice.h"
 
 clg_status clg__device_pick(const char *choice, cl_platform_id *platform, cl_device_id *device,
                             char *err, size_t err_len);
@@ -97,64 +100,109 @@ static bool contains_nocase(const char *hay, const char *needle) {
     return false;
 }
 
-static cl_device_type slot_type(const device_slot *s) {
-    cl_device_type t = 0;
-    clGetDeviceInfo(s->device, CL_DEVICE_TYPE, sizeof t, &t, NULL);
-    return t;
+/* [blanks][+|-]digits, as sscanf's %d reads it but without its undefined behaviour on
+ * overflow: *v is -1 for negative or out-of-int-range numbers. Returns the end, or NULL. */
+static const char *parse_index(const char *s, long *v) {
+    while (isspace((unsigned char)*s)) s++;
+    bool neg = false;
+    if (*s == '+' || *s == '-') neg = *s++ == '-';
+    if (!isdigit((unsigned char)*s)) return NULL;
+    long x = 0;
+    bool big = false;
+    for (; isdigit((unsigned char)*s); s++) {
+        if (x > (INT_MAX - (*s - '0')) / 10) big = true;
+        else x = x * 10 + (*s - '0');
+    }
+    *v = neg && x != 0 ? -1 : big ? -1 : x;
+    return s;
 }
 
-static int first_of_type(const device_slot *slots, size_t n, cl_device_type type) {
+clg_device_choice clg__device_choice_parse(const char *choice) {
+    clg_device_choice c = {CLG_CHOICE_DEFAULT, -1, -1, NULL};
+    if (!choice || !*choice) return c;
+    if (!strcmp(choice, "gpu") || !strcmp(choice, "GPU")) {
+        c.kind = CLG_CHOICE_GPU;
+        return c;
+    }
+    if (!strcmp(choice, "cpu") || !strcmp(choice, "CPU")) {
+        c.kind = CLG_CHOICE_CPU;
+        return c;
+    }
+    long p, d;
+    const char *s = parse_index(choice, &p);
+    if (s && *s == ':' && (s = parse_index(s + 1, &d)) && *s == '\0') {
+        c.kind = CLG_CHOICE_INDEX;
+        c.platform = p;
+        c.device = d;
+        return c;
+    }
+    c.kind = CLG_CHOICE_NAME;
+    c.name = choice;
+    return c;
+}
+
+static int first_of_type(const clg_device_desc *devs, size_t n, cl_device_type type) {
     for (size_t i = 0; i < n; i++)
-        if (slot_type(&slots[i]) & type) return (int)i;
+        if (devs[i].type & type) return (int)i;
     return -1;
 }
 
-/* The index a choice picks among slots, or -1. */
-static int choose(const device_slot *slots, size_t n, const char *choice) {
-    if (!choice || !*choice) {
-        int i = first_of_type(slots, n, CL_DEVICE_TYPE_GPU);
-        if (i < 0) i = first_of_type(slots, n, CL_DEVICE_TYPE_ACCELERATOR);
-        if (i < 0) i = first_of_type(slots, n, CL_DEVICE_TYPE_CPU);
+int clg__device_choice_pick(const clg_device_choice *c, const clg_device_desc *devs, size_t n) {
+    switch (c->kind) {
+    case CLG_CHOICE_DEFAULT: {
+        int i = first_of_type(devs, n, CL_DEVICE_TYPE_GPU);
+        if (i < 0) i = first_of_type(devs, n, CL_DEVICE_TYPE_ACCELERATOR);
+        if (i < 0) i = first_of_type(devs, n, CL_DEVICE_TYPE_CPU);
         return i < 0 && n > 0 ? 0 : i;
     }
-    if (!strcmp(choice, "gpu") || !strcmp(choice, "GPU")) return first_of_type(slots, n, CL_DEVICE_TYPE_GPU);
-    if (!strcmp(choice, "cpu") || !strcmp(choice, "CPU")) return first_of_type(slots, n, CL_DEVICE_TYPE_CPU);
-    int p, d, used = 0;
-    if (sscanf(choice, "%d:%d%n", &p, &d, &used) == 2 && choice[used] == '\0') {
+    case CLG_CHOICE_GPU: return first_of_type(devs, n, CL_DEVICE_TYPE_GPU);
+    case CLG_CHOICE_CPU: return first_of_type(devs, n, CL_DEVICE_TYPE_CPU);
+    case CLG_CHOICE_INDEX:
         for (size_t i = 0; i < n; i++)
-            if (slots[i].pi == p && slots[i].di == d) return (int)i;
+            if (c->platform >= 0 && devs[i].pi == c->platform && devs[i].di == c->device) return (int)i;
         return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char name[256];
-        get_str(slots[i].device, CL_DEVICE_NAME, name, sizeof name);
-        if (contains_nocase(name, choice)) return (int)i;
+    case CLG_CHOICE_NAME:
+        for (size_t i = 0; i < n; i++)
+            if (contains_nocase(devs[i].name, c->name)) return (int)i;
+        return -1;
     }
     return -1;
 }
 
-/* "no device matches "x"; devices: 0:0 NAME (CPU), ..." */
-static void list_into(const device_slot *slots, size_t n, const char *choice, char *err, size_t len) {
+void clg__device_choice_explain(const char *choice, const clg_device_desc *devs, size_t n, char *err,
+                                size_t len) {
     if (!err || !len) return;
     int w = snprintf(err, len, "no OpenCL device matches \"%s\"; devices:", choice ? choice : "");
     if (n == 0 && w >= 0 && (size_t)w < len) snprintf(err + w, len - (size_t)w, " none (is an ICD installed?)");
     for (size_t i = 0; i < n && w >= 0 && (size_t)w < len; i++) {
-        char name[256];
-        get_str(slots[i].device, CL_DEVICE_NAME, name, sizeof name);
-        cl_device_type t = slot_type(&slots[i]);
-        w += snprintf(err + w, len - (size_t)w, " %d:%d %s (%s)%s", slots[i].pi, slots[i].di, name,
+        cl_device_type t = devs[i].type;
+        w += snprintf(err + w, len - (size_t)w, " %d:%d %s (%s)%s", devs[i].pi, devs[i].di, devs[i].name,
                       t & CL_DEVICE_TYPE_GPU ? "GPU" : t & CL_DEVICE_TYPE_CPU ? "CPU" : "other",
                       i + 1 < n ? ";" : "");
     }
 }
 
+/* The OpenCL side: every device's description, for the pure functions above. */
+static size_t describe(const device_slot *slots, size_t n, clg_device_desc *devs) {
+    for (size_t i = 0; i < n; i++) {
+        get_str(slots[i].device, CL_DEVICE_NAME, devs[i].name, sizeof devs[i].name);
+        devs[i].type = 0;
+        clGetDeviceInfo(slots[i].device, CL_DEVICE_TYPE, sizeof devs[i].type, &devs[i].type, NULL);
+        devs[i].pi = slots[i].pi;
+        devs[i].di = slots[i].di;
+    }
+    return n;
+}
+
 clg_status clg__device_pick(const char *choice, cl_platform_id *platform, cl_device_id *device,
                             char *err, size_t err_len) {
     device_slot slots[MAX_DEVICES];
-    size_t n = enumerate(slots, MAX_DEVICES);
-    int i = choose(slots, n, choice);
+    clg_device_desc devs[MAX_DEVICES];
+    size_t n = describe(slots, enumerate(slots, MAX_DEVICES), devs);
+    const clg_device_choice c = clg__device_choice_parse(choice);
+    int i = clg__device_choice_pick(&c, devs, n);
     if (i < 0) {
-        list_into(slots, n, choice, err, err_len);
+        clg__device_choice_explain(choice, devs, n, err, err_len);
         return CLG_DEVICE_NOT_FOUND;
     }
     *platform = slots[i].platform;
@@ -183,10 +231,12 @@ clg_status clg_devices_list(clg_device_info *infos, size_t cap, size_t *count) {
 clg_status clg_device_choose(const char *choice, size_t *index, char *err, size_t err_len) {
     if (!index) return CLG_INVALID_ARGUMENT;
     device_slot slots[MAX_DEVICES];
-    size_t n = enumerate(slots, MAX_DEVICES);
-    int i = choose(slots, n, choice);
+    clg_device_desc devs[MAX_DEVICES];
+    size_t n = describe(slots, enumerate(slots, MAX_DEVICES), devs);
+    const clg_device_choice c = clg__device_choice_parse(choice);
+    int i = clg__device_choice_pick(&c, devs, n);
     if (i < 0) {
-        list_into(slots, n, choice, err, err_len);
+        clg__device_choice_explain(choice, devs, n, err, err_len);
         return CLG_DEVICE_NOT_FOUND;
     }
     *index = (size_t)i;

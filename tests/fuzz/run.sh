@@ -1,11 +1,14 @@
 #!/bin/sh
-# tests/fuzz/run.sh [seconds] - builds the libFuzzer targets (fuzz_safetensors.c, fuzz_idx.c)
-# with clang -fsanitize=fuzzer,address,undefined straight from the host-only parsers in
-# src/io (no OpenCL device needed) and runs each for [seconds] (default 60) from the seeds in
-# tests/fuzz/corpus/<target>/. Output, grown corpus and crash files go to build-fuzz/ (or
+# tests/fuzz/run.sh [seconds [target...]] - builds the libFuzzer targets (fuzz_safetensors.c, fuzz_idx.c,
+# fuzz_device_choice.c, fuzz_cache_file.c) with clang -fsanitize=fuzzer,address,undefined
+# straight from the host-only parsers in src/io and src/core (no OpenCL device needed) and
+# runs each for [seconds] (default 60) from the seeds in tests/fuzz/corpus/<target>/. Output, grown corpus and crash files go to build-fuzz/ (or
 # $FUZZ_OUT). Exits non-zero when a target crashed; the crash input is left there.
 set -eu
 secs=${1:-60}
+[ $# -gt 0 ] && shift
+# Optional target names after the seconds run only those (default: all of them).
+targets=${*:-fuzz_safetensors fuzz_idx fuzz_device_choice fuzz_cache_file}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${FUZZ_OUT:-$root/build-fuzz}
 cc=${CLANG:-clang}
@@ -23,8 +26,17 @@ $cc $flags "$root/tests/fuzz/fuzz_safetensors.c" "$root/src/io/safetensors.c" $c
 $cc $flags "$root/tests/fuzz/fuzz_idx.c" "$root/src/io/idx.c" $common \
     $(pkg-config --cflags --libs zlib) -o "$out/fuzz_idx"
 
+# The device-choice logic is pure, but device.c also holds the OpenCL enumeration: it links
+# the ICD loader without calling it.
+# shellcheck disable=SC2086
+$cc $flags "$root/tests/fuzz/fuzz_device_choice.c" "$root/src/core/device.c" \
+    $(pkg-config --cflags --libs OpenCL) -o "$out/fuzz_device_choice"
+# shellcheck disable=SC2086
+$cc $flags "$root/tests/fuzz/fuzz_cache_file.c" "$root/src/core/disk_cache.c" \
+    -o "$out/fuzz_cache_file"
+
 failed=0
-for t in fuzz_safetensors fuzz_idx; do
+for t in $targets; do
     mkdir -p "$out/corpus/$t"
     echo "== $t: ${secs} s"
     dict=""

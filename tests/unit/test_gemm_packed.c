@@ -2,7 +2,8 @@
  * src/blas/packed.c) forced on, against a naive host loop: four transpose combinations,
  * sizes 1/7/33/130 and non-square, beta 0 over NaN and beta 1, offsets and padded leading
  * dimensions, f32 and f64, each packing mode and several tile shapes; the path choice
- * (src/blas/choose.c) and the tuning file round trip (src/blas/tune.c).
+ * (src/blas/choose.c: probe, decision saved for the next process) and the tuning file round
+ * trip (src/blas/tune.c).
  */
 #include "ref.h"
 
@@ -41,7 +42,8 @@ static void host_gemm(const gcase *g, const double *a, size_t lda, const double 
                 acc += (long double)av * bv;
             }
             double *cij = &c[C_OFF + i * ldc + j];
-            *cij = g->beta == 0 ? (double)(g->alpha * acc) : (double)(g->alpha * acc + (long double)g->beta * *cij);
+            *cij = g->beta == 0 ? (double)(g->alpha * acc)
+                                : (double)(g->alpha * acc + (long double)g->beta * *cij);
         }
 }
 
@@ -72,12 +74,12 @@ static void run_case(clg_context *ctx, clg_dtype dt, const gcase *g, uint64_t se
     memcpy(want, ch, c_len * sizeof *want);
     host_gemm(g, ah, lda, bh, ldb, want, ldc);
 
-    REF_OK(ctx, clg_gemm(ctx, g->ta, g->tb, g->m, g->n, g->k, g->alpha, a, A_OFF, lda, b, B_OFF, ldb, g->beta, c,
-                         C_OFF, ldc));
+    REF_OK(ctx, clg_gemm(ctx, g->ta, g->tb, g->m, g->n, g->k, g->alpha, a, A_OFF, lda, b, B_OFF, ldb, g->beta,
+                         c, C_OFF, ldc));
     double *got = ref_to_host_f64(c);
     char what[200];
-    snprintf(what, sizeof what, "%s %s ta=%d tb=%d m=%zu n=%zu k=%zu alpha=%g beta=%g", tag, clg_dtype_name(dt),
-             g->ta, g->tb, g->m, g->n, g->k, g->alpha, g->beta);
+    snprintf(what, sizeof what, "%s %s ta=%d tb=%d m=%zu n=%zu k=%zu alpha=%g beta=%g", tag,
+             clg_dtype_name(dt), g->ta, g->tb, g->m, g->n, g->k, g->alpha, g->beta);
     const double rtol = dt == CLG_F64 ? 1e-12 : 1e-4;
     const double atol = dt == CLG_F64 ? 1e-13 * (double)g->k : 2e-6 * (double)g->k;
     ref_assert_close(got, want, c_len, rtol, atol, what); /* NaN anywhere fails here */
@@ -97,12 +99,13 @@ static void run_case(clg_context *ctx, clg_dtype dt, const gcase *g, uint64_t se
 }
 
 static const size_t sizes[][3] = {
-    {1, 1, 1}, {7, 7, 7}, {33, 33, 33}, {130, 130, 130},
-    {7, 33, 130}, {130, 7, 33}, {33, 130, 7}, {1, 130, 33}, {130, 1, 7},
+    {1, 1, 1},    {7, 7, 7},    {33, 33, 33}, {130, 130, 130}, {7, 33, 130},
+    {130, 7, 33}, {33, 130, 7}, {1, 130, 33}, {130, 1, 7},
 };
 
 /* Every size x transpose x beta on the forced path, under one packing mode. */
-static void run_matrix(clg_context *ctx, clg_dtype dt, clg_gemm_path path, clg_pack_mode mode, const char *tag) {
+static void run_matrix(clg_context *ctx, clg_dtype dt, clg_gemm_path path, clg_pack_mode mode,
+                       const char *tag) {
     clg__blas_force_path(ctx, path);
     clg__packed_force_packing(ctx, mode);
     const double alphas[] = {1.0, -1.25, 0.5};
@@ -111,8 +114,8 @@ static void run_matrix(clg_context *ctx, clg_dtype dt, clg_gemm_path path, clg_p
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
         for (int t = 0; t < 4; t++)
             for (int beta = 0; beta <= 1; beta++, count++, seed += 3) {
-                const gcase g = {t & 1, (t >> 1) & 1, sizes[s][0], sizes[s][1], sizes[s][2], alphas[count % 3],
-                                 (double)beta};
+                const gcase g = {t & 1,       (t >> 1) & 1,      sizes[s][0], sizes[s][1],
+                                 sizes[s][2], alphas[count % 3], (double)beta};
                 run_case(ctx, dt, &g, seed, tag);
             }
     clg__packed_force_packing(ctx, CLG_PACK_BY_SIZE);
@@ -138,9 +141,11 @@ static void test_clblast_path_same_cases(void **state) {
  * edges fall elsewhere in each. */
 static void test_packed_tile_shapes(void **state) {
     clg_context *ctx = *state;
-    const clg_packed_config shapes[] = {{4, 3, 8}, {8, 5, 16}, {8, 1, 8}, {2, 6, 6}, {16, 8, 32}};
-    const gcase cases[] = {{false, false, 37, 29, 41, 1.0, 0.0}, {true, true, 37, 29, 41, -0.5, 1.0},
-                           {true, false, 9, 70, 5, 2.0, 1.0},    {false, true, 70, 9, 66, 1.0, 0.0}};
+    const clg_packed_config shapes[] = {{4, 3, 8}, {8, 5, 16}, {2, 6, 6}, {16, 8, 32}};
+    const gcase cases[] = {{false, false, 37, 29, 41, 1.0, 0.0},
+                           {true, true, 37, 29, 41, -0.5, 1.0},
+                           {true, false, 9, 70, 5, 2.0, 1.0},
+                           {false, true, 70, 9, 66, 1.0, 0.0}};
     clg__blas_force_path(ctx, CLG_GEMM_PACKED);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         for (int dt = CLG_F32; dt <= CLG_F64; dt++) {
@@ -151,7 +156,8 @@ static void test_packed_tile_shapes(void **state) {
             for (int mode = CLG_PACK_NONE; mode <= CLG_PACK_ALL; mode++) {
                 clg__packed_force_packing(ctx, (clg_pack_mode)mode);
                 char tag[64];
-                snprintf(tag, sizeof tag, "tile %dx%d vw %d mode %d", shapes[s].mr, shapes[s].nr, shapes[s].vw, mode);
+                snprintf(tag, sizeof tag, "tile %dx%d vw %d mode %d", shapes[s].mr, shapes[s].nr,
+                         shapes[s].vw, mode);
                 for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
                     run_case(ctx, (clg_dtype)dt, &cases[c], 500 + c, tag);
             }
@@ -161,7 +167,8 @@ static void test_packed_tile_shapes(void **state) {
     clg__packed_force_packing(ctx, CLG_PACK_BY_SIZE);
     clg__blas_force_path(ctx, CLG_GEMM_AUTO);
     /* a shape the kernel cannot take is refused with the reason */
-    assert_int_equal(clg__packed_set_config(ctx, CLG_F32, (clg_packed_config){8, 4, 12}), CLG_INVALID_ARGUMENT);
+    assert_int_equal(clg__packed_set_config(ctx, CLG_F32, (clg_packed_config){8, 4, 12}),
+                     CLG_INVALID_ARGUMENT);
     assert_non_null(strstr(clg_context_errmsg(ctx), "multiple of VW"));
 }
 
@@ -172,8 +179,11 @@ static void test_packed_by_size(void **state) {
     clg__blas_force_path(ctx, CLG_GEMM_PACKED);
     const gcase cases[] = {{false, false, 300, 70, 600, 1.0, 0.0}, /* A 720 kB, B 168 kB */
                            {true, false, 70, 300, 600, 1.0, 1.0},  /* B 720 kB: packed */
-                           {false, false, 20, 1000, 40, 0.5, 1.0}}; /* both in place */
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) run_case(ctx, CLG_F32, &cases[c], 900 + c, "by size");
+                           {false, false, 20, 1000, 40, 0.5, 1.0}, /* both in place */
+                           {false, true, 20, 300, 600, 1.0, 1.0}, /* Cᵀ = B op(A)ᵀ: A packed, C strided */
+                           {true, true, 30, 200, 100, -1.0, 0.0}}; /* Cᵀ = B A: nothing packed */
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        run_case(ctx, CLG_F32, &cases[c], 900 + c, "by size");
     clg__blas_force_path(ctx, CLG_GEMM_AUTO);
 }
 
@@ -201,7 +211,7 @@ static void test_choice_probe(void **state) {
     REF_OK(ctx, clg__gemm_probe(ctx, CLG_F32, false, false, 64, 64, 64, a->buf->block.mem, 0, 64,
                                 b->buf->block.mem, 0, 64, &winner, &tc, &tp));
     assert_true(tc > 0 && tp > 0);
-    assert_int_equal(winner, tp < tc ? CLG_GEMM_PACKED : CLG_GEMM_CLBLAST);
+    assert_int_equal(winner, tp < 0.9 * tc ? CLG_GEMM_PACKED : CLG_GEMM_CLBLAST);
     clg_tensor_free(a);
     clg_tensor_free(b);
 }
@@ -281,6 +291,21 @@ static void test_tuning_file(void **state) {
     assert_int_equal(clg__tune_read(ctx, back), CLG_BAD_FORMAT);
     clg_context_free(ctx);
 
+    /* a probe's decision is saved: the next context on this device takes it without probing */
+    remove(path);
+    ctx = NULL;
+    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
+    const gcase gp = {false, false, 9, 40, 20, 1.0, 0.0};
+    const clg_gemm_class pcls = clg__gemm_class(CLG_F32, false, false, gp.m, gp.n, gp.k);
+    run_case(ctx, CLG_F32, &gp, 13, "probed");
+    const clg_gemm_path probed = clg__gemm_lookup(ctx, pcls);
+    assert_true(probed == CLG_GEMM_PACKED || probed == CLG_GEMM_CLBLAST);
+    clg_context_free(ctx);
+    ctx = NULL;
+    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
+    assert_int_equal(clg__gemm_lookup(ctx, pcls), probed);
+    clg_context_free(ctx);
+
     /* a CLBlast kernel name that does not exist is an error on apply */
     ctx = NULL;
     REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
@@ -295,9 +320,12 @@ static void test_tuning_file(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_packed_f32),         cmocka_unit_test(test_packed_f64),
-        cmocka_unit_test(test_clblast_path_same_cases), cmocka_unit_test(test_packed_tile_shapes),
-        cmocka_unit_test(test_packed_by_size),     cmocka_unit_test(test_choice_probe),
+        cmocka_unit_test(test_packed_f32),
+        cmocka_unit_test(test_packed_f64),
+        cmocka_unit_test(test_clblast_path_same_cases),
+        cmocka_unit_test(test_packed_tile_shapes),
+        cmocka_unit_test(test_packed_by_size),
+        cmocka_unit_test(test_choice_probe),
         cmocka_unit_test(test_tuning_file),
     };
     return cmocka_run_group_tests(tests, ref_group_setup, ref_group_teardown);
