@@ -1,0 +1,423 @@
+/* tools/clgrad-train.c - the main job: trains the lenet or cnn model (tools/models.c) on an
+ * IDX image set (Fashion-MNIST by default) on the chosen device, with a progress bar, one
+ * line per epoch, optional CSV metrics and safetensors checkpoints. Public API only.
+ * The last line is always `test_accuracy=0.xxxx`. Tests: tests/tools/test_train.sh.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <clgrad.h>
+
+#include "models.h"
+
+#define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+
+typedef struct options {
+    const char *model, *optimizer, *data, *device, *save, *load, *metrics;
+    int epochs, batch, limit, test_limit;
+    double lr, momentum, weight_decay;
+    unsigned long long seed;
+    int no_shuffle, eval_only;
+} options;
+
+typedef struct dataset {
+    clg_idx images, labels;
+    int n, h, w;
+} dataset;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: clgrad-train [options]\n"
+            "  --model lenet|cnn       model (default cnn)\n"
+            "  --epochs N              epochs (default 5)\n"
+            "  --batch N               batch size (default 64)\n"
+            "  --optimizer sgd|adam    default: sgd for lenet, adam for cnn\n"
+            "  --lr X                  default: 0.01 (sgd), 0.001 (adam)\n"
+            "  --momentum X            SGD momentum (default 0.9)\n"
+            "  --weight-decay X        default 0\n"
+            "  --seed N                initialisation, shuffling and dropout seed (default 1)\n"
+            "  --limit N               use the first N training images\n"
+            "  --test-limit N          use the first N test images\n"
+            "  --no-shuffle            fixed order: the same batches every run\n"
+            "  --data DIR              IDX files (default " DEFAULT_DATA ")\n"
+            "  --device CHOICE         gpu, cpu, P:D or a device-name substring\n"
+            "  --save FILE             write a safetensors checkpoint after each epoch\n"
+            "  --load FILE             start from a safetensors checkpoint\n"
+            "  --eval-only             only evaluate (use with --load)\n"
+            "  --metrics FILE.csv      per-epoch metrics as CSV\n");
+}
+
+static int parse_args(int argc, char **argv, options *o) {
+    *o = (options){"cnn", NULL, DEFAULT_DATA, NULL, NULL, NULL, NULL, 5, 64, 0, 0, -1, 0.9, 0, 1, 0, 0};
+    static const struct option longs[] = {
+        {"model", required_argument, 0, 'm'},     {"epochs", required_argument, 0, 'e'},
+        {"batch", required_argument, 0, 'b'},     {"lr", required_argument, 0, 'l'},
+        {"momentum", required_argument, 0, 'M'},  {"optimizer", required_argument, 0, 'o'},
+        {"weight-decay", required_argument, 0, 'w'}, {"seed", required_argument, 0, 's'},
+        {"limit", required_argument, 0, 'n'},     {"test-limit", required_argument, 0, 't'},
+        {"no-shuffle", no_argument, 0, 'N'},      {"data", required_argument, 0, 'd'},
+        {"device", required_argument, 0, 'D'},    {"save", required_argument, 0, 'S'},
+        {"load", required_argument, 0, 'L'},      {"eval-only", no_argument, 0, 'E'},
+        {"metrics", required_argument, 0, 'C'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        end = NULL;
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 'e': o->epochs = (int)strtol(optarg, &end, 10); break;
+        case 'b': o->batch = (int)strtol(optarg, &end, 10); break;
+        case 'l': o->lr = strtod(optarg, &end); break;
+        case 'M': o->momentum = strtod(optarg, &end); break;
+        case 'o': o->optimizer = optarg; break;
+        case 'w': o->weight_decay = strtod(optarg, &end); break;
+        case 's': o->seed = strtoull(optarg, &end, 10); break;
+        case 'n': o->limit = (int)strtol(optarg, &end, 10); break;
+        case 't': o->test_limit = (int)strtol(optarg, &end, 10); break;
+        case 'N': o->no_shuffle = 1; break;
+        case 'd': o->data = optarg; break;
+        case 'D': o->device = optarg; break;
+        case 'S': o->save = optarg; break;
+        case 'L': o->load = optarg; break;
+        case 'E': o->eval_only = 1; break;
+        case 'C': o->metrics = optarg; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return -1;
+        }
+        if (end && (*end != '\0' || end == optarg)) {
+            fprintf(stderr, "clgrad-train: bad number '%s'\n", optarg);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "clgrad-train: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (strcmp(o->model, "lenet") && strcmp(o->model, "cnn")) {
+        fprintf(stderr, "clgrad-train: --model must be lenet or cnn, not '%s'\n", o->model);
+        return -1;
+    }
+    if (!o->optimizer) o->optimizer = strcmp(o->model, "lenet") ? "adam" : "sgd";
+    if (strcmp(o->optimizer, "sgd") && strcmp(o->optimizer, "adam")) {
+        fprintf(stderr, "clgrad-train: --optimizer must be sgd or adam\n");
+        return -1;
+    }
+    if (o->lr < 0) o->lr = strcmp(o->optimizer, "sgd") ? 0.001 : 0.01;
+    if (o->epochs < 0 || o->batch < 1 || o->limit < 0 || o->test_limit < 0) {
+        fprintf(stderr, "clgrad-train: --epochs, --batch, --limit and --test-limit must be positive\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads <dir>/<stem>-images-idx3-ubyte[.gz] (ndim 3) or <stem>-labels-idx1-ubyte[.gz]. */
+static int read_idx(const char *dir, const char *stem, int ndim, clg_idx *out) {
+    const char *suffix[] = {"images-idx3-ubyte.gz", "labels-idx1-ubyte.gz", "images-idx3-ubyte", "labels-idx1-ubyte"};
+    char path[4096], err[512] = "";
+    for (int i = 0; i < 4; i++) {
+        if ((ndim == 3) != (i % 2 == 0)) continue;
+        snprintf(path, sizeof path, "%s/%s-%s", dir, stem, suffix[i]);
+        if (access(path, R_OK) != 0) continue;
+        clg_status st = clg_idx_read(path, out, err, sizeof err);
+        if (st != CLG_OK) {
+            fprintf(stderr, "clgrad-train: %s: %s\n", path, err);
+            return -1;
+        }
+        if (out->ndim != ndim) {
+            fprintf(stderr, "clgrad-train: %s has %d dimensions, expected %d\n", path, out->ndim, ndim);
+            clg_idx_free(out);
+            return -1;
+        }
+        return 0;
+    }
+    fprintf(stderr, "clgrad-train: no %s-%s[.gz] in %s", stem, ndim == 3 ? "images-idx3-ubyte" : "labels-idx1-ubyte", dir);
+    if (!strcmp(dir, DEFAULT_DATA)) fprintf(stderr, " (install it: apt-get install dataset-fashion-mnist)");
+    fprintf(stderr, "\n");
+    return -1;
+}
+
+static int load_set(const char *dir, const char *prefix, int limit, dataset *d) {
+    memset(d, 0, sizeof *d);
+    if (read_idx(dir, prefix, 3, &d->images) || read_idx(dir, prefix, 1, &d->labels)) {
+        clg_idx_free(&d->images);
+        return -1;
+    }
+    if (d->images.dims[0] != d->labels.dims[0]) {
+        fprintf(stderr, "clgrad-train: %s: %d images but %d labels\n", prefix, d->images.dims[0], d->labels.dims[0]);
+        return -1;
+    }
+    d->n = d->images.dims[0];
+    d->h = d->images.dims[1];
+    d->w = d->images.dims[2];
+    if (d->h != 28 || d->w != 28) {
+        fprintf(stderr, "clgrad-train: images are %dx%d; the models take 28x28\n", d->h, d->w);
+        return -1;
+    }
+    for (int i = 0; i < d->n; i++)
+        if (d->labels.data[i] > 9) {
+            fprintf(stderr, "clgrad-train: label %d of image %d is not a class 0..9\n", d->labels.data[i], i);
+            return -1;
+        }
+    if (limit > 0 && limit < d->n) d->n = limit;
+    return 0;
+}
+
+static uint64_t mix(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Fisher-Yates with a generator seeded by (seed, epoch): reproducible by seed. */
+static void shuffle(int *order, int n, uint64_t seed, int epoch) {
+    uint64_t state = mix(seed * 1000003u + (uint64_t)epoch);
+    for (int i = n - 1; i > 0; i--) {
+        state = mix(state);
+        int j = (int)(state % (uint64_t)(i + 1));
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
+typedef struct batch_result {
+    double loss_sum; /* sum over the batch (mean * n) */
+    int correct;
+} batch_result;
+
+static int fail(clg_context *ctx, const char *what, clg_status st) {
+    fprintf(stderr, "clgrad-train: %s: %s: %s\n", what, clg_status_name(st), clg_context_errmsg(ctx));
+    return -1;
+}
+
+/* Runs one batch; trains when opt is not NULL. */
+static int run_batch(clg_context *ctx, clg_module *model, clg_optimizer *opt, const dataset *d,
+                     const int *idx, int n, float *xbuf, int32_t *ybuf, float *logits, batch_result *r) {
+    const int pixels = d->h * d->w;
+    for (int i = 0; i < n; i++) {
+        const unsigned char *img = d->images.data + (size_t)idx[i] * (size_t)pixels;
+        for (int p = 0; p < pixels; p++) xbuf[(size_t)i * pixels + p] = (float)img[p] * (1.0f / 255.0f);
+        ybuf[i] = d->labels.data[idx[i]];
+    }
+    int shape[4] = {n, 1, d->h, d->w};
+    clg_tensor *x = NULL, *y = NULL, *loss = NULL;
+    clg_status st = clg_tensor_from_host(ctx, CLG_F32, 4, shape, xbuf, &x);
+    if (st == CLG_OK) st = clg_module_forward(ctx, model, x, &y);
+    if (st == CLG_OK) st = clg_softmax_cross_entropy(ctx, y, ybuf, (size_t)n, &loss);
+    if (st == CLG_OK && opt) st = clg_backward(ctx, loss);
+    if (st == CLG_OK && opt) st = clg_optimizer_step(opt);
+    if (opt) clg_optimizer_zero_grad(opt);
+    double l = 0;
+    if (st == CLG_OK) st = clg_tensor_item(loss, &l);
+    if (st == CLG_OK) st = clg_tensor_to_host(y, logits, (size_t)n * 10 * sizeof(float));
+    clg_tensor_free(loss);
+    clg_tensor_free(y);
+    clg_tensor_free(x);
+    if (st != CLG_OK) return fail(ctx, opt ? "training step" : "evaluation", st);
+    r->loss_sum += l * n;
+    for (int i = 0; i < n; i++) {
+        int best = 0;
+        for (int c = 1; c < 10; c++)
+            if (logits[i * 10 + c] > logits[i * 10 + best]) best = c;
+        r->correct += best == ybuf[i];
+    }
+    return 0;
+}
+
+static int evaluate(clg_context *ctx, clg_module *model, const dataset *d, float *xbuf, int32_t *ybuf,
+                    float *logits, int bs, double *loss, double *acc) {
+    bool was = clg_set_grad_enabled(ctx, false);
+    clg_module_train(model, false);
+    batch_result r = {0, 0};
+    int *idx = malloc((size_t)bs * sizeof *idx);
+    int rc = idx ? 0 : -1;
+    for (int start = 0; rc == 0 && start < d->n; start += bs) {
+        int n = d->n - start < bs ? d->n - start : bs;
+        for (int i = 0; i < n; i++) idx[i] = start + i;
+        rc = run_batch(ctx, model, NULL, d, idx, n, xbuf, ybuf, logits, &r);
+    }
+    free(idx);
+    clg_set_grad_enabled(ctx, was);
+    clg_module_train(model, true);
+    *loss = r.loss_sum / d->n;
+    *acc = (double)r.correct / d->n;
+    return rc;
+}
+
+static void progress(bool tty, int epoch, int epochs, int done, int total, double t0, double loss) {
+    double el = now() - t0, ips = el > 0 ? done / el : 0, eta = ips > 0 ? (total - done) / ips : 0;
+    if (tty) {
+        int width = 30, fill = total ? (int)((long)width * done / total) : width;
+        fprintf(stderr, "\repoch %d/%d [", epoch, epochs);
+        for (int i = 0; i < width; i++) fputc(i < fill ? '=' : (i == fill ? '>' : ' '), stderr);
+        fprintf(stderr, "] %d/%d %.0f img/s loss %.4f ETA %.0fs ", done, total, ips, loss, eta);
+        fflush(stderr);
+    } else {
+        printf("epoch %d/%d %d/%d images %.0f img/s loss %.4f eta %.0fs\n", epoch, epochs, done, total, ips, loss, eta);
+        fflush(stdout);
+    }
+}
+
+/* Rewrites the whole CSV through a temp file + rename, so a crash never leaves half a file. */
+static int write_metrics(const char *path, const char *rows) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    int ok = fputs("epoch,train_loss,train_accuracy,test_loss,test_accuracy,images_per_s,seconds\n", f) >= 0 &&
+             fputs(rows, f) >= 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    double t_start = now();
+    options o;
+    if (parse_args(argc, argv, &o)) return 2;
+
+    dataset train = {0}, test = {0};
+    if ((!o.eval_only && load_set(o.data, "train", o.limit, &train)) || load_set(o.data, "t10k", o.test_limit, &test))
+        return 1;
+
+    clg_context_params cp = clg_context_default_params();
+    cp.device = o.device;
+    clg_context *ctx = NULL;
+    char err[2048];
+    clg_status st = clg_context_create(&cp, &ctx, err, sizeof err);
+    if (st != CLG_OK) {
+        fprintf(stderr, "clgrad-train: %s: %s\n", clg_status_name(st), err);
+        return 1;
+    }
+    clg_device_info info;
+    clg_context_device_info(ctx, &info);
+    printf("device: %s (%s)\n", info.name, info.platform_name);
+
+    clg_module *model = NULL;
+    clg_optimizer *opt = NULL;
+    int rc = 1;
+    const int bs = o.batch, eval_bs = 500 > bs ? 500 : bs;
+    float *xbuf = malloc((size_t)eval_bs * 28 * 28 * sizeof *xbuf), *logits = malloc((size_t)eval_bs * 10 * sizeof *logits);
+    int32_t *ybuf = malloc((size_t)eval_bs * sizeof *ybuf);
+    int *order = train.n ? malloc((size_t)train.n * sizeof *order) : NULL;
+    char *rows = calloc(1, 1);
+    if (!xbuf || !logits || !ybuf || (train.n && !order) || !rows) {
+        fprintf(stderr, "clgrad-train: out of memory\n");
+        goto done;
+    }
+    if ((st = model_create(ctx, o.model, o.seed, &model))) {
+        fail(ctx, "model", st);
+        goto done;
+    }
+    if (o.load && (st = clg_module_load(ctx, model, o.load))) {
+        fail(ctx, o.load, st);
+        goto done;
+    }
+    clg_tensor *params[64];
+    size_t np = clg_module_parameters(model, params, 64);
+    if (!strcmp(o.optimizer, "sgd")) {
+        clg_sgd_params sp = clg_sgd_default_params();
+        sp.lr = o.lr, sp.momentum = o.momentum, sp.weight_decay = o.weight_decay;
+        st = clg_sgd_create(ctx, params, np, sp, &opt);
+    } else {
+        clg_adam_params ap = clg_adam_default_params();
+        ap.lr = o.lr, ap.weight_decay = o.weight_decay;
+        st = clg_adam_create(ctx, params, np, ap, &opt);
+    }
+    if (st) {
+        fail(ctx, "optimizer", st);
+        goto done;
+    }
+    printf("model %s, %s lr %g, batch %d, %d training and %d test images\n", o.model, o.optimizer, o.lr, bs,
+           train.n, test.n);
+
+    double test_loss = 0, test_acc = 0;
+    if (o.eval_only || o.epochs == 0) {
+        if (evaluate(ctx, model, &test, xbuf, ybuf, logits, eval_bs, &test_loss, &test_acc)) goto done;
+        printf("test_loss=%.6f\ntest_accuracy=%.4f\n", test_loss, test_acc);
+        rc = 0;
+        goto done;
+    }
+    bool tty = isatty(fileno(stderr)) && isatty(fileno(stdout));
+    for (int i = 0; i < train.n; i++) order[i] = i;
+    clg_module_train(model, true);
+    bool first_step = true;
+    for (int epoch = 1; epoch <= o.epochs; epoch++) {
+        if (!o.no_shuffle) shuffle(order, train.n, o.seed, epoch);
+        double t0 = now(), last_shown = t0;
+        batch_result r = {0, 0};
+        int done_n = 0, next_line = train.n / 10;
+        for (int start = 0; start < train.n; start += bs) {
+            int n = train.n - start < bs ? train.n - start : bs;
+            if (run_batch(ctx, model, opt, &train, order + start, n, xbuf, ybuf, logits, &r)) goto done;
+            done_n += n;
+            if (first_step) {
+                printf("first step done %.2f s after start (cold start: data, device, kernel builds)\n", now() - t_start);
+                first_step = false;
+            }
+            double t = now();
+            if ((tty && t - last_shown > 0.2) || (!tty && done_n >= next_line && done_n < train.n)) {
+                progress(tty, epoch, o.epochs, done_n, train.n, t0, r.loss_sum / done_n);
+                last_shown = t;
+                next_line += train.n / 10 > 0 ? train.n / 10 : 1;
+            }
+        }
+        double secs = now() - t0, ips = train.n / secs;
+        if (tty) fprintf(stderr, "\r%*s\r", 110, "");
+        if (evaluate(ctx, model, &test, xbuf, ybuf, logits, eval_bs, &test_loss, &test_acc)) goto done;
+        double train_loss = r.loss_sum / train.n, train_acc = (double)r.correct / train.n;
+        printf("epoch %d train_loss %.4f train_accuracy %.4f test_loss %.4f test_accuracy %.4f images/s %.0f seconds %.1f\n",
+               epoch, train_loss, train_acc, test_loss, test_acc, ips, secs);
+        fflush(stdout);
+        if (o.metrics) {
+            char row[256];
+            snprintf(row, sizeof row, "%d,%.6f,%.6f,%.6f,%.6f,%.1f,%.3f\n", epoch, train_loss, train_acc, test_loss,
+                     test_acc, ips, secs);
+            char *grown = realloc(rows, strlen(rows) + strlen(row) + 1);
+            if (!grown) goto done;
+            rows = grown;
+            strcat(rows, row);
+            if (write_metrics(o.metrics, rows)) {
+                fprintf(stderr, "clgrad-train: cannot write %s\n", o.metrics);
+                goto done;
+            }
+        }
+        if (o.save && (st = clg_module_save(ctx, model, o.save))) {
+            fail(ctx, o.save, st);
+            goto done;
+        }
+    }
+    printf("test_loss=%.6f\ntest_accuracy=%.4f\n", test_loss, test_acc);
+    rc = 0;
+done:
+    clg_optimizer_free(opt);
+    clg_module_free(model);
+    clg_context_free(ctx);
+    clg_idx_free(&train.images);
+    clg_idx_free(&train.labels);
+    clg_idx_free(&test.images);
+    clg_idx_free(&test.labels);
+    free(xbuf);
+    free(logits);
+    free(ybuf);
+    free(order);
+    free(rows);
+    return rc;
+}
