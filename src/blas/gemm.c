@@ -9,9 +9,13 @@
 #include <clblast_c.h>
 
 #include "core/internal.h"
+#include "blas/packed.h"
+#include "blas/tune.h"
 
 struct clg_blas_state {
     int reserved; /* per-device choices and tuning live here (src/blas) */
+    /* issue 6: path choice, packed kernel shapes, tuning file (src/blas/choose.c, tune.c) */
+    clg_gemm_state *gemm;
 };
 
 static const char *clblast_name(CLBlastStatusCode s) {
@@ -45,12 +49,22 @@ static const char *clblast_name(CLBlastStatusCode s) {
 
 clg_status clg__blas_init(clg_context *ctx) {
     ctx->blas = calloc(1, sizeof *ctx->blas);
-    return ctx->blas ? CLG_OK : clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "blas: out of host memory");
+    if (!ctx->blas) return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "blas: out of host memory");
+    /* ---- issue 6: GEMM path state + saved tuning (src/blas/choose.c, src/blas/tune.c) ---- */
+    clg_status st = clg__gemm_state_create(ctx, &ctx->blas->gemm);
+    if (st == CLG_OK) st = clg__tune_load(ctx);
+    return st;
+    /* ---- end issue 6 ---- */
+}
+
+clg_gemm_state *clg__gemm_state(clg_context *ctx) {
+    return ctx->blas->gemm;
 }
 
 void clg__blas_free(clg_context *ctx) {
     /* CLBlast's program cache is process-wide and shared with other contexts: never
      * CLBlastClearCache() here. */
+    if (ctx->blas) clg__gemm_state_free(ctx->blas->gemm); /* issue 6 */
     free(ctx->blas);
     ctx->blas = NULL;
 }
@@ -74,6 +88,24 @@ clg_status clg__gemm_mem(clg_context *ctx, clg_dtype dtype, bool trans_a, bool t
                          lda, ldb, ldc, ac, bc, n);
     if (clg__fault(ctx, CLG_FAULT_ENQUEUE))
         return clg__fail(ctx, CLG_BLAS_ERROR, "gemm: injected fault");
+    /* ---- issue 6: the packed kernel where it measured faster (src/blas/choose.c) ---- */
+    clg_gemm_path path;
+    clg_status st = clg__gemm_choose(ctx, dtype, trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb,
+                                     c_off, ldc, &path);
+    if (st != CLG_OK) return st;
+    if (path == CLG_GEMM_PACKED)
+        return clg__packed_gemm(ctx, dtype, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
+                                beta, c, c_off, ldc);
+    return clg__clblast_gemm(ctx, dtype, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
+                             c, c_off, ldc);
+}
+
+/* CLBlast itself, arguments already checked (also timed by the probe in choose.c). */
+clg_status clg__clblast_gemm(clg_context *ctx, clg_dtype dtype, bool trans_a, bool trans_b, size_t m,
+                             size_t n, size_t k, double alpha, cl_mem a, size_t a_off, size_t lda,
+                             cl_mem b, size_t b_off, size_t ldb, double beta, cl_mem c, size_t c_off,
+                             size_t ldc) {
+    /* ---- end issue 6 ---- */
     CLBlastStatusCode s;
     CLBlastTranspose ta = trans_a ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastTranspose tb = trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;

@@ -1,0 +1,254 @@
+/* src/blas/packed.c - host side of the packed, register-blocked GEMM for CPU-shaped devices
+ * (kernels in cl/blas/gemm_packed.cl): tile shape from the device's preferred vector width,
+ * which operands to pack, the pool buffers for the panels, the launches. Which path runs is
+ * decided in src/blas/choose.c. Tests: tests/unit/test_gemm_packed.c.
+ */
+#include <limits.h>
+#include <stdio.h>
+
+#include "blas/packed.h"
+
+#define PROGRAM "blas/gemm_packed"
+
+/* Rows of k one packing work-item copies (cl/blas/gemm_packed.cl, KB). */
+enum { PACK_KB = 64 };
+
+clg_packed_config clg__packed_default_config(int vw) {
+    /* The accumulators must stay in vector registers: 12 vectors of VW leave room for the
+     * B row and the broadcast in 16 registers (AVX2), 16 of 32 (AVX-512) keep two FMA
+     * chains per port in flight with room for a second B row. */
+    if (vw >= 16) return (clg_packed_config){vw, 8, 2 * vw};
+    if (vw < 2) vw = 4; /* a scalar-preferring device still gets vector code, unrolled */
+    return (clg_packed_config){vw, 4, 3 * vw};
+}
+
+static int preferred_width(clg_context *ctx, clg_dtype dt) {
+    cl_uint w = 0;
+    const cl_device_info q =
+        dt == CLG_F64 ? CL_DEVICE_PREFERRED_VECTOR_WIDTH_DOUBLE : CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT;
+    if (clGetDeviceInfo(ctx->device, q, sizeof w, &w, NULL) != CL_SUCCESS || w == 0) {
+        const cl_device_info nq =
+            dt == CLG_F64 ? CL_DEVICE_NATIVE_VECTOR_WIDTH_DOUBLE : CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT;
+        if (clGetDeviceInfo(ctx->device, nq, sizeof w, &w, NULL) != CL_SUCCESS) w = 0;
+    }
+    /* OpenCL vector types come in 2, 4, 8 and 16 */
+    return w >= 16 ? 16 : w >= 8 ? 8 : w >= 4 ? 4 : w >= 2 ? 2 : 1;
+}
+
+static bool config_valid(clg_packed_config c) {
+    const bool vw_ok = c.vw == 2 || c.vw == 4 || c.vw == 8 || c.vw == 16;
+    return vw_ok && c.mr >= 1 && c.mr <= 16 && c.nr >= c.vw && c.nr % c.vw == 0 && c.nr <= 64;
+}
+
+clg_packed_config clg__packed_config(clg_context *ctx, clg_dtype dt) {
+    clg_gemm_state *s = clg__gemm_state(ctx);
+    clg_packed_config *c = &s->cfg[dt == CLG_F64];
+    if (!config_valid(*c)) *c = clg__packed_default_config(preferred_width(ctx, dt));
+    return *c;
+}
+
+void clg__packed_force_packing(clg_context *ctx, clg_pack_mode mode) {
+    clg__gemm_state(ctx)->pack_mode = mode;
+}
+
+clg_status clg__packed_set_config(clg_context *ctx, clg_dtype dt, clg_packed_config cfg) {
+    clg_gemm_state *s = clg__gemm_state(ctx);
+    if (cfg.vw == 0 && cfg.mr == 0 && cfg.nr == 0) {
+        s->cfg[dt == CLG_F64] = cfg; /* resolved again on next use */
+        return CLG_OK;
+    }
+    if (!config_valid(cfg))
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "gemm packed: tile MR=%d NR=%d VW=%d: VW must be 2, 4, 8 or 16, NR a multiple "
+                         "of VW up to 64, MR 1..16",
+                         cfg.mr, cfg.nr, cfg.vw);
+    s->cfg[dt == CLG_F64] = cfg;
+    return CLG_OK;
+}
+
+/* Every index the kernels compute fits an int (they take int arguments). */
+static bool fits_int(size_t x) { return x <= (size_t)INT_MAX; }
+
+/* A launch costs about as much as moving this many elements (PoCL: ~5 us queued). */
+#define LAUNCH_COST 20000.0
+
+typedef struct plan {
+    bool swap; /* compute Cᵀ = op(B)ᵀ op(A)ᵀ, storing C transposed */
+    bool pack_a, pack_b;
+    bool gather_b; /* B transposed read in place, element by element (tiny products) */
+    bool dot;      /* A Bᵀ as row-by-row dot products (gemm_tile_nt): nothing packed */
+    double cost;   /* elements moved beyond the product itself */
+} plan;
+
+/* Which operands to pack, for one orientation of the product. Packing A (one pass over it)
+ * pays when the tiles re-read A many times and it does not stay in cache; B read in place
+ * needs op(B) row-major and is cheap while its tile-wide blocks of k rows stay in cache and
+ * in the TLB, but a pass over a big B costs as much as the product when m is small (conv2d
+ * forward: m = output channels). Limits measured on PoCL (tools/clgrad-bench gemm). */
+static plan plan_for(clg_pack_mode mode, clg_packed_config cfg, bool swap, bool ta, bool tb, size_t m,
+                     size_t n, size_t k, size_t elt) {
+    const size_t tiles_n = (n + (size_t)cfg.nr - 1) / (size_t)cfg.nr;
+    bool pa = tiles_n > 2 && m * k * elt > ((size_t)256 << 10);
+    bool pb = tb || m >= 256 || k >= 512;
+    /* below about 2^18 multiply-adds a launch (some microseconds) outweighs the product */
+    const bool tiny = (double)m * (double)n * (double)k <= (double)(1 << 18);
+    bool gather = tb && tiny;
+    /* A Bᵀ as dot products of rows needs no launch but the product, and beats packing B
+     * until both k and n are large (conv2d's weight gradient: k = batch x pixels) */
+    bool dot = !swap && tb && !ta && !(k > 8192 && n > 64);
+    if (mode == CLG_PACK_ALL) pa = pb = true, gather = dot = false;
+    if (mode == CLG_PACK_NONE) pa = false, pb = false, gather = tb, dot = tb && !ta;
+    if (dot) pa = pb = gather = false;
+    if (gather) pb = false;
+    const double cost = (pa ? (double)m * (double)k + LAUNCH_COST : 0) +
+                        (pb ? (double)k * (double)n + LAUNCH_COST : 0) +
+                        (swap ? 2.0 * (double)m * (double)n : 0);
+    return (plan){swap, pa, pb, gather, dot, cost};
+}
+
+/* The cheaper orientation: Cᵀ = op(B)ᵀ op(A)ᵀ turns a transposed B (which must be packed)
+ * into an A read in place, at the price of a strided store of C; it wins for weight
+ * gradients (dW = dY colᵀ: C small, B = col large). */
+static plan choose_plan(clg_pack_mode mode, clg_packed_config cfg, bool ta, bool tb, size_t m, size_t n,
+                        size_t k, size_t elt) {
+    const plan direct = plan_for(mode, cfg, false, ta, tb, m, n, k, elt);
+    if (!tb || direct.dot || mode != CLG_PACK_BY_SIZE) return direct;
+    /* swapped, A' = op(B)ᵀ is transposed exactly when B is not, and B' = op(A)ᵀ when A is not */
+    const plan swapped = plan_for(mode, cfg, true, !tb, !ta, n, m, k, elt);
+    return swapped.cost < direct.cost ? swapped : direct;
+}
+
+bool clg__packed_fits(clg_context *ctx, clg_dtype dt, bool ta, bool tb, size_t m, size_t n, size_t k,
+                      size_t a_off, size_t lda, size_t b_off, size_t ldb, size_t c_off, size_t ldc) {
+    const clg_packed_config cfg = clg__packed_config(ctx, dt);
+    const size_t tiles_m = (m + (size_t)cfg.mr - 1) / (size_t)cfg.mr;
+    const size_t tiles_n = (n + (size_t)cfg.nr - 1) / (size_t)cfg.nr;
+    const size_t a_len = a_off + (ta ? k : m) * lda, b_len = b_off + (tb ? n : k) * ldb;
+    return fits_int(a_len) && fits_int(b_len) && fits_int(c_off + m * ldc) && fits_int(tiles_m * tiles_n) &&
+           fits_int(tiles_m * (size_t)cfg.mr * k) && fits_int(tiles_n * (size_t)cfg.nr * k);
+}
+
+/* One orientation, operands as given; c_trans stores C(i, j) at c[c_off + j*ldc + i]. */
+static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, plan pl, bool ta, bool tb,
+                      size_t m, size_t n, size_t k, double alpha, cl_mem a, size_t a_off, size_t lda,
+                      cl_mem b, size_t b_off, size_t ldb, double beta, cl_mem c, size_t c_off, size_t ldc) {
+    const size_t elt = clg_dtype_size(dt);
+    const size_t tiles_m = (m + (size_t)cfg.mr - 1) / (size_t)cfg.mr;
+    const size_t tiles_n = (n + (size_t)cfg.nr - 1) / (size_t)cfg.nr;
+    char opts[96];
+    snprintf(opts, sizeof opts, "-DMR=%d -DNR=%d -DVW=%d -DKB=%d", cfg.mr, cfg.nr, cfg.vw, PACK_KB);
+    if (pl.dot) {
+        /* NT = NR / VW columns of C per work-item */
+        const size_t nt = (size_t)(cfg.nr / cfg.vw), tiles = tiles_m * ((n + nt - 1) / nt);
+        cl_kernel kd;
+        clg_status st = clg__kernel_dt(ctx, PROGRAM, "gemm_tile_nt", dt, opts, &kd);
+        if (st != CLG_OK) return st;
+        const cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k, aoff = (cl_int)a_off, ilda = (cl_int)lda;
+        const cl_int boff = (cl_int)b_off, ildb = (cl_int)ldb, coff = (cl_int)c_off, ildc = (cl_int)ldc;
+        const cl_int itm = (cl_int)tiles_m;
+        const float af = (float)alpha, bf = (float)beta;
+        const clg_karg al = dt == CLG_F64 ? CLG_ARG(alpha) : CLG_ARG(af);
+        const clg_karg be = dt == CLG_F64 ? CLG_ARG(beta) : CLG_ARG(bf);
+        return clg__launch(ctx, kd, 1, &tiles, (size_t[]){1},
+                           (clg_karg[]){CLG_ARG(im), CLG_ARG(in), CLG_ARG(ik), CLG_ARG(a), CLG_ARG(aoff),
+                                        CLG_ARG(ilda), CLG_ARG(b), CLG_ARG(boff), CLG_ARG(ildb), al, be,
+                                        CLG_ARG(c), CLG_ARG(coff), CLG_ARG(ildc), CLG_ARG(itm)},
+                           15, "gemm_tile_nt");
+    }
+    const bool pack_a = pl.pack_a, pack_b = pl.pack_b || (tb && !pl.gather_b);
+    cl_kernel kpa = NULL, kpb = NULL, kc;
+    clg_status st = clg__kernel_dt(ctx, PROGRAM, pack_a ? "gemm_tile" : "gemm_tile_da", dt, opts, &kc);
+    if (st == CLG_OK && pack_a) st = clg__kernel_dt(ctx, PROGRAM, "pack_a", dt, opts, &kpa);
+    if (st == CLG_OK && pack_b) st = clg__kernel_dt(ctx, PROGRAM, "pack_b", dt, opts, &kpb);
+    if (st != CLG_OK) return st;
+
+    const cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k;
+    const size_t one[2] = {1, 1}, kblocks = (k + PACK_KB - 1) / PACK_KB;
+    clg_pool_block ap = {0}, bp = {0};
+    if (pack_a) {
+        // (tiles_m, k, MR)
+        st = clg__pool_alloc(ctx, tiles_m * (size_t)cfg.mr * k * elt, &ap);
+        const cl_int off = (cl_int)a_off, ld = (cl_int)lda, tr = ta;
+        if (st == CLG_OK)
+            st = clg__launch(ctx, kpa, 2, (size_t[]){kblocks, tiles_m}, one,
+                             (clg_karg[]){CLG_ARG(a), CLG_ARG(off), CLG_ARG(ld), CLG_ARG(tr), CLG_ARG(im),
+                                          CLG_ARG(ik), CLG_ARG(ap.mem)},
+                             7, "gemm pack_a");
+    }
+    if (st == CLG_OK && pack_b) {
+        // (tiles_n, k, NR)
+        st = clg__pool_alloc(ctx, tiles_n * (size_t)cfg.nr * k * elt, &bp);
+        const cl_int off = (cl_int)b_off, ld = (cl_int)ldb, tr = tb;
+        if (st == CLG_OK)
+            st = clg__launch(ctx, kpb, 2, (size_t[]){kblocks, tiles_n}, one,
+                             (clg_karg[]){CLG_ARG(b), CLG_ARG(off), CLG_ARG(ld), CLG_ARG(tr), CLG_ARG(in),
+                                          CLG_ARG(ik), CLG_ARG(bp.mem)},
+                             7, "gemm pack_b");
+    }
+    if (st == CLG_OK) {
+        /* B: a packed panel per column block, op(B) itself row by row, or B transposed read
+         * element by element */
+        const cl_mem bm = pack_b ? bp.mem : b;
+        const cl_int boff = pack_b ? 0 : (cl_int)b_off;
+        const cl_int b_ps = pack_b ? (cl_int)k * cfg.nr : tb ? cfg.nr * (cl_int)ldb : cfg.nr;
+        const cl_int b_rs = pack_b ? cfg.nr : tb ? 1 : (cl_int)ldb, b_cs = !pack_b && tb ? (cl_int)ldb : 1;
+        const cl_int b_direct = !pack_b, coff = (cl_int)c_off, ildc = (cl_int)ldc, itm = (cl_int)tiles_m;
+        const cl_int ctr = pl.swap;
+        const size_t tiles = tiles_m * tiles_n;
+        /* alpha and beta travel in the kernel's REAL */
+        const float af = (float)alpha, bf = (float)beta;
+        const clg_karg al = dt == CLG_F64 ? CLG_ARG(alpha) : CLG_ARG(af);
+        const clg_karg be = dt == CLG_F64 ? CLG_ARG(beta) : CLG_ARG(bf);
+        if (pack_a) {
+            st = clg__launch(ctx, kc, 1, &tiles, one,
+                             (clg_karg[]){CLG_ARG(im), CLG_ARG(in), CLG_ARG(ik), CLG_ARG(ap.mem), CLG_ARG(bm),
+                                          CLG_ARG(boff), CLG_ARG(b_ps), CLG_ARG(b_rs), CLG_ARG(b_cs),
+                                          CLG_ARG(b_direct), al, be, CLG_ARG(c), CLG_ARG(coff), CLG_ARG(ildc),
+                                          CLG_ARG(ctr), CLG_ARG(itm)},
+                             17, "gemm_tile");
+        } else {
+            /* op(A)[i, kk] = a[a_off + i*a_rs + kk*a_cs] */
+            const cl_int aoff = (cl_int)a_off, a_rs = ta ? 1 : (cl_int)lda, a_cs = ta ? (cl_int)lda : 1;
+            st = clg__launch(ctx, kc, 1, &tiles, one, (clg_karg[]){CLG_ARG(im),
+                                                                   CLG_ARG(in),
+                                                                   CLG_ARG(ik),
+                                                                   CLG_ARG(a),
+                                                                   CLG_ARG(aoff),
+                                                                   CLG_ARG(a_rs),
+                                                                   CLG_ARG(a_cs),
+                                                                   CLG_ARG(bm),
+                                                                   CLG_ARG(boff),
+                                                                   CLG_ARG(b_ps),
+                                                                   CLG_ARG(b_rs),
+                                                                   CLG_ARG(b_cs),
+                                                                   CLG_ARG(b_direct),
+                                                                   al,
+                                                                   be,
+                                                                   CLG_ARG(c),
+                                                                   CLG_ARG(coff),
+                                                                   CLG_ARG(ildc),
+                                                                   CLG_ARG(ctr),
+                                                                   CLG_ARG(itm)},
+                             20, "gemm_tile_da");
+        }
+    }
+    /* The queue is in order: whatever reuses these blocks is enqueued after this GEMM. */
+    clg__pool_release(ctx, ap);
+    clg__pool_release(ctx, bp);
+    return st;
+}
+
+clg_status clg__packed_gemm(clg_context *ctx, clg_dtype dt, bool ta, bool tb, size_t m, size_t n, size_t k,
+                            double alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
+                            size_t ldb, double beta, cl_mem c, size_t c_off, size_t ldc) {
+    if (m == 0 || n == 0) return CLG_OK;
+    const clg_packed_config cfg = clg__packed_config(ctx, dt);
+    if (!clg__packed_fits(ctx, dt, ta, tb, m, n, k, a_off, lda, b_off, ldb, c_off, ldc))
+        return clg__fail(ctx, CLG_UNSUPPORTED, "gemm packed: m=%zu n=%zu k=%zu: operands past 2^31 elements",
+                         m, n, k);
+    const plan pl = choose_plan(clg__gemm_state(ctx)->pack_mode, cfg, ta, tb, m, n, k, clg_dtype_size(dt));
+    if (pl.swap) /* Cᵀ = op(B)ᵀ op(A)ᵀ: B takes A's place untransposed, and the other way round */
+        return run(ctx, dt, cfg, pl, !tb, !ta, n, m, k, alpha, b, b_off, ldb, a, a_off, lda, beta, c, c_off,
+                   ldc);
+    return run(ctx, dt, cfg, pl, ta, tb, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc);
+}
