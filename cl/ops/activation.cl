@@ -19,91 +19,91 @@
 #define ACCUM(dst, v) ((dst) = (beta == (REAL)0) ? (v) : beta * (dst) + (v))
 
 __kernel void relu_forward(__global REAL *y, __global const REAL *x, const REAL param,
-                           const int n) {
-    const int i = GID0;
-    if (i >= n) return;
+                           const int n, const int chunk) {
     (void)param;
-    y[i] = x[i] > (REAL)0 ? x[i] : (REAL)0;
+    FOR_ELEMS(i, n, chunk) {
+        y[i] = x[i] > (REAL)0 ? x[i] : (REAL)0;
+    }
 }
 
 /* PyTorch passes no gradient at exactly 0. */
 __kernel void relu_backward(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
-                            const REAL param, const REAL beta, const int n) {
-    const int i = GID0;
-    if (i >= n) return;
+                            const REAL param, const REAL beta, const int n, const int chunk) {
     (void)param;
-    ACCUM(dx[i], x[i] > (REAL)0 ? dy[i] : (REAL)0);
+    FOR_ELEMS(i, n, chunk) {
+        ACCUM(dx[i], x[i] > (REAL)0 ? dy[i] : (REAL)0);
+    }
 }
 
 __kernel void leaky_relu_forward(__global REAL *y, __global const REAL *x, const REAL slope,
-                                 const int n) {
-    const int i = GID0;
-    if (i >= n) return;
-    y[i] = x[i] > (REAL)0 ? x[i] : slope * x[i];
+                                 const int n, const int chunk) {
+    FOR_ELEMS(i, n, chunk) {
+        y[i] = x[i] > (REAL)0 ? x[i] : slope * x[i];
+    }
 }
 
 __kernel void leaky_relu_backward(__global REAL *dx, __global const REAL *dy,
                                   __global const REAL *x, const REAL slope, const REAL beta,
-                                  const int n) {
-    const int i = GID0;
-    if (i >= n) return;
-    ACCUM(dx[i], x[i] > (REAL)0 ? dy[i] : slope * dy[i]);
+                                  const int n, const int chunk) {
+    FOR_ELEMS(i, n, chunk) {
+        ACCUM(dx[i], x[i] > (REAL)0 ? dy[i] : slope * dy[i]);
+    }
 }
 
 /* PyTorch's form. For very negative x, exp(-x) overflows to inf and y comes out as 0, the
  * right limit; it never forms inf/inf. */
 __kernel void sigmoid_forward(__global REAL *y, __global const REAL *x, const REAL param,
-                              const int n) {
-    const int i = GID0;
-    if (i >= n) return;
+                              const int n, const int chunk) {
     (void)param;
-    y[i] = (REAL)1 / ((REAL)1 + exp(-x[i]));
+    FOR_ELEMS(i, n, chunk) {
+        y[i] = (REAL)1 / ((REAL)1 + exp(-x[i]));
+    }
 }
 
 /* From the saved output: s' = y (1 - y). */
 __kernel void sigmoid_backward(__global REAL *dx, __global const REAL *dy, __global const REAL *y,
-                               const REAL param, const REAL beta, const int n) {
-    const int i = GID0;
-    if (i >= n) return;
+                               const REAL param, const REAL beta, const int n, const int chunk) {
     (void)param;
-    ACCUM(dx[i], dy[i] * ((REAL)1 - y[i]) * y[i]);
+    FOR_ELEMS(i, n, chunk) {
+        ACCUM(dx[i], dy[i] * ((REAL)1 - y[i]) * y[i]);
+    }
 }
 
 __kernel void tanh_forward(__global REAL *y, __global const REAL *x, const REAL param,
-                           const int n) {
-    const int i = GID0;
-    if (i >= n) return;
+                           const int n, const int chunk) {
     (void)param;
-    y[i] = tanh(x[i]);
+    FOR_ELEMS(i, n, chunk) {
+        y[i] = tanh(x[i]);
+    }
 }
 
 /* From the saved output: tanh' = 1 - y^2. */
 __kernel void tanh_backward(__global REAL *dx, __global const REAL *dy, __global const REAL *y,
-                            const REAL param, const REAL beta, const int n) {
-    const int i = GID0;
-    if (i >= n) return;
+                            const REAL param, const REAL beta, const int n, const int chunk) {
     (void)param;
-    ACCUM(dx[i], dy[i] * ((REAL)1 - y[i] * y[i]));
+    FOR_ELEMS(i, n, chunk) {
+        ACCUM(dx[i], dy[i] * ((REAL)1 - y[i] * y[i]));
+    }
 }
 
 /* gelu(x) = x * Phi(x), Phi the standard normal CDF = (1 + erf(x / sqrt 2)) / 2. */
 __kernel void gelu_forward(__global REAL *y, __global const REAL *x, const REAL param,
-                           const int n) {
-    const int i = GID0;
-    if (i >= n) return;
+                           const int n, const int chunk) {
     (void)param;
-    const REAL v = x[i];
-    y[i] = v * LIT(0.5) * (LIT(1.0) + erf(v * LIT(0.70710678118654752440)));
+    FOR_ELEMS(i, n, chunk) {
+        const REAL v = x[i];
+        y[i] = v * LIT(0.5) * (LIT(1.0) + erf(v * LIT(0.70710678118654752440)));
+    }
 }
 
 /* gelu'(x) = Phi(x) + x * phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi). */
 __kernel void gelu_backward(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
-                            const REAL param, const REAL beta, const int n) {
-    const int i = GID0;
-    if (i >= n) return;
+                            const REAL param, const REAL beta, const int n, const int chunk) {
     (void)param;
-    const REAL v = x[i];
-    const REAL cdf = LIT(0.5) * (LIT(1.0) + erf(v * LIT(0.70710678118654752440)));
-    const REAL pdf = LIT(0.39894228040143267794) * exp(LIT(-0.5) * v * v);
-    ACCUM(dx[i], dy[i] * (cdf + v * pdf));
+    FOR_ELEMS(i, n, chunk) {
+        const REAL v = x[i];
+        const REAL cdf = LIT(0.5) * (LIT(1.0) + erf(v * LIT(0.70710678118654752440)));
+        const REAL pdf = LIT(0.39894228040143267794) * exp(LIT(-0.5) * v * v);
+        ACCUM(dx[i], dy[i] * (cdf + v * pdf));
+    }
 }

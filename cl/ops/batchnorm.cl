@@ -1,10 +1,19 @@
 /* cl/ops/batchnorm.cl - batch_norm2d over (N, C, H, W): per-channel statistics, the
  * normalisation, and backward. Host side: src/ops/batchnorm.c. Tests: tests/ops/test_batchnorm.c.
- * Per-channel sums are one work-group per channel with a tree reduction in local memory:
- * a fixed summation order, no atomics, so results repeat bit for bit on a device.
- * The work-group size (a power of two) is chosen by the host from the kernel's limits.
+ * Two forms, chosen by the host per device style (clg__cpu_style), same arithmetic per element:
+ *  - GPU: per-channel sums are one work-group per channel with a tree in local memory (the
+ *    work-group size, a power of two, comes from the kernel's limits); element kernels take
+ *    one element per work-item (FOR_ELEMS, chunk 1).
+ *  - CPU: one work-item per channel sums its planes in order in 8 lanes (wide vector adds,
+ *    no barriers); element kernels take whole (n, c) planes, so the channel is known per
+ *    plane instead of divided out per element.
+ * Either way the summation order is fixed (no atomics): results repeat bit for bit on a device.
  */
 #include "common/defs.h"
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define REAL8 CAT(REAL, 8)
 
 /* Sums scratch[0..lsz) into scratch[0]; every work-item must call it. */
 inline REAL group_sum(__local REAL *scratch, const REAL v) {
@@ -21,10 +30,27 @@ inline REAL group_sum(__local REAL *scratch, const REAL v) {
     return total;
 }
 
+/* The 8 lanes of a sequential sum, added in a fixed order. */
+inline REAL lanes_sum(const REAL8 a) {
+    return ((a.s0 + a.s1) + (a.s2 + a.s3)) + ((a.s4 + a.s5) + (a.s6 + a.s7));
+}
+
+/* Writes channel c's statistics from its sum and sum of squared deviations over M values;
+ * when update_running, running stats move towards the batch ones with PyTorch's momentum
+ * rule, the variance unbiased (sum / (M - 1)). */
+inline void bn_store_stats(const int c, const REAL mu, const REAL sq, const int M, __global REAL *mean,
+                           __global REAL *invstd, __global REAL *run_mean, __global REAL *run_var,
+                           const int update_running, const REAL momentum, const REAL eps) {
+    mean[c] = mu;
+    invstd[c] = (REAL)1 / sqrt(sq / (REAL)M + eps);
+    if (update_running) {
+        run_mean[c] = ((REAL)1 - momentum) * run_mean[c] + momentum * mu;
+        run_var[c] = ((REAL)1 - momentum) * run_var[c] + momentum * (sq / (REAL)(M - 1));
+    }
+}
+
 /* Work-group c: mean and 1/sqrt(biased var + eps) of channel c over its M = N * HW values,
- * in two passes (mean first, then squared deviations) for accuracy. When update_running,
- * running stats move towards the batch ones with PyTorch's momentum rule, the variance
- * unbiased (sum / (M - 1)). */
+ * in two passes (mean first, then squared deviations) for accuracy. */
 __kernel void bn_stats(__global const REAL *x, __global REAL *mean, __global REAL *invstd,
                        __global REAL *run_mean, __global REAL *run_var, const int update_running,
                        const REAL momentum, const REAL eps, const int N, const int C, const int HW,
@@ -43,38 +69,86 @@ __kernel void bn_stats(__global const REAL *x, __global REAL *mean, __global REA
         acc += d * d;
     }
     const REAL sq = group_sum(scratch, acc);
-    if (lid == 0) {
-        mean[c] = mu;
-        invstd[c] = (REAL)1 / sqrt(sq / (REAL)M + eps);
-        if (update_running) {
-            run_mean[c] = ((REAL)1 - momentum) * run_mean[c] + momentum * mu;
-            run_var[c] = ((REAL)1 - momentum) * run_var[c] + momentum * (sq / (REAL)(M - 1));
+    if (lid == 0)
+        bn_store_stats(c, mu, sq, M, mean, invstd, run_mean, run_var, update_running, momentum, eps);
+}
+
+/* CPU form of bn_stats: work-item c walks channel c's N planes in order. */
+__kernel void bn_stats_seq(__global const REAL *x, __global REAL *mean, __global REAL *invstd,
+                           __global REAL *run_mean, __global REAL *run_var, const int update_running,
+                           const REAL momentum, const REAL eps, const int N, const int C, const int HW) {
+    const int c = GID0;
+    if (c >= C) return;
+    const int M = N * HW, H8 = HW & ~7;
+    REAL8 acc8 = (REAL8)(0);
+    REAL acc = 0;
+    for (int n = 0; n < N; ++n) {
+        __global const REAL *p = x + ((size_t)n * C + c) * HW; /* (HW) */
+        for (int j = 0; j < H8; j += 8)
+            acc8 += vload8(0, p + j);
+        for (int j = H8; j < HW; ++j)
+            acc += p[j];
+    }
+    const REAL mu = (lanes_sum(acc8) + acc) / (REAL)M;
+    acc8 = (REAL8)(0);
+    acc = 0;
+    for (int n = 0; n < N; ++n) {
+        __global const REAL *p = x + ((size_t)n * C + c) * HW;
+        for (int j = 0; j < H8; j += 8) {
+            const REAL8 d = vload8(0, p + j) - mu;
+            acc8 += d * d;
         }
+        for (int j = H8; j < HW; ++j) {
+            const REAL d = p[j] - mu;
+            acc += d * d;
+        }
+    }
+    bn_store_stats(c, mu, lanes_sum(acc8) + acc, M, mean, invstd, run_mean, run_var, update_running, momentum,
+                   eps);
+}
+
+/* Evaluation: the statistics are the running ones. */
+__kernel void bn_eval_stats(__global REAL *mean, __global REAL *invstd, __global const REAL *run_mean,
+                            __global const REAL *run_var, const REAL eps, const int C, const int chunk) {
+    FOR_ELEMS(c, C, chunk) {
+        mean[c] = run_mean[c];
+        invstd[c] = (REAL)1 / sqrt(run_var[c] + eps);
     }
 }
 
-/* Evaluation: the statistics are the running ones. One work-item per channel. */
-__kernel void bn_eval_stats(__global REAL *mean, __global REAL *invstd, __global const REAL *run_mean,
-                            __global const REAL *run_var, const REAL eps, const int C) {
-    const int c = GID0;
-    if (c >= C) return;
-    mean[c] = run_mean[c];
-    invstd[c] = (REAL)1 / sqrt(run_var[c] + eps);
+/* One element of y = (x - mean) * invstd * weight + bias; weight/bias skipped when absent. */
+inline REAL bn_norm_value(const REAL xv, const REAL mu, const REAL is, const REAL w, const REAL b,
+                          const int has_weight, const int has_bias) {
+    REAL v = (xv - mu) * is;
+    if (has_weight) v *= w;
+    if (has_bias) v += b;
+    return v;
 }
 
-/* y = (x - mean) * invstd * weight + bias, per element; weight/bias skipped when absent
- * (their buffer arguments are then placeholders, never read). */
+/* Per element. Absent weight/bias buffers are placeholders (C values), never used. */
 __kernel void bn_normalize(__global REAL *y, __global const REAL *x, __global const REAL *mean,
                            __global const REAL *invstd, __global const REAL *weight,
                            __global const REAL *bias, const int has_weight, const int has_bias, const int C,
-                           const int HW, const int n) {
-    const int i = GID0;
-    if (i >= n) return;
-    const int c = (i / HW) % C;
-    REAL v = (x[i] - mean[c]) * invstd[c];
-    if (has_weight) v *= weight[c];
-    if (has_bias) v += bias[c];
-    y[i] = v;
+                           const int HW, const int n, const int chunk) {
+    FOR_ELEMS(i, n, chunk) {
+        const int c = (i / HW) % C;
+        y[i] = bn_norm_value(x[i], mean[c], invstd[c], weight[c], bias[c], has_weight, has_bias);
+    }
+}
+
+/* CPU form: per (n, c) plane of HW elements. */
+__kernel void bn_normalize_planes(__global REAL *y, __global const REAL *x, __global const REAL *mean,
+                                  __global const REAL *invstd, __global const REAL *weight,
+                                  __global const REAL *bias, const int has_weight, const int has_bias,
+                                  const int C, const int HW, const int planes, const int chunk) {
+    FOR_ELEMS(pl, planes, chunk) {
+        const int c = pl % C;
+        const REAL mu = mean[c], is = invstd[c], w = weight[c], b = bias[c];
+        __global const REAL *xp = x + (size_t)pl * HW; /* (HW) */
+        __global REAL *yp = y + (size_t)pl * HW;
+        for (int j = 0; j < HW; ++j)
+            yp[j] = bn_norm_value(xp[j], mu, is, w, b, has_weight, has_bias);
+    }
 }
 
 /* Work-group c: sum_dy[c] = sum of dy, sum_dyx[c] = sum of dy * xhat over channel c, where
@@ -101,26 +175,84 @@ __kernel void bn_bwd_reduce(__global REAL *sum_dy, __global REAL *sum_dyx, __glo
     }
 }
 
-/* dx = beta * dx + g, with s = weight * invstd and
+/* CPU form of bn_bwd_reduce: work-item c walks channel c's N planes in order. */
+__kernel void bn_bwd_reduce_seq(__global REAL *sum_dy, __global REAL *sum_dyx, __global const REAL *dy,
+                                __global const REAL *x, __global const REAL *mean,
+                                __global const REAL *invstd, const int N, const int C, const int HW) {
+    const int c = GID0;
+    if (c >= C) return;
+    const int H8 = HW & ~7;
+    const REAL mu = mean[c], is = invstd[c];
+    REAL8 a8 = (REAL8)(0), b8 = (REAL8)(0);
+    REAL a = 0, b = 0;
+    for (int n = 0; n < N; ++n) {
+        const size_t off = ((size_t)n * C + c) * HW;
+        __global const REAL *g = dy + off, *p = x + off; /* (HW) each */
+        for (int j = 0; j < H8; j += 8) {
+            const REAL8 gv = vload8(0, g + j);
+            a8 += gv;
+            b8 += gv * (vload8(0, p + j) - mu) * is;
+        }
+        for (int j = H8; j < HW; ++j) {
+            a += g[j];
+            b += g[j] * (p[j] - mu) * is;
+        }
+    }
+    sum_dy[c] = lanes_sum(a8) + a;
+    sum_dyx[c] = lanes_sum(b8) + b;
+}
+
+/* One element of dx = beta * dx + g, with s = weight * invstd and
  *   training:   g = s * (dy - sum_dy / M - xhat * sum_dyx / M)  (the batch statistics
  *               depend on x too)
  *   evaluation: g = s * dy                                      (running stats are constants) */
+inline REAL bn_dx_value(const REAL dxv, const REAL dyv, const REAL xv, const REAL mu, const REAL is,
+                        const REAL w, const REAL sdy, const REAL sdyx, const int has_weight,
+                        const int training, const int M, const REAL beta) {
+    const REAL s = has_weight ? w * is : is;
+    REAL g;
+    if (training) {
+        const REAL inv_m = (REAL)1 / (REAL)M;
+        const REAL xhat = (xv - mu) * is;
+        g = s * (dyv - sdy * inv_m - xhat * sdyx * inv_m);
+    } else {
+        g = s * dyv;
+    }
+    return beta == (REAL)0 ? g : beta * dxv + g;
+}
+
+/* Per element. Placeholder buffers (absent weight, evaluation's sums) hold C values, unused. */
 __kernel void bn_bwd_dx(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
                         __global const REAL *mean, __global const REAL *invstd, __global const REAL *weight,
                         __global const REAL *sum_dy, __global const REAL *sum_dyx, const int has_weight,
                         const int training, const int N, const int C, const int HW, const REAL beta,
-                        const int n) {
-    const int i = GID0;
-    if (i >= n) return;
-    const int c = (i / HW) % C;
-    const REAL s = has_weight ? weight[c] * invstd[c] : invstd[c];
-    REAL g;
-    if (training) {
-        const REAL inv_m = (REAL)1 / (REAL)(N * HW);
-        const REAL xhat = (x[i] - mean[c]) * invstd[c];
-        g = s * (dy[i] - sum_dy[c] * inv_m - xhat * sum_dyx[c] * inv_m);
-    } else {
-        g = s * dy[i];
+                        const int n, const int chunk) {
+    FOR_ELEMS(i, n, chunk) {
+        const int c = (i / HW) % C;
+        /* dx is not read when beta == 0: fresh pool memory may hold NaN. */
+        const REAL old = beta == (REAL)0 ? (REAL)0 : dx[i];
+        dx[i] = bn_dx_value(old, dy[i], x[i], mean[c], invstd[c], weight[c], sum_dy[c], sum_dyx[c],
+                            has_weight, training, N * HW, beta);
     }
-    dx[i] = beta == (REAL)0 ? g : beta * dx[i] + g;
+}
+
+/* CPU form: per (n, c) plane of HW elements. */
+__kernel void bn_bwd_dx_planes(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
+                               __global const REAL *mean, __global const REAL *invstd,
+                               __global const REAL *weight, __global const REAL *sum_dy,
+                               __global const REAL *sum_dyx, const int has_weight, const int training,
+                               const int N, const int C, const int HW, const REAL beta, const int planes,
+                               const int chunk) {
+    FOR_ELEMS(pl, planes, chunk) {
+        const int c = pl % C;
+        const REAL mu = mean[c], is = invstd[c], w = weight[c], sdy = sum_dy[c], sdyx = sum_dyx[c];
+        const size_t off = (size_t)pl * HW;
+        __global REAL *dxp = dx + off; /* (HW) */
+        __global const REAL *dyp = dy + off, *xp = x + off;
+        for (int j = 0; j < HW; ++j) {
+            const REAL old = beta == (REAL)0 ? (REAL)0 : dxp[j];
+            dxp[j] =
+                bn_dx_value(old, dyp[j], xp[j], mu, is, w, sdy, sdyx, has_weight, training, N * HW, beta);
+        }
+    }
 }

@@ -5,10 +5,9 @@
 #include "common/defs.h"
 
 /* y (rows, cols) = b (cols) broadcast over the rows. */
-__kernel void bias_rows(__global REAL *y, __global const REAL *b, const int rows, const int cols) {
-    const int i = GID0;
-    if (i >= rows * cols) return;
-    y[i] = b[i % cols];
+__kernel void bias_rows(__global REAL *y, __global const REAL *b, const int rows, const int cols,
+                        const int chunk) {
+    FOR_ELEMS(i, rows * cols, chunk) y[i] = b[i % cols];
 }
 
 /* db (cols) = beta * db + sum over rows of dy (rows, cols): one work-item per column adds

@@ -10,17 +10,17 @@
 __kernel void adam_step(__global REAL *p, __global const REAL *g, __global REAL *m, __global REAL *v,
                         const REAL beta1, const REAL one_minus_beta1, const REAL beta2,
                         const REAL one_minus_beta2, const REAL step_size, const REAL bc2_sqrt, const REAL eps,
-                        const REAL wd, const REAL decay, const int n) {
-    const int i = GID0;
-    if (i >= n) return;
-    REAL pi = p[i] * decay;
-    REAL gi = g[i];
-    if (wd != (REAL)0) gi = gi + wd * pi;
-    const REAL mi = beta1 * m[i] + one_minus_beta1 * gi;
-    const REAL vi = beta2 * v[i] + one_minus_beta2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    const REAL denom = sqrt(vi) / bc2_sqrt + eps;
-    /* addcdiv_ computes self + value * t1 / t2, left to right. */
-    p[i] = pi + (-step_size) * mi / denom;
+                        const REAL wd, const REAL decay, const int n, const int chunk) {
+    FOR_ELEMS(i, n, chunk) {
+        REAL pi = p[i] * decay;
+        REAL gi = g[i];
+        if (wd != (REAL)0) gi = gi + wd * pi;
+        const REAL mi = beta1 * m[i] + one_minus_beta1 * gi;
+        const REAL vi = beta2 * v[i] + one_minus_beta2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        const REAL denom = sqrt(vi) / bc2_sqrt + eps;
+        /* addcdiv_ computes self + value * t1 / t2, left to right. */
+        p[i] = pi + (-step_size) * mi / denom;
+    }
 }

@@ -140,12 +140,12 @@ clg_status clg__gemm_probe(clg_context *ctx, clg_dtype dt, bool ta, bool tb, siz
     if (sc != CLG_OK && sp != CLG_OK) return sc;
     if (sp != CLG_OK) clg__log(ctx, CLG_LOG_WARN, "clgrad: gemm: packed path unavailable: %s", ctx->errmsg);
     if (sc != CLG_OK) clg__log(ctx, CLG_LOG_WARN, "clgrad: gemm: CLBlast path failed: %s", ctx->errmsg);
-    /* CLBlast stays clgrad's GEMM unless ours is clearly faster: a near tie must not flip
-     * from run to run with the machine's load */
-    *winner = sp != CLG_OK    ? CLG_GEMM_CLBLAST
-              : sc != CLG_OK  ? CLG_GEMM_PACKED
-              : tp < 0.9 * tc ? CLG_GEMM_PACKED
-                              : CLG_GEMM_CLBLAST;
+    /* The faster path wins. Near ties (launch-bound tiny products) cannot flip from run to
+     * run with the machine's load: the choice is saved and later processes reuse it. */
+    *winner = sp != CLG_OK   ? CLG_GEMM_CLBLAST
+              : sc != CLG_OK ? CLG_GEMM_PACKED
+              : tp < tc      ? CLG_GEMM_PACKED
+                             : CLG_GEMM_CLBLAST;
     if (t_clblast) *t_clblast = tc;
     if (t_packed) *t_packed = tp;
     clg__log(ctx, CLG_LOG_INFO,

@@ -128,6 +128,17 @@ clg_status clg__launch(clg_context *ctx, cl_kernel k, cl_uint dims, const size_t
 size_t clg__elems_chunk(const clg_context *ctx, size_t n);
 clg_status clg__launch_elems(clg_context *ctx, cl_kernel k, size_t n, const clg_karg *args, cl_uint nargs,
                              const char *what);
+/* True where kernels should take the CPU form (runs of elements or whole rows per work-item,
+ * sequential per-channel sums): ctx->kernel_style when set, else a CPU device. */
+bool clg__cpu_style(const clg_context *ctx);
+/* Row launches (CPU style): `rows` rows of row_len elements; the kernel gets `chunk` (rows per
+ * work-item, so each item streams about as many elements as an element launch) appended and
+ * loops FOR_ELEMS(r, rows, chunk) over whole rows. Meant for CPU style (local size 1 there). */
+clg_status clg__launch_rows(clg_context *ctx, cl_kernel k, size_t rows, size_t row_len, const clg_karg *args,
+                            cl_uint nargs, const char *what);
+#define CLG_LAUNCH_ROWS(ctx, k, rows, row_len, what, ...)                                      \
+    clg__launch_rows((ctx), (k), (rows), (row_len), (clg_karg[]){__VA_ARGS__},                   \
+                     (cl_uint)CLG_NARGS_(__VA_ARGS__), (what))
 /* CLG_LAUNCH_ELEMS(ctx, kernel, n, "relu", CLG_ARG(y), CLG_ARG(x), CLG_ARG(n)) */
 #define CLG_LAUNCH_ELEMS(ctx, k, n, what, ...)                                                \
     clg__launch_elems((ctx), (k), (n), (clg_karg[]){__VA_ARGS__}, (cl_uint)CLG_NARGS_(__VA_ARGS__), (what))

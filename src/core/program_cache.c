@@ -275,9 +275,12 @@ clg_status clg__launch(clg_context *ctx, cl_kernel k, cl_uint dims, const size_t
     return CLG_OK;
 }
 
+bool clg__cpu_style(const clg_context *ctx) {
+    return ctx->kernel_style ? ctx->kernel_style == 2 : (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
+}
+
 size_t clg__elems_chunk(const clg_context *ctx, size_t n) {
-    bool cpu = ctx->kernel_style ? ctx->kernel_style == 2 : (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
-    if (!cpu) return 1;
+    if (!clg__cpu_style(ctx)) return 1;
     /* About eight runs per core for balance, each long enough to vectorise. */
     size_t runs = 8 * (ctx->info.compute_units ? ctx->info.compute_units : 1);
     size_t chunk = (n + runs - 1) / runs;
@@ -294,4 +297,18 @@ clg_status clg__launch_elems(clg_context *ctx, cl_kernel k, size_t n, const clg_
     all[nargs] = CLG_ARG(chunk);
     size_t global = (n + (size_t)chunk - 1) / (size_t)chunk, one = 1;
     return clg__launch(ctx, k, 1, &global, chunk > 1 ? &one : NULL, all, nargs + 1, what);
+}
+
+clg_status clg__launch_rows(clg_context *ctx, cl_kernel k, size_t rows, size_t row_len, const clg_karg *args,
+                            cl_uint nargs, const char *what) {
+    if (rows == 0) return CLG_OK;
+    /* The element chunk (>= 1024 elements, ~8 items per core) rounded to whole rows. */
+    size_t per = row_len ? row_len : 1, c = (clg__elems_chunk(ctx, rows * per) + per - 1) / per;
+    int chunk = (int)(c < 1 ? 1 : c > rows ? rows : c);
+    clg_karg all[32];
+    if (nargs + 1 > sizeof all / sizeof *all) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: too many arguments", what);
+    for (cl_uint i = 0; i < nargs; i++) all[i] = args[i];
+    all[nargs] = CLG_ARG(chunk);
+    size_t global = (rows + (size_t)chunk - 1) / (size_t)chunk, one = 1;
+    return clg__launch(ctx, k, 1, &global, clg__cpu_style(ctx) ? &one : NULL, all, nargs + 1, what);
 }

@@ -58,8 +58,8 @@ static clg_status activate(clg_context *ctx, const act_kind *kind, const clg_op_
     cl_mem ym = y->buf->block.mem, xm = x->buf->block.mem;
     const int n = (int)x->numel;
     real_arg pr;
-    st = CLG_LAUNCH1D(ctx, k, (size_t)n, kind->name, CLG_ARG(ym), CLG_ARG(xm),
-                      real_karg(x->dtype, &pr, param), CLG_ARG(n));
+    st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, kind->name, CLG_ARG(ym), CLG_ARG(xm),
+                          real_karg(x->dtype, &pr, param), CLG_ARG(n));
     if (st == CLG_OK && clg__needs_grad(ctx, 1, &x)) {
         const act_params p = {kind, param};
         clg_node *node = NULL;
@@ -117,8 +117,9 @@ static clg_status act_backward(clg_context *ctx, clg_node *node, const clg_tenso
     cl_mem dxm = dx[0]->buf->block.mem, dym = dy->buf->block.mem, sm = s->buf->block.mem;
     const int n = (int)dy->numel;
     real_arg pr, br;
-    return CLG_LAUNCH1D(ctx, k, (size_t)n, p.kind->name, CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(sm),
-                        real_karg(dy->dtype, &pr, p.param), real_karg(dy->dtype, &br, beta[0]), CLG_ARG(n));
+    return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, p.kind->name, CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(sm),
+                            real_karg(dy->dtype, &pr, p.param), real_karg(dy->dtype, &br, beta[0]),
+                            CLG_ARG(n));
 }
 
 static const clg_op_def relu_op = {"relu", act_backward};

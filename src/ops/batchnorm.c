@@ -80,6 +80,7 @@ static clg_status batch_norm2d_backward(clg_context *ctx, clg_node *node, const 
     if (st != CLG_OK) return st;
 
     const clg_dtype dt = x->dtype;
+    const bool cpu = clg__cpu_style(ctx);
     int N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
     cl_mem xm = clg_tensor_cl_mem(x), dym = clg_tensor_cl_mem(dy);
     cl_mem mm = clg_tensor_cl_mem(mean), im = clg_tensor_cl_mem(invstd);
@@ -93,33 +94,51 @@ static clg_status batch_norm2d_backward(clg_context *ctx, clg_node *node, const 
         size_t lsz = 1;
         st = clg__tensor_new(ctx, dt, 1, cshape, &sum_dy);
         if (st == CLG_OK) st = clg__tensor_new(ctx, dt, 1, cshape, &sum_dyx);
-        if (st == CLG_OK) st = clg__kernel_dt(ctx, "ops/batchnorm", "bn_bwd_reduce", dt, NULL, &k);
-        if (st == CLG_OK) st = reduce_local_size(ctx, k, &lsz);
+        if (st == CLG_OK)
+            st = clg__kernel_dt(ctx, "ops/batchnorm", cpu ? "bn_bwd_reduce_seq" : "bn_bwd_reduce", dt, NULL,
+                                &k);
+        if (st == CLG_OK && !cpu) st = reduce_local_size(ctx, k, &lsz);
         if (st == CLG_OK) {
             cl_mem sa = clg_tensor_cl_mem(sum_dy), sb = clg_tensor_cl_mem(sum_dyx);
             const clg_karg args[] = {
                 CLG_ARG(sa), CLG_ARG(sb), CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(mm),
                 CLG_ARG(im), CLG_ARG(N),  CLG_ARG(C),   CLG_ARG(HW), CLG_LOCAL(lsz * clg_dtype_size(dt))};
+            /* CPU: one work-item per channel (no local scratch); GPU: a work-group per channel. */
             const size_t global = (size_t)C * lsz;
-            st = clg__launch(ctx, k, 1, &global, &lsz, args, sizeof args / sizeof args[0],
+            st = clg__launch(ctx, k, 1, &global, &lsz, args, sizeof args / sizeof args[0] - (cpu ? 1 : 0),
                              "batch_norm2d backward");
         }
     }
     /* Inputs in order, one write at a time (weight and bias may be one tensor). */
     if (st == CLG_OK && dxx) {
         cl_kernel k;
-        st = clg__kernel_dt(ctx, "ops/batchnorm", "bn_bwd_dx", dt, NULL, &k);
+        st = clg__kernel_dt(ctx, "ops/batchnorm", cpu ? "bn_bwd_dx_planes" : "bn_bwd_dx", dt, NULL, &k);
         if (st == CLG_OK) {
             cl_mem dxm = clg_tensor_cl_mem(dxx);
-            cl_mem wm = w ? clg_tensor_cl_mem(w) : mm; /* placeholders are never read */
+            cl_mem wm = w ? clg_tensor_cl_mem(w) : mm; /* placeholders are never used */
             cl_mem sa = sum_dy ? clg_tensor_cl_mem(sum_dy) : mm;
             cl_mem sb = sum_dyx ? clg_tensor_cl_mem(sum_dyx) : mm;
-            int has_w = w != NULL, n = (int)x->numel;
+            int has_w = w != NULL, n = (int)x->numel, planes = N * C;
             real_arg rb;
-            st = CLG_LAUNCH1D(ctx, k, x->numel, "batch_norm2d backward", CLG_ARG(dxm), CLG_ARG(dym),
-                              CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(sa), CLG_ARG(sb),
-                              CLG_ARG(has_w), CLG_ARG(prm.training), CLG_ARG(N), CLG_ARG(C), CLG_ARG(HW),
-                              real_karg(&rb, dt, beta[0]), CLG_ARG(n));
+            const clg_karg args[] = {CLG_ARG(dxm),
+                                     CLG_ARG(dym),
+                                     CLG_ARG(xm),
+                                     CLG_ARG(mm),
+                                     CLG_ARG(im),
+                                     CLG_ARG(wm),
+                                     CLG_ARG(sa),
+                                     CLG_ARG(sb),
+                                     CLG_ARG(has_w),
+                                     CLG_ARG(prm.training),
+                                     CLG_ARG(N),
+                                     CLG_ARG(C),
+                                     CLG_ARG(HW),
+                                     real_karg(&rb, dt, beta[0]),
+                                     cpu ? CLG_ARG(planes) : CLG_ARG(n)};
+            const cl_uint nargs = sizeof args / sizeof args[0];
+            st = cpu ? clg__launch_rows(ctx, k, (size_t)planes, (size_t)HW, args, nargs,
+                                        "batch_norm2d backward")
+                     : clg__launch_elems(ctx, k, x->numel, args, nargs, "batch_norm2d backward");
         }
     }
     if (st == CLG_OK && dw) st = clg__axpby(ctx, 1.0, sum_dyx, beta[1], dw);
@@ -188,14 +207,17 @@ clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_ten
     st = clg__tensor_new(ctx, dt, 4, x->shape, &y);
     if (st == CLG_OK) st = clg__tensor_new(ctx, dt, 1, cshape, &mean);
     if (st == CLG_OK) st = clg__tensor_new(ctx, dt, 1, cshape, &invstd);
-    /* Both kernels first: once the statistics kernel ran, the running stats have moved. */
+    /* Both kernels first: once the statistics kernel ran, the running stats have moved. CPU
+     * style takes sequential per-channel sums and per-plane normalisation (see the .cl). */
+    const bool cpu = clg__cpu_style(ctx);
     cl_kernel k_stats, k_norm;
+    const char *stats_name = !training ? "bn_eval_stats" : cpu ? "bn_stats_seq" : "bn_stats";
+    if (st == CLG_OK) st = clg__kernel_dt(ctx, "ops/batchnorm", stats_name, dt, NULL, &k_stats);
     if (st == CLG_OK)
-        st =
-            clg__kernel_dt(ctx, "ops/batchnorm", training ? "bn_stats" : "bn_eval_stats", dt, NULL, &k_stats);
-    if (st == CLG_OK) st = clg__kernel_dt(ctx, "ops/batchnorm", "bn_normalize", dt, NULL, &k_norm);
+        st = clg__kernel_dt(ctx, "ops/batchnorm", cpu ? "bn_normalize_planes" : "bn_normalize", dt, NULL,
+                            &k_norm);
     size_t lsz = 1;
-    if (st == CLG_OK && training) st = reduce_local_size(ctx, k_stats, &lsz);
+    if (st == CLG_OK && training && !cpu) st = reduce_local_size(ctx, k_stats, &lsz);
 
     cl_mem xm = clg_tensor_cl_mem(x);
     cl_mem mm = mean ? clg_tensor_cl_mem(mean) : NULL, im = invstd ? clg_tensor_cl_mem(invstd) : NULL;
@@ -217,21 +239,34 @@ clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_ten
                                  CLG_ARG(C),
                                  CLG_ARG(HW),
                                  CLG_LOCAL(lsz * clg_dtype_size(dt))};
+        /* CPU: one work-item per channel (no local scratch); GPU: a work-group per channel. */
         const size_t global = (size_t)C * lsz;
-        st = clg__launch(ctx, k_stats, 1, &global, &lsz, args, sizeof args / sizeof args[0], "batch_norm2d");
+        st = clg__launch(ctx, k_stats, 1, &global, &lsz, args, sizeof args / sizeof args[0] - (cpu ? 1 : 0),
+                         "batch_norm2d");
     } else if (st == CLG_OK) {
         cl_mem rm = clg_tensor_cl_mem(running_mean), rv = clg_tensor_cl_mem(running_var);
-        st = CLG_LAUNCH1D(ctx, k_stats, (size_t)C, "batch_norm2d", CLG_ARG(mm), CLG_ARG(im), CLG_ARG(rm),
-                          CLG_ARG(rv), real_karg(&r_eps, dt, eps), CLG_ARG(C));
+        st = CLG_LAUNCH_ELEMS(ctx, k_stats, (size_t)C, "batch_norm2d", CLG_ARG(mm), CLG_ARG(im), CLG_ARG(rm),
+                              CLG_ARG(rv), real_karg(&r_eps, dt, eps), CLG_ARG(C));
     }
     if (st == CLG_OK) {
         cl_mem ym = clg_tensor_cl_mem(y);
-        cl_mem wm = weight ? clg_tensor_cl_mem(weight) : mm; /* placeholders are never read */
+        cl_mem wm = weight ? clg_tensor_cl_mem(weight) : mm; /* placeholders are never used */
         cl_mem bm = bias ? clg_tensor_cl_mem(bias) : mm;
-        int has_w = weight != NULL, has_b = bias != NULL, n = (int)x->numel;
-        st = CLG_LAUNCH1D(ctx, k_norm, x->numel, "batch_norm2d", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(mm),
-                          CLG_ARG(im), CLG_ARG(wm), CLG_ARG(bm), CLG_ARG(has_w), CLG_ARG(has_b), CLG_ARG(C),
-                          CLG_ARG(HW), CLG_ARG(n));
+        int has_w = weight != NULL, has_b = bias != NULL, n = (int)x->numel, planes = N * C;
+        const clg_karg args[] = {CLG_ARG(ym),
+                                 CLG_ARG(xm),
+                                 CLG_ARG(mm),
+                                 CLG_ARG(im),
+                                 CLG_ARG(wm),
+                                 CLG_ARG(bm),
+                                 CLG_ARG(has_w),
+                                 CLG_ARG(has_b),
+                                 CLG_ARG(C),
+                                 CLG_ARG(HW),
+                                 cpu ? CLG_ARG(planes) : CLG_ARG(n)};
+        const cl_uint nargs = sizeof args / sizeof args[0];
+        st = cpu ? clg__launch_rows(ctx, k_norm, (size_t)planes, (size_t)HW, args, nargs, "batch_norm2d")
+                 : clg__launch_elems(ctx, k_norm, x->numel, args, nargs, "batch_norm2d");
     }
 
     /* Running stats are state, not inputs: gradients flow to x, weight and bias only. */

@@ -41,9 +41,10 @@ static clg_status dropout_launch(clg_context *ctx, const dropout_params *prm, cl
     cl_ulong seed = prm->seed, thr = prm->threshold;
     int n = (int)y->numel;
     real_arg rs, rb;
-    return CLG_LAUNCH1D(ctx, k, (y->numel + 3) / 4, what, CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(seed),
-                        CLG_ARG(thr), real_karg(&rs, y->dtype, prm->scale), real_karg(&rb, y->dtype, beta),
-                        CLG_ARG(n));
+    /* The kernel's elements are the groups of 4 that share one Philox call. */
+    return CLG_LAUNCH_ELEMS(ctx, k, (y->numel + 3) / 4, what, CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(seed),
+                            CLG_ARG(thr), real_karg(&rs, y->dtype, prm->scale),
+                            real_karg(&rb, y->dtype, beta), CLG_ARG(n));
 }
 
 static clg_status dropout_backward(clg_context *ctx, clg_node *node, const clg_tensor *dy,

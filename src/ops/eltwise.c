@@ -55,7 +55,7 @@ static clg_status binary(clg_context *ctx, const clg_op_def *def, const char *kn
     if (st != CLG_OK) return st;
     cl_mem ym = y->buf->block.mem, am = a->buf->block.mem, bm = b->buf->block.mem;
     const int n = (int)a->numel;
-    st = CLG_LAUNCH1D(ctx, k, (size_t)n, def->name, CLG_ARG(ym), CLG_ARG(am), CLG_ARG(bm), CLG_ARG(n));
+    st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, def->name, CLG_ARG(ym), CLG_ARG(am), CLG_ARG(bm), CLG_ARG(n));
     const clg_tensor *in[2] = {a, b};
     if (st == CLG_OK && clg__needs_grad(ctx, 2, in)) st = clg__record(ctx, def, y, 2, in, NULL, 0, NULL);
     if (st != CLG_OK) {
@@ -89,8 +89,8 @@ clg_status clg_scale(clg_context *ctx, const clg_tensor *x, double s, clg_tensor
     cl_mem ym = y->buf->block.mem, xm = x->buf->block.mem;
     const int n = (int)x->numel;
     real_arg sr;
-    st = CLG_LAUNCH1D(ctx, k, (size_t)n, "scale", CLG_ARG(ym), CLG_ARG(xm), real_karg(x->dtype, &sr, s),
-                      CLG_ARG(n));
+    st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "scale", CLG_ARG(ym), CLG_ARG(xm), real_karg(x->dtype, &sr, s),
+                          CLG_ARG(n));
     if (st == CLG_OK && clg__needs_grad(ctx, 1, &x))
         st = clg__record(ctx, &scale_op, y, 1, &x, &s, sizeof s, NULL);
     if (st != CLG_OK) {
@@ -128,8 +128,8 @@ static clg_status mul_backward(clg_context *ctx, clg_node *node, const clg_tenso
         if (!dx[i]) continue;
         cl_mem dxm = dx[i]->buf->block.mem, om = node->inputs[1 - i]->buf->block.mem;
         real_arg br;
-        st = CLG_LAUNCH1D(ctx, k, (size_t)n, "mul backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(om),
-                          real_karg(dy->dtype, &br, beta[i]), CLG_ARG(n));
+        st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "mul backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(om),
+                              real_karg(dy->dtype, &br, beta[i]), CLG_ARG(n));
         if (st != CLG_OK) return st;
     }
     return CLG_OK;

@@ -63,8 +63,8 @@ clg_status clg_linear(clg_context *ctx, const clg_tensor *x, const clg_tensor *w
         st = clg__kernel_dt(ctx, "ops/linear", "bias_rows", x->dtype, NULL, &k);
         cl_mem bm = b->buf->block.mem;
         if (st == CLG_OK)
-            st = CLG_LAUNCH1D(ctx, k, y->numel, "linear bias", CLG_ARG(ym), CLG_ARG(bm), CLG_ARG(n),
-                              CLG_ARG(nout));
+            st = CLG_LAUNCH_ELEMS(ctx, k, y->numel, "linear bias", CLG_ARG(ym), CLG_ARG(bm), CLG_ARG(n),
+                                  CLG_ARG(nout));
     }
     if (st == CLG_OK)
         st = clg__gemm_mem(ctx, x->dtype, false, true, (size_t)n, (size_t)nout, (size_t)in, 1.0,

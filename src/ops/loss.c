@@ -1,9 +1,11 @@
 /* src/ops/loss.c - losses, each a one-element tensor of shape (1): softmax cross-entropy
  * over integer class targets (mean over the batch), mse (mean) and sum of squares.
- * Kernels: cl/ops/loss.cl (one-work-group tree reductions: deterministic, no atomics).
+ * Kernels: cl/ops/loss.cl (fixed-order reductions, a work-group tree on GPUs and one
+ * sequential work-item on CPUs: deterministic, no atomics).
  * Tests: tests/ops/test_loss.c.
  */
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/internal.h"
@@ -34,11 +36,19 @@ static clg_status reduce_local_size(clg_context *ctx, cl_kernel k, size_t *local
     return CLG_OK;
 }
 
-/* Runs a one-work-group reduction kernel with args (plus local scratch appended). */
-static clg_status launch_reduce(clg_context *ctx, cl_kernel k, clg_dtype dt, clg_karg *args, cl_uint nargs,
-                                const char *what) {
-    size_t local;
-    clg_status st = reduce_local_size(ctx, k, &local);
+/* Runs reduction kernel `name` of ops/loss with args: on GPUs as one work-group with local
+ * scratch appended (args has room for it), on CPUs its _seq form as one work-item. */
+static clg_status launch_reduce(clg_context *ctx, const char *name, clg_dtype dt, clg_karg *args,
+                                cl_uint nargs, const char *what) {
+    const bool cpu = clg__cpu_style(ctx);
+    char kname[64];
+    snprintf(kname, sizeof kname, "%s%s", name, cpu ? "_seq" : "");
+    cl_kernel k;
+    clg_status st = clg__kernel_dt(ctx, "ops/loss", kname, dt, NULL, &k);
+    if (st != CLG_OK) return st;
+    size_t local = 1;
+    if (cpu) return clg__launch(ctx, k, 1, &local, &local, args, nargs, what);
+    st = reduce_local_size(ctx, k, &local);
     if (st != CLG_OK) return st;
     args[nargs] = CLG_LOCAL(local * clg_dtype_size(dt));
     return clg__launch(ctx, k, 1, &local, &local, args, nargs + 1, what);
@@ -78,9 +88,6 @@ clg_status clg_softmax_cross_entropy(clg_context *ctx, const clg_tensor *logits,
     if (logits->dtype == CLG_F32 && c > (1 << 24))
         return clg__fail(ctx, CLG_UNSUPPORTED, "%s: %d classes are more than f32 indexes exactly", op, c);
 
-    cl_kernel k;
-    st = clg__kernel_dt(ctx, "ops/loss", "ce_forward", logits->dtype, NULL, &k);
-    if (st != CLG_OK) return st;
     const size_t es = clg_dtype_size(logits->dtype);
     void *host = malloc((size_t)n * es);
     if (!host) return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "%s: %d targets", op, n);
@@ -107,7 +114,7 @@ clg_status clg_softmax_cross_entropy(clg_context *ctx, const clg_tensor *logits,
                             CLG_ARG(n),
                             CLG_ARG(c),
                             real_karg(logits->dtype, &inv, 1.0 / n)};
-        st = launch_reduce(ctx, k, logits->dtype, args, 7, op);
+        st = launch_reduce(ctx, "ce_forward", logits->dtype, args, 7, op);
     }
     if (st == CLG_OK && clg__needs_grad(ctx, 1, &logits)) {
         clg_node *node = NULL;
@@ -142,9 +149,9 @@ static clg_status ce_backward(clg_context *ctx, clg_node *node, const clg_tensor
     cl_mem dxm = dx[0]->buf->block.mem, pm = probs->buf->block.mem, tm = tgt->buf->block.mem,
            dym = dy->buf->block.mem;
     real_arg inv, br;
-    return CLG_LAUNCH1D(ctx, k, probs->numel, "softmax_cross_entropy backward", CLG_ARG(dxm), CLG_ARG(pm),
-                        CLG_ARG(tm), CLG_ARG(dym), real_karg(dy->dtype, &inv, 1.0 / n),
-                        real_karg(dy->dtype, &br, beta[0]), CLG_ARG(n), CLG_ARG(c));
+    return CLG_LAUNCH_ELEMS(ctx, k, probs->numel, "softmax_cross_entropy backward", CLG_ARG(dxm), CLG_ARG(pm),
+                            CLG_ARG(tm), CLG_ARG(dym), real_karg(dy->dtype, &inv, 1.0 / n),
+                            real_karg(dy->dtype, &br, beta[0]), CLG_ARG(n), CLG_ARG(c));
 }
 
 /* ---------------------------------------------------------------- mse */
@@ -163,9 +170,6 @@ clg_status clg_mse_loss(clg_context *ctx, const clg_tensor *pred, const clg_tens
     st = clg__check_same(ctx, pred, target, op, "pred and target");
     if (st == CLG_OK) st = check_size(ctx, pred, op);
     if (st != CLG_OK) return st;
-    cl_kernel k;
-    st = clg__kernel_dt(ctx, "ops/loss", "mse_forward", pred->dtype, NULL, &k);
-    if (st != CLG_OK) return st;
     clg_tensor *y;
     const int one = 1;
     st = clg__tensor_new(ctx, pred->dtype, 1, &one, &y);
@@ -175,7 +179,7 @@ clg_status clg_mse_loss(clg_context *ctx, const clg_tensor *pred, const clg_tens
     real_arg sc;
     clg_karg args[6] = {CLG_ARG(ym), CLG_ARG(am), CLG_ARG(bm), real_karg(pred->dtype, &sc, 1.0 / n),
                         CLG_ARG(n)};
-    st = launch_reduce(ctx, k, pred->dtype, args, 5, op);
+    st = launch_reduce(ctx, "mse_forward", pred->dtype, args, 5, op);
     const clg_tensor *in[2] = {pred, target};
     if (st == CLG_OK && clg__needs_grad(ctx, 2, in)) st = clg__record(ctx, &mse_op, y, 2, in, NULL, 0, NULL);
     if (st != CLG_OK) {
@@ -200,9 +204,9 @@ static clg_status mse_backward(clg_context *ctx, clg_node *node, const clg_tenso
         if (!dx[i]) continue;
         cl_mem dxm = dx[i]->buf->block.mem;
         real_arg coef, br;
-        st = CLG_LAUNCH1D(ctx, k, (size_t)n, "mse_loss backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(am),
-                          CLG_ARG(bm), real_karg(dy->dtype, &coef, (i == 0 ? 2.0 : -2.0) / n),
-                          real_karg(dy->dtype, &br, beta[i]), CLG_ARG(n));
+        st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "mse_loss backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(am),
+                              CLG_ARG(bm), real_karg(dy->dtype, &coef, (i == 0 ? 2.0 : -2.0) / n),
+                              real_karg(dy->dtype, &br, beta[i]), CLG_ARG(n));
         if (st != CLG_OK) return st;
     }
     return CLG_OK;
@@ -217,9 +221,6 @@ clg_status clg_sum_of_squares(clg_context *ctx, const clg_tensor *x, clg_tensor 
     clg_status st = clg__check(ctx, x, op, "x");
     if (st == CLG_OK) st = check_size(ctx, x, op);
     if (st != CLG_OK) return st;
-    cl_kernel k;
-    st = clg__kernel_dt(ctx, "ops/loss", "sum_squares_forward", x->dtype, NULL, &k);
-    if (st != CLG_OK) return st;
     clg_tensor *y;
     const int one = 1;
     st = clg__tensor_new(ctx, x->dtype, 1, &one, &y);
@@ -227,7 +228,7 @@ clg_status clg_sum_of_squares(clg_context *ctx, const clg_tensor *x, clg_tensor 
     cl_mem ym = y->buf->block.mem, xm = x->buf->block.mem;
     const int n = (int)x->numel;
     clg_karg args[4] = {CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(n)};
-    st = launch_reduce(ctx, k, x->dtype, args, 3, op);
+    st = launch_reduce(ctx, "sum_squares_forward", x->dtype, args, 3, op);
     if (st == CLG_OK && clg__needs_grad(ctx, 1, &x))
         st = clg__record(ctx, &sumsq_op, y, 1, &x, NULL, 0, NULL);
     if (st != CLG_OK) {
@@ -249,8 +250,8 @@ static clg_status sumsq_backward(clg_context *ctx, clg_node *node, const clg_ten
     const int n = (int)x->numel;
     cl_mem dxm = dx[0]->buf->block.mem, dym = dy->buf->block.mem, xm = x->buf->block.mem;
     real_arg br;
-    return CLG_LAUNCH1D(ctx, k, (size_t)n, "sum_of_squares backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(xm),
-                        real_karg(dy->dtype, &br, beta[0]), CLG_ARG(n));
+    return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "sum_of_squares backward", CLG_ARG(dxm), CLG_ARG(dym),
+                            CLG_ARG(xm), real_karg(dy->dtype, &br, beta[0]), CLG_ARG(n));
 }
 
 static const clg_op_def ce_op = {"softmax_cross_entropy", ce_backward};

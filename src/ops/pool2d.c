@@ -4,6 +4,7 @@
  * Max pool saves its argmax per output element; backward gathers with it (no atomics).
  */
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/internal.h"
@@ -28,6 +29,33 @@ static clg_karg real_karg(real_arg *r, clg_dtype dt, double v) {
     }
     r->d = v;
     return (clg_karg){sizeof(double), &r->d};
+}
+
+/* A forward kernel over y (N, C, OH, OW) in the device's style: per output element (GPU) or,
+ * as kname + "_rows", per output row (CPU). idx (argmax out) may be NULL when the kernel has
+ * none. The kernels take (y, x, [idx,] geometry..., count) with count elements or rows. */
+static clg_status pool_forward(clg_context *ctx, const char *kname, const pool_geom *g, clg_tensor *y,
+                               const clg_tensor *x, clg_tensor *idx, const char *what) {
+    const bool cpu = clg__cpu_style(ctx);
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", kname, cpu ? "_rows" : "");
+    cl_kernel k;
+    clg_status st = clg__kernel_dt(ctx, "ops/pool2d", name, x->dtype, NULL, &k);
+    if (st != CLG_OK) return st;
+    cl_mem ym = clg_tensor_cl_mem(y), xm = clg_tensor_cl_mem(x), im = idx ? clg_tensor_cl_mem(idx) : NULL;
+    const int rows = g->n * g->c * g->oh, n = (int)y->numel;
+    clg_karg args[16];
+    cl_uint na = 0;
+    args[na++] = CLG_ARG(ym);
+    args[na++] = CLG_ARG(xm);
+    if (idx) args[na++] = CLG_ARG(im);
+    const int *geom[] = {&g->h, &g->w, &g->oh, &g->ow, &g->kh, &g->kw, &g->sh, &g->sw, &g->ph, &g->pw};
+    for (size_t i = 0; i < sizeof geom / sizeof *geom; i++)
+        args[na++] = (clg_karg){sizeof(int), geom[i]};
+    args[na++] = cpu ? CLG_ARG(rows) : CLG_ARG(n);
+    /* A row streams OW windows of kh * kw values. */
+    return cpu ? clg__launch_rows(ctx, k, (size_t)rows, (size_t)g->ow * g->kh * g->kw, args, na, what)
+               : clg__launch_elems(ctx, k, y->numel, args, na, what);
 }
 
 /* Validates x and p and works out the output size, as PyTorch does (floor mode). */
@@ -118,17 +146,19 @@ static clg_status max_pool2d_backward(clg_context *ctx, clg_node *node, const cl
         st = clg__kernel_dt(ctx, "ops/pool2d", "max_pool2d_bwd_tiled", dx[0]->dtype, NULL, &k);
         if (st != CLG_OK) return st;
         int rows = g.n * g.c * g.oh;
-        return CLG_LAUNCH1D(ctx, k, (size_t)rows, "max_pool2d backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(im),
-                            CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh), CLG_ARG(g.kw),
-                            real_karg(&b, dx[0]->dtype, beta[0]), CLG_ARG(rows));
+        /* A row writes kh input rows of W. */
+        return CLG_LAUNCH_ROWS(ctx, k, (size_t)rows, (size_t)g.kh * g.w, "max_pool2d backward", CLG_ARG(dxm),
+                               CLG_ARG(dym), CLG_ARG(im), CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow),
+                               CLG_ARG(g.kh), CLG_ARG(g.kw), real_karg(&b, dx[0]->dtype, beta[0]),
+                               CLG_ARG(rows));
     }
     st = clg__kernel_dt(ctx, "ops/pool2d", "max_pool2d_bwd", dx[0]->dtype, NULL, &k);
     if (st != CLG_OK) return st;
     int n = (int)dx[0]->numel;
-    return CLG_LAUNCH1D(ctx, k, dx[0]->numel, "max_pool2d backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(im),
-                        CLG_ARG(g.h), CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh),
-                        CLG_ARG(g.kw), CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph), CLG_ARG(g.pw),
-                        real_karg(&b, dx[0]->dtype, beta[0]), CLG_ARG(n));
+    return CLG_LAUNCH_ELEMS(ctx, k, dx[0]->numel, "max_pool2d backward", CLG_ARG(dxm), CLG_ARG(dym),
+                            CLG_ARG(im), CLG_ARG(g.h), CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow),
+                            CLG_ARG(g.kh), CLG_ARG(g.kw), CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph),
+                            CLG_ARG(g.pw), real_karg(&b, dx[0]->dtype, beta[0]), CLG_ARG(n));
 }
 
 static const clg_op_def max_pool2d_op = {"max_pool2d", max_pool2d_backward};
@@ -149,25 +179,8 @@ clg_status clg_max_pool2d(clg_context *ctx, const clg_tensor *x, clg_pool2d_para
     /* Tensors carry only real dtypes: an F32 tensor is the pool's 4-byte-element buffer, and
      * holds int32 argmax values that only these kernels read. */
     if (st == CLG_OK && record) st = clg__tensor_new(ctx, CLG_F32, 4, yshape, &idx);
-    cl_kernel k;
     if (st == CLG_OK)
-        st = clg__kernel_dt(ctx, "ops/pool2d", record ? "max_pool2d_fwd_idx" : "max_pool2d_fwd", x->dtype,
-                            NULL, &k);
-    if (st == CLG_OK) {
-        cl_mem ym = clg_tensor_cl_mem(y), xm = clg_tensor_cl_mem(x);
-        int n = (int)y->numel;
-        if (record) {
-            cl_mem im = clg_tensor_cl_mem(idx);
-            st = CLG_LAUNCH1D(ctx, k, y->numel, "max_pool2d", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(im),
-                              CLG_ARG(g.h), CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh),
-                              CLG_ARG(g.kw), CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph), CLG_ARG(g.pw),
-                              CLG_ARG(n));
-        } else {
-            st = CLG_LAUNCH1D(ctx, k, y->numel, "max_pool2d", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(g.h),
-                              CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh), CLG_ARG(g.kw),
-                              CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph), CLG_ARG(g.pw), CLG_ARG(n));
-        }
-    }
+        st = pool_forward(ctx, record ? "max_pool2d_fwd_idx" : "max_pool2d_fwd", &g, y, x, idx, "max_pool2d");
     if (st == CLG_OK && record) {
         clg_node *node = NULL;
         st = clg__record(ctx, &max_pool2d_op, y, 1, inputs, &g, sizeof g, &node);
@@ -197,10 +210,10 @@ static clg_status avg_pool2d_backward(clg_context *ctx, clg_node *node, const cl
     cl_mem dxm = clg_tensor_cl_mem(dx[0]), dym = clg_tensor_cl_mem(dy);
     int n = (int)dx[0]->numel;
     real_arg b;
-    return CLG_LAUNCH1D(ctx, k, dx[0]->numel, "avg_pool2d backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(g.h),
-                        CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh), CLG_ARG(g.kw),
-                        CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph), CLG_ARG(g.pw),
-                        real_karg(&b, dx[0]->dtype, beta[0]), CLG_ARG(n));
+    return CLG_LAUNCH_ELEMS(ctx, k, dx[0]->numel, "avg_pool2d backward", CLG_ARG(dxm), CLG_ARG(dym),
+                            CLG_ARG(g.h), CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh),
+                            CLG_ARG(g.kw), CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph), CLG_ARG(g.pw),
+                            real_karg(&b, dx[0]->dtype, beta[0]), CLG_ARG(n));
 }
 
 static const clg_op_def avg_pool2d_op = {"avg_pool2d", avg_pool2d_backward};
@@ -217,15 +230,7 @@ clg_status clg_avg_pool2d(clg_context *ctx, const clg_tensor *x, clg_pool2d_para
     const int yshape[4] = {g.n, g.c, g.oh, g.ow};
     clg_tensor *y = NULL;
     st = clg__tensor_new(ctx, x->dtype, 4, yshape, &y); // (N, C, OH, OW)
-    cl_kernel k;
-    if (st == CLG_OK) st = clg__kernel_dt(ctx, "ops/pool2d", "avg_pool2d_fwd", x->dtype, NULL, &k);
-    if (st == CLG_OK) {
-        cl_mem ym = clg_tensor_cl_mem(y), xm = clg_tensor_cl_mem(x);
-        int n = (int)y->numel;
-        st = CLG_LAUNCH1D(ctx, k, y->numel, "avg_pool2d", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(g.h),
-                          CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh), CLG_ARG(g.kw),
-                          CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph), CLG_ARG(g.pw), CLG_ARG(n));
-    }
+    if (st == CLG_OK) st = pool_forward(ctx, "avg_pool2d_fwd", &g, y, x, NULL, "avg_pool2d");
     if (st == CLG_OK && clg__needs_grad(ctx, 1, inputs))
         st = clg__record(ctx, &avg_pool2d_op, y, 1, inputs, &g, sizeof g, NULL);
     if (st != CLG_OK) {

@@ -52,7 +52,7 @@ static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g) {
     clg_status st;
     if (hp->momentum == 0.0) {
         if ((st = clg__kernel_dt(ctx, "optim/sgd", "sgd_step", dt, NULL, &k))) return st;
-        return CLG_LAUNCH1D(ctx, k, (size_t)n, "sgd", CLG_ARG(pm), CLG_ARG(gm), lr, wd, CLG_ARG(n));
+        return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "sgd", CLG_ARG(pm), CLG_ARG(gm), lr, wd, CLG_ARG(n));
     }
     if ((st = clg__kernel_dt(ctx, "optim/sgd", "sgd_momentum_step", dt, NULL, &k))) return st;
     if ((st = clg__optimizer_state(opt, i, 0))) return st;
@@ -62,6 +62,6 @@ static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g) {
     const int nesterov = hp->nesterov;
     const clg_karg mom = clg__real_karg(dt, &a_mom, hp->momentum);
     const clg_karg damp = clg__real_karg(dt, &a_damp, 1.0 - hp->dampening);
-    return CLG_LAUNCH1D(ctx, k, (size_t)n, "sgd", CLG_ARG(pm), CLG_ARG(gm), CLG_ARG(bm), lr, wd, mom, damp,
-                        CLG_ARG(first), CLG_ARG(nesterov), CLG_ARG(n));
+    return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "sgd", CLG_ARG(pm), CLG_ARG(gm), CLG_ARG(bm), lr, wd, mom,
+                            damp, CLG_ARG(first), CLG_ARG(nesterov), CLG_ARG(n));
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../ref/ref.h"
+#include "../ref/ref_style.h"
 #include "core/internal.h"
 
 /* ---------------------------------------------------------------- host reference */
@@ -429,5 +430,5 @@ int main(void) {
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_pytorch_small_cnn),
     };
-    return cmocka_run_group_tests(tests, ref_group_setup, ref_group_teardown);
+    return REF_RUN_BOTH_STYLES("optim", tests);
 }

@@ -35,6 +35,13 @@ if command -v ldd >/dev/null 2>&1; then
 fi
 LD_LIBRARY_PATH="$libdir" "$tmp/example" || fail "the example (shared) failed"
 
+# The embedding example of tools/ builds the same way and must train (its loss falls).
+# shellcheck disable=SC2046
+"$cc" -std=c11 -Wall -Wextra -Wpedantic -Werror -o "$tmp/example-embed" "$here/../../tools/example-embed.c" \
+    $(pcx --cflags --libs) -lm || fail "compiling tools/example-embed.c through pkg-config failed"
+LD_LIBRARY_PATH="$libdir" "$tmp/example-embed" >"$tmp/embed.log" 2>&1 ||
+    { cat "$tmp/embed.log" >&2; fail "tools/example-embed.c (installed library) failed"; }
+
 # Static: the archive plus the private libraries the .pc lists.
 [ -f "$libdir/libclgrad.a" ] || fail "libclgrad.a was not installed"
 # shellcheck disable=SC2046

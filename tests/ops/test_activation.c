@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ref/ref_style.h"
 #include "core/internal.h"
 #include "ref_ops.h"
 
@@ -274,5 +275,5 @@ int main(void) {
         cmocka_unit_test(test_no_leak_without_backward),
         cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests_name("activation", tests, ref_group_setup, ref_group_teardown);
+    return REF_RUN_BOTH_STYLES("activation", tests);
 }

@@ -9,6 +9,7 @@
 
 #include "../ref/ref.h"
 #include "../ref/ref_ops.h"
+#include "../ref/ref_style.h"
 #include "core/internal.h"
 
 /* ---------------------------------------------------------------- host reference */
@@ -449,5 +450,5 @@ int main(void) {
         cmocka_unit_test(test_no_grad),
         cmocka_unit_test(test_bad_input),
     };
-    return cmocka_run_group_tests_name("batchnorm", tests, ref_group_setup, ref_group_teardown);
+    return REF_RUN_BOTH_STYLES("batchnorm", tests);
 }

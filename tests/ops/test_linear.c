@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ref/ref_style.h"
 #include "core/internal.h"
 #include "ref_ops.h"
 
@@ -236,5 +237,5 @@ int main(void) {
         cmocka_unit_test(test_accumulate_f32), cmocka_unit_test(test_accumulate_f64),
         cmocka_unit_test(test_pytorch),        cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests_name("linear", tests, ref_group_setup, ref_group_teardown);
+    return REF_RUN_BOTH_STYLES("linear", tests);
 }

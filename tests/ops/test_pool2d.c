@@ -9,6 +9,7 @@
 
 #include "../ref/ref.h"
 #include "../ref/ref_ops.h"
+#include "../ref/ref_style.h"
 #include "core/internal.h"
 
 /* ---------------------------------------------------------------- host references */
@@ -115,6 +116,9 @@ static const pool_case cases[] = {
     {{2, 2, 5, 7}, {2, 3, 1, 2, 1, 1}, "k2x3 s1x2 p1x1"},
     {{1, 3, 6, 4}, {2, 2, 0, 0, 0, 0}, "k2 stride 0"},
     {{1, 1, 7, 8}, {3, 2, 3, 3, 0, 1}, "k3x2 s3 p0x1, ragged"},
+    /* Rows of 8 + 4 + 1 and of 8 outputs: the CPU form's vector path for 2-column windows. */
+    {{1, 2, 4, 26}, {2, 2, 2, 2, 0, 0}, "k2s2, wide rows"},
+    {{2, 1, 7, 17}, {2, 2, 2, 2, 1, 0}, "k2s2 p1x0, wide rows"},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 
@@ -209,6 +213,33 @@ static void check_against_ref(clg_context *ctx, bool is_max) {
 static void test_max_pool_vs_ref(void **state) { check_against_ref(*state, true); }
 static void test_avg_pool_vs_ref(void **state) { check_against_ref(*state, false); }
 
+/* Evaluation (no argmax kept) runs other kernels than training: the same values, bit for bit. */
+static void test_max_pool_eval_matches(void **state) {
+    clg_context *ctx = *state;
+    for (size_t c = 0; c < N_CASES; c++)
+        for (int d = 0; d < 2; d++) {
+            const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+            const pool_case *pc = &cases[c];
+            clg_tensor *x = ref_rand(ctx, dt, 4, pc->shape, 400 + c, -2.0, 2.0), *y = NULL, *ye = NULL;
+            REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+            REF_OK(ctx, clg_max_pool2d(ctx, x, pc->p, &y));
+            assert_non_null(y->grad_fn);
+            const bool was = clg_set_grad_enabled(ctx, false);
+            REF_OK(ctx, clg_max_pool2d(ctx, x, pc->p, &ye));
+            clg_set_grad_enabled(ctx, was);
+            assert_null(ye->grad_fn);
+            double *a = ref_to_host_f64(y), *b = ref_to_host_f64(ye);
+            char what[96];
+            snprintf(what, sizeof what, "max_pool2d %s %s evaluation", pc->name, clg_dtype_name(dt));
+            ref_assert_close(b, a, clg_tensor_numel(y), 0, 0, what);
+            free(a);
+            free(b);
+            clg_tensor_free(ye);
+            clg_tensor_free(y);
+            clg_tensor_free(x);
+        }
+}
+
 /* Ties (a constant input) route each window's gradient to its first element in scan order,
  * as PyTorch does; with padding that is the first element inside the image. */
 static void test_max_pool_ties(void **state) {
@@ -276,19 +307,24 @@ static void test_gradcheck(void **state) {
 /* beta = 0 overwrites (even NaN), beta = 1 after it gives exactly twice. */
 static void test_accumulate(void **state) {
     clg_context *ctx = *state;
+    /* Overlapping windows (the gather sums), and exactly tiled wide rows (max pool's tiled
+     * backward, vector path included). */
+    static const size_t which[2] = {1, 6};
     for (int d = 0; d < 2; d++)
-        for (int m = 0; m < 2; m++) {
-            const clg_dtype dt = d ? CLG_F64 : CLG_F32;
-            const pool_case *pc = &cases[1]; /* overlapping windows: the gather sums */
-            clg_tensor *x = ref_rand(ctx, dt, 4, pc->shape, 31, -1.0, 1.0), *y = NULL;
-            REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
-            REF_OK(ctx, (m ? clg_max_pool2d : clg_avg_pool2d)(ctx, x, pc->p, &y));
-            char what[64];
-            snprintf(what, sizeof what, "%s_pool2d %s", m ? "max" : "avg", clg_dtype_name(dt));
-            ref_check_accumulate(ctx, y, &x, 1, what);
-            clg_tensor_free(y);
-            clg_tensor_free(x);
-        }
+        for (int m = 0; m < 2; m++)
+            for (int w = 0; w < 2; w++) {
+                const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+                const pool_case *pc = &cases[which[w]];
+                clg_tensor *x = ref_rand(ctx, dt, 4, pc->shape, 31, -1.0, 1.0), *y = NULL;
+                REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+                REF_OK(ctx, (m ? clg_max_pool2d : clg_avg_pool2d)(ctx, x, pc->p, &y));
+                char what[96];
+                snprintf(what, sizeof what, "%s_pool2d %s %s", m ? "max" : "avg", pc->name,
+                         clg_dtype_name(dt));
+                ref_check_accumulate(ctx, y, &x, 1, what);
+                clg_tensor_free(y);
+                clg_tensor_free(x);
+            }
 }
 
 /* ---------------------------------------------------------------- PyTorch */
@@ -414,6 +450,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_max_pool_vs_ref),
         cmocka_unit_test(test_avg_pool_vs_ref),
+        cmocka_unit_test(test_max_pool_eval_matches),
         cmocka_unit_test(test_max_pool_ties),
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_accumulate),
@@ -421,5 +458,5 @@ int main(void) {
         cmocka_unit_test(test_no_grad_records_nothing),
         cmocka_unit_test(test_bad_input),
     };
-    return cmocka_run_group_tests_name("pool2d", tests, ref_group_setup, ref_group_teardown);
+    return REF_RUN_BOTH_STYLES("pool2d", tests);
 }
