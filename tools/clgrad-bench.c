@@ -685,6 +685,8 @@ static int bench_conv(int argc, char **argv) {
 
 /* ================================================================ subcommands */
 
+int bench_train(int argc, char **argv); /* tools/bench_train.c */
+
 typedef struct bench_cmd {
     const char *name;
     int (*run)(int argc, char **argv); /* argv[0] is the subcommand's name */
@@ -695,6 +697,7 @@ typedef struct bench_cmd {
 static const bench_cmd commands[] = {
     {"gemm", bench_gemm, "GEMM paths (CLBlast default/tuned, packed kernel) against OpenBLAS"},
     {"conv", bench_conv, "conv2d forward/backward beside its GEMMs and CLBlast's im2col/convgemm"},
+    {"train", bench_train, "training-step images/s of lenet and cnn beside PyTorch on the same CPU"},
 };
 
 static void usage(FILE *f) {

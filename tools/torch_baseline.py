@@ -91,6 +91,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--budget", type=float, default=4.0, help="seconds per measurement, roughly")
+    ap.add_argument("--train-only", action="store_true", help="skip the conv2d shapes")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -98,7 +99,7 @@ def main():
     res = {"torch": torch.__version__, "threads": torch.get_num_threads(),
            "mkldnn": torch.backends.mkldnn.is_available(),
            "train": [train_step_rate(m, args.batch, args) for m in ("lenet", "cnn")],
-           "conv2d": [conv_rate(s, args) for s in CONV_SHAPES]}
+           "conv2d": [] if args.train_only else [conv_rate(s, args) for s in CONV_SHAPES]}
     res["wall_s"] = time.perf_counter() - t0
     if args.json:
         print(json.dumps(res, indent=1))

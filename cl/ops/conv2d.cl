@@ -35,27 +35,37 @@ __kernel void im2col(__global const REAL *x, const ulong x_off, __global REAL *c
     col[((size_t)r * nb + n) * P + pp] = v;
 }
 
-/* The same, one output row (OW values) per work-item. Launch (OH, C*KH*KW, nb). */
-__kernel void im2col_rows(__global const REAL *x, const ulong x_off, __global REAL *col, const int C,
-                          const int H, const int W, const int KH, const int KW, const int SH, const int SW,
-                          const int PH, const int PW, const int DH, const int DW, const int OH, const int OW,
-                          const int nb) {
-    const int oh = GID0;
-    const int r = (int)get_global_id(1), n = (int)get_global_id(2);
-    if (oh >= OH) return;
+/* The CPU form: one (row r of col, image n) plane of OH*OW values per work-item, with the
+ * padded edges of each output row split off so its middle is a plain strided copy that
+ * vectorises. Launch (C*KH*KW, nb) with work-groups of (1, 1). */
+__kernel void im2col_planes(__global const REAL *x, const ulong x_off, __global REAL *col, const int C,
+                            const int H, const int W, const int KH, const int KW, const int SH, const int SW,
+                            const int PH, const int PW, const int DH, const int DW, const int OH, const int OW,
+                            const int nb) {
+    const int r = GID0, n = (int)get_global_id(1);
+    if (r >= C * KH * KW || n >= nb) return;
     const int c = r / (KH * KW), ij = r - c * (KH * KW);
     const int i = ij / KW, j = ij - i * KW;
-    const int h = oh * SH - PH + i * DH;
-    __global REAL *dst = col + ((size_t)r * nb + n) * OH * OW + (size_t)oh * OW;
-    if (h < 0 || h >= H) {
-        for (int ow = 0; ow < OW; ow++)
-            dst[ow] = (REAL)0;
-        return;
-    }
-    __global const REAL *src = x + x_off + ((size_t)(n * C + c) * H + h) * W;
-    for (int ow = 0; ow < OW; ow++) {
-        const int w = ow * SW - PW + j * DW;
-        dst[ow] = w >= 0 && w < W ? src[w] : (REAL)0;
+    __global REAL *dst = col + ((size_t)r * nb + n) * OH * OW;
+    __global const REAL *plane = x + x_off + (size_t)(n * C + c) * H * W;
+    /* Output columns [lo, hi) read inside the image: w = ow*SW + w0 in [0, W). */
+    const int w0 = j * DW - PW;
+    const int lo = min(w0 >= 0 ? 0 : (-w0 + SW - 1) / SW, OW);
+    const int hi = max(lo, min(W - 1 - w0 >= 0 ? (W - 1 - w0) / SW + 1 : 0, OW));
+    for (int oh = 0; oh < OH; oh++) {
+        __global REAL *row = dst + (size_t)oh * OW;
+        const int h = oh * SH - PH + i * DH;
+        if (h < 0 || h >= H) {
+            for (int ow = 0; ow < OW; ow++) row[ow] = (REAL)0;
+            continue;
+        }
+        __global const REAL *src = plane + (size_t)h * W + w0;
+        for (int ow = 0; ow < lo; ow++) row[ow] = (REAL)0;
+        if (SW == 1)
+            for (int ow = lo; ow < hi; ow++) row[ow] = src[ow];
+        else
+            for (int ow = lo; ow < hi; ow++) row[ow] = src[ow * SW];
+        for (int ow = hi; ow < OW; ow++) row[ow] = (REAL)0;
     }
 }
 

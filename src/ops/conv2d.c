@@ -268,10 +268,22 @@ static clg_status run_im2col(const conv_run *r, cl_mem x, int n0, int m, cl_mem 
     const conv_dims *d = r->d;
     const clg_conv2d_params *p = r->p;
     cl_kernel k;
-    clg_status st = get_kernel(r, "im2col", &k);
-    if (st != CLG_OK) return st;
     const cl_ulong off = (cl_ulong)n0 * d->C * d->H * d->W;
-    return LAUNCH3(r, k, r->rows ? (size_t)d->OH : (size_t)d->P, d->ckk, (size_t)m, "conv2d im2col",
+    clg_status st;
+    if (r->rows) { /* CPU: a whole plane per work-item (cl/ops/conv2d.cl im2col_planes) */
+        st = clg__kernel_dt(r->ctx, "ops/conv2d", "im2col_planes", d->dt, r->opts, &k);
+        if (st != CLG_OK) return st;
+        return clg__launch(r->ctx, k, 2, (size_t[]){d->ckk, (size_t)m}, (size_t[]){1, 1},
+                           (clg_karg[]){CLG_ARG(x), CLG_ARG(off), CLG_ARG(col), CLG_ARG(d->C), CLG_ARG(d->H),
+                                        CLG_ARG(d->W), CLG_ARG(d->KH), CLG_ARG(d->KW), CLG_ARG(p->stride_h),
+                                        CLG_ARG(p->stride_w), CLG_ARG(p->pad_h), CLG_ARG(p->pad_w),
+                                        CLG_ARG(p->dilation_h), CLG_ARG(p->dilation_w), CLG_ARG(d->OH),
+                                        CLG_ARG(d->OW), CLG_ARG(m)},
+                           17, "conv2d im2col");
+    }
+    st = get_kernel(r, "im2col", &k);
+    if (st != CLG_OK) return st;
+    return LAUNCH3(r, k, (size_t)d->P, d->ckk, (size_t)m, "conv2d im2col",
                    CLG_ARG(x), CLG_ARG(off), CLG_ARG(col), CLG_ARG(d->C), CLG_ARG(d->H), CLG_ARG(d->W),
                    CLG_ARG(d->KH), CLG_ARG(d->KW), CLG_ARG(p->stride_h), CLG_ARG(p->stride_w),
                    CLG_ARG(p->pad_h), CLG_ARG(p->pad_w), CLG_ARG(p->dilation_h), CLG_ARG(p->dilation_w),

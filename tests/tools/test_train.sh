@@ -19,7 +19,7 @@ check() { # check NAME CONDITION-EXIT-CODE
 field() { # field FILE KEY: the value after "KEY=" on the last line that has it
     grep -o "$2=[0-9.]*" "$1" | tail -1 | cut -d= -f2
 }
-common=(--model lenet --limit 3000 --test-limit 1000 --batch 32 --seed 7)
+common=(--model cnn --limit 3000 --test-limit 1000 --seed 7)
 
 # 1. Learning: two epochs lower the training loss and beat chance (10%) clearly.
 "$train" "${common[@]}" --epochs 2 --save "$tmp/a.safetensors" --metrics "$tmp/m.csv" >"$tmp/run1.txt" 2>&1
@@ -29,8 +29,8 @@ acc=$(field "$tmp/run1.txt" test_accuracy)
 l1=$(sed -n 2p "$tmp/m.csv" | cut -d, -f2)
 l2=$(sed -n 3p "$tmp/m.csv" | cut -d, -f2)
 echo "test_accuracy $acc, train loss $l1 -> $l2"
-awk -v a="$acc" 'BEGIN { exit !(a > 0.55) }'
-check "accuracy beats chance clearly (> 0.55)" $?
+awk -v a="$acc" 'BEGIN { exit !(a > 0.6) }'
+check "accuracy beats chance (0.1) clearly (> 0.6)" $?
 awk -v a="$l1" -v b="$l2" 'BEGIN { exit !(b < a) }'
 check "training loss falls between epochs" $?
 [ "$(wc -l <"$tmp/m.csv")" -eq 3 ]
@@ -64,10 +64,10 @@ head -c 300 "$tmp/a.safetensors" >"$tmp/trunc.safetensors"
 rc=$?
 [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "clgrad-train" "$tmp/bad1.txt"
 check "truncated checkpoint rejected (exit $rc): $(tail -1 "$tmp/bad1.txt")" $?
-"$train" --model cnn --test-limit 100 --load "$tmp/a.safetensors" --eval-only >"$tmp/bad2.txt" 2>&1
+"$train" --model lenet --test-limit 100 --load "$tmp/a.safetensors" --eval-only >"$tmp/bad2.txt" 2>&1
 rc=$?
 [ $rc -ne 0 ] && [ $rc -lt 128 ]
-check "lenet checkpoint into cnn rejected (exit $rc): $(tail -1 "$tmp/bad2.txt")" $?
+check "cnn checkpoint into lenet rejected (exit $rc): $(tail -1 "$tmp/bad2.txt")" $?
 "$train" --data "$tmp" --epochs 1 >"$tmp/bad3.txt" 2>&1
 rc=$?
 [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "no train-images-idx3-ubyte" "$tmp/bad3.txt"

@@ -1,0 +1,159 @@
+/* tools/bench_train.c - `clgrad-bench train`: the training-step throughput of the lenet and
+ * cnn models (tools/models.c) at batch 64, beside PyTorch's on the same CPU in the same run
+ * (tools/torch_baseline.py, when /usr/bin/python3 has torch). Synthetic images and labels,
+ * the optimizers clgrad-train uses; medians of timed steps after warm-up.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <clgrad.h>
+
+#include "models.h"
+
+int bench_train(int argc, char **argv);
+
+static double seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median seconds per training step of one model; -1 on error. */
+static double clgrad_step(clg_context *ctx, const char *model_name, int batch, int steps) {
+    clg_module *model = NULL;
+    clg_optimizer *opt = NULL;
+    clg_tensor *params[64];
+    double median = -1;
+    float *x = malloc((size_t)batch * 28 * 28 * sizeof *x);
+    int32_t *y = malloc((size_t)batch * sizeof *y);
+    double *t = malloc((size_t)steps * sizeof *t);
+    if (!x || !y || !t || model_create(ctx, model_name, 1, &model) != CLG_OK) goto done;
+    for (int i = 0; i < batch * 28 * 28; i++) x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
+    for (int i = 0; i < batch; i++) y[i] = i % 10;
+    size_t np = clg_module_parameters(model, params, 64);
+    clg_status st;
+    if (!strcmp(model_name, "lenet")) {
+        clg_sgd_params p = clg_sgd_default_params();
+        p.lr = 0.01, p.momentum = 0.9;
+        st = clg_sgd_create(ctx, params, np, p, &opt);
+    } else {
+        st = clg_adam_create(ctx, params, np, clg_adam_default_params(), &opt);
+    }
+    if (st != CLG_OK) goto done;
+    int shape[4] = {batch, 1, 28, 28};
+    for (int s = -3; s < steps; s++) { /* three warm-up steps build kernels and fill the pool */
+        double t0 = seconds();
+        clg_tensor *xt = NULL, *out = NULL, *loss = NULL;
+        double l = 0;
+        st = clg_tensor_from_host(ctx, CLG_F32, 4, shape, x, &xt);
+        if (st == CLG_OK) st = clg_module_forward(ctx, model, xt, &out);
+        if (st == CLG_OK) st = clg_softmax_cross_entropy(ctx, out, y, (size_t)batch, &loss);
+        if (st == CLG_OK) st = clg_backward(ctx, loss);
+        if (st == CLG_OK) st = clg_optimizer_step(opt);
+        clg_optimizer_zero_grad(opt);
+        if (st == CLG_OK) st = clg_tensor_item(loss, &l); /* waits, like a training loop reading its loss */
+        clg_tensor_free(loss);
+        clg_tensor_free(out);
+        clg_tensor_free(xt);
+        if (st != CLG_OK) {
+            fprintf(stderr, "clgrad-bench train: %s: %s\n", model_name, clg_context_errmsg(ctx));
+            goto done;
+        }
+        if (s >= 0) t[s] = seconds() - t0;
+    }
+    qsort(t, (size_t)steps, sizeof *t, cmp_double);
+    median = t[steps / 2];
+done:
+    clg_optimizer_free(opt);
+    clg_module_free(model);
+    free(x);
+    free(y);
+    free(t);
+    return median;
+}
+
+/* PyTorch's images/s per model from tools/torch_baseline.py --json, or 0 when unavailable. */
+static void torch_rates(const char *script, int batch, double *lenet, double *cnn) {
+    *lenet = *cnn = 0;
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' --json --train-only --batch %d 2>/dev/null", script, batch);
+    FILE *p = popen(cmd, "r");
+    if (!p) return;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap), *grown;
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n - 1, p)) > 0)
+        if ((n += got) == cap - 1 && (grown = realloc(buf, cap *= 2))) buf = grown;
+    pclose(p);
+    if (!buf) return;
+    buf[n] = '\0';
+    cJSON *root = cJSON_Parse(buf), *row;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItem(root, "train")) {
+        const cJSON *m = cJSON_GetObjectItem(row, "model"), *r = cJSON_GetObjectItem(row, "images_per_s");
+        if (!cJSON_IsString(m) || !cJSON_IsNumber(r)) continue;
+        if (!strcmp(m->valuestring, "lenet")) *lenet = r->valuedouble;
+        if (!strcmp(m->valuestring, "cnn")) *cnn = r->valuedouble;
+    }
+    cJSON_Delete(root);
+    free(buf);
+}
+
+int bench_train(int argc, char **argv) {
+    int steps = 20, batch = 64, json = 0;
+    const char *script = "tools/torch_baseline.py", *device = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--torch") && i + 1 < argc) script = argv[++i];
+        else if (!strcmp(argv[i], "--no-torch")) script = NULL;
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
+        else if (!strcmp(argv[i], "--json")) json = 1;
+        else {
+            fprintf(stderr, "usage: clgrad-bench train [--steps N] [--batch N] [--device D] [--torch SCRIPT | --no-torch] [--json]\n");
+            return strcmp(argv[i], "--help") ? 2 : 0;
+        }
+    }
+    if (steps < 1 || batch < 1) return 2;
+    clg_context_params cp = clg_context_default_params();
+    cp.device = device;
+    clg_context *ctx = NULL;
+    char err[1024];
+    if (clg_context_create(&cp, &ctx, err, sizeof err) != CLG_OK) {
+        fprintf(stderr, "clgrad-bench train: %s\n", err);
+        return 1;
+    }
+    clg_device_info info;
+    clg_context_device_info(ctx, &info);
+    const char *models[2] = {"lenet", "cnn"};
+    double ours[2];
+    for (int m = 0; m < 2; m++) ours[m] = clgrad_step(ctx, models[m], batch, steps);
+    clg_context_free(ctx);
+    double theirs[2] = {0, 0};
+    if (script) torch_rates(script, batch, &theirs[0], &theirs[1]);
+    if (json) printf("{\"device\": \"%s\", \"batch\": %d, \"train\": [", info.name, batch);
+    else printf("training step, batch %d, on %s (PyTorch: %s)\n%-6s %10s %12s %12s %8s\n", batch, info.name,
+                theirs[0] > 0 ? "same CPU, same run" : "not available", "model", "step ms", "images/s",
+                "torch img/s", "ratio");
+    int rc = 0;
+    for (int m = 0; m < 2; m++) {
+        double ips = ours[m] > 0 ? batch / ours[m] : 0, ratio = theirs[m] > 0 ? ips / theirs[m] : 0;
+        if (ours[m] < 0) rc = 1;
+        if (json)
+            printf("%s{\"model\": \"%s\", \"step_ms\": %.3f, \"images_per_s\": %.1f, \"torch_images_per_s\": %.1f, "
+                   "\"ratio\": %.3f}", m ? ", " : "", models[m], ours[m] * 1e3, ips, theirs[m], ratio);
+        else
+            printf("%-6s %10.2f %12.1f %12.1f %7.2fx\n", models[m], ours[m] * 1e3, ips, theirs[m], ratio);
+    }
+    if (json) printf("]}\n");
+    return rc;
+}
