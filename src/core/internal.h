@@ -118,6 +118,21 @@ typedef struct clg_karg {
 #define CLG_ARG(v) ((clg_karg){sizeof(v), &(v)})
 #define CLG_LOCAL(bytes) ((clg_karg){(bytes), NULL})
 
+/* A REAL kernel argument: v as float or double to match the program's dtype. The slot holds
+ * the value until the launch that reads it: CLG_ARG stores addresses, not values. */
+typedef union clg_real {
+    float f;
+    double d;
+} clg_real;
+static inline clg_karg clg__real(clg_dtype dt, clg_real *slot, double v) {
+    if (dt == CLG_F64) {
+        slot->d = v;
+        return (clg_karg){sizeof slot->d, &slot->d};
+    }
+    slot->f = (float)v;
+    return (clg_karg){sizeof slot->f, &slot->f};
+}
+
 /* Sets args and enqueues. global is rounded up to a multiple of local (or of 64 when
  * local is NULL), so kernels must guard their index. what names the op for errors. */
 clg_status clg__launch(clg_context *ctx, cl_kernel k, cl_uint dims, const size_t *global,

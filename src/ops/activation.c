@@ -29,16 +29,6 @@ typedef struct act_params {
     double param;
 } act_params;
 
-/* A REAL kernel argument: float or double to match the program's build. */
-typedef struct real_arg {
-    float f;
-    double d;
-} real_arg;
-static clg_karg real_karg(clg_dtype dt, real_arg *r, double v) {
-    r->f = (float)v;
-    r->d = v;
-    return dt == CLG_F64 ? (clg_karg){sizeof r->d, &r->d} : (clg_karg){sizeof r->f, &r->f};
-}
 
 static clg_status activate(clg_context *ctx, const act_kind *kind, const clg_op_def *def, const clg_tensor *x,
                            double param, clg_tensor **out) {
@@ -57,9 +47,9 @@ static clg_status activate(clg_context *ctx, const act_kind *kind, const clg_op_
     if (st != CLG_OK) return st;
     cl_mem ym = y->buf->block.mem, xm = x->buf->block.mem;
     const int n = (int)x->numel;
-    real_arg pr;
+    clg_real pr;
     st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, kind->name, CLG_ARG(ym), CLG_ARG(xm),
-                          real_karg(x->dtype, &pr, param), CLG_ARG(n));
+                          clg__real(x->dtype, &pr, param), CLG_ARG(n));
     if (st == CLG_OK && clg__needs_grad(ctx, 1, &x)) {
         const act_params p = {kind, param};
         clg_node *node = NULL;
@@ -116,9 +106,9 @@ static clg_status act_backward(clg_context *ctx, clg_node *node, const clg_tenso
     if (st != CLG_OK) return st;
     cl_mem dxm = dx[0]->buf->block.mem, dym = dy->buf->block.mem, sm = s->buf->block.mem;
     const int n = (int)dy->numel;
-    real_arg pr, br;
+    clg_real pr, br;
     return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, p.kind->name, CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(sm),
-                            real_karg(dy->dtype, &pr, p.param), real_karg(dy->dtype, &br, beta[0]),
+                            clg__real(dy->dtype, &pr, p.param), clg__real(dy->dtype, &br, beta[0]),
                             CLG_ARG(n));
 }
 

@@ -14,20 +14,6 @@ typedef struct bn_params {
     int training; /* the batch statistics depend on x: dx has the two extra terms */
 } bn_params;
 
-typedef union real_arg {
-    float f;
-    double d;
-} real_arg;
-
-/* A REAL kernel argument: float or double by the tensors' dtype. */
-static clg_karg real_karg(real_arg *r, clg_dtype dt, double v) {
-    if (dt == CLG_F32) {
-        r->f = (float)v;
-        return (clg_karg){sizeof(float), &r->f};
-    }
-    r->d = v;
-    return (clg_karg){sizeof(double), &r->d};
-}
 
 /* The work-group size of the per-channel reductions: the largest power of two the kernel
  * and device allow, capped at 256 (enough work-items to stream a channel). */
@@ -119,7 +105,7 @@ static clg_status batch_norm2d_backward(clg_context *ctx, clg_node *node, const 
             cl_mem sa = sum_dy ? clg_tensor_cl_mem(sum_dy) : mm;
             cl_mem sb = sum_dyx ? clg_tensor_cl_mem(sum_dyx) : mm;
             int has_w = w != NULL, n = (int)x->numel, planes = N * C;
-            real_arg rb;
+            clg_real rb;
             const clg_karg args[] = {CLG_ARG(dxm),
                                      CLG_ARG(dym),
                                      CLG_ARG(xm),
@@ -133,7 +119,7 @@ static clg_status batch_norm2d_backward(clg_context *ctx, clg_node *node, const 
                                      CLG_ARG(N),
                                      CLG_ARG(C),
                                      CLG_ARG(HW),
-                                     real_karg(&rb, dt, beta[0]),
+                                     clg__real(dt, &rb, beta[0]),
                                      cpu ? CLG_ARG(planes) : CLG_ARG(n)};
             const cl_uint nargs = sizeof args / sizeof args[0];
             st = cpu ? clg__launch_rows(ctx, k, (size_t)planes, (size_t)HW, args, nargs,
@@ -221,7 +207,7 @@ clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_ten
 
     cl_mem xm = clg_tensor_cl_mem(x);
     cl_mem mm = mean ? clg_tensor_cl_mem(mean) : NULL, im = invstd ? clg_tensor_cl_mem(invstd) : NULL;
-    real_arg r_mom, r_eps;
+    clg_real r_mom, r_eps;
     if (st == CLG_OK && training) {
         /* Without running stats nothing is updated; mean stands in as their argument. */
         int update = running_mean != NULL;
@@ -233,8 +219,8 @@ clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_ten
                                  CLG_ARG(rm),
                                  CLG_ARG(rv),
                                  CLG_ARG(update),
-                                 real_karg(&r_mom, dt, momentum),
-                                 real_karg(&r_eps, dt, eps),
+                                 clg__real(dt, &r_mom, momentum),
+                                 clg__real(dt, &r_eps, eps),
                                  CLG_ARG(N),
                                  CLG_ARG(C),
                                  CLG_ARG(HW),
@@ -246,7 +232,7 @@ clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_ten
     } else if (st == CLG_OK) {
         cl_mem rm = clg_tensor_cl_mem(running_mean), rv = clg_tensor_cl_mem(running_var);
         st = CLG_LAUNCH_ELEMS(ctx, k_stats, (size_t)C, "batch_norm2d", CLG_ARG(mm), CLG_ARG(im), CLG_ARG(rm),
-                              CLG_ARG(rv), real_karg(&r_eps, dt, eps), CLG_ARG(C));
+                              CLG_ARG(rv), clg__real(dt, &r_eps, eps), CLG_ARG(C));
     }
     if (st == CLG_OK) {
         cl_mem ym = clg_tensor_cl_mem(y);

@@ -157,20 +157,6 @@ static clg_status check_shape(clg_context *ctx, const char *fn, const clg_tensor
 
 /* ---------------------------------------------------------------- helpers */
 
-typedef union real_arg {
-    cl_float f;
-    cl_double d;
-} real_arg;
-
-/* A REAL kernel argument: float or double, as the program was built. */
-static clg_karg real_karg(clg_dtype dt, real_arg *u, double v) {
-    if (dt == CLG_F64) {
-        u->d = v;
-        return (clg_karg){sizeof u->d, &u->d};
-    }
-    u->f = (cl_float)v;
-    return (clg_karg){sizeof u->f, &u->f};
-}
 
 /* Build options shared by every conv2d kernel (one program per dtype): only a device whose
  * work-groups are smaller than the reduction's default needs its own variant. */
@@ -298,9 +284,9 @@ static clg_status run_col2im(const conv_run *r, cl_mem dcol, cl_mem dx, int n0, 
     clg_status st = get_kernel(r, "col2im", &k);
     if (st != CLG_OK) return st;
     const cl_ulong off = (cl_ulong)n0 * d->C * d->H * d->W;
-    real_arg rb;
+    clg_real rb;
     return LAUNCH3(r, k, r->rows ? (size_t)d->H : (size_t)d->H * d->W, (size_t)d->C, (size_t)m,
-                   "conv2d col2im", CLG_ARG(dcol), CLG_ARG(dx), CLG_ARG(off), real_karg(d->dt, &rb, beta),
+                   "conv2d col2im", CLG_ARG(dcol), CLG_ARG(dx), CLG_ARG(off), clg__real(d->dt, &rb, beta),
                    CLG_ARG(d->C), CLG_ARG(d->H), CLG_ARG(d->W), CLG_ARG(d->KH), CLG_ARG(d->KW),
                    CLG_ARG(p->stride_h), CLG_ARG(p->stride_w), CLG_ARG(p->pad_h), CLG_ARG(p->pad_w),
                    CLG_ARG(p->dilation_h), CLG_ARG(p->dilation_w), CLG_ARG(d->OH), CLG_ARG(d->OW),
@@ -400,9 +386,9 @@ static clg_status run_bias_grad(const conv_run *r, const clg_tensor *dy, clg_ten
     clg_status st = clg__kernel_dt(r->ctx, PROGRAM, "bias_grad", d->dt, r->opts, &k);
     if (st != CLG_OK) return st;
     cl_mem dym = clg_tensor_cl_mem(dy), dbm = clg_tensor_cl_mem(db);
-    real_arg rb;
+    clg_real rb;
     const size_t global = (size_t)d->K * r->red_wg, local = (size_t)r->red_wg;
-    const clg_karg args[] = {CLG_ARG(dym),  CLG_ARG(dbm),  real_karg(d->dt, &rb, beta),
+    const clg_karg args[] = {CLG_ARG(dym),  CLG_ARG(dbm),  clg__real(d->dt, &rb, beta),
                              CLG_ARG(d->N), CLG_ARG(d->K), CLG_ARG(d->P)};
     return clg__launch(r->ctx, k, 1, &global, &local, args, 6, "conv2d bias gradient");
 }

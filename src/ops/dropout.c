@@ -16,20 +16,6 @@ typedef struct dropout_params {
     double scale;       /* 1 / (1 - p); 0 when p = 1 (nothing survives to be scaled) */
 } dropout_params;
 
-typedef union real_arg {
-    float f;
-    double d;
-} real_arg;
-
-/* A REAL kernel argument: float or double by the tensors' dtype. */
-static clg_karg real_karg(real_arg *r, clg_dtype dt, double v) {
-    if (dt == CLG_F32) {
-        r->f = (float)v;
-        return (clg_karg){sizeof(float), &r->f};
-    }
-    r->d = v;
-    return (clg_karg){sizeof(double), &r->d};
-}
 
 /* y = beta * y + mask * scale * x over numel elements. */
 static clg_status dropout_launch(clg_context *ctx, const dropout_params *prm, clg_tensor *y,
@@ -40,11 +26,11 @@ static clg_status dropout_launch(clg_context *ctx, const dropout_params *prm, cl
     cl_mem ym = clg_tensor_cl_mem(y), xm = clg_tensor_cl_mem(x);
     cl_ulong seed = prm->seed, thr = prm->threshold;
     int n = (int)y->numel;
-    real_arg rs, rb;
+    clg_real rs, rb;
     /* The kernel's elements are the groups of 4 that share one Philox call. */
     return CLG_LAUNCH_ELEMS(ctx, k, (y->numel + 3) / 4, what, CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(seed),
-                            CLG_ARG(thr), real_karg(&rs, y->dtype, prm->scale),
-                            real_karg(&rb, y->dtype, beta), CLG_ARG(n));
+                            CLG_ARG(thr), clg__real(y->dtype, &rs, prm->scale),
+                            clg__real(y->dtype, &rb, beta), CLG_ARG(n));
 }
 
 static clg_status dropout_backward(clg_context *ctx, clg_node *node, const clg_tensor *dy,

@@ -9,16 +9,6 @@
 
 static const clg_op_def add_op, mul_op, scale_op;
 
-/* A REAL kernel argument: float or double to match the program's build. */
-typedef struct real_arg {
-    float f;
-    double d;
-} real_arg;
-static clg_karg real_karg(clg_dtype dt, real_arg *r, double v) {
-    r->f = (float)v;
-    r->d = v;
-    return dt == CLG_F64 ? (clg_karg){sizeof r->d, &r->d} : (clg_karg){sizeof r->f, &r->f};
-}
 
 /* Kernels index with int: a tensor past INT_MAX elements would wrap. */
 static clg_status check_numel(clg_context *ctx, const clg_tensor *t, const char *op) {
@@ -88,8 +78,8 @@ clg_status clg_scale(clg_context *ctx, const clg_tensor *x, double s, clg_tensor
     if (st != CLG_OK) return st;
     cl_mem ym = y->buf->block.mem, xm = x->buf->block.mem;
     const int n = (int)x->numel;
-    real_arg sr;
-    st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "scale", CLG_ARG(ym), CLG_ARG(xm), real_karg(x->dtype, &sr, s),
+    clg_real sr;
+    st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "scale", CLG_ARG(ym), CLG_ARG(xm), clg__real(x->dtype, &sr, s),
                           CLG_ARG(n));
     if (st == CLG_OK && clg__needs_grad(ctx, 1, &x))
         st = clg__record(ctx, &scale_op, y, 1, &x, &s, sizeof s, NULL);
@@ -127,9 +117,9 @@ static clg_status mul_backward(clg_context *ctx, clg_node *node, const clg_tenso
     for (int i = 0; i < 2; i++) {
         if (!dx[i]) continue;
         cl_mem dxm = dx[i]->buf->block.mem, om = node->inputs[1 - i]->buf->block.mem;
-        real_arg br;
+        clg_real br;
         st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "mul backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(om),
-                              real_karg(dy->dtype, &br, beta[i]), CLG_ARG(n));
+                              clg__real(dy->dtype, &br, beta[i]), CLG_ARG(n));
         if (st != CLG_OK) return st;
     }
     return CLG_OK;

@@ -9,16 +9,6 @@
 
 static const clg_op_def linear_op;
 
-/* A REAL kernel argument: float or double to match the program's build. */
-typedef struct real_arg {
-    float f;
-    double d;
-} real_arg;
-static clg_karg real_karg(clg_dtype dt, real_arg *r, double v) {
-    r->f = (float)v;
-    r->d = v;
-    return dt == CLG_F64 ? (clg_karg){sizeof r->d, &r->d} : (clg_karg){sizeof r->f, &r->f};
-}
 
 static clg_status check_inputs(clg_context *ctx, const clg_tensor *x, const clg_tensor *w,
                                const clg_tensor *b) {
@@ -102,10 +92,10 @@ static clg_status linear_backward(clg_context *ctx, clg_node *node, const clg_te
         cl_kernel k;
         st = clg__kernel_dt(ctx, "ops/linear", "col_sum", dy->dtype, NULL, &k);
         cl_mem dbm = dx[2]->buf->block.mem;
-        real_arg br;
+        clg_real br;
         if (st == CLG_OK)
             st = CLG_LAUNCH1D(ctx, k, (size_t)nout, "linear backward (bias)", CLG_ARG(dbm), CLG_ARG(dym),
-                              real_karg(dy->dtype, &br, beta[2]), CLG_ARG(n), CLG_ARG(nout));
+                              clg__real(dy->dtype, &br, beta[2]), CLG_ARG(n), CLG_ARG(nout));
     }
     return st;
 }

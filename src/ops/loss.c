@@ -12,16 +12,6 @@
 
 static const clg_op_def ce_op, mse_op, sumsq_op;
 
-/* A REAL kernel argument: float or double to match the program's build. */
-typedef struct real_arg {
-    float f;
-    double d;
-} real_arg;
-static clg_karg real_karg(clg_dtype dt, real_arg *r, double v) {
-    r->f = (float)v;
-    r->d = v;
-    return dt == CLG_F64 ? (clg_karg){sizeof r->d, &r->d} : (clg_karg){sizeof r->f, &r->f};
-}
 
 /* The reduction kernels' work-group size: a power of two (the tree halves it), at most
  * 256 and what the device allows for this kernel. */
@@ -106,14 +96,14 @@ clg_status clg_softmax_cross_entropy(clg_context *ctx, const clg_tensor *logits,
     if (st == CLG_OK) {
         cl_mem ym = y->buf->block.mem, pm = probs->buf->block.mem, xm = logits->buf->block.mem,
                tm = tgt->buf->block.mem;
-        real_arg inv;
+        clg_real inv;
         clg_karg args[9] = {CLG_ARG(ym),
                             CLG_ARG(pm),
                             CLG_ARG(xm),
                             CLG_ARG(tm),
                             CLG_ARG(n),
                             CLG_ARG(c),
-                            real_karg(logits->dtype, &inv, 1.0 / n)};
+                            clg__real(logits->dtype, &inv, 1.0 / n)};
         st = launch_reduce(ctx, "ce_forward", logits->dtype, args, 7, op);
     }
     if (st == CLG_OK && clg__needs_grad(ctx, 1, &logits)) {
@@ -148,10 +138,10 @@ static clg_status ce_backward(clg_context *ctx, clg_node *node, const clg_tensor
     const int n = probs->shape[0], c = probs->shape[1];
     cl_mem dxm = dx[0]->buf->block.mem, pm = probs->buf->block.mem, tm = tgt->buf->block.mem,
            dym = dy->buf->block.mem;
-    real_arg inv, br;
+    clg_real inv, br;
     return CLG_LAUNCH_ELEMS(ctx, k, probs->numel, "softmax_cross_entropy backward", CLG_ARG(dxm), CLG_ARG(pm),
-                            CLG_ARG(tm), CLG_ARG(dym), real_karg(dy->dtype, &inv, 1.0 / n),
-                            real_karg(dy->dtype, &br, beta[0]), CLG_ARG(n), CLG_ARG(c));
+                            CLG_ARG(tm), CLG_ARG(dym), clg__real(dy->dtype, &inv, 1.0 / n),
+                            clg__real(dy->dtype, &br, beta[0]), CLG_ARG(n), CLG_ARG(c));
 }
 
 /* ---------------------------------------------------------------- mse */
@@ -176,8 +166,8 @@ clg_status clg_mse_loss(clg_context *ctx, const clg_tensor *pred, const clg_tens
     if (st != CLG_OK) return st;
     cl_mem ym = y->buf->block.mem, am = pred->buf->block.mem, bm = target->buf->block.mem;
     const int n = (int)pred->numel;
-    real_arg sc;
-    clg_karg args[6] = {CLG_ARG(ym), CLG_ARG(am), CLG_ARG(bm), real_karg(pred->dtype, &sc, 1.0 / n),
+    clg_real sc;
+    clg_karg args[6] = {CLG_ARG(ym), CLG_ARG(am), CLG_ARG(bm), clg__real(pred->dtype, &sc, 1.0 / n),
                         CLG_ARG(n)};
     st = launch_reduce(ctx, "mse_forward", pred->dtype, args, 5, op);
     const clg_tensor *in[2] = {pred, target};
@@ -203,10 +193,10 @@ static clg_status mse_backward(clg_context *ctx, clg_node *node, const clg_tenso
     for (int i = 0; i < 2; i++) {
         if (!dx[i]) continue;
         cl_mem dxm = dx[i]->buf->block.mem;
-        real_arg coef, br;
+        clg_real coef, br;
         st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "mse_loss backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(am),
-                              CLG_ARG(bm), real_karg(dy->dtype, &coef, (i == 0 ? 2.0 : -2.0) / n),
-                              real_karg(dy->dtype, &br, beta[i]), CLG_ARG(n));
+                              CLG_ARG(bm), clg__real(dy->dtype, &coef, (i == 0 ? 2.0 : -2.0) / n),
+                              clg__real(dy->dtype, &br, beta[i]), CLG_ARG(n));
         if (st != CLG_OK) return st;
     }
     return CLG_OK;
@@ -249,9 +239,9 @@ static clg_status sumsq_backward(clg_context *ctx, clg_node *node, const clg_ten
     const clg_tensor *x = node->inputs[0];
     const int n = (int)x->numel;
     cl_mem dxm = dx[0]->buf->block.mem, dym = dy->buf->block.mem, xm = x->buf->block.mem;
-    real_arg br;
+    clg_real br;
     return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "sum_of_squares backward", CLG_ARG(dxm), CLG_ARG(dym),
-                            CLG_ARG(xm), real_karg(dy->dtype, &br, beta[0]), CLG_ARG(n));
+                            CLG_ARG(xm), clg__real(dy->dtype, &br, beta[0]), CLG_ARG(n));
 }
 
 static const clg_op_def ce_op = {"softmax_cross_entropy", ce_backward};

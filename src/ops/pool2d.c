@@ -16,20 +16,6 @@ typedef struct pool_geom {
     int kh, kw, sh, sw, ph, pw;
 } pool_geom;
 
-typedef union real_arg {
-    float f;
-    double d;
-} real_arg;
-
-/* A REAL kernel argument: float or double by the tensors' dtype. */
-static clg_karg real_karg(real_arg *r, clg_dtype dt, double v) {
-    if (dt == CLG_F32) {
-        r->f = (float)v;
-        return (clg_karg){sizeof(float), &r->f};
-    }
-    r->d = v;
-    return (clg_karg){sizeof(double), &r->d};
-}
 
 /* A forward kernel over y (N, C, OH, OW) in the device's style: per output element (GPU) or,
  * as kname + "_rows", per output row (CPU). idx (argmax out) may be NULL when the kernel has
@@ -141,7 +127,7 @@ static clg_status max_pool2d_backward(clg_context *ctx, clg_node *node, const cl
     if (!idx) return clg__fail(ctx, CLG_INVALID_STATE, "max_pool2d backward: the saved argmax is gone");
     cl_kernel k;
     cl_mem dxm = clg_tensor_cl_mem(dx[0]), dym = clg_tensor_cl_mem(dy), im = clg_tensor_cl_mem(idx);
-    real_arg b;
+    clg_real b;
     if (g.kh == g.sh && g.kw == g.sw && g.ph == 0 && g.pw == 0 && g.h == g.oh * g.kh && g.w == g.ow * g.kw) {
         st = clg__kernel_dt(ctx, "ops/pool2d", "max_pool2d_bwd_tiled", dx[0]->dtype, NULL, &k);
         if (st != CLG_OK) return st;
@@ -149,7 +135,7 @@ static clg_status max_pool2d_backward(clg_context *ctx, clg_node *node, const cl
         /* A row writes kh input rows of W. */
         return CLG_LAUNCH_ROWS(ctx, k, (size_t)rows, (size_t)g.kh * g.w, "max_pool2d backward", CLG_ARG(dxm),
                                CLG_ARG(dym), CLG_ARG(im), CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow),
-                               CLG_ARG(g.kh), CLG_ARG(g.kw), real_karg(&b, dx[0]->dtype, beta[0]),
+                               CLG_ARG(g.kh), CLG_ARG(g.kw), clg__real(dx[0]->dtype, &b, beta[0]),
                                CLG_ARG(rows));
     }
     st = clg__kernel_dt(ctx, "ops/pool2d", "max_pool2d_bwd", dx[0]->dtype, NULL, &k);
@@ -158,7 +144,7 @@ static clg_status max_pool2d_backward(clg_context *ctx, clg_node *node, const cl
     return CLG_LAUNCH_ELEMS(ctx, k, dx[0]->numel, "max_pool2d backward", CLG_ARG(dxm), CLG_ARG(dym),
                             CLG_ARG(im), CLG_ARG(g.h), CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow),
                             CLG_ARG(g.kh), CLG_ARG(g.kw), CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph),
-                            CLG_ARG(g.pw), real_karg(&b, dx[0]->dtype, beta[0]), CLG_ARG(n));
+                            CLG_ARG(g.pw), clg__real(dx[0]->dtype, &b, beta[0]), CLG_ARG(n));
 }
 
 static const clg_op_def max_pool2d_op = {"max_pool2d", max_pool2d_backward};
@@ -209,11 +195,11 @@ static clg_status avg_pool2d_backward(clg_context *ctx, clg_node *node, const cl
     if (st != CLG_OK) return st;
     cl_mem dxm = clg_tensor_cl_mem(dx[0]), dym = clg_tensor_cl_mem(dy);
     int n = (int)dx[0]->numel;
-    real_arg b;
+    clg_real b;
     return CLG_LAUNCH_ELEMS(ctx, k, dx[0]->numel, "avg_pool2d backward", CLG_ARG(dxm), CLG_ARG(dym),
                             CLG_ARG(g.h), CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(g.kh),
                             CLG_ARG(g.kw), CLG_ARG(g.sh), CLG_ARG(g.sw), CLG_ARG(g.ph), CLG_ARG(g.pw),
-                            real_karg(&b, dx[0]->dtype, beta[0]), CLG_ARG(n));
+                            clg__real(dx[0]->dtype, &b, beta[0]), CLG_ARG(n));
 }
 
 static const clg_op_def avg_pool2d_op = {"avg_pool2d", avg_pool2d_backward};

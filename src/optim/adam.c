@@ -62,11 +62,11 @@ static clg_status adam_step(clg_optimizer *opt, size_t i, const clg_tensor *g) {
     const double wd = hp->decoupled_weight_decay ? 0.0 : hp->weight_decay;
     const double decay = hp->decoupled_weight_decay ? 1.0 - opt->lr * hp->weight_decay : 1.0;
 
-    clg_real_arg r[9];
+    clg_real r[9];
     return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "adam", CLG_ARG(pm), CLG_ARG(gm), CLG_ARG(mm), CLG_ARG(vm),
-                            clg__real_karg(dt, &r[0], hp->beta1), clg__real_karg(dt, &r[1], 1.0 - hp->beta1),
-                            clg__real_karg(dt, &r[2], hp->beta2), clg__real_karg(dt, &r[3], 1.0 - hp->beta2),
-                            clg__real_karg(dt, &r[4], step_size), clg__real_karg(dt, &r[5], bc2_sqrt),
-                            clg__real_karg(dt, &r[6], hp->eps), clg__real_karg(dt, &r[7], wd),
-                            clg__real_karg(dt, &r[8], decay), CLG_ARG(n));
+                            clg__real(dt, &r[0], hp->beta1), clg__real(dt, &r[1], 1.0 - hp->beta1),
+                            clg__real(dt, &r[2], hp->beta2), clg__real(dt, &r[3], 1.0 - hp->beta2),
+                            clg__real(dt, &r[4], step_size), clg__real(dt, &r[5], bc2_sqrt),
+                            clg__real(dt, &r[6], hp->eps), clg__real(dt, &r[7], wd),
+                            clg__real(dt, &r[8], decay), CLG_ARG(n));
 }

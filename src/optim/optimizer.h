@@ -42,15 +42,5 @@ clg_status clg__optimizer_new(clg_context *ctx, const clg_optim_kind *kind, clg_
 /* Allocates the state slot of params[i] (same dtype and shape) filled with zeros. */
 clg_status clg__optimizer_state(clg_optimizer *opt, size_t i, int slot);
 
-/* A REAL kernel argument: float or double to match the program's build. */
-typedef struct clg_real_arg {
-    float f;
-    double d;
-} clg_real_arg;
-static inline clg_karg clg__real_karg(clg_dtype dt, clg_real_arg *r, double v) {
-    r->f = (float)v;
-    r->d = v;
-    return dt == CLG_F64 ? (clg_karg){sizeof r->d, &r->d} : (clg_karg){sizeof r->f, &r->f};
-}
 
 #endif

@@ -45,9 +45,9 @@ static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g) {
     const clg_dtype dt = p->dtype;
     const int n = (int)p->numel;
     cl_mem pm = p->buf->block.mem, gm = g->buf->block.mem; // (numel) each
-    clg_real_arg a_lr, a_wd, a_mom, a_damp;
-    const clg_karg lr = clg__real_karg(dt, &a_lr, opt->lr);
-    const clg_karg wd = clg__real_karg(dt, &a_wd, hp->weight_decay);
+    clg_real a_lr, a_wd, a_mom, a_damp;
+    const clg_karg lr = clg__real(dt, &a_lr, opt->lr);
+    const clg_karg wd = clg__real(dt, &a_wd, hp->weight_decay);
     cl_kernel k;
     clg_status st;
     if (hp->momentum == 0.0) {
@@ -60,8 +60,8 @@ static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g) {
     /* PyTorch's buffer starts as a copy of the first d_p, not as zeros + (1 - dampening) d_p. */
     const int first = e->steps == 0;
     const int nesterov = hp->nesterov;
-    const clg_karg mom = clg__real_karg(dt, &a_mom, hp->momentum);
-    const clg_karg damp = clg__real_karg(dt, &a_damp, 1.0 - hp->dampening);
+    const clg_karg mom = clg__real(dt, &a_mom, hp->momentum);
+    const clg_karg damp = clg__real(dt, &a_damp, 1.0 - hp->dampening);
     return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "sgd", CLG_ARG(pm), CLG_ARG(gm), CLG_ARG(bm), lr, wd, mom,
                             damp, CLG_ARG(first), CLG_ARG(nesterov), CLG_ARG(n));
 }
