@@ -194,17 +194,25 @@ static size_t describe(const device_slot *slots, size_t n, clg_device_desc *devs
     return n;
 }
 
-clg_status clg__device_pick(const char *choice, cl_platform_id *platform, cl_device_id *device,
-                            char *err, size_t err_len) {
-    device_slot slots[MAX_DEVICES];
+/* The slot a choice picks among every device (slots filled), or an error listing them. */
+static clg_status pick_slot(const char *choice, device_slot *slots, int *index, char *err, size_t err_len) {
     clg_device_desc devs[MAX_DEVICES];
     size_t n = describe(slots, enumerate(slots, MAX_DEVICES), devs);
     const clg_device_choice c = clg__device_choice_parse(choice);
-    int i = clg__device_choice_pick(&c, devs, n);
-    if (i < 0) {
+    *index = clg__device_choice_pick(&c, devs, n);
+    if (*index < 0) {
         clg__device_choice_explain(choice, devs, n, err, err_len);
         return CLG_DEVICE_NOT_FOUND;
     }
+    return CLG_OK;
+}
+
+clg_status clg__device_pick(const char *choice, cl_platform_id *platform, cl_device_id *device,
+                            char *err, size_t err_len) {
+    device_slot slots[MAX_DEVICES];
+    int i;
+    clg_status st = pick_slot(choice, slots, &i, err, err_len);
+    if (st != CLG_OK) return st;
     *platform = slots[i].platform;
     *device = slots[i].device;
     return CLG_OK;
@@ -231,14 +239,8 @@ clg_status clg_devices_list(clg_device_info *infos, size_t cap, size_t *count) {
 clg_status clg_device_choose(const char *choice, size_t *index, char *err, size_t err_len) {
     if (!index) return CLG_INVALID_ARGUMENT;
     device_slot slots[MAX_DEVICES];
-    clg_device_desc devs[MAX_DEVICES];
-    size_t n = describe(slots, enumerate(slots, MAX_DEVICES), devs);
-    const clg_device_choice c = clg__device_choice_parse(choice);
-    int i = clg__device_choice_pick(&c, devs, n);
-    if (i < 0) {
-        clg__device_choice_explain(choice, devs, n, err, err_len);
-        return CLG_DEVICE_NOT_FOUND;
-    }
-    *index = (size_t)i;
-    return CLG_OK;
+    int i;
+    clg_status st = pick_slot(choice, slots, &i, err, err_len);
+    if (st == CLG_OK) *index = (size_t)i;
+    return st;
 }
