@@ -565,8 +565,8 @@ static void test_adopt_application_objects(void **state) {
     assert_int_equal(clReleaseContext(app_ctx), CL_SUCCESS);
 }
 
-/* The header promises clg_context_free frees what is still alive: a tensor left over must
- * not keep the (adopted) OpenCL context referenced through its buffer. */
+/* Once the caller has freed its tensors (cached in the pool or not), clg_context_free must
+ * release every driver object that holds the adopted OpenCL context. */
 static void test_context_free_releases_driver_objects(void **state) {
     clg_context *shared = *state;
     cl_device_id dev = clg_context_cl_device(shared);

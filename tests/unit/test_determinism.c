@@ -30,16 +30,9 @@ static void result_free(run_result *r) {
 /* Trains STEPS steps on a fresh context and copies out everything. */
 static void train(const char *gemm_path, uint64_t seed, run_result *r) {
     memset(r, 0, sizeof *r);
-    const char *old = getenv("CLGRAD_GEMM");
-    char *saved = old ? strdup(old) : NULL;
-    setenv("CLGRAD_GEMM", gemm_path, 1);
-    clg_context_params p = clg_context_default_params();
     clg_context *ctx = NULL;
     char err[2048] = "";
-    clg_status st = clg_context_create(&p, &ctx, err, sizeof err);
-    if (saved) setenv("CLGRAD_GEMM", saved, 1);
-    else unsetenv("CLGRAD_GEMM");
-    free(saved);
+    clg_status st = tiny_context(gemm_path, &ctx, err, sizeof err);
     if (st != CLG_OK) fail_msg("clg_context_create: %s: %s", clg_status_name(st), err);
 
     tiny_model t;

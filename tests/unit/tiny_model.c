@@ -3,6 +3,7 @@
  */
 #include "tiny_model.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Creates one layer (expr writes m) and appends it, unless an earlier one failed. */
@@ -73,5 +74,17 @@ clg_status tiny_step(clg_context *ctx, tiny_model *t, int step, double *loss) {
     clg_tensor_free(xt);
     clg_optimizer_zero_grad(t->opt);
     if (loss) *loss = value;
+    return st;
+}
+
+clg_status tiny_context(const char *gemm_path, clg_context **out, char *err, size_t err_len) {
+    const char *old = getenv("CLGRAD_GEMM");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("CLGRAD_GEMM", gemm_path, 1);
+    clg_context_params p = clg_context_default_params();
+    clg_status st = clg_context_create(&p, out, err, err_len);
+    if (saved) setenv("CLGRAD_GEMM", saved, 1);
+    else unsetenv("CLGRAD_GEMM");
+    free(saved);
     return st;
 }

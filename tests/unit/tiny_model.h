@@ -16,6 +16,10 @@ typedef struct tiny_model {
     clg_optimizer *opt;
 } tiny_model;
 
+/* A context on the default device with the GEMM path forced (CLGRAD_GEMM, read at creation:
+ * "clblast" or "packed"); the caller's CLGRAD_GEMM is restored afterwards. */
+clg_status tiny_context(const char *gemm_path, clg_context **out, char *err, size_t err_len);
+
 /* Model (weights from seed) and its Adam optimizer. On failure nothing is left allocated. */
 clg_status tiny_create(clg_context *ctx, uint64_t seed, tiny_model *t);
 void tiny_free(tiny_model *t);
