@@ -489,15 +489,18 @@ static void test_device_info(void **state) {
 
 /* ---------------------------------------------------------------- adopting OpenCL objects */
 
-/* Waits (up to 2 s) until the application's context is back to want references: drivers
- * release their internal references to retired commands asynchronously. */
-static void settle_refs(cl_context app_ctx, cl_command_queue app_q, cl_uint want) {
+/* Waits (up to 2 s) until the application's context and queue are back to want_ctx and
+ * want_q references: drivers drop their own references to retired commands asynchronously
+ * (PoCL's commands hold the queue and the context until its worker threads retire them). */
+static void settle_refs(cl_context app_ctx, cl_command_queue app_q, cl_uint want_ctx, cl_uint want_q) {
     assert_int_equal(clFinish(app_q), CL_SUCCESS);
     for (int i = 0; i < 200; i++) {
-        cl_uint refs = 0;
+        cl_uint refs = 0, q_refs = 0;
         assert_int_equal(clGetContextInfo(app_ctx, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs, NULL),
                          CL_SUCCESS);
-        if (refs <= want) return;
+        assert_int_equal(clGetCommandQueueInfo(app_q, CL_QUEUE_REFERENCE_COUNT, sizeof q_refs, &q_refs, NULL),
+                         CL_SUCCESS);
+        if (refs <= want_ctx && q_refs <= want_q) return;
         nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     }
 }
@@ -544,7 +547,7 @@ static void test_adopt_application_objects(void **state) {
     clg_context_free(ctx);
     /* The driver may hold the context a little longer for commands and buffers it is still
      * retiring on its own threads (PoCL does, now and then): wait for that to settle. */
-    settle_refs(app_ctx, app_q, ctx_refs0);
+    settle_refs(app_ctx, app_q, ctx_refs0, q_refs0);
 
     /* The application's references are intact: ours were retained and released. */
     assert_int_equal(clGetContextInfo(app_ctx, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs, NULL),
@@ -580,8 +583,10 @@ static void test_context_free_releases_driver_objects(void **state) {
     p.cl_ctx = app_ctx;
     p.cl_device = dev;
     p.cl_queue = app_q;
-    cl_uint refs0 = 0, refs = 0;
+    cl_uint refs0 = 0, refs = 0, q_refs0 = 0;
     assert_int_equal(clGetContextInfo(app_ctx, CL_CONTEXT_REFERENCE_COUNT, sizeof refs0, &refs0, NULL),
+                     CL_SUCCESS);
+    assert_int_equal(clGetCommandQueueInfo(app_q, CL_QUEUE_REFERENCE_COUNT, sizeof q_refs0, &q_refs0, NULL),
                      CL_SUCCESS);
     clg_context *ctx = NULL;
     assert_int_equal(clg_context_create(&p, &ctx, NULL, 0), CLG_OK);
@@ -592,7 +597,7 @@ static void test_context_free_releases_driver_objects(void **state) {
     clg_tensor_free(cached);   /* in the pool's cache: the context releases it */
     clg_tensor_free(leftover); /* the contract: objects go before their context */
     clg_context_free(ctx);
-    settle_refs(app_ctx, app_q, refs0); /* see test_adopt_application_objects */
+    settle_refs(app_ctx, app_q, refs0, q_refs0); /* see test_adopt_application_objects */
     assert_int_equal(clGetContextInfo(app_ctx, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs, NULL),
                      CL_SUCCESS);
     if (refs != refs0)
