@@ -10,13 +10,29 @@
 
 #define PROGRAM "blas/gemm_packed"
 
-/* Rows of k one packing work-item copies (cl/blas/gemm_packed.cl, KB). */
-enum { PACK_KB = 64 };
+/* Work per packing work-item (cl/blas/gemm_packed.cl): KB values of k of one panel, or for
+ * B not transposed KBB rows of PG panels (a run of about 256 values of each row). Larger
+ * pieces than the 64 of k once used: a work-group costs PoCL 0.1-0.2 us. */
+enum { PACK_KB = 256, PACK_KBB = 32 };
+static int pack_pg(clg_packed_config cfg) { return cfg.nr >= 256 ? 1 : 256 / cfg.nr; }
+
+/* Tiles per work-item: enough that a work-item does ~16K multiply-adds (its scheduling
+ * cost is then small beside its work), but never fewer than 8 work-items per compute unit
+ * to share out. Runtime, not a build option, so it costs no extra program builds. */
+static cl_int tiles_per_item(clg_context *ctx, size_t tiles, size_t tile_fmas) {
+    const size_t cu = ctx->info.compute_units ? ctx->info.compute_units : 1;
+    size_t t = tile_fmas >= 16384 ? 1 : 16384 / (tile_fmas ? tile_fmas : 1);
+    const size_t spread = tiles / (8 * cu);
+    if (t > spread) t = spread;
+    return t < 1 ? 1 : (cl_int)(t > 1024 ? 1024 : t);
+}
 
 clg_packed_config clg__packed_default_config(int vw) {
     /* The accumulators must stay in vector registers: 12 vectors of VW leave room for the
      * B row and the broadcast in 16 registers (AVX2), 16 of 32 (AVX-512) keep two FMA
-     * chains per port in flight with room for a second B row. */
+     * chains per port in flight with room for a second B row. (6 x 2VW measured within noise
+     * of 4 x 3VW at 512-2048 on AVX2 and 20-30% slower at 256, where A is read in place;
+     * clgrad-tune picks per device.) */
     if (vw >= 16) return (clg_packed_config){vw, 8, 2 * vw};
     if (vw < 2) vw = 4; /* a scalar-preferring device still gets vector code, unrolled */
     return (clg_packed_config){vw, 4, 3 * vw};
@@ -124,8 +140,10 @@ bool clg__packed_fits(clg_context *ctx, clg_dtype dt, bool ta, bool tb, size_t m
     const size_t tiles_m = (m + (size_t)cfg.mr - 1) / (size_t)cfg.mr;
     const size_t tiles_n = (n + (size_t)cfg.nr - 1) / (size_t)cfg.nr;
     const size_t a_len = a_off + (ta ? k : m) * lda, b_len = b_off + (tb ? n : k) * ldb;
-    return fits_int(a_len) && fits_int(b_len) && fits_int(c_off + m * ldc) && fits_int(tiles_m * tiles_n) &&
-           fits_int(tiles_m * (size_t)cfg.mr * k) && fits_int(tiles_n * (size_t)cfg.nr * k);
+    /* + 1024: the kernels' tile index runs up to a whole work-item (tiles_per_item) past the end */
+    return fits_int(a_len) && fits_int(b_len) && fits_int(c_off + m * ldc) &&
+           fits_int(tiles_m * tiles_n + 1024) && fits_int(tiles_m * (size_t)cfg.mr * k) &&
+           fits_int(tiles_n * (size_t)cfg.nr * k);
 }
 
 /* One orientation, operands as given; c_trans stores C(i, j) at c[c_off + j*ldc + i]. */
@@ -135,11 +153,14 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
     const size_t elt = clg_dtype_size(dt);
     const size_t tiles_m = (m + (size_t)cfg.mr - 1) / (size_t)cfg.mr;
     const size_t tiles_n = (n + (size_t)cfg.nr - 1) / (size_t)cfg.nr;
-    char opts[96];
-    snprintf(opts, sizeof opts, "-DMR=%d -DNR=%d -DVW=%d -DKB=%d", cfg.mr, cfg.nr, cfg.vw, PACK_KB);
+    char opts[128];
+    snprintf(opts, sizeof opts, "-DMR=%d -DNR=%d -DVW=%d -DKB=%d -DKBB=%d -DPG=%d", cfg.mr, cfg.nr, cfg.vw,
+             PACK_KB, PACK_KBB, pack_pg(cfg));
     if (pl.dot) {
-        /* NT = NR / VW columns of C per work-item */
-        const size_t nt = (size_t)(cfg.nr / cfg.vw), tiles = tiles_m * ((n + nt - 1) / nt);
+        /* NT = NR / VW columns of C per tile */
+        const size_t nt = (size_t)(cfg.nr / cfg.vw), all = tiles_m * ((n + nt - 1) / nt);
+        const cl_int tpw = tiles_per_item(ctx, all, (size_t)cfg.mr * nt * k);
+        const size_t items = (all + (size_t)tpw - 1) / (size_t)tpw;
         cl_kernel kd;
         clg_status st = clg__kernel_dt(ctx, PROGRAM, "gemm_tile_nt", dt, opts, &kd);
         if (st != CLG_OK) return st;
@@ -149,11 +170,11 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
         const float af = (float)alpha, bf = (float)beta;
         const clg_karg al = dt == CLG_F64 ? CLG_ARG(alpha) : CLG_ARG(af);
         const clg_karg be = dt == CLG_F64 ? CLG_ARG(beta) : CLG_ARG(bf);
-        return clg__launch(ctx, kd, 1, &tiles, (size_t[]){1},
+        return clg__launch(ctx, kd, 1, &items, (size_t[]){1},
                            (clg_karg[]){CLG_ARG(im), CLG_ARG(in), CLG_ARG(ik), CLG_ARG(a), CLG_ARG(aoff),
                                         CLG_ARG(ilda), CLG_ARG(b), CLG_ARG(boff), CLG_ARG(ildb), al, be,
-                                        CLG_ARG(c), CLG_ARG(coff), CLG_ARG(ildc), CLG_ARG(itm)},
-                           15, "gemm_tile_nt");
+                                        CLG_ARG(c), CLG_ARG(coff), CLG_ARG(ildc), CLG_ARG(itm), CLG_ARG(tpw)},
+                           16, "gemm_tile_nt");
     }
     const bool pack_a = pl.pack_a, pack_b = pl.pack_b || (tb && !pl.gather_b);
     cl_kernel kpa = NULL, kpb = NULL, kc;
@@ -179,8 +200,11 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
         // (tiles_n, k, NR)
         st = clg__pool_alloc(ctx, tiles_n * (size_t)cfg.nr * k * elt, &bp);
         const cl_int off = (cl_int)b_off, ld = (cl_int)ldb, tr = tb;
+        const size_t pg = (size_t)pack_pg(cfg);
+        const size_t grid[2] = {tb ? kblocks : (k + PACK_KBB - 1) / PACK_KBB,
+                                tb ? tiles_n : (tiles_n + pg - 1) / pg};
         if (st == CLG_OK)
-            st = clg__launch(ctx, kpb, 2, (size_t[]){kblocks, tiles_n}, one,
+            st = clg__launch(ctx, kpb, 2, grid, one,
                              (clg_karg[]){CLG_ARG(b), CLG_ARG(off), CLG_ARG(ld), CLG_ARG(tr), CLG_ARG(in),
                                           CLG_ARG(ik), CLG_ARG(bp.mem)},
                              7, "gemm pack_b");
@@ -194,42 +218,29 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
         const cl_int b_rs = pack_b ? cfg.nr : tb ? 1 : (cl_int)ldb, b_cs = !pack_b && tb ? (cl_int)ldb : 1;
         const cl_int b_direct = !pack_b, coff = (cl_int)c_off, ildc = (cl_int)ldc, itm = (cl_int)tiles_m;
         const cl_int ctr = pl.swap;
-        const size_t tiles = tiles_m * tiles_n;
+        const size_t all = tiles_m * tiles_n;
+        const cl_int tpw = tiles_per_item(ctx, all, (size_t)cfg.mr * (size_t)cfg.nr * k);
+        const size_t items = (all + (size_t)tpw - 1) / (size_t)tpw;
         /* alpha and beta travel in the kernel's REAL */
         const float af = (float)alpha, bf = (float)beta;
         const clg_karg al = dt == CLG_F64 ? CLG_ARG(alpha) : CLG_ARG(af);
         const clg_karg be = dt == CLG_F64 ? CLG_ARG(beta) : CLG_ARG(bf);
         if (pack_a) {
-            st = clg__launch(ctx, kc, 1, &tiles, one,
+            st = clg__launch(ctx, kc, 1, &items, one,
                              (clg_karg[]){CLG_ARG(im), CLG_ARG(in), CLG_ARG(ik), CLG_ARG(ap.mem), CLG_ARG(bm),
                                           CLG_ARG(boff), CLG_ARG(b_ps), CLG_ARG(b_rs), CLG_ARG(b_cs),
                                           CLG_ARG(b_direct), al, be, CLG_ARG(c), CLG_ARG(coff), CLG_ARG(ildc),
-                                          CLG_ARG(ctr), CLG_ARG(itm)},
-                             17, "gemm_tile");
+                                          CLG_ARG(ctr), CLG_ARG(itm), CLG_ARG(tpw)},
+                             18, "gemm_tile");
         } else {
             /* op(A)[i, kk] = a[a_off + i*a_rs + kk*a_cs] */
             const cl_int aoff = (cl_int)a_off, a_rs = ta ? 1 : (cl_int)lda, a_cs = ta ? (cl_int)lda : 1;
-            st = clg__launch(ctx, kc, 1, &tiles, one, (clg_karg[]){CLG_ARG(im),
-                                                                   CLG_ARG(in),
-                                                                   CLG_ARG(ik),
-                                                                   CLG_ARG(a),
-                                                                   CLG_ARG(aoff),
-                                                                   CLG_ARG(a_rs),
-                                                                   CLG_ARG(a_cs),
-                                                                   CLG_ARG(bm),
-                                                                   CLG_ARG(boff),
-                                                                   CLG_ARG(b_ps),
-                                                                   CLG_ARG(b_rs),
-                                                                   CLG_ARG(b_cs),
-                                                                   CLG_ARG(b_direct),
-                                                                   al,
-                                                                   be,
-                                                                   CLG_ARG(c),
-                                                                   CLG_ARG(coff),
-                                                                   CLG_ARG(ildc),
-                                                                   CLG_ARG(ctr),
-                                                                   CLG_ARG(itm)},
-                             20, "gemm_tile_da");
+            st = clg__launch(ctx, kc, 1, &items, one,
+                             (clg_karg[]){CLG_ARG(im), CLG_ARG(in), CLG_ARG(ik), CLG_ARG(a), CLG_ARG(aoff),
+                                          CLG_ARG(a_rs), CLG_ARG(a_cs), CLG_ARG(bm), CLG_ARG(boff), CLG_ARG(b_ps),
+                                          CLG_ARG(b_rs), CLG_ARG(b_cs), CLG_ARG(b_direct), al, be, CLG_ARG(c),
+                                          CLG_ARG(coff), CLG_ARG(ildc), CLG_ARG(ctr), CLG_ARG(itm), CLG_ARG(tpw)},
+                             21, "gemm_tile_da");
         }
     }
     /* The queue is in order: whatever reuses these blocks is enqueued after this GEMM. */

@@ -1,7 +1,8 @@
 /* tests/unit/test_gemm_packed.c - the packed GEMM path (cl/blas/gemm_packed.cl,
  * src/blas/packed.c) forced on, against a naive host loop: four transpose combinations,
  * sizes 1/7/33/130 and non-square, beta 0 over NaN and beta 1, offsets and padded leading
- * dimensions, f32 and f64, each packing mode and several tile shapes; the path choice
+ * dimensions, f32 and f64, each packing mode and several tile shapes (on a few-core CPU the
+ * small-k cases also run several tiles per work-item, with a short last one); the path choice
  * (src/blas/choose.c: probe, decision saved for the next process) and the tuning file round
  * trip (src/blas/tune.c).
  */
@@ -181,7 +182,10 @@ static void test_packed_by_size(void **state) {
                            {true, false, 70, 300, 600, 1.0, 1.0},  /* B 720 kB: packed */
                            {false, false, 20, 1000, 40, 0.5, 1.0}, /* both in place */
                            {false, true, 20, 300, 600, 1.0, 1.0}, /* Cᵀ = B op(A)ᵀ: A packed, C strided */
-                           {true, true, 30, 200, 100, -1.0, 0.0}}; /* Cᵀ = B A: nothing packed */
+                           {true, true, 30, 200, 100, -1.0, 0.0}, /* Cᵀ = B A: nothing packed */
+                           /* A packed, k small: several tiles per work-item (4 on a 2-core
+                            * CPU), 499 x 3 tiles, so the last work-item runs short */
+                           {false, false, 1996, 50, 40, 1.0, 1.0}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         run_case(ctx, CLG_F32, &cases[c], 900 + c, "by size");
     clg__blas_force_path(ctx, CLG_GEMM_AUTO);
