@@ -87,6 +87,7 @@ typedef struct gemm_opts {
 
 typedef struct gemm_result {
     double gflops[P_COUNT]; /* median; 0 = not measured */
+    double ratio[P_COUNT];  /* median over rounds of OpenBLAS's time / this path's; 0 = none */
     clg_gemm_path chosen;
 } gemm_result;
 
@@ -123,12 +124,16 @@ static double time_round(gemm_env *e, int path, int reps) {
     return (now() - t0) / reps;
 }
 
-/* Medians over rounds of the given paths, interleaved round by round so that other load on
- * the machine falls on all of them alike. Between paths a short pause lets the previous
- * one's worker threads go idle. */
-static int measure_group(gemm_env *e, const int *paths, int np, const gemm_opts *o, gemm_result *res) {
+/* Paths timed round by round, side by side: in each round every OpenCL path, then OpenBLAS,
+ * so that the VM's drifting speed (other tenants, clock) falls on all of them alike; each
+ * path's GFLOP/s is its median over rounds, and its ratio to OpenBLAS the median over rounds
+ * of the per-round ratio. After OpenBLAS the round pauses: its idle worker threads spin for a
+ * while after each call (OPENBLAS_THREAD_TIMEOUT, about 0.1 s by default) and would take
+ * cores from the next path timed. */
+static int measure(gemm_env *e, const int *paths, int np, const gemm_opts *o, gemm_result *res) {
     int reps[P_COUNT];
     double t[P_COUNT][64];
+    const long blas_pause = 250; /* ms */
     for (int i = 0; i < np; i++) {
         /* warm-up: builds kernels, allocates pool buffers, sizes the rounds */
         if (time_round(e, paths[i], 1) < 0) return -1;
@@ -136,12 +141,14 @@ static int measure_group(gemm_env *e, const int *paths, int np, const gemm_opts 
         if (t1 < 0) return -1;
         reps[i] = (int)fmin(1000, fmax(1, o->round_s / fmax(t1, 1e-7)));
     }
+    pause_ms(blas_pause);
     int rounds = 0;
     const double t_start = now();
     for (; rounds < o->rounds && rounds < 64; rounds++) {
         for (int i = 0; i < np; i++) {
             pause_ms(20);
             if ((t[i][rounds] = time_round(e, paths[i], reps[i])) < 0) return -1;
+            if (paths[i] == P_OPENBLAS) pause_ms(blas_pause);
         }
         /* a very slow path (CLBlast untuned on a CPU) stops after three rounds */
         if (rounds >= 2 && now() - t_start > 30) {
@@ -150,23 +157,19 @@ static int measure_group(gemm_env *e, const int *paths, int np, const gemm_opts 
         }
     }
     const double flop = 2.0 * e->s->m * e->s->n * e->s->k;
-    for (int i = 0; i < np; i++)
-        res->gflops[paths[i]] = flop / median(t[i], rounds) * 1e-9;
-    return 0;
-}
-
-/* The OpenCL paths interleaved with each other, then OpenBLAS in a block of its own: OpenBLAS's
- * idle worker threads spin for a long while after each call (OPENBLAS_THREAD_TIMEOUT, about
- * 0.1 s by default) and took up to a third of the cores from the next path timed, even after a
- * 200 ms pause; measured alone, each side gets its best. */
-static int measure(gemm_env *e, const int *paths, int np, const gemm_opts *o, gemm_result *res) {
-    int device[P_COUNT], nd = 0, host[1], nh = 0;
+    int ib = -1;
     for (int i = 0; i < np; i++) {
-        if (paths[i] == P_OPENBLAS) host[nh++] = paths[i];
-        else device[nd++] = paths[i];
+        double tc[64];
+        memcpy(tc, t[i], sizeof(double) * (size_t)rounds);
+        res->gflops[paths[i]] = flop / median(tc, rounds) * 1e-9;
+        if (paths[i] == P_OPENBLAS) ib = i;
     }
-    if (nd && measure_group(e, device, nd, o, res)) return -1;
-    return nh ? measure_group(e, host, nh, o, res) : 0;
+    for (int i = 0; i < np && ib >= 0; i++) {
+        double q[64];
+        for (int r = 0; r < rounds; r++) q[r] = t[ib][r] / t[i][r];
+        res->ratio[paths[i]] = median(q, rounds);
+    }
+    return 0;
 }
 
 static int env_open(clg_context *ctx, const gemm_shape *s, gemm_env *e) {
@@ -202,11 +205,14 @@ static void gemm_usage(FILE *f) {
                "clgrad-tune saved for this device (when a tuning file exists), the packed kernel, and\n"
                "OpenBLAS cblas_sgemm on the same cores, each with its ratio to OpenBLAS, and the path\n"
                "clgrad chooses. Shapes: M=N=K 64..2048 and the training models' layer GEMMs (batch 64).\n"
-               "For OpenBLAS's own best, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset.\n");
+               "Each round times every path once, side by side (--round-seconds of calls each); a ratio\n"
+               "is the median over rounds of that round's ratio, so the machine's drifting speed falls on\n"
+               "both sides alike. For OpenBLAS's own best, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE\n"
+               "unset.\n");
 }
 
 static int parse_gemm_opts(int argc, char **argv, gemm_opts *o) {
-    *o = (gemm_opts){NULL, false, true, true, false, isatty(2) != 0, 7, 0.05, 0, 0};
+    *o = (gemm_opts){NULL, false, true, true, false, isatty(2) != 0, 9, 0.1, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json"))
@@ -250,7 +256,9 @@ static const char *chosen_name(clg_gemm_path p) {
 
 /* Ratio of path p to OpenBLAS, NAN when either is missing. */
 static double ratio(const gemm_result *r, int p) {
-    return r->gflops[p] > 0 && r->gflops[P_OPENBLAS] > 0 ? r->gflops[p] / r->gflops[P_OPENBLAS] : NAN;
+    if (!(r->gflops[p] > 0 && r->gflops[P_OPENBLAS] > 0)) return NAN;
+    /* CLBlast's defaults are timed apart (before the tuning is applied): ratio of medians */
+    return r->ratio[p] > 0 ? r->ratio[p] : r->gflops[p] / r->gflops[P_OPENBLAS];
 }
 
 /* The chosen path's measured speed: packed, or CLBlast as this context runs it. */
