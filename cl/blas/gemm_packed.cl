@@ -31,7 +31,7 @@
 
 /* Transposing copy into a panel: dst[kk*R + r] = src[r*rs + kk] for kk in [kb, kend),
  * r < rows, zero for rows <= r < R. The rows are read VW at a time and written back as one
- * contiguous block of VW*R, so both sides stream (a scalar scatter at stride R cost twice
+ * contiguous block of VW*R, so both sides stream (a scalar scatter at stride R cost 1.5x
  * as much). */
 #define DEFINE_PACK_ROWS(R)                                                                   \
     inline void pack_rows_##R(__global const REAL *src, const int rs, const int rows,         \
