@@ -206,13 +206,17 @@ pack_b(__global const REAL *b, const int b_off, const int ldb, const int trans, 
         }                                                                                     \
     }
 
-/* Opens the loop over this work-item's tiles (closed by TILES_END); a tile past the last
- * one (j0 >= n: g / tiles_m is past the column blocks) ends it. */
+/* Opens the loop over this work-item's tiles (closed by TILES_END). Tiles go in blocks of mb
+ * row panels: all column blocks of one block of rows, then the next, so that a block of A
+ * panels (sized to stay in L2) is reused across the B panels of a pass; mb = tiles_m is the
+ * plain order, consecutive tiles sharing one B panel. */
 #define TILES_BEGIN(tile_cols)                                                                \
-    for (int g = get_global_id(0) * tpw, g_end = g + tpw; g < g_end; g++) {                   \
-        const int ti = g % tiles_m, tj = g / tiles_m;                                         \
-        const int i0 = ti * MR, j0 = tj * (tile_cols);                                        \
-        if (j0 >= n) return;
+    const int tiles_n = (n + (tile_cols) - 1) / (tile_cols);                                  \
+    for (int g = get_global_id(0) * tpw, g_end = min(g + tpw, tiles_m * tiles_n); g < g_end; g++) { \
+        const int blk = g / (mb * tiles_n), base = blk * mb, mbe = min(mb, tiles_m - base);   \
+        const int rest = g - blk * mb * tiles_n;                                              \
+        const int ti = base + rest % mbe, tj = rest / mbe;                                    \
+        const int i0 = ti * MR, j0 = tj * (tile_cols);
 #define TILES_END() }
 
 #define TILE_SETUP()                                                                          \
@@ -222,15 +226,39 @@ pack_b(__global const REAL *b, const int b_off, const int ldb, const int trans, 
     _Pragma("unroll") for (int r = 0; r < MR; r++)                                            \
     _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (REALV)(0);
 
-/* A packed by pack_a: the tile's rows are panel ti, MR values per kk. */
+/* C is read back at the store when beta != 0 (every pass but the first of a k-blocked
+ * product): ask for its lines now, so that they arrive while the k loop runs instead of
+ * stalling the store. OpenCL's own prefetch() is a no-op on PoCL; clang's builtin is not. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_prefetch)
+#define PREFETCH(p) __builtin_prefetch(p)
+#endif
+#endif
+#ifndef PREFETCH
+#define PREFETCH(p) prefetch(p, 1)
+#endif
+#define TILE_PREFETCH_C()                                                                     \
+    if (beta != (REAL)0) {                                                                    \
+        const size_t rs = c_trans ? 1 : (size_t)ldc, cs = c_trans ? (size_t)ldc : 1;          \
+        __global const REAL *c0 = c + c_off + i0 * rs + j0 * cs;                              \
+        for (int r = 0; r < min(MR, m - i0); r++) {                                           \
+            PREFETCH(c0 + r * rs);                                                            \
+            PREFETCH(c0 + r * rs + (cols - 1) * cs);                                          \
+        }                                                                                     \
+    }
+
+/* A packed by pack_a: the tile's rows are panel ti, MR values per kk, starting a_off into
+ * it; panels lie a_ps apart (k-blocked products run a slice of k per launch). */
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
-gemm_tile(const int m, const int n, const int k, __global const REAL *ap,
-          __global const REAL *b, const int b_off, const int b_ps, const int b_rs,
+gemm_tile(const int m, const int n, const int k, __global const REAL *ap, const int a_off,
+          const int a_ps, __global const REAL *b, const int b_off, const int b_ps, const int b_rs,
           const int b_cs, const int b_direct, const REAL alpha, const REAL beta, __global REAL *c,
-          const int c_off, const int ldc, const int c_trans, const int tiles_m, const int tpw) {
+          const int c_off, const int ldc, const int c_trans, const int tiles_m, const int mb,
+          const int tpw) {
     TILES_BEGIN(NR)
     TILE_SETUP()
-    __global const REAL *pa = ap + (size_t)ti * k * MR;
+    TILE_PREFETCH_C()
+    __global const REAL *pa = ap + a_off + (size_t)ti * a_ps;
 #define AV_PACKED(r, kk) pa[(kk) * MR + (r)]
     TILE_KLOOP(AV_PACKED)
     TILE_STORE()
@@ -246,8 +274,10 @@ gemm_tile_da(const int m, const int n, const int k, __global const REAL *a, cons
              const int b_ps, const int b_rs, const int b_cs, const int b_direct, const REAL alpha,
              const REAL beta, __global REAL *c, const int c_off, const int ldc,
              const int c_trans, const int tiles_m, const int tpw) {
+    const int mb = tiles_m;
     TILES_BEGIN(NR)
     TILE_SETUP()
+    TILE_PREFETCH_C()
     __global const REAL *ar[MR];
     _Pragma("unroll") for (int r = 0; r < MR; r++)
         ar[r] = a + a_off + (size_t)min(i0 + r, m - 1) * a_rs;
@@ -289,6 +319,7 @@ gemm_tile_nt(const int m, const int n, const int k, __global const REAL *a, cons
              const int lda, __global const REAL *b, const int b_off, const int ldb,
              const REAL alpha, const REAL beta, __global REAL *c, const int c_off, const int ldc,
              const int tiles_m, const int tpw) {
+    const int mb = tiles_m;
     TILES_BEGIN(NT)
     /* rows past the edges are clamped to the last one; the guarded store drops them */
     __global const REAL *ar[MR], *br[NT];

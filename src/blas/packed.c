@@ -14,6 +14,13 @@
  * B not transposed KBB rows of PG panels (a run of about 256 values of each row). Larger
  * pieces than the 64 of k once used: a work-group costs PoCL 0.1-0.2 us. */
 enum { PACK_KB = 256, PACK_KBB = 32 };
+
+/* Products with packed A, k >= 2 KC_PASS and at least 8 column blocks run k in passes, tiles
+ * in L2-sized blocks of A (run() below). Measured at 2048^3 on PoCL/AVX2: +7-31% while other tenants loaded the
+ * machine's L3, within 2% either way on a quiet machine; at 1024 (one pass) nothing changes,
+ * and two passes of 512 there were 5% slower. */
+#define KC_PASS ((size_t)1024)
+#define A_BLOCK_BYTES ((size_t)256 << 10)
 static int pack_pg(clg_packed_config cfg) { return cfg.nr >= 256 ? 1 : 256 / cfg.nr; }
 
 /* Tiles per work-item: enough that a work-item does ~16K multiply-adds (its scheduling
@@ -226,12 +233,31 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
         const clg_karg al = dt == CLG_F64 ? CLG_ARG(alpha) : CLG_ARG(af);
         const clg_karg be = dt == CLG_F64 ? CLG_ARG(beta) : CLG_ARG(bf);
         if (pack_a) {
-            st = clg__launch(ctx, kc, 1, &items, one,
-                             (clg_karg[]){CLG_ARG(im), CLG_ARG(in), CLG_ARG(ik), CLG_ARG(ap.mem), CLG_ARG(bm),
-                                          CLG_ARG(boff), CLG_ARG(b_ps), CLG_ARG(b_rs), CLG_ARG(b_cs),
-                                          CLG_ARG(b_direct), al, be, CLG_ARG(c), CLG_ARG(coff), CLG_ARG(ildc),
-                                          CLG_ARG(ctr), CLG_ARG(itm), CLG_ARG(tpw)},
-                             18, "gemm_tile");
+            /* k in passes of about KC_PASS (each adds its share to C, beta 1 after the first),
+             * tiles in blocks of mb row panels whose A slice fits A_BLOCK_BYTES: the block
+             * stays in L2 while the pass's B panels go by, instead of all of A streaming from
+             * L3 once per B panel (1.4 GB of traffic at 2048^3, 0.4 GB blocked). With few B
+             * panels (tiles_n < 8: weight gradients, C small) A streams only a few times and
+             * the extra passes would cost more than they save. */
+            const size_t passes = tiles_n >= 8 && k / KC_PASS ? k / KC_PASS : 1;
+            const size_t kcb = (k + passes - 1) / passes;
+            const size_t mbs = passes > 1 ? A_BLOCK_BYTES / ((size_t)cfg.mr * kcb * elt) : tiles_m;
+            const cl_int mb = (cl_int)(mbs < 1 ? 1 : mbs > tiles_m ? tiles_m : mbs);
+            const cl_int a_ps = (cl_int)k * cfg.mr;
+            const float one_f = 1.0f;
+            const double one_d = 1.0;
+            for (size_t k0 = 0; (k0 == 0 || k0 < k) && st == CLG_OK; k0 += kcb) {
+                const cl_int kc_len = (cl_int)(k - k0 < kcb ? k - k0 : kcb), aoff = (cl_int)k0 * cfg.mr;
+                const cl_int boffp = boff + (cl_int)k0 * b_rs;
+                const clg_karg bep = k0 == 0 ? be : dt == CLG_F64 ? CLG_ARG(one_d) : CLG_ARG(one_f);
+                st = clg__launch(ctx, kc, 1, &items, one,
+                                 (clg_karg[]){CLG_ARG(im), CLG_ARG(in), CLG_ARG(kc_len), CLG_ARG(ap.mem),
+                                              CLG_ARG(aoff), CLG_ARG(a_ps), CLG_ARG(bm), CLG_ARG(boffp),
+                                              CLG_ARG(b_ps), CLG_ARG(b_rs), CLG_ARG(b_cs), CLG_ARG(b_direct), al,
+                                              bep, CLG_ARG(c), CLG_ARG(coff), CLG_ARG(ildc), CLG_ARG(ctr),
+                                              CLG_ARG(itm), CLG_ARG(mb), CLG_ARG(tpw)},
+                                 21, "gemm_tile");
+            }
         } else {
             /* op(A)[i, kk] = a[a_off + i*a_rs + kk*a_cs] */
             const cl_int aoff = (cl_int)a_off, a_rs = ta ? 1 : (cl_int)lda, a_cs = ta ? (cl_int)lda : 1;

@@ -185,7 +185,12 @@ static void test_packed_by_size(void **state) {
                            {true, true, 30, 200, 100, -1.0, 0.0}, /* Cᵀ = B A: nothing packed */
                            /* A packed, k small: several tiles per work-item (4 on a 2-core
                             * CPU), 499 x 3 tiles, so the last work-item runs short */
-                           {false, false, 1996, 50, 40, 1.0, 1.0}};
+                           {false, false, 1996, 50, 40, 1.0, 1.0},
+                           /* k >= 2048, A packed, 9 column blocks (4x24 tile): k in two passes
+                            * (the second adds to what the first wrote over NaN), tiles in blocks
+                            * of A panels, 18 panels in blocks of 15 and 3 */
+                           {false, false, 70, 200, 2100, 0.5, 0.0},
+                           {true, false, 70, 200, 2100, -1.0, 1.0}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         run_case(ctx, CLG_F32, &cases[c], 900 + c, "by size");
     clg__blas_force_path(ctx, CLG_GEMM_AUTO);
