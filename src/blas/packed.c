@@ -17,8 +17,9 @@ enum { PACK_KB = 256, PACK_KBB = 32 };
 
 /* Products with packed A, k >= 2 KC_PASS and at least 8 column blocks run k in passes, tiles
  * in L2-sized blocks of A (run() below). Measured at 2048^3 on PoCL/AVX2: +7-31% while other tenants loaded the
- * machine's L3, within 2% either way on a quiet machine; at 1024 (one pass) nothing changes,
- * and two passes of 512 there were 5% slower. */
+ * machine's L3, 1.5-3% slower on a quiet machine (where the kernel runs at ~92% of the FMA
+ * peak either way); at 1024 (one pass) nothing changes, and two passes of 512 there were 5%
+ * slower. */
 #define KC_PASS ((size_t)1024)
 #define A_BLOCK_BYTES ((size_t)256 << 10)
 static int pack_pg(clg_packed_config cfg) { return cfg.nr >= 256 ? 1 : 256 / cfg.nr; }
