@@ -281,3 +281,18 @@ done:
     clg_tensor_free(y);
     if (failure[0]) fail_msg("%s", failure);
 }
+
+void ref_gemm(bool ta, bool tb, size_t m, size_t n, size_t k, double alpha, const double *a, size_t lda,
+              const double *b, size_t ldb, double beta, double *c, size_t ldc) {
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            long double acc = 0;
+            for (size_t p = 0; p < k; p++) {
+                const double av = ta ? a[p * lda + i] : a[i * lda + p];
+                const double bv = tb ? b[j * ldb + p] : b[p * ldb + j];
+                acc += (long double)av * bv;
+            }
+            double *cij = &c[i * ldc + j];
+            *cij = beta == 0 ? (double)(alpha * acc) : (double)(alpha * acc + (long double)beta * *cij);
+        }
+}

@@ -45,6 +45,12 @@ clg_tensor *ref_tensor_f64(clg_context *ctx, int ndim, const int *shape, const d
 clg_tensor *ref_rand_f64(clg_context *ctx, int ndim, const int *shape, uint64_t seed, double lo, double hi);
 clg_tensor *ref_rand(clg_context *ctx, clg_dtype dt, int ndim, const int *shape, uint64_t seed, double lo, double hi);
 
+/* C = alpha op(A) op(B) + beta C on the host in long double, row-major; a, b, c point at
+ * the first element (offsets already applied). beta = 0 never reads C (it may hold NaN), as
+ * in BLAS. The reference of every GEMM path's tests. */
+void ref_gemm(bool ta, bool tb, size_t m, size_t n, size_t k, double alpha, const double *a, size_t lda,
+              const double *b, size_t ldb, double beta, double *c, size_t ldc);
+
 /* Finite-difference gradient check in f64. f builds y from inputs through graph ops
  * (inputs are f64 leaves with requires_grad set). The check takes loss = sum(r * y) for a
  * fixed random r, runs clg_backward_grad(y, r), and compares every input's .grad with

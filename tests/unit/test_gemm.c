@@ -30,25 +30,6 @@ static clg_tensor *rand1d(clg_context *ctx, clg_dtype dt, size_t len, uint64_t s
     return ref_rand(ctx, dt, 1, shape, seed, -1.0, 1.0);
 }
 
-/* C = alpha * op(A) * op(B) + beta * C on the host, element by element, in long double. */
-static void host_gemm(const gemm_case *g, const double *a, size_t lda, const double *b, size_t ldb, double *c,
-                      size_t ldc) {
-    for (size_t i = 0; i < g->m; i++) {
-        for (size_t j = 0; j < g->n; j++) {
-            long double acc = 0;
-            for (size_t p = 0; p < g->k; p++) {
-                const double av = g->ta ? a[A_OFF + p * lda + i] : a[A_OFF + i * lda + p];
-                const double bv = g->tb ? b[B_OFF + j * ldb + p] : b[B_OFF + p * ldb + j];
-                acc += (long double)av * bv;
-            }
-            double *cij = &c[C_OFF + i * ldc + j];
-            /* beta = 0: C is not read (it may hold NaN), as in BLAS */
-            *cij = g->beta == 0 ? (double)(g->alpha * acc)
-                                : (double)(g->alpha * acc + (long double)g->beta * *cij);
-        }
-    }
-}
-
 static void run_case(clg_context *ctx, clg_dtype dt, const gemm_case *g, uint64_t seed) {
     const size_t ar = g->ta ? g->k : g->m, ac = g->ta ? g->m : g->k;
     const size_t br = g->tb ? g->n : g->k, bc = g->tb ? g->k : g->n;
@@ -62,7 +43,8 @@ static void run_case(clg_context *ctx, clg_dtype dt, const gemm_case *g, uint64_
     double *want = malloc(c_len * sizeof *want);
     assert_non_null(want);
     memcpy(want, c0, c_len * sizeof *want);
-    host_gemm(g, ah, lda, bh, ldb, want, ldc);
+    ref_gemm(g->ta, g->tb, g->m, g->n, g->k, g->alpha, ah + A_OFF, lda, bh + B_OFF, ldb, g->beta, want + C_OFF,
+             ldc);
 
     REF_OK(ctx, clg_gemm(ctx, g->ta, g->tb, g->m, g->n, g->k, g->alpha, a, A_OFF, lda, b, B_OFF, ldb, g->beta,
                          c, C_OFF, ldc));

@@ -31,23 +31,6 @@ static clg_tensor *rand1d(clg_context *ctx, clg_dtype dt, size_t len, uint64_t s
     return ref_rand(ctx, dt, 1, shape, seed, -1.0, 1.0);
 }
 
-/* C = alpha op(A) op(B) + beta C in long double; beta = 0 never reads C. */
-static void host_gemm(const gcase *g, const double *a, size_t lda, const double *b, size_t ldb, double *c,
-                      size_t ldc) {
-    for (size_t i = 0; i < g->m; i++)
-        for (size_t j = 0; j < g->n; j++) {
-            long double acc = 0;
-            for (size_t p = 0; p < g->k; p++) {
-                const double av = g->ta ? a[A_OFF + p * lda + i] : a[A_OFF + i * lda + p];
-                const double bv = g->tb ? b[B_OFF + j * ldb + p] : b[B_OFF + p * ldb + j];
-                acc += (long double)av * bv;
-            }
-            double *cij = &c[C_OFF + i * ldc + j];
-            *cij = g->beta == 0 ? (double)(g->alpha * acc)
-                                : (double)(g->alpha * acc + (long double)g->beta * *cij);
-        }
-}
-
 /* One product through clg_gemm (whatever path ctx is forced to), checked inside and
  * outside the C window. With beta = 0, C starts as NaN everywhere inside the window. */
 static void run_case(clg_context *ctx, clg_dtype dt, const gcase *g, uint64_t seed, const char *tag) {
@@ -73,7 +56,8 @@ static void run_case(clg_context *ctx, clg_dtype dt, const gcase *g, uint64_t se
     }
     double *ah = ref_to_host_f64(a), *bh = ref_to_host_f64(b), *ch = ref_to_host_f64(c);
     memcpy(want, ch, c_len * sizeof *want);
-    host_gemm(g, ah, lda, bh, ldb, want, ldc);
+    ref_gemm(g->ta, g->tb, g->m, g->n, g->k, g->alpha, ah + A_OFF, lda, bh + B_OFF, ldb, g->beta, want + C_OFF,
+             ldc);
 
     REF_OK(ctx, clg_gemm(ctx, g->ta, g->tb, g->m, g->n, g->k, g->alpha, a, A_OFF, lda, b, B_OFF, ldb, g->beta,
                          c, C_OFF, ldc));
