@@ -68,6 +68,7 @@ DEFINE_PACK_ROWS(NR)
         }                                                                                     \
     }
 DEFINE_PACK_COLS(MR)
+DEFINE_PACK_COLS(NR)
 
 /* Packed A: panel p holds rows p*MR .. p*MR+MR-1 of op(A), K-major, zero rows past m:
  *   ap[(p * k + kk) * MR + r] = op(A)[p*MR + r, kk]            // (ceil(m/MR), k, MR)
@@ -115,17 +116,9 @@ pack_b(__global const REAL *b, const int b_off, const int ldb, const int trans, 
     const int kb = get_global_id(0) * KBB, q0 = get_global_id(1) * PG;
     if (kb >= k || q0 * NR >= n) return;
     const int kend = min(k, kb + KBB), qend = min(q0 + PG, (n + NR - 1) / NR);
-    for (int kk = kb; kk < kend; kk++) {
-        __global const REAL *s = b + b_off + (size_t)kk * ldb;
-        for (int q = q0; q < qend; q++) {
-            __global REAL *d = bp + ((size_t)q * k + kk) * NR;
-            const int cols = min(NR, n - q * NR);
-            if (cols == NR)
-                for (int c = 0; c < NR; c++) d[c] = s[q * NR + c];
-            else
-                for (int c = 0; c < NR; c++) d[c] = c < cols ? s[q * NR + c] : (REAL)0;
-        }
-    }
+    for (int kk = kb; kk < kend; kk++) /* row kk, panel by panel */
+        for (int q = q0; q < qend; q++)
+            pack_cols_NR(b + b_off + q * NR, ldb, min(NR, n - q * NR), kk, kk + 1, bp + (size_t)q * k * NR);
 }
 
 /* ---- compute: C = alpha * op(A) op(B) + beta * C, one MR x NR tile of C per step ----

@@ -164,6 +164,14 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
     char opts[128];
     snprintf(opts, sizeof opts, "-DMR=%d -DNR=%d -DVW=%d -DKB=%d -DKBB=%d -DPG=%d", cfg.mr, cfg.nr, cfg.vw,
              PACK_KB, PACK_KBB, pack_pg(cfg));
+    const cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k, itm = (cl_int)tiles_m;
+    const cl_int coff = (cl_int)c_off, ildc = (cl_int)ldc;
+    /* alpha and beta travel in the kernel's REAL; `unit` is beta 1 for later k passes */
+    const float af = (float)alpha, bf = (float)beta, one_f = 1.0f;
+    const double one_d = 1.0;
+    const clg_karg al = dt == CLG_F64 ? CLG_ARG(alpha) : CLG_ARG(af);
+    const clg_karg be = dt == CLG_F64 ? CLG_ARG(beta) : CLG_ARG(bf);
+    const clg_karg unit = dt == CLG_F64 ? CLG_ARG(one_d) : CLG_ARG(one_f);
     if (pl.dot) {
         /* NT = NR / VW columns of C per tile */
         const size_t nt = (size_t)(cfg.nr / cfg.vw), all = tiles_m * ((n + nt - 1) / nt);
@@ -172,12 +180,7 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
         cl_kernel kd;
         clg_status st = clg__kernel_dt(ctx, PROGRAM, "gemm_tile_nt", dt, opts, &kd);
         if (st != CLG_OK) return st;
-        const cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k, aoff = (cl_int)a_off, ilda = (cl_int)lda;
-        const cl_int boff = (cl_int)b_off, ildb = (cl_int)ldb, coff = (cl_int)c_off, ildc = (cl_int)ldc;
-        const cl_int itm = (cl_int)tiles_m;
-        const float af = (float)alpha, bf = (float)beta;
-        const clg_karg al = dt == CLG_F64 ? CLG_ARG(alpha) : CLG_ARG(af);
-        const clg_karg be = dt == CLG_F64 ? CLG_ARG(beta) : CLG_ARG(bf);
+        const cl_int aoff = (cl_int)a_off, ilda = (cl_int)lda, boff = (cl_int)b_off, ildb = (cl_int)ldb;
         return clg__launch(ctx, kd, 1, &items, (size_t[]){1},
                            (clg_karg[]){CLG_ARG(im), CLG_ARG(in), CLG_ARG(ik), CLG_ARG(a), CLG_ARG(aoff),
                                         CLG_ARG(ilda), CLG_ARG(b), CLG_ARG(boff), CLG_ARG(ildb), al, be,
@@ -191,7 +194,6 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
     if (st == CLG_OK && pack_b) st = clg__kernel_dt(ctx, PROGRAM, "pack_b", dt, opts, &kpb);
     if (st != CLG_OK) return st;
 
-    const cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k;
     const size_t one[2] = {1, 1}, kblocks = (k + PACK_KB - 1) / PACK_KB;
     clg_pool_block ap = {0}, bp = {0};
     if (pack_a) {
@@ -224,15 +226,11 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
         const cl_int boff = pack_b ? 0 : (cl_int)b_off;
         const cl_int b_ps = pack_b ? (cl_int)k * cfg.nr : tb ? cfg.nr * (cl_int)ldb : cfg.nr;
         const cl_int b_rs = pack_b ? cfg.nr : tb ? 1 : (cl_int)ldb, b_cs = !pack_b && tb ? (cl_int)ldb : 1;
-        const cl_int b_direct = !pack_b, coff = (cl_int)c_off, ildc = (cl_int)ldc, itm = (cl_int)tiles_m;
+        const cl_int b_direct = !pack_b;
         const cl_int ctr = pl.swap;
         const size_t all = tiles_m * tiles_n;
         const cl_int tpw = tiles_per_item(ctx, all, (size_t)cfg.mr * (size_t)cfg.nr * k);
         const size_t items = (all + (size_t)tpw - 1) / (size_t)tpw;
-        /* alpha and beta travel in the kernel's REAL */
-        const float af = (float)alpha, bf = (float)beta;
-        const clg_karg al = dt == CLG_F64 ? CLG_ARG(alpha) : CLG_ARG(af);
-        const clg_karg be = dt == CLG_F64 ? CLG_ARG(beta) : CLG_ARG(bf);
         if (pack_a) {
             /* k in passes of about KC_PASS (each adds its share to C, beta 1 after the first),
              * tiles in blocks of mb row panels whose A slice fits A_BLOCK_BYTES: the block
@@ -245,12 +243,10 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
             const size_t mbs = passes > 1 ? A_BLOCK_BYTES / ((size_t)cfg.mr * kcb * elt) : tiles_m;
             const cl_int mb = (cl_int)(mbs < 1 ? 1 : mbs > tiles_m ? tiles_m : mbs);
             const cl_int a_ps = (cl_int)k * cfg.mr;
-            const float one_f = 1.0f;
-            const double one_d = 1.0;
             for (size_t k0 = 0; (k0 == 0 || k0 < k) && st == CLG_OK; k0 += kcb) {
                 const cl_int kc_len = (cl_int)(k - k0 < kcb ? k - k0 : kcb), aoff = (cl_int)k0 * cfg.mr;
                 const cl_int boffp = boff + (cl_int)k0 * b_rs;
-                const clg_karg bep = k0 == 0 ? be : dt == CLG_F64 ? CLG_ARG(one_d) : CLG_ARG(one_f);
+                const clg_karg bep = k0 == 0 ? be : unit;
                 st = clg__launch(ctx, kc, 1, &items, one,
                                  (clg_karg[]){CLG_ARG(im), CLG_ARG(in), CLG_ARG(kc_len), CLG_ARG(ap.mem),
                                               CLG_ARG(aoff), CLG_ARG(a_ps), CLG_ARG(bm), CLG_ARG(boffp),
