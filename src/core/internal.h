@@ -201,6 +201,13 @@ clg_status clg__check(clg_context *ctx, const clg_tensor *t, const char *op, con
 /* Requires equal shapes; message names both. */
 clg_status clg__check_same(clg_context *ctx, const clg_tensor *a, const clg_tensor *b,
                            const char *op, const char *what);
+/* CLG_UNSUPPORTED unless t's elements fit the kernels' int index. */
+clg_status clg__check_int_index(clg_context *ctx, const clg_tensor *t, const char *op);
+/* *out = a new tensor like x holding kernel(x, param) element by element: kernel in program
+ * takes (y, x, REAL param, int n) through CLG_LAUNCH_ELEMS. Checks x's size; x itself is
+ * already checked. Records no graph node (the op does, with its own saved state). */
+clg_status clg__map_real(clg_context *ctx, const char *program, const char *kernel, const char *op,
+                         const clg_tensor *x, double param, clg_tensor **out);
 /* y = beta * y + alpha * x over numel elements (the gradient-accumulation kernel). */
 clg_status clg__axpby(clg_context *ctx, double alpha, const clg_tensor *x, double beta, clg_tensor *y);
 /* Host counter-based generator (splitmix64 of seed + index): value i of stream seed. */

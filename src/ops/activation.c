@@ -3,7 +3,6 @@
  * forward and every backward has one signature, so one table drives all five.
  * Tests: tests/ops/test_activation.c.
  */
-#include <limits.h>
 #include <string.h>
 
 #include "core/internal.h"
@@ -35,22 +34,10 @@ static clg_status activate(clg_context *ctx, const act_kind *kind, const clg_op_
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: out is NULL", kind->name);
     *out = NULL;
     clg_status st = clg__check(ctx, x, kind->name, "x");
+    clg_tensor *y = NULL;
+    if (st == CLG_OK) st = clg__map_real(ctx, "ops/activation", kind->forward, kind->name, x, param, &y);
     if (st != CLG_OK) return st;
-    if (x->numel > (size_t)INT_MAX)
-        return clg__fail(ctx, CLG_UNSUPPORTED, "%s: %zu elements exceed the kernels' int index", kind->name,
-                         x->numel);
-    cl_kernel k;
-    st = clg__kernel_dt(ctx, "ops/activation", kind->forward, x->dtype, NULL, &k);
-    if (st != CLG_OK) return st;
-    clg_tensor *y;
-    st = clg__tensor_like(x, &y);
-    if (st != CLG_OK) return st;
-    cl_mem ym = y->buf->block.mem, xm = x->buf->block.mem;
-    const int n = (int)x->numel;
-    clg_real pr;
-    st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, kind->name, CLG_ARG(ym), CLG_ARG(xm),
-                          clg__real(x->dtype, &pr, param), CLG_ARG(n));
-    if (st == CLG_OK && clg__needs_grad(ctx, 1, &x)) {
+    if (clg__needs_grad(ctx, 1, &x)) {
         const act_params p = {kind, param};
         clg_node *node = NULL;
         st = clg__record(ctx, def, y, 1, &x, &p, sizeof p, &node);

@@ -11,13 +11,6 @@ static const clg_op_def add_op, mul_op, scale_op;
 
 
 /* Kernels index with int: a tensor past INT_MAX elements would wrap. */
-static clg_status check_numel(clg_context *ctx, const clg_tensor *t, const char *op) {
-    if (t->numel > (size_t)INT_MAX)
-        return clg__fail(ctx, CLG_UNSUPPORTED, "%s: %zu elements exceed the kernels' int index", op,
-                         t->numel);
-    return CLG_OK;
-}
-
 /* a, b: same dtype and shape. */
 static clg_status check_pair(clg_context *ctx, const clg_tensor *a, const clg_tensor *b, const char *op) {
     clg_status st = clg__check(ctx, a, op, "a");
@@ -27,7 +20,7 @@ static clg_status check_pair(clg_context *ctx, const clg_tensor *a, const clg_te
         return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: dtypes differ: a is %s, b is %s", op,
                          clg_dtype_name(a->dtype), clg_dtype_name(b->dtype));
     st = clg__check_same(ctx, a, b, op, "a and b");
-    return st == CLG_OK ? check_numel(ctx, a, op) : st;
+    return st == CLG_OK ? clg__check_int_index(ctx, a, op) : st;
 }
 
 /* y = a (op) b through one kernel, recording def when a gradient is needed. */
@@ -68,20 +61,10 @@ clg_status clg_scale(clg_context *ctx, const clg_tensor *x, double s, clg_tensor
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "scale: out is NULL");
     *out = NULL;
     clg_status st = clg__check(ctx, x, "scale", "x");
-    if (st == CLG_OK) st = check_numel(ctx, x, "scale");
+    clg_tensor *y = NULL;
+    if (st == CLG_OK) st = clg__map_real(ctx, "ops/eltwise", "scale_forward", "scale", x, s, &y);
     if (st != CLG_OK) return st;
-    cl_kernel k;
-    st = clg__kernel_dt(ctx, "ops/eltwise", "scale_forward", x->dtype, NULL, &k);
-    if (st != CLG_OK) return st;
-    clg_tensor *y;
-    st = clg__tensor_like(x, &y);
-    if (st != CLG_OK) return st;
-    cl_mem ym = y->buf->block.mem, xm = x->buf->block.mem;
-    const int n = (int)x->numel;
-    clg_real sr;
-    st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "scale", CLG_ARG(ym), CLG_ARG(xm), clg__real(x->dtype, &sr, s),
-                          CLG_ARG(n));
-    if (st == CLG_OK && clg__needs_grad(ctx, 1, &x))
+    if (clg__needs_grad(ctx, 1, &x))
         st = clg__record(ctx, &scale_op, y, 1, &x, &s, sizeof s, NULL);
     if (st != CLG_OK) {
         clg_tensor_free(y);

@@ -4,7 +4,6 @@
  * sequential work-item on CPUs: deterministic, no atomics).
  * Tests: tests/ops/test_loss.c.
  */
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -44,13 +43,6 @@ static clg_status launch_reduce(clg_context *ctx, const char *name, clg_dtype dt
     return clg__launch(ctx, k, 1, &local, &local, args, nargs + 1, what);
 }
 
-static clg_status check_size(clg_context *ctx, const clg_tensor *t, const char *op) {
-    if (t->numel > (size_t)INT_MAX)
-        return clg__fail(ctx, CLG_UNSUPPORTED, "%s: %zu elements exceed the kernels' int index", op,
-                         t->numel);
-    return CLG_OK;
-}
-
 /* ---------------------------------------------------------------- softmax cross-entropy */
 
 clg_status clg_softmax_cross_entropy(clg_context *ctx, const clg_tensor *logits, const int32_t *targets,
@@ -59,7 +51,7 @@ clg_status clg_softmax_cross_entropy(clg_context *ctx, const clg_tensor *logits,
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: out is NULL", op);
     *out = NULL;
     clg_status st = clg__check(ctx, logits, op, "logits");
-    if (st == CLG_OK) st = check_size(ctx, logits, op);
+    if (st == CLG_OK) st = clg__check_int_index(ctx, logits, op);
     if (st != CLG_OK) return st;
     char ls[64];
     if (logits->ndim != 2)
@@ -158,7 +150,7 @@ clg_status clg_mse_loss(clg_context *ctx, const clg_tensor *pred, const clg_tens
         return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: dtypes differ: pred is %s, target is %s", op,
                          clg_dtype_name(pred->dtype), clg_dtype_name(target->dtype));
     st = clg__check_same(ctx, pred, target, op, "pred and target");
-    if (st == CLG_OK) st = check_size(ctx, pred, op);
+    if (st == CLG_OK) st = clg__check_int_index(ctx, pred, op);
     if (st != CLG_OK) return st;
     clg_tensor *y;
     const int one = 1;
@@ -209,7 +201,7 @@ clg_status clg_sum_of_squares(clg_context *ctx, const clg_tensor *x, clg_tensor 
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: out is NULL", op);
     *out = NULL;
     clg_status st = clg__check(ctx, x, op, "x");
-    if (st == CLG_OK) st = check_size(ctx, x, op);
+    if (st == CLG_OK) st = clg__check_int_index(ctx, x, op);
     if (st != CLG_OK) return st;
     clg_tensor *y;
     const int one = 1;

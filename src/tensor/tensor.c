@@ -282,6 +282,36 @@ clg_status clg__check_same(clg_context *ctx, const clg_tensor *a, const clg_tens
     return CLG_OK;
 }
 
+clg_status clg__check_int_index(clg_context *ctx, const clg_tensor *t, const char *op) {
+    if (t->numel > (size_t)INT_MAX)
+        return clg__fail(ctx, CLG_UNSUPPORTED, "%s: %zu elements exceed the kernels' int index", op,
+                         t->numel);
+    return CLG_OK;
+}
+
+clg_status clg__map_real(clg_context *ctx, const char *program, const char *kernel, const char *op,
+                         const clg_tensor *x, double param, clg_tensor **out) {
+    *out = NULL;
+    clg_status st = clg__check_int_index(ctx, x, op);
+    cl_kernel k;
+    if (st == CLG_OK) st = clg__kernel_dt(ctx, program, kernel, x->dtype, NULL, &k);
+    if (st != CLG_OK) return st;
+    clg_tensor *y;
+    st = clg__tensor_like(x, &y);
+    if (st != CLG_OK) return st;
+    cl_mem ym = y->buf->block.mem, xm = x->buf->block.mem;
+    const int n = (int)x->numel;
+    clg_real pr;
+    st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, op, CLG_ARG(ym), CLG_ARG(xm), clg__real(x->dtype, &pr, param),
+                          CLG_ARG(n));
+    if (st != CLG_OK) {
+        clg_tensor_free(y);
+        return st;
+    }
+    *out = y;
+    return CLG_OK;
+}
+
 clg_status clg__axpby(clg_context *ctx, double alpha, const clg_tensor *x, double beta, clg_tensor *y) {
     if (x->numel != y->numel || x->dtype != y->dtype)
         return clg__fail(ctx, CLG_SHAPE_MISMATCH, "axpby: %zu and %zu elements", x->numel, y->numel);
