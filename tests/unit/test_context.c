@@ -489,6 +489,24 @@ static void test_device_info(void **state) {
 
 /* ---------------------------------------------------------------- adopting OpenCL objects */
 
+/* The reference counts of an application's context and queue. */
+static void ref_counts(cl_context app_ctx, cl_command_queue app_q, cl_uint *ctx_refs, cl_uint *q_refs) {
+    assert_int_equal(clGetContextInfo(app_ctx, CL_CONTEXT_REFERENCE_COUNT, sizeof *ctx_refs, ctx_refs, NULL),
+                     CL_SUCCESS);
+    assert_int_equal(clGetCommandQueueInfo(app_q, CL_QUEUE_REFERENCE_COUNT, sizeof *q_refs, q_refs, NULL),
+                     CL_SUCCESS);
+}
+
+/* An application's own context and queue on the shared context's device. */
+static void app_objects(clg_context *shared, cl_device_id *dev, cl_context *app_ctx, cl_command_queue *app_q) {
+    *dev = clg_context_cl_device(shared);
+    cl_int e = CL_SUCCESS;
+    *app_ctx = clCreateContext(NULL, 1, dev, NULL, NULL, &e);
+    assert_int_equal(e, CL_SUCCESS);
+    *app_q = clCreateCommandQueue(*app_ctx, *dev, 0, &e);
+    assert_int_equal(e, CL_SUCCESS);
+}
+
 /* Waits (up to 2 s) until the application's context and queue are back to want_ctx and
  * want_q references: drivers drop their own references to retired commands asynchronously
  * (PoCL's commands hold the queue and the context until its worker threads retire them). */
@@ -496,23 +514,18 @@ static void settle_refs(cl_context app_ctx, cl_command_queue app_q, cl_uint want
     assert_int_equal(clFinish(app_q), CL_SUCCESS);
     for (int i = 0; i < 200; i++) {
         cl_uint refs = 0, q_refs = 0;
-        assert_int_equal(clGetContextInfo(app_ctx, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs, NULL),
-                         CL_SUCCESS);
-        assert_int_equal(clGetCommandQueueInfo(app_q, CL_QUEUE_REFERENCE_COUNT, sizeof q_refs, &q_refs, NULL),
-                         CL_SUCCESS);
+        ref_counts(app_ctx, app_q, &refs, &q_refs);
         if (refs <= want_ctx && q_refs <= want_q) return;
         nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     }
 }
 
 static void test_adopt_application_objects(void **state) {
-    clg_context *shared = *state;
-    cl_device_id dev = clg_context_cl_device(shared);
+    cl_device_id dev;
+    cl_context app_ctx;
+    cl_command_queue app_q;
+    app_objects(*state, &dev, &app_ctx, &app_q);
     cl_int e = CL_SUCCESS;
-    cl_context app_ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
-    assert_int_equal(e, CL_SUCCESS);
-    cl_command_queue app_q = clCreateCommandQueue(app_ctx, dev, 0, &e);
-    assert_int_equal(e, CL_SUCCESS);
 
     /* Half an adoption is refused. */
     clg_context_params p = clg_context_default_params();
@@ -528,20 +541,15 @@ static void test_adopt_application_objects(void **state) {
     p.cl_queue = app_q;
     /* Drivers keep references of their own (PoCL's queue holds its context): compare
      * with the counts before clgrad saw the objects. */
-    cl_uint ctx_refs0 = 0, q_refs0 = 0, refs = 0;
-    assert_int_equal(
-        clGetContextInfo(app_ctx, CL_CONTEXT_REFERENCE_COUNT, sizeof ctx_refs0, &ctx_refs0, NULL),
-        CL_SUCCESS);
-    assert_int_equal(clGetCommandQueueInfo(app_q, CL_QUEUE_REFERENCE_COUNT, sizeof q_refs0, &q_refs0, NULL),
-                     CL_SUCCESS);
+    cl_uint ctx_refs0 = 0, q_refs0 = 0, refs = 0, q_refs = 0;
+    ref_counts(app_ctx, app_q, &ctx_refs0, &q_refs0);
     clg_status st = clg_context_create(&p, &ctx, err, sizeof err);
     if (st != CLG_OK) fail_msg("adopt -> %s: %s", clg_status_name(st), err);
     assert_ptr_equal(clg_context_cl_context(ctx), app_ctx);
     assert_ptr_equal(clg_context_cl_device(ctx), dev);
     assert_ptr_equal(clg_context_cl_queue(ctx), app_q);
     /* retained while clgrad uses them */
-    assert_int_equal(clGetContextInfo(app_ctx, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs, NULL),
-                     CL_SUCCESS);
+    ref_counts(app_ctx, app_q, &refs, &q_refs);
     assert_true(refs > ctx_refs0);
     check_ctx_works(ctx);
     clg_context_free(ctx);
@@ -550,12 +558,9 @@ static void test_adopt_application_objects(void **state) {
     settle_refs(app_ctx, app_q, ctx_refs0, q_refs0);
 
     /* The application's references are intact: ours were retained and released. */
-    assert_int_equal(clGetContextInfo(app_ctx, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs, NULL),
-                     CL_SUCCESS);
+    ref_counts(app_ctx, app_q, &refs, &q_refs);
     assert_int_equal(refs, ctx_refs0);
-    assert_int_equal(clGetCommandQueueInfo(app_q, CL_QUEUE_REFERENCE_COUNT, sizeof refs, &refs, NULL),
-                     CL_SUCCESS);
-    assert_int_equal(refs, q_refs0);
+    assert_int_equal(q_refs, q_refs0);
     /* ...and still usable by the application. */
     float in[4] = {1, 2, 3, 4}, out[4] = {0};
     cl_mem buf = clCreateBuffer(app_ctx, CL_MEM_READ_WRITE, sizeof in, NULL, &e);
@@ -571,23 +576,17 @@ static void test_adopt_application_objects(void **state) {
 /* Once the caller has freed its tensors (cached in the pool or not), clg_context_free must
  * release every driver object that holds the adopted OpenCL context. */
 static void test_context_free_releases_driver_objects(void **state) {
-    clg_context *shared = *state;
-    cl_device_id dev = clg_context_cl_device(shared);
-    cl_int e = CL_SUCCESS;
-    cl_context app_ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
-    assert_int_equal(e, CL_SUCCESS);
-    cl_command_queue app_q = clCreateCommandQueue(app_ctx, dev, 0, &e);
-    assert_int_equal(e, CL_SUCCESS);
+    cl_device_id dev;
+    cl_context app_ctx;
+    cl_command_queue app_q;
+    app_objects(*state, &dev, &app_ctx, &app_q);
     clg_context_params p = clg_context_default_params();
     p.cache_dir = "off";
     p.cl_ctx = app_ctx;
     p.cl_device = dev;
     p.cl_queue = app_q;
-    cl_uint refs0 = 0, refs = 0, q_refs0 = 0;
-    assert_int_equal(clGetContextInfo(app_ctx, CL_CONTEXT_REFERENCE_COUNT, sizeof refs0, &refs0, NULL),
-                     CL_SUCCESS);
-    assert_int_equal(clGetCommandQueueInfo(app_q, CL_QUEUE_REFERENCE_COUNT, sizeof q_refs0, &q_refs0, NULL),
-                     CL_SUCCESS);
+    cl_uint refs0 = 0, refs = 0, q_refs0 = 0, q_refs = 0;
+    ref_counts(app_ctx, app_q, &refs0, &q_refs0);
     clg_context *ctx = NULL;
     assert_int_equal(clg_context_create(&p, &ctx, NULL, 0), CLG_OK);
     const int shape[1] = {100};
@@ -598,8 +597,7 @@ static void test_context_free_releases_driver_objects(void **state) {
     clg_tensor_free(leftover); /* the contract: objects go before their context */
     clg_context_free(ctx);
     settle_refs(app_ctx, app_q, refs0, q_refs0); /* see test_adopt_application_objects */
-    assert_int_equal(clGetContextInfo(app_ctx, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs, NULL),
-                     CL_SUCCESS);
+    ref_counts(app_ctx, app_q, &refs, &q_refs);
     if (refs != refs0)
         fail_msg("after clg_context_free the application's cl_context has %u references, want %u "
                  "as before (a cached buffer, program or queue was not released)",
