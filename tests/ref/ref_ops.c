@@ -155,6 +155,19 @@ clg_tensor *ref_fixture_tensor(clg_context *ctx, const clg_st_file *f, const cha
     return t;
 }
 
+void ref_assert_fixture(const clg_st_file *f, const char *name, const clg_tensor *got, double rtol, double atol) {
+    if (!got) fail_msg("%s: no tensor to compare (a gradient was not computed?)", name);
+    size_t n = 0;
+    double *want = ref_fixture_f64(f, name, &n);
+    assert_int_equal(n, clg_tensor_numel(got));
+    double *g = ref_to_host_f64(got);
+    char what[160];
+    snprintf(what, sizeof what, "%s vs PyTorch", name);
+    ref_assert_close(g, want, n, rtol, atol, what);
+    free(g);
+    free(want);
+}
+
 /* ---------------------------------------------------------------- the beta contract */
 
 clg_status ref_call_backward(clg_context *ctx, const clg_tensor *y, const clg_tensor *dy,

@@ -39,6 +39,9 @@ void ref_fixture_open(clg_st_file *f, const char *file);
 double *ref_fixture_f64(const clg_st_file *f, const char *name, size_t *n);
 /* The named entry as a new f64 tensor of its shape. */
 clg_tensor *ref_fixture_tensor(clg_context *ctx, const clg_st_file *f, const char *name);
+/* Fails unless got exists, has the fixture's element count and matches it to rtol/atol
+ * ("<name> vs PyTorch"). */
+void ref_assert_fixture(const clg_st_file *f, const char *name, const clg_tensor *got, double rtol, double atol);
 
 /* ---- the beta contract, straight through an op's backward ---- */
 /* Calls y's recorded node backward with dx[i] (NULL: skip) and beta[i]. */
