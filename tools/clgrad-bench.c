@@ -19,7 +19,7 @@
 #include "blas/packed.h"
 #include "blas/tune.h"
 #include "clgrad.h"
-#include "core/internal.h"
+#include "blas/blas.h"
 
 static double now(void) {
     struct timespec ts;

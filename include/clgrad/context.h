@@ -27,6 +27,17 @@ typedef struct clg_context clg_context;
 typedef enum clg_log_level { CLG_LOG_DEBUG = 0, CLG_LOG_INFO = 1, CLG_LOG_WARN = 2 } clg_log_level;
 typedef void (*clg_log_fn)(void *user, clg_log_level level, const char *message);
 
+/* Which form of the kernels a context runs. CPU style: a run of elements or whole rows per
+ * work-item, sequential per-channel reductions, no local memory. GPU style: an item per
+ * element, work-group tree reductions in local memory. Both give results within rounding of
+ * each other; the choice is fixed for the context's life (results are bit-identical per style). */
+typedef enum clg_kernel_style {
+    CLG_KERNEL_STYLE_AUTO = 0, /* CLGRAD_KERNEL_STYLE (cpu|gpu|auto), else by device: CPU style on
+                                  devices that are CPUs and nothing else */
+    CLG_KERNEL_STYLE_GPU = 1,
+    CLG_KERNEL_STYLE_CPU = 2,
+} clg_kernel_style;
+
 typedef struct clg_context_params {
     /* Device choice: NULL reads CLGRAD_DEVICE, and without it picks the first GPU, else
      * accelerator, else CPU across all platforms. Forms: "gpu", "cpu", "P:D" (platform and
@@ -48,6 +59,8 @@ typedef struct clg_context_params {
     void *log_user;
     /* Upper bound of conv2d's im2col buffer in bytes; big batches run in chunks. 0 = 64 MiB. */
     size_t conv_workspace_bytes;
+    /* Kernel form; AUTO reads CLGRAD_KERNEL_STYLE, then decides by device type. */
+    clg_kernel_style kernel_style;
 } clg_context_params;
 
 CLG_API clg_context_params clg_context_default_params(void);
@@ -61,6 +74,9 @@ CLG_API clg_status clg_context_create(const clg_context_params *params, clg_cont
  * and optimizer made from it first: their buffers belong to its pool, and an object still
  * alive afterwards can neither be used nor freed. NULL is a no-op. */
 CLG_API void clg_context_free(clg_context *ctx);
+
+/* The kernel style the context runs (CPU or GPU, never AUTO); CPU for NULL. */
+CLG_API clg_kernel_style clg_context_kernel_style(const clg_context *ctx);
 
 /* The last error on this context: "<call>: <cause>: <detail>". The context owns the text;
  * it stays valid until the next call on the context. Empty when nothing failed yet. */

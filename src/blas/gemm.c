@@ -8,15 +8,9 @@
 
 #include <clblast_c.h>
 
-#include "core/internal.h"
+#include "blas/blas.h"
 #include "blas/packed.h"
 #include "blas/tune.h"
-
-struct clg_blas_state {
-    int reserved; /* per-device choices and tuning live here (src/blas) */
-    /* issue 6: path choice, packed kernel shapes, tuning file (src/blas/choose.c, tune.c) */
-    clg_gemm_state *gemm;
-};
 
 static const char *clblast_name(CLBlastStatusCode s) {
     switch (s) {
@@ -47,26 +41,27 @@ static const char *clblast_name(CLBlastStatusCode s) {
     return "CLBlastUnknownStatus";
 }
 
-clg_status clg__blas_init(clg_context *ctx) {
-    ctx->blas = calloc(1, sizeof *ctx->blas);
-    if (!ctx->blas) return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "blas: out of host memory");
-    /* ---- issue 6: GEMM path state + saved tuning (src/blas/choose.c, src/blas/tune.c) ---- */
-    clg_status st = clg__gemm_state_create(ctx, &ctx->blas->gemm);
-    if (st == CLG_OK) st = clg__tune_load(ctx);
-    return st;
-    /* ---- end issue 6 ---- */
+/* The context keeps src/blas's state in a slot under this key (core never names blas). */
+static const char blas_slot_key;
+
+static void blas_teardown(clg_context *ctx, void *state) {
+    (void)ctx;
+    /* CLBlast's program cache is process-wide and shared with other contexts: never
+     * CLBlastClearCache() here. */
+    clg__gemm_state_free(state);
 }
 
 clg_gemm_state *clg__gemm_state(clg_context *ctx) {
-    return ctx->blas->gemm;
-}
-
-void clg__blas_free(clg_context *ctx) {
-    /* CLBlast's program cache is process-wide and shared with other contexts: never
-     * CLBlastClearCache() here. */
-    if (ctx->blas) clg__gemm_state_free(ctx->blas->gemm); /* issue 6 */
-    free(ctx->blas);
-    ctx->blas = NULL;
+    clg_gemm_state *s = clg__context_slot(ctx, &blas_slot_key);
+    if (s) return s;
+    if (clg__gemm_state_create(ctx, &s) != CLG_OK) return NULL;
+    if (clg__context_slot_set(ctx, &blas_slot_key, s, blas_teardown) != CLG_OK) {
+        clg__gemm_state_free(s);
+        return NULL;
+    }
+    /* A bad tuning file is logged and ignored inside; only host memory can fail here. */
+    if (clg__tune_load(ctx) != CLG_OK) return NULL;
+    return s;
 }
 
 /* Elements a row-major operand needs: rows x cols stored with leading dimension ld. */
@@ -88,6 +83,7 @@ clg_status clg__gemm_mem(clg_context *ctx, clg_dtype dtype, bool trans_a, bool t
                          lda, ldb, ldc, ac, bc, n);
     if (clg__fault(ctx, CLG_FAULT_ENQUEUE))
         return clg__fail(ctx, CLG_BLAS_ERROR, "gemm: injected fault");
+    if (!clg__gemm_state(ctx)) return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "gemm: out of host memory for its state");
     /* ---- issue 6: the packed kernel where it measured faster (src/blas/choose.c) ---- */
     clg_gemm_path path;
     clg_status st = clg__gemm_choose(ctx, dtype, trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb,

@@ -7,7 +7,7 @@
 #ifndef CLGRAD_BLAS_PACKED_H
 #define CLGRAD_BLAS_PACKED_H
 
-#include "core/internal.h"
+#include "tensor/tensor.h"
 
 typedef enum clg_gemm_path {
     CLG_GEMM_AUTO = 0,    /* measured choice per size class */

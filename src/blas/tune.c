@@ -23,7 +23,7 @@
 
 bool clg__tune_path(clg_context *ctx, char *buf, size_t len) {
     if (!ctx->cache_dir) return false;
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = CLG_FNV1A_START;
     h = clg__fnv1a(h, ctx->info.name, strlen(ctx->info.name) + 1);
     h = clg__fnv1a(h, ctx->info.driver_version, strlen(ctx->info.driver_version) + 1);
     snprintf(buf, len, "%s/gemm-tune-%016llx.json", ctx->cache_dir, (unsigned long long)h);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <strings.h>
+
 #include "core/disk_cache.h"
 
 clg_status clg__device_pick(const char *choice, cl_platform_id *platform, cl_device_id *device,
@@ -19,22 +21,6 @@ clg_context_params clg_context_default_params(void) {
     clg_context_params p;
     memset(&p, 0, sizeof p);
     return p;
-}
-
-void clg__fmt(char *buf, size_t len, const char *fmt, ...) {
-    if (!buf || len == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
-
-char *clg__strdup(const char *s) {
-    if (!s) return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
 }
 
 clg_status clg__fail(clg_context *ctx, clg_status status, const char *fmt, ...) {
@@ -98,8 +84,53 @@ static const char *env_or(const char *param, const char *env) {
     return v && *v ? v : NULL;
 }
 
+void *clg__context_slot(const clg_context *ctx, const void *key) {
+    for (size_t i = 0; i < CLG_CONTEXT_SLOTS; i++)
+        if (ctx->slots[i].key == key) return ctx->slots[i].state;
+    return NULL;
+}
+
+clg_status clg__context_slot_set(clg_context *ctx, const void *key, void *state, clg_teardown_fn teardown) {
+    for (size_t i = 0; i < CLG_CONTEXT_SLOTS; i++) {
+        if (!ctx->slots[i].key || ctx->slots[i].key == key) {
+            ctx->slots[i] = (clg_context_slot){key, state, teardown};
+            return CLG_OK;
+        }
+    }
+    return clg__fail(ctx, CLG_UNSUPPORTED, "context: every one of the %d floor slots is taken", CLG_CONTEXT_SLOTS);
+}
+
+/* The one place the kernel style is decided: the param, else CLGRAD_KERNEL_STYLE, else the
+ * device type (a device that is a CPU and nothing else; simulators report several types). */
+static clg_status resolve_kernel_style(clg_context *ctx, clg_kernel_style param) {
+    const char *env = getenv("CLGRAD_KERNEL_STYLE");
+    clg_kernel_style style = param;
+    if (style == CLG_KERNEL_STYLE_AUTO && env && *env) {
+        if (!strcasecmp(env, "cpu"))
+            style = CLG_KERNEL_STYLE_CPU;
+        else if (!strcasecmp(env, "gpu"))
+            style = CLG_KERNEL_STYLE_GPU;
+        else if (strcasecmp(env, "auto") != 0)
+            return clg__fail(ctx, CLG_INVALID_ARGUMENT, "CLGRAD_KERNEL_STYLE=\"%s\": expected cpu, gpu or auto", env);
+    }
+    if (style != CLG_KERNEL_STYLE_AUTO && style != CLG_KERNEL_STYLE_CPU && style != CLG_KERNEL_STYLE_GPU)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "kernel_style %d: expected AUTO, CPU or GPU", (int)style);
+    if (style == CLG_KERNEL_STYLE_AUTO)
+        style = (ctx->info.type & (CL_DEVICE_TYPE_CPU | CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR)) ==
+                        CL_DEVICE_TYPE_CPU
+                    ? CLG_KERNEL_STYLE_CPU
+                    : CLG_KERNEL_STYLE_GPU;
+    ctx->kernel_style = style;
+    return CLG_OK;
+}
+
+clg_kernel_style clg_context_kernel_style(const clg_context *ctx) {
+    return ctx ? ctx->kernel_style : CLG_KERNEL_STYLE_CPU;
+}
+
 static void context_destroy(clg_context *ctx) {
-    clg__blas_free(ctx);
+    for (size_t i = CLG_CONTEXT_SLOTS; i-- > 0;)
+        if (ctx->slots[i].key && ctx->slots[i].teardown) ctx->slots[i].teardown(ctx, ctx->slots[i].state);
     for (size_t i = 0; i < ctx->n_programs; i++) {
         clg_program_entry *p = &ctx->programs[i];
         for (size_t k = 0; k < p->n_kernels; k++) {
@@ -190,7 +221,7 @@ clg_status clg_context_create(const clg_context_params *params, clg_context **ou
     if (st == CLG_OK && kdir && strpbrk(kdir, " \t\"'"))
         st = clg__fail(ctx, CLG_INVALID_ARGUMENT, "kernel folder \"%s\": no spaces or quotes (it becomes a -I build option)", kdir);
     if (st == CLG_OK && kdir && !(ctx->kernel_dir = clg__strdup(kdir))) st = CLG_OUT_OF_HOST_MEMORY;
-    if (st == CLG_OK) st = clg__blas_init(ctx);
+    if (st == CLG_OK) st = resolve_kernel_style(ctx, p.kernel_style);
     if (st != CLG_OK) {
         clg__fmt(err, err_len, "clg_context_create: %s", ctx->errmsg[0] ? ctx->errmsg : clg_status_string(st));
         context_destroy(ctx);

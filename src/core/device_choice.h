@@ -5,7 +5,7 @@
 #ifndef CLGRAD_DEVICE_CHOICE_H
 #define CLGRAD_DEVICE_CHOICE_H
 
-#include "core/internal.h"
+#include "core/core.h"
 
 typedef enum clg_choice_kind {
     CLG_CHOICE_DEFAULT = 0, /* NULL or "": first GPU, else accelerator, else CPU */

@@ -14,15 +14,6 @@
 
 #define MAGIC "CLGBIN02"
 
-uint64_t clg__fnv1a(uint64_t h, const void *data, size_t len) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 clg_status clg__cache_dir_resolve(const char *param, char **out) {
     *out = NULL;
     if (param && !strcmp(param, "off")) return CLG_OK;
@@ -37,23 +28,6 @@ clg_status clg__cache_dir_resolve(const char *param, char **out) {
     }
     *out = clg__strdup(buf);
     return *out ? CLG_OK : CLG_OUT_OF_HOST_MEMORY;
-}
-
-/* mkdir -p */
-static bool make_dirs(const char *path) {
-    char tmp[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof tmp) return false;
-    memcpy(tmp, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (tmp[i] == '/' || tmp[i] == '\0') {
-            char c = tmp[i];
-            tmp[i] = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return false;
-            tmp[i] = c;
-        }
-    }
-    return true;
 }
 
 static void file_path(const char *dir, uint64_t key, char *buf, size_t len) {
@@ -75,7 +49,7 @@ clg_status clg__disk_cache_parse(const unsigned char *data, size_t size, uint64_
     if (get_u64(data + 8) != key) return CLG_BAD_FORMAT;
     uint64_t len = get_u64(data + 16);
     if (len == 0 || len != size - 32) return CLG_BAD_FORMAT;
-    if (clg__fnv1a(0xcbf29ce484222325ull, data + 32, (size_t)len) != get_u64(data + 24))
+    if (clg__fnv1a(CLG_FNV1A_START, data + 32, (size_t)len) != get_u64(data + 24))
         return CLG_BAD_FORMAT;
     *payload = data + 32;
     *payload_len = (size_t)len;
@@ -110,7 +84,7 @@ clg_status clg__disk_cache_load(const char *dir, uint64_t key, unsigned char **b
 }
 
 clg_status clg__disk_cache_store(const char *dir, uint64_t key, const unsigned char *binary, size_t len) {
-    if (!make_dirs(dir)) return CLG_IO_ERROR;
+    if (!clg__mkdirs(dir)) return CLG_IO_ERROR;
     char path[4200], tmp[4300];
     file_path(dir, key, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
@@ -118,7 +92,7 @@ clg_status clg__disk_cache_store(const char *dir, uint64_t key, const unsigned c
     memcpy(header, MAGIC, 8);
     put_u64(header + 8, key);
     put_u64(header + 16, len);
-    put_u64(header + 24, clg__fnv1a(0xcbf29ce484222325ull, binary, len));
+    put_u64(header + 24, clg__fnv1a(CLG_FNV1A_START, binary, len));
     FILE *f = fopen(tmp, "wb");
     if (!f) return CLG_IO_ERROR;
     bool ok = fwrite(header, 1, 32, f) == 32 && fwrite(binary, 1, len, f) == len;

@@ -4,10 +4,8 @@
 #ifndef CLGRAD_DISK_CACHE_H
 #define CLGRAD_DISK_CACHE_H
 
-#include "core/internal.h"
+#include "core/core.h"
 
-/* FNV-1a 64 continued from h (start with 0xcbf29ce484222325). */
-uint64_t clg__fnv1a(uint64_t h, const void *data, size_t len);
 /* param: "off" -> *out NULL; NULL -> XDG/HOME default. */
 clg_status clg__cache_dir_resolve(const char *param, char **out);
 /* Checks a cache file's bytes (magic, key, length, checksum); payload points into data. */

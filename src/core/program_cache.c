@@ -30,31 +30,16 @@ const char *clg__dtype_options(clg_dtype dtype) {
     return dtype == CLG_F64 ? "-DREAL=double -DREAL_IS_DOUBLE=1" : "-DREAL=float";
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 clg_status clg__kernel_source(clg_context *ctx, const char *name, char **source, size_t *len) {
     *source = NULL;
     if (ctx->kernel_dir) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s.cl", ctx->kernel_dir, name);
-        FILE *f = fopen(path, "rb");
-        if (!f) return clg__fail(ctx, CLG_IO_ERROR, "kernel source: cannot open %s (CLGRAD_KERNEL_DIR)", path);
-        long size = -1;
-        if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-        char *buf = size >= 0 && fseek(f, 0, SEEK_SET) == 0 ? malloc((size_t)size + 1) : NULL;
-        if (!buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
-            free(buf);
-            fclose(f);
-            return clg__fail(ctx, CLG_IO_ERROR, "kernel source: cannot read %s", path);
-        }
-        fclose(f);
-        buf[size] = '\0';
-        *source = buf;
-        *len = (size_t)size;
+        unsigned char *buf;
+        char why[512];
+        if (clg__read_file(path, (size_t)64 << 20, "kernel source", &buf, len, why, sizeof why) != CLG_OK)
+            return clg__fail(ctx, CLG_IO_ERROR, "%s (CLGRAD_KERNEL_DIR)", why);
+        *source = (char *)buf;
         return CLG_OK;
     }
     for (size_t i = 0; i < clg__cl_registry_count; i++) {
@@ -71,7 +56,7 @@ clg_status clg__kernel_source(clg_context *ctx, const char *name, char **source,
 }
 
 static uint64_t cache_key(const clg_context *ctx, const char *src, size_t len, const char *opts) {
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = CLG_FNV1A_START;
     const char *parts[] = {CACHE_FORMAT_VERSION, opts, ctx->info.platform_name,
                            ctx->info.platform_version, ctx->info.name, ctx->info.driver_version};
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) h = clg__fnv1a(h, parts[i], strlen(parts[i]) + 1);
@@ -127,14 +112,14 @@ static void store_cached(clg_context *ctx, uint64_t key, cl_program prog) {
 
 clg_status clg__program(clg_context *ctx, const char *name, const char *options,
                         clg_program_entry **out, clg_build_report *report) {
-    double t0 = now_seconds();
+    double t0 = clg__now_seconds();
     if (!options) options = "";
     if (report) memset(report, 0, sizeof *report);
     for (size_t i = 0; i < ctx->n_programs; i++) {
         clg_program_entry *p = &ctx->programs[i];
         if (!strcmp(p->name, name) && !strcmp(p->options, options)) {
             *out = p;
-            if (report) report->from_memory = true, report->seconds = now_seconds() - t0;
+            if (report) report->from_memory = true, report->seconds = clg__now_seconds() - t0;
             return CLG_OK;
         }
     }
@@ -194,9 +179,9 @@ clg_status clg__program(clg_context *ctx, const char *name, const char *options,
     clg_program_entry *p = &ctx->programs[ctx->n_programs++];
     *p = (clg_program_entry){n, o, prog, NULL, 0};
     clg__log(ctx, CLG_LOG_DEBUG, "clgrad: program %s [%s] %s in %.3f s", name, options,
-             from_disk ? "loaded from cache" : "built", now_seconds() - t0);
+             from_disk ? "loaded from cache" : "built", clg__now_seconds() - t0);
     *out = p;
-    if (report) report->from_disk = from_disk, report->seconds = now_seconds() - t0;
+    if (report) report->from_disk = from_disk, report->seconds = clg__now_seconds() - t0;
     return CLG_OK;
 }
 
@@ -273,10 +258,6 @@ clg_status clg__launch(clg_context *ctx, cl_kernel k, cl_uint dims, const size_t
         return clg__cl_fail(ctx, e, call);
     }
     return CLG_OK;
-}
-
-bool clg__cpu_style(const clg_context *ctx) {
-    return ctx->kernel_style ? ctx->kernel_style == 2 : (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
 }
 
 size_t clg__elems_chunk(const clg_context *ctx, size_t n) {

@@ -1,7 +1,7 @@
 /* src/core/status.c - status names and texts from the one X-macro list in
  * include/clgrad/status.h, plus OpenCL error names. Tests: tests/unit/test_status.c.
  */
-#include "core/internal.h"
+#include "core/core.h"
 
 const char *clg_status_name(clg_status status) {
     switch (status) {

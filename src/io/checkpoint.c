@@ -10,8 +10,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "core/internal.h"
-#include "io/io_util.h"
+#include "tensor/tensor.h"
+#include "io/io.h"
 
 /* Integers above 2^53 do not survive JSON readers that use doubles (cJSON, JavaScript). */
 #define CKPT_MAX_OFFSET ((size_t)1 << 53)

@@ -10,7 +10,7 @@
 
 #include <zlib.h>
 
-#include "io/io_util.h"
+#include "io/io.h"
 
 /* Decoded data cap (the header's few bytes come on top). */
 #define IDX_MAX_DATA ((size_t)1 << 30)
@@ -26,7 +26,7 @@ static clg_status idx_gunzip(const unsigned char *in, size_t len, size_t cap, un
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) { /* 16 + : the gzip wrapper, not zlib's */
-        clg__io_errf(err, err_len, "IDX: zlib inflateInit2 failed");
+        clg__fmt(err, err_len, "IDX: zlib inflateInit2 failed");
         return CLG_OUT_OF_HOST_MEMORY;
     }
     clg_status st = CLG_OK;
@@ -38,21 +38,21 @@ static clg_status idx_gunzip(const unsigned char *in, size_t len, size_t cap, un
     size_t left = len;
     unsigned char *buf = malloc(capacity);
     if (!buf) {
-        clg__io_errf(err, err_len, "IDX: out of host memory for %zu bytes", capacity);
+        clg__fmt(err, err_len, "IDX: out of host memory for %zu bytes", capacity);
         st = CLG_OUT_OF_HOST_MEMORY;
         goto done;
     }
     for (;;) {
         if (produced == capacity) {
             if (capacity >= limit) {
-                clg__io_errf(err, err_len, "IDX: gzip data inflates past the %zu-byte cap", cap);
+                clg__fmt(err, err_len, "IDX: gzip data inflates past the %zu-byte cap", cap);
                 st = CLG_BAD_FORMAT;
                 goto done;
             }
             size_t grown = capacity > limit / 2 ? limit : capacity * 2;
             unsigned char *nb = realloc(buf, grown);
             if (!nb) {
-                clg__io_errf(err, err_len, "IDX: out of host memory for %zu bytes", grown);
+                clg__fmt(err, err_len, "IDX: out of host memory for %zu bytes", grown);
                 st = CLG_OUT_OF_HOST_MEMORY;
                 goto done;
             }
@@ -76,31 +76,31 @@ static clg_status idx_gunzip(const unsigned char *in, size_t len, size_t cap, un
                 break;
             if (left >= 2 && next[0] == 0x1f && next[1] == 0x8b) { /* another member */
                 if (inflateReset(&zs) != Z_OK) {
-                    clg__io_errf(err, err_len, "IDX: zlib inflateReset failed");
+                    clg__fmt(err, err_len, "IDX: zlib inflateReset failed");
                     st = CLG_BAD_FORMAT;
                     goto done;
                 }
                 continue;
             }
-            clg__io_errf(err, err_len, "IDX: %zu bytes of trailing garbage after the gzip stream",
+            clg__fmt(err, err_len, "IDX: %zu bytes of trailing garbage after the gzip stream",
                          left);
             st = CLG_BAD_FORMAT;
             goto done;
         }
         if (r == Z_MEM_ERROR) {
-            clg__io_errf(err, err_len, "IDX: zlib ran out of host memory");
+            clg__fmt(err, err_len, "IDX: zlib ran out of host memory");
             st = CLG_OUT_OF_HOST_MEMORY;
             goto done;
         }
         if (r != Z_OK && r != Z_BUF_ERROR) { /* Z_DATA_ERROR, Z_NEED_DICT, Z_STREAM_ERROR */
-            clg__io_errf(err, err_len, "IDX: corrupt gzip data: %s", zs.msg ? zs.msg : "bad stream");
+            clg__fmt(err, err_len, "IDX: corrupt gzip data: %s", zs.msg ? zs.msg : "bad stream");
             st = CLG_BAD_FORMAT;
             goto done;
         }
         /* Output room left means inflate wanted more input: with none left (or no progress
          * at all) the stream ends early. */
         if (zs.avail_out > 0 && (left == 0 || (used == 0 && made == 0))) {
-            clg__io_errf(err, err_len, "IDX: gzip stream is truncated");
+            clg__fmt(err, err_len, "IDX: gzip stream is truncated");
             st = CLG_BAD_FORMAT;
             goto done;
         }
@@ -120,26 +120,26 @@ done:
 static clg_status idx_parse_raw(const unsigned char *b, size_t len, size_t cap, clg_idx *out,
                                 char *err, size_t err_len) {
     if (len < 4) {
-        clg__io_errf(err, err_len, "IDX: %zu bytes, too short for the 4-byte magic", len);
+        clg__fmt(err, err_len, "IDX: %zu bytes, too short for the 4-byte magic", len);
         return CLG_BAD_FORMAT;
     }
     if (b[0] != 0 || b[1] != 0) {
-        clg__io_errf(err, err_len, "IDX: wrong magic 0x%02x 0x%02x (want 0x00 0x00)", b[0], b[1]);
+        clg__fmt(err, err_len, "IDX: wrong magic 0x%02x 0x%02x (want 0x00 0x00)", b[0], b[1]);
         return CLG_BAD_FORMAT;
     }
     if (b[2] != 0x08) {
-        clg__io_errf(err, err_len, "IDX: unsupported data type 0x%02x (only 0x08, unsigned byte)",
+        clg__fmt(err, err_len, "IDX: unsupported data type 0x%02x (only 0x08, unsigned byte)",
                      b[2]);
         return CLG_BAD_FORMAT;
     }
     int ndim = b[3];
     if (ndim < 1 || ndim > CLG_MAX_DIMS) {
-        clg__io_errf(err, err_len, "IDX: ndims %d is not in 1..%d", ndim, CLG_MAX_DIMS);
+        clg__fmt(err, err_len, "IDX: ndims %d is not in 1..%d", ndim, CLG_MAX_DIMS);
         return CLG_BAD_FORMAT;
     }
     size_t header = 4 + 4 * (size_t)ndim;
     if (len < header) {
-        clg__io_errf(err, err_len, "IDX: %zu bytes, too short for the %zu-byte header of %d dims",
+        clg__fmt(err, err_len, "IDX: %zu bytes, too short for the %zu-byte header of %d dims",
                      len, header, ndim);
         return CLG_BAD_FORMAT;
     }
@@ -149,14 +149,14 @@ static clg_status idx_parse_raw(const unsigned char *b, size_t len, size_t cap, 
     for (int i = 0; i < ndim; i++) {
         uint32_t d = io__load_be32(b + 4 + 4 * i);
         if (d == 0 || d > INT32_MAX) {
-            clg__io_errf(err, err_len, "IDX: dim %d is %lu (want 1..%ld)", i, (unsigned long)d,
+            clg__fmt(err, err_len, "IDX: dim %d is %lu (want 1..%ld)", i, (unsigned long)d,
                          (long)INT32_MAX);
             return CLG_BAD_FORMAT;
         }
         out->dims[i] = (int)d;
         /* Checked against the cap at each step, so the product cannot overflow either. */
-        if (!io__mul_size(total, d, &total) || total > cap) {
-            clg__io_errf(err, err_len, "IDX: dims need more than the %zu-byte cap", cap);
+        if (!clg__mul_size(total, d, &total) || total > cap) {
+            clg__fmt(err, err_len, "IDX: dims need more than the %zu-byte cap", cap);
             return CLG_BAD_FORMAT;
         }
         off += (size_t)snprintf(dims_str + off, sizeof dims_str - off, i ? ", %lu" : "%lu",
@@ -164,13 +164,13 @@ static clg_status idx_parse_raw(const unsigned char *b, size_t len, size_t cap, 
     }
     size_t have = len - header;
     if (have != total) {
-        clg__io_errf(err, err_len, "IDX: dims (%s) need %zu data bytes but the file has %zu (%s)",
+        clg__fmt(err, err_len, "IDX: dims (%s) need %zu data bytes but the file has %zu (%s)",
                      dims_str, total, have, have > total ? "trailing bytes" : "truncated");
         return CLG_BAD_FORMAT;
     }
     unsigned char *data = malloc(total);
     if (!data) {
-        clg__io_errf(err, err_len, "IDX: out of host memory for %zu bytes", total);
+        clg__fmt(err, err_len, "IDX: out of host memory for %zu bytes", total);
         return CLG_OUT_OF_HOST_MEMORY;
     }
     memcpy(data, b + header, total);
@@ -183,7 +183,7 @@ static clg_status idx_parse_raw(const unsigned char *b, size_t len, size_t cap, 
 clg_status clg__idx_parse_capped(const void *bytes, size_t len, size_t cap, clg_idx *out,
                                  char *err, size_t err_len) {
     if (!out || (!bytes && len > 0)) {
-        clg__io_errf(err, err_len, "clg_idx_parse: out is NULL, or bytes is NULL with len > 0");
+        clg__fmt(err, err_len, "clg_idx_parse: out is NULL, or bytes is NULL with len > 0");
         return CLG_INVALID_ARGUMENT;
     }
     memset(out, 0, sizeof *out);
@@ -210,14 +210,14 @@ CLG_API clg_status clg_idx_parse(const void *bytes, size_t len, clg_idx *out, ch
 
 CLG_API clg_status clg_idx_read(const char *path, clg_idx *out, char *err, size_t err_len) {
     if (!out || !path) {
-        clg__io_errf(err, err_len, "clg_idx_read: path or out is NULL");
+        clg__fmt(err, err_len, "clg_idx_read: path or out is NULL");
         return CLG_INVALID_ARGUMENT;
     }
     memset(out, 0, sizeof *out);
     unsigned char *buf;
     size_t size;
     /* A raw file over the cap is refused before it is read whole; a gzip one is far smaller. */
-    clg_status st = clg__io_read_file(path, IDX_MAX_DATA + IDX_MAX_HEADER, "IDX", &buf, &size,
+    clg_status st = clg__read_file(path, IDX_MAX_DATA + IDX_MAX_HEADER, "IDX", &buf, &size,
                                       err, err_len);
     if (st != CLG_OK)
         return st;
@@ -225,7 +225,7 @@ CLG_API clg_status clg_idx_read(const char *path, clg_idx *out, char *err, size_
     st = clg__idx_parse_capped(buf, size, IDX_MAX_DATA, out, why, sizeof why);
     free(buf);
     if (st != CLG_OK) /* "IDX: <path>: <reason>" */
-        clg__io_errf(err, err_len, "IDX: %s: %s", path, strncmp(why, "IDX: ", 5) == 0 ? why + 5 : why);
+        clg__fmt(err, err_len, "IDX: %s: %s", path, strncmp(why, "IDX: ", 5) == 0 ? why + 5 : why);
     return st;
 }
 

@@ -12,7 +12,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "io/io_util.h"
+#include "io/io.h"
 
 /* The reference implementation refuses headers over 100 MB: a bigger one is hostile. */
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
@@ -21,7 +21,7 @@
 
 #define ST_FAIL(status, ...)                                                                  \
     do {                                                                                      \
-        clg__io_errf(err, err_len, "safetensors: " __VA_ARGS__);                              \
+        clg__fmt(err, err_len, "safetensors: " __VA_ARGS__);                              \
         st = (status);                                                                        \
         goto done;                                                                            \
     } while (0)
@@ -106,11 +106,11 @@ static clg_status st_parse_entry(const cJSON *j, unsigned char *block, size_t bl
             ST_FAIL(CLG_BAD_FORMAT,
                     "tensor \"%s\": shape entry %d is not an integer in [0, %d]", name, i, INT_MAX);
         e->shape[i] = (int)v;
-        if (!io__mul_size(numel, (size_t)v, &numel))
+        if (!clg__mul_size(numel, (size_t)v, &numel))
             ST_FAIL(CLG_BAD_FORMAT, "tensor \"%s\": shape is too large (overflow)", name);
     }
     size_t need;
-    if (!io__mul_size(numel, dsize, &need))
+    if (!clg__mul_size(numel, dsize, &need))
         ST_FAIL(CLG_BAD_FORMAT, "tensor \"%s\": shape is too large (overflow)", name);
     if (*is_i64 && numel != 1)
         ST_FAIL(CLG_BAD_FORMAT,
@@ -282,13 +282,13 @@ done:
 CLG_API clg_status clg_st_parse(const void *data, size_t size, clg_st_file *out, char *err,
                                 size_t err_len) {
     if (!out || (!data && size > 0)) {
-        clg__io_errf(err, err_len, "clg_st_parse: out is NULL, or data is NULL with size > 0");
+        clg__fmt(err, err_len, "clg_st_parse: out is NULL, or data is NULL with size > 0");
         return CLG_INVALID_ARGUMENT;
     }
     memset(out, 0, sizeof *out);
     unsigned char *copy = malloc(size ? size : 1);
     if (!copy) {
-        clg__io_errf(err, err_len, "safetensors: out of host memory for %zu bytes", size);
+        clg__fmt(err, err_len, "safetensors: out of host memory for %zu bytes", size);
         return CLG_OUT_OF_HOST_MEMORY;
     }
     if (size)
@@ -298,19 +298,19 @@ CLG_API clg_status clg_st_parse(const void *data, size_t size, clg_st_file *out,
 
 CLG_API clg_status clg_st_read(const char *path, clg_st_file *out, char *err, size_t err_len) {
     if (!out || !path) {
-        clg__io_errf(err, err_len, "clg_st_read: path or out is NULL");
+        clg__fmt(err, err_len, "clg_st_read: path or out is NULL");
         return CLG_INVALID_ARGUMENT;
     }
     memset(out, 0, sizeof *out);
     unsigned char *buf;
     size_t size;
-    clg_status st = clg__io_read_file(path, SIZE_MAX, "safetensors", &buf, &size, err, err_len);
+    clg_status st = clg__read_file(path, SIZE_MAX, "safetensors", &buf, &size, err, err_len);
     if (st != CLG_OK)
         return st;
     char why[512] = "";
     st = st_parse_owned(buf, size, out, why, sizeof why);
     if (st != CLG_OK) /* "safetensors: <path>: <reason>" */
-        clg__io_errf(err, err_len, "safetensors: %s: %s", path,
+        clg__fmt(err, err_len, "safetensors: %s: %s", path,
                      strncmp(why, "safetensors: ", 13) == 0 ? why + 13 : why);
     return st;
 }

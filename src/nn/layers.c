@@ -6,7 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "nn/module.h"
+#include "nn/nn.h"
 
 /* Frees m and passes st on: the constructors' one failure path. */
 static clg_status drop(clg_module *m, clg_status st) {

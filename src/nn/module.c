@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/module.h"
+#include "nn/nn.h"
 
 clg_status clg__module_new(clg_context *ctx, const clg__module_def *def, const char *name, clg_module **out) {
     *out = NULL;

@@ -5,7 +5,7 @@
  */
 #include <string.h>
 
-#include "core/internal.h"
+#include "ops/op.h"
 
 static const clg_op_def relu_op, leaky_relu_op, sigmoid_op, tanh_op, gelu_op;
 

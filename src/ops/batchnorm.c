@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "ops/op.h"
 
 /* What backward needs beyond the inputs and the saved mean/invstd. */
 typedef struct bn_params {

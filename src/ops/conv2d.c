@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "ops/op.h"
 
 #define PROGRAM "ops/conv2d"
 #define CONV_DEFAULT_WORKSPACE ((size_t)64 << 20)

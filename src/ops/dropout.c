@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "ops/op.h"
 
 /* The mask is a function of these alone, so the node needs nothing else. */
 typedef struct dropout_params {

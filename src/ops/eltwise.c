@@ -5,7 +5,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "ops/op.h"
 
 static const clg_op_def add_op, mul_op, scale_op;
 

@@ -5,7 +5,7 @@
  */
 #include <limits.h>
 
-#include "core/internal.h"
+#include "ops/op.h"
 
 static const clg_op_def linear_op;
 

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "core/internal.h"
+#include "ops/op.h"
 
 static const clg_op_def ce_op, mse_op, sumsq_op;
 

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "ops/op.h"
 
 /* Everything backward needs about the geometry, copied into the node. */
 typedef struct pool_geom {

@@ -4,7 +4,7 @@
  */
 #include <stdio.h>
 
-#include "core/internal.h"
+#include "ops/op.h"
 
 static const clg_op_def reshape_op, flatten_op;
 

@@ -5,7 +5,7 @@
  */
 #include <math.h>
 
-#include "optim/optimizer.h"
+#include "optim/optim.h"
 
 static clg_status adam_step(clg_optimizer *opt, size_t i, const clg_tensor *g);
 static const clg_optim_kind adam_kind = {"adam", adam_step};

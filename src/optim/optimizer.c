@@ -6,7 +6,7 @@
 #include <limits.h>
 #include <stdlib.h>
 
-#include "optim/optimizer.h"
+#include "optim/optim.h"
 
 clg_status clg__optimizer_new(clg_context *ctx, const clg_optim_kind *kind, clg_tensor *const *params,
                               size_t n, double lr, clg_optimizer **out) {

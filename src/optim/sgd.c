@@ -4,7 +4,7 @@
  */
 #include <math.h>
 
-#include "optim/optimizer.h"
+#include "optim/optim.h"
 
 static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g);
 static const clg_optim_kind sgd_kind = {"sgd", sgd_step};

@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "core/internal.h"
+#include "tensor/tensor.h"
 
 /* splitmix64's finaliser over a counter: statistically solid, trivially parallel. */
 uint64_t clg__rand_u64(uint64_t seed, uint64_t index) {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "tensor/tensor.h"
 
 size_t clg_dtype_size(clg_dtype dtype) { return dtype == CLG_F64 ? 8 : 4; }
 const char *clg_dtype_name(clg_dtype dtype) { return dtype == CLG_F64 ? "f64" : "f32"; }

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ref/ref_style.h"
-#include "core/internal.h"
+#include "ref_style.h"
 #include "ref_ops.h"
+#include "ops/op.h"
 
 typedef struct act_case {
     const char *name;

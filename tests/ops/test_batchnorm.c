@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ref/ref.h"
-#include "../ref/ref_ops.h"
-#include "../ref/ref_style.h"
-#include "core/internal.h"
+#include "ref.h"
+#include "ref_ops.h"
+#include "ref_style.h"
+#include "ops/op.h"
 
 /* ---------------------------------------------------------------- host reference */
 

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ref/ref.h"
-#include "core/internal.h" /* ctx->conv_workspace_bytes, to force the chunked path */
+#include "ref.h"
+#include "ops/op.h"
 
 /* ---------------------------------------------------------------- naive reference */
 

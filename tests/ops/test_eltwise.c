@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ref/ref_style.h"
-#include "core/internal.h"
+#include "ref_style.h"
 #include "ref_ops.h"
+#include "ops/op.h"
 
 static const int SHAPE[3] = {2, 3, 5};
 

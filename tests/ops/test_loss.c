@@ -8,8 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ref/ref_style.h"
-#include "core/internal.h"
+#include "ref_style.h"
 #include "ref_ops.h"
 
 static double item(clg_context *ctx, const clg_tensor *t) {

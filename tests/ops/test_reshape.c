@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/internal.h"
 #include "ref_ops.h"
 
 static const int SHAPE[4] = {2, 3, 4, 5};

@@ -13,8 +13,9 @@
 
 /* ---------------------------------------------------------------- group context */
 
-int ref_group_setup(void **state) {
-    clg_context_params p = clg_context_default_params(); /* device from CLGRAD_DEVICE */
+int ref_group_setup(void **state) { return ref_group_setup_params(state, clg_context_default_params()); }
+
+int ref_group_setup_params(void **state, clg_context_params p) {
     clg_context *ctx = NULL;
     char err[2048] = "";
     clg_status st = clg_context_create(&p, &ctx, err, sizeof err);

@@ -14,6 +14,8 @@
 
 /* cmocka group setup/teardown: *state becomes a clg_context * (device from CLGRAD_DEVICE). */
 int ref_group_setup(void **state);
+/* The same with these params (a kernel style, a small conv workspace, ...). */
+int ref_group_setup_params(void **state, clg_context_params p);
 int ref_group_teardown(void **state);
 
 /* Fails the test (with index, values and the context's error) unless

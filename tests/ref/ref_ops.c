@@ -3,13 +3,13 @@
  * loops in double, nothing clever: they are what the device results are judged by.
  */
 #include "ref_ops.h"
+#include "ops/op.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/internal.h"
 
 /* ---------------------------------------------------------------- activations */
 

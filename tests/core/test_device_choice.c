@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../ref/ref.h"
+#include "ref.h"
 #include "core/device_choice.h"
 
 static const clg_device_desc devs[] = {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ref/ref.h"
+#include "ref.h"
 #include "tiny_model.h"
 
 #define STEPS 5

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ref/ref_ops.h"
+#include "ref_ops.h"
 
 /* ---------------------------------------------------------------- helpers */
 

@@ -6,7 +6,7 @@
  */
 #include <stdlib.h>
 
-#include "core/internal.h"
+#include "core/core.h"
 
 #define MIN_CLASS 256u
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ref/ref.h"
+#include "ref.h"
 
 /* ---------------------------------------------------------------- the worked example */
 

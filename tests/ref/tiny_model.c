@@ -3,6 +3,8 @@
  */
 #include "tiny_model.h"
 
+#include "blas/packed.h" /* forcing a GEMM path */
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,13 +80,11 @@ clg_status tiny_step(clg_context *ctx, tiny_model *t, int step, double *loss) {
 }
 
 clg_status tiny_context(const char *gemm_path, clg_context **out, char *err, size_t err_len) {
-    const char *old = getenv("CLGRAD_GEMM");
-    char *saved = old ? strdup(old) : NULL;
-    setenv("CLGRAD_GEMM", gemm_path, 1);
     clg_context_params p = clg_context_default_params();
     clg_status st = clg_context_create(&p, out, err, err_len);
-    if (saved) setenv("CLGRAD_GEMM", saved, 1);
-    else unsetenv("CLGRAD_GEMM");
-    free(saved);
-    return st;
+    if (st != CLG_OK) return st;
+    clg__blas_force_path(*out, !strcmp(gemm_path, "packed")    ? CLG_GEMM_PACKED
+                               : !strcmp(gemm_path, "clblast") ? CLG_GEMM_CLBLAST
+                                                               : CLG_GEMM_AUTO);
+    return CLG_OK;
 }

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../ref/ref.h"
+#include "ref.h"
 #include "tiny_model.h"
 
 #define SEED_A 101

@@ -2,10 +2,10 @@
  * children, dispatch, free) and src/nn/layers.c (each layer's constructor and forward).
  * Public API: include/clgrad/nn.h. Tests: tests/graph/test_nn.c.
  */
-#ifndef CLGRAD_NN_MODULE_H
-#define CLGRAD_NN_MODULE_H
+#ifndef CLGRAD_NN_NN_H
+#define CLGRAD_NN_NN_H
 
-#include "core/internal.h"
+#include "tensor/tensor.h"
 
 /* One parameter or buffer the module owns. name is the full state_dict name. */
 typedef struct clg__module_entry {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "tensor/tensor.h"
 
 bool clg__needs_grad(const clg_context *ctx, int n, const clg_tensor *const *inputs) {
     if (!ctx->grad_enabled) return false;

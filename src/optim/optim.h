@@ -2,10 +2,10 @@
  * layout (params with references, per-parameter state and step counts) and the per-kind
  * step function. Public API: include/clgrad/optim.h. Tests: tests/graph/test_optim.c.
  */
-#ifndef CLGRAD_OPTIM_INTERNAL_H
-#define CLGRAD_OPTIM_INTERNAL_H
+#ifndef CLGRAD_OPTIM_OPTIM_H
+#define CLGRAD_OPTIM_OPTIM_H
 
-#include "core/internal.h"
+#include "tensor/tensor.h"
 
 #define CLG_OPTIM_MAX_STATE 2 /* SGD: momentum buffer; Adam: exp_avg, exp_avg_sq */
 

@@ -22,7 +22,7 @@
 #include <zlib.h>
 
 #include "clgrad.h"
-#include "io/io_util.h"
+#include "io/io.h"
 #include "ref.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -116,7 +116,7 @@ static void write_file(const char *path, const void *data, size_t len) {
 static unsigned char *read_all(const char *path, size_t *len) {
     unsigned char *buf;
     char err[256];
-    assert_int_equal(clg__io_read_file(path, SIZE_MAX, "test", &buf, len, err, sizeof err), CLG_OK);
+    assert_int_equal(clg__read_file(path, SIZE_MAX, "test", &buf, len, err, sizeof err), CLG_OK);
     return buf;
 }
 

@@ -1,10 +1,10 @@
-/* src/io/io_util.h - what the readers and writers of src/io share: little/big-endian byte
- * access (files have a fixed byte order, the host may not), overflow-checked size products,
- * whole-file reading and the caller-buffer error formatter (src/io/io_util.c). Nothing here
- * needs a context or OpenCL, so the parsers compile alone for the fuzz targets in tests/fuzz.
+/* src/io/io.h - what the readers and writers of src/io share: little/big-endian byte access
+ * (files have a fixed byte order, the host may not) and bit patterns; whole-file reading, the
+ * error formatter and checked sizes come from src/core/host.h. Nothing here needs a context or
+ * OpenCL, so the parsers compile alone for the fuzz targets in tests/fuzz.
  */
-#ifndef CLGRAD_IO_UTIL_H
-#define CLGRAD_IO_UTIL_H
+#ifndef CLGRAD_IO_IO_H
+#define CLGRAD_IO_IO_H
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -14,19 +14,7 @@
 #include <string.h>
 
 #include "clgrad/status.h"
-
-/* Formats into a caller buffer that may be NULL or empty (the readers' err argument). */
-void clg__io_errf(char *err, size_t err_len, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-
-/* Reads the whole file into a new malloc'd buffer (*data, never NULL on success; the caller
- * frees it). Fails with CLG_IO_ERROR naming path and strerror, or CLG_BAD_FORMAT when the
- * file is longer than cap bytes. what prefixes the message ("IDX"). */
-clg_status clg__io_read_file(const char *path, size_t cap, const char *what, unsigned char **data,
-                             size_t *size, char *err, size_t err_len);
+#include "core/host.h"
 
 /* clg_idx_parse with the decoded-data cap as a parameter (1 GiB there); src/io/idx.c.
  * Tests reach the cap paths with a small one. */
@@ -79,14 +67,6 @@ static inline uint32_t io__f32_bits(float f) {
     uint32_t bits;
     memcpy(&bits, &f, sizeof bits);
     return bits;
-}
-
-/* *out = a * b; false when it does not fit a size_t. */
-static inline bool io__mul_size(size_t a, size_t b, size_t *out) {
-    if (a != 0 && b > SIZE_MAX / a)
-        return false;
-    *out = a * b;
-    return true;
 }
 
 #endif

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../ref/ref.h"
+#include "ref.h"
 #include "tiny_model.h"
 
 /* The GEMM path (CLGRAD_GEMM, read at context creation) is forced in every sweep: the

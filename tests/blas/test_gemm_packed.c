@@ -16,7 +16,6 @@
 
 #include "blas/packed.h"
 #include "blas/tune.h"
-#include "core/internal.h"
 
 enum { A_OFF = 5, A_PAD = 3, B_OFF = 3, B_PAD = 2, C_OFF = 7, C_PAD = 4, TAIL = 2 };
 
@@ -262,8 +261,8 @@ static void test_tuning_file(void **state) {
     setenv("CLGRAD_GEMM_TUNING", "off", 1);
     ctx = NULL;
     REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
+    assert_false(clg__gemm_state(ctx)->tuned); /* the file is read on first use */
     unsetenv("CLGRAD_GEMM_TUNING");
-    assert_false(clg__gemm_state(ctx)->tuned);
     assert_int_equal(clg__gemm_lookup(ctx, cls), CLG_GEMM_AUTO);
 
     /* another device's file under this name: refused on read, ignored at creation */

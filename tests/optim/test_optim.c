@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ref/ref.h"
-#include "../ref/ref_style.h"
-#include "core/internal.h"
+#include "ref.h"
+#include "ref_style.h"
+#include "optim/optim.h" /* a parameter's reference count */
 
 /* ---------------------------------------------------------------- host reference */
 

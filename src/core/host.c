@@ -1,0 +1,122 @@
+/* src/core/host.c - host helpers without a context or OpenCL (declared in src/core/host.h):
+ * the caller-buffer formatter, strdup, the clock, mkdir -p, the one whole-file reader, FNV-1a.
+ * Tests: tests/core/test_host.c (and through every reader in tests/io).
+ */
+#include "core/host.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+void clg__fmt(char *buf, size_t len, const char *fmt, ...) {
+    if (!buf || len == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
+char *clg__strdup(const char *s) {
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+double clg__now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+bool clg__mkdirs(const char *dir) {
+    char tmp[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof tmp) return false;
+    memcpy(tmp, dir, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return false;
+        *p = '/';
+    }
+    return mkdir(tmp, 0755) == 0 || errno == EEXIST;
+}
+
+uint64_t clg__fnv1a(uint64_t h, const void *data, size_t len) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+clg_status clg__read_file(const char *path, size_t cap, const char *what, unsigned char **data,
+                             size_t *size, char *err, size_t err_len) {
+    *data = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        clg__fmt(err, err_len, "%s: cannot open %s: %s", what, path, strerror(errno));
+        return CLG_IO_ERROR;
+    }
+    /* The size from fstat is only a first guess for the buffer: the loop reads until EOF, so
+     * a file that grows or shrinks meanwhile is still read consistently. */
+    size_t capacity = 1 << 16;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+        (uintmax_t)st.st_size < (uintmax_t)cap && (uintmax_t)st.st_size < SIZE_MAX)
+        capacity = (size_t)st.st_size + 1; /* +1: EOF shows without a second grow */
+    unsigned char *buf = malloc(capacity);
+    if (!buf) {
+        fclose(f);
+        clg__fmt(err, err_len, "%s: %s: out of host memory for %zu bytes", what, path, capacity);
+        return CLG_OUT_OF_HOST_MEMORY;
+    }
+    /* Reading at most cap + 1 bytes tells "too large" without reading a huge file whole. */
+    const size_t limit = cap < SIZE_MAX ? cap + 1 : SIZE_MAX;
+    size_t len = 0;
+    for (;;) {
+        if (len == capacity) {
+            if (capacity >= limit) {
+                free(buf);
+                fclose(f);
+                clg__fmt(err, err_len, "%s: %s is larger than the %zu-byte cap", what, path, cap);
+                return CLG_BAD_FORMAT;
+            }
+            size_t grown = capacity > limit / 2 ? limit : capacity * 2;
+            unsigned char *nb = realloc(buf, grown);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                clg__fmt(err, err_len, "%s: %s: out of host memory for %zu bytes", what, path, grown);
+                return CLG_OUT_OF_HOST_MEMORY;
+            }
+            buf = nb;
+            capacity = grown;
+        }
+        size_t got = fread(buf + len, 1, capacity - len, f);
+        len += got;
+        if (len < capacity) { /* a short read: end of file or an error */
+            if (ferror(f)) {
+                int e = errno;
+                free(buf);
+                fclose(f);
+                clg__fmt(err, err_len, "%s: cannot read %s: %s", what, path, strerror(e));
+                return CLG_IO_ERROR;
+            }
+            break;
+        }
+    }
+    fclose(f);
+    buf[len] = '\0'; /* the loop ends on a short read, so len < capacity */
+    *data = buf;
+    *size = len;
+    return CLG_OK;
+}
