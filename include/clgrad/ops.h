@@ -77,6 +77,8 @@ typedef struct clg_pool2d_params {
     int stride_h, stride_w; /* 0 = the kernel size, as in PyTorch */
     int pad_h, pad_w;
 } clg_pool2d_params;
+/* All zero: set kernel_h/kernel_w (stride then follows the kernel, no padding). */
+CLG_API clg_pool2d_params clg_pool2d_default_params(void);
 CLG_API clg_status clg_max_pool2d(clg_context *ctx, const clg_tensor *x, clg_pool2d_params p, clg_tensor **out);
 /* count_include_pad = true, PyTorch's default. */
 CLG_API clg_status clg_avg_pool2d(clg_context *ctx, const clg_tensor *x, clg_pool2d_params p, clg_tensor **out);
@@ -85,10 +87,16 @@ CLG_API clg_status clg_avg_pool2d(clg_context *ctx, const clg_tensor *x, clg_poo
  * training: normalises with the batch statistics and updates running_mean/var in place
  * (running = (1 - momentum) * running + momentum * batch, var unbiased), as PyTorch.
  * evaluation: uses running_mean/var. weight/bias (C) may be NULL (affine = false). */
+typedef struct clg_batch_norm2d_params {
+    bool training;   /* batch statistics (and running-statistics update) or running ones */
+    double momentum; /* 0.1, PyTorch's default */
+    double eps;      /* 1e-5 */
+} clg_batch_norm2d_params;
+/* training = true, momentum = 0.1, eps = 1e-5 (torch.nn.BatchNorm2d's defaults). */
+CLG_API clg_batch_norm2d_params clg_batch_norm2d_default_params(void);
 CLG_API clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
                                     const clg_tensor *bias, clg_tensor *running_mean,
-                                    clg_tensor *running_var, bool training, double momentum,
-                                    double eps, clg_tensor **out);
+                                    clg_tensor *running_var, clg_batch_norm2d_params p, clg_tensor **out);
 
 /* ---- dropout (src/ops/dropout.c): zeroes with probability p, scales the rest by 1/(1-p).
  * The mask comes from a counter-based generator keyed by (seed, element index): the same

@@ -113,7 +113,8 @@ static clg_status batch_norm2d_forward(clg_context *ctx, clg_module *m, const cl
     clg_status st =
         clg_batch_norm2d(ctx, x, clg__module_entry_tensor(m, m->weight), clg__module_entry_tensor(m, m->bias),
                          clg__module_entry_tensor(m, m->running_mean),
-                         clg__module_entry_tensor(m, m->running_var), m->training, m->momentum, m->eps, out);
+                         clg__module_entry_tensor(m, m->running_var),
+                         (clg_batch_norm2d_params){m->training, m->momentum, m->eps}, out);
     if (st != CLG_OK || !m->training) return st;
     /* num_batches_tracked += 1 on the device: no host sync, and it stays right after a
      * checkpoint load writes the buffer behind our back. */

@@ -177,9 +177,15 @@ static clg_status bn_validate(clg_context *ctx, const clg_tensor *x, const clg_t
     return CLG_OK;
 }
 
+clg_batch_norm2d_params clg_batch_norm2d_default_params(void) {
+    return (clg_batch_norm2d_params){.training = true, .momentum = 0.1, .eps = 1e-5};
+}
+
 clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
                             const clg_tensor *bias, clg_tensor *running_mean, clg_tensor *running_var,
-                            bool training, double momentum, double eps, clg_tensor **out) {
+                            clg_batch_norm2d_params p, clg_tensor **out) {
+    const bool training = p.training;
+    const double momentum = p.momentum, eps = p.eps;
     if (!ctx) return CLG_INVALID_ARGUMENT;
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "batch_norm2d: out is NULL");
     *out = NULL;

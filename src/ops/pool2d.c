@@ -149,6 +149,12 @@ static clg_status max_pool2d_backward(clg_context *ctx, clg_node *node, const cl
 
 static const clg_op_def max_pool2d_op = {"max_pool2d", max_pool2d_backward};
 
+clg_pool2d_params clg_pool2d_default_params(void) {
+    clg_pool2d_params p;
+    memset(&p, 0, sizeof p);
+    return p;
+}
+
 clg_status clg_max_pool2d(clg_context *ctx, const clg_tensor *x, clg_pool2d_params p, clg_tensor **out) {
     if (!ctx) return CLG_INVALID_ARGUMENT;
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "max_pool2d: out is NULL");

@@ -245,8 +245,8 @@ static void test_forward_matches_ops(void **state) {
     REF_OK(ctx, clg_tensor_cast(entry(seq, "bn.running_var"), CLG_F32, &rv));
     clg_tensor *t[7] = {0};
     REF_OK(ctx, clg_conv2d(ctx, x, entry(seq, "c.weight"), entry(seq, "c.bias"), pad(1), &t[0]));
-    REF_OK(ctx, clg_batch_norm2d(ctx, t[0], entry(seq, "bn.weight"), entry(seq, "bn.bias"), rm, rv, true, 0.1,
-                                 1e-5, &t[1]));
+    REF_OK(ctx, clg_batch_norm2d(ctx, t[0], entry(seq, "bn.weight"), entry(seq, "bn.bias"), rm, rv,
+                                 clg_batch_norm2d_default_params(), &t[1]));
     REF_OK(ctx, clg_relu(ctx, t[1], &t[2]));
     REF_OK(ctx, clg_max_pool2d(ctx, t[2], pool(2), &t[3]));
     REF_OK(ctx, clg_flatten(ctx, t[3], &t[4]));
@@ -271,8 +271,8 @@ static void test_forward_matches_ops(void **state) {
     clg_tensor *e[7] = {0};
     REF_OK(ctx, clg_conv2d(ctx, x, entry(seq, "c.weight"), entry(seq, "c.bias"), pad(1), &e[0]));
     REF_OK(ctx, clg_batch_norm2d(ctx, e[0], entry(seq, "bn.weight"), entry(seq, "bn.bias"),
-                                 entry(seq, "bn.running_mean"), entry(seq, "bn.running_var"), false, 0.1,
-                                 1e-5, &e[1]));
+                                 entry(seq, "bn.running_mean"), entry(seq, "bn.running_var"),
+                                 (clg_batch_norm2d_params){false, 0.1, 1e-5}, &e[1]));
     REF_OK(ctx, clg_relu(ctx, e[1], &e[2]));
     REF_OK(ctx, clg_max_pool2d(ctx, e[2], pool(2), &e[3]));
     REF_OK(ctx, clg_flatten(ctx, e[3], &e[4]));

@@ -139,7 +139,7 @@ static void test_vs_ref(void **state) {
                     }
                     clg_tensor *y = NULL;
                     REF_OK(ctx,
-                           clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, training, momentum, eps, &y));
+                           clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){training, momentum, eps}, &y));
                     double *yh = ref_to_host_f64(y);
                     char msg[192];
                     snprintf(msg, sizeof msg, "%s: y", what);
@@ -206,7 +206,7 @@ typedef struct gc_user {
 static clg_status gc_bn(clg_context *ctx, clg_tensor *const *in, int n, clg_tensor **y, void *user) {
     (void)n;
     const gc_user *u = user;
-    return clg_batch_norm2d(ctx, in[0], in[1], in[2], u->rm, u->rv, u->training, 0.1, 1e-5, y);
+    return clg_batch_norm2d(ctx, in[0], in[1], in[2], u->rm, u->rv, (clg_batch_norm2d_params){u->training, 0.1, 1e-5}, y);
 }
 
 static void test_gradcheck(void **state) {
@@ -249,7 +249,7 @@ static void test_accumulate(void **state) {
                 clg_tensor *in[3] = {s.x, s.w, s.b}, *y = NULL;
                 for (int i = 0; i < 3; i++)
                     if (in[i]) REF_OK(ctx, clg_tensor_set_requires_grad(in[i], true));
-                REF_OK(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, training, 0.1, 1e-5, &y));
+                REF_OK(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){training, 0.1, 1e-5}, &y));
                 char what[96];
                 snprintf(what, sizeof what, "batch_norm2d %s training %d affine %d", clg_dtype_name(dt),
                          training, affine);
@@ -277,7 +277,7 @@ static void test_pytorch_fixture(void **state) {
     REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
     REF_OK(ctx, clg_tensor_set_requires_grad(w, true));
     REF_OK(ctx, clg_tensor_set_requires_grad(b, true));
-    REF_OK(ctx, clg_batch_norm2d(ctx, x, w, b, rm, rv, true, 0.1, 1e-5, &y));
+    REF_OK(ctx, clg_batch_norm2d(ctx, x, w, b, rm, rv, (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y));
     REF_OK(ctx, clg_backward_grad(ctx, y, r));
 
     const struct {
@@ -315,7 +315,7 @@ static void test_deterministic(void **state) {
         clg_tensor *in[3] = {s.x, s.w, s.b}, *y = NULL;
         for (int i = 0; i < 3; i++)
             REF_OK(ctx, clg_tensor_set_requires_grad(in[i], true));
-        REF_OK(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, true, 0.1, 1e-5, &y));
+        REF_OK(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y));
         clg_tensor *dy = ref_rand(ctx, CLG_F32, 4, shape, 91, -1, 1);
         REF_OK(ctx, clg_backward_grad(ctx, y, dy));
         const clg_tensor *outs[4] = {y, clg_tensor_grad(s.x), clg_tensor_grad(s.w), clg_tensor_grad(s.b)};
@@ -344,16 +344,16 @@ static void test_no_grad(void **state) {
     double *rm0 = ref_to_host_f64(s.rm);
     const bool was = clg_set_grad_enabled(ctx, false);
     clg_tensor *y = NULL;
-    REF_OK(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, true, 0.1, 1e-5, &y));
+    REF_OK(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y));
     clg_set_grad_enabled(ctx, was);
     assert_null(y->grad_fn);
     double *rm1 = ref_to_host_f64(s.rm);
     assert_true(rm1[0] != rm0[0] && rm1[1] != rm0[1]);
     clg_tensor_free(y);
     /* momentum 0 leaves them alone; eval never touches them. */
-    REF_OK(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, true, 0.0, 1e-5, &y));
+    REF_OK(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){true, 0.0, 1e-5}, &y));
     clg_tensor_free(y);
-    REF_OK(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, false, 0.1, 1e-5, &y));
+    REF_OK(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){false, 0.1, 1e-5}, &y));
     clg_tensor_free(y);
     double *rm2 = ref_to_host_f64(s.rm);
     ref_assert_close(rm2, rm1, 2, 0, 0, "running_mean after momentum 0 and eval");
@@ -384,39 +384,39 @@ static void test_bad_input(void **state) {
     double *rm0 = ref_to_host_f64(s.rm), *rv0 = ref_to_host_f64(s.rv);
     clg_tensor *y = (clg_tensor *)1;
 
-    expect_fail(ctx, clg_batch_norm2d(ctx, NULL, s.w, s.b, s.rm, s.rv, true, 0.1, 1e-5, &y),
+    expect_fail(ctx, clg_batch_norm2d(ctx, NULL, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y),
                 CLG_INVALID_ARGUMENT, "x is NULL");
     assert_null(y);
-    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, true, 0.1, 1e-5, NULL),
+    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){true, 0.1, 1e-5}, NULL),
                 CLG_INVALID_ARGUMENT, "out");
-    expect_fail(ctx, clg_batch_norm2d(ctx, x3, NULL, NULL, NULL, NULL, true, 0.1, 1e-5, &y),
+    expect_fail(ctx, clg_batch_norm2d(ctx, x3, NULL, NULL, NULL, NULL, (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y),
                 CLG_SHAPE_MISMATCH, "4-D");
-    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, w2, s.b, s.rm, s.rv, true, 0.1, 1e-5, &y), CLG_SHAPE_MISMATCH,
+    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, w2, s.b, s.rm, s.rv, (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y), CLG_SHAPE_MISMATCH,
                 "weight");
-    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, w2, s.rm, s.rv, true, 0.1, 1e-5, &y), CLG_SHAPE_MISMATCH,
+    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, w2, s.rm, s.rv, (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y), CLG_SHAPE_MISMATCH,
                 "bias");
-    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, w32, s.b, s.rm, s.rv, true, 0.1, 1e-5, &y),
+    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, w32, s.b, s.rm, s.rv, (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y),
                 CLG_INVALID_ARGUMENT, "f32");
-    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, NULL, true, 0.1, 1e-5, &y),
+    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, NULL, (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y),
                 CLG_INVALID_ARGUMENT, "both or neither");
-    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, NULL, NULL, false, 0.1, 1e-5, &y),
+    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, NULL, NULL, (clg_batch_norm2d_params){false, 0.1, 1e-5}, &y),
                 CLG_INVALID_ARGUMENT, "evaluation needs");
-    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, true, 1.5, 1e-5, &y),
+    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){true, 1.5, 1e-5}, &y),
                 CLG_INVALID_ARGUMENT, "momentum");
-    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, true, NAN, 1e-5, &y),
+    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){true, NAN, 1e-5}, &y),
                 CLG_INVALID_ARGUMENT, "momentum");
-    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, true, 0.1, -1, &y),
+    expect_fail(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){true, 0.1, -1}, &y),
                 CLG_INVALID_ARGUMENT, "eps");
-    expect_fail(ctx, clg_batch_norm2d(ctx, x1, s.w, s.b, s.rm, s.rv, true, 0.1, 1e-5, &y), CLG_SHAPE_MISMATCH,
+    expect_fail(ctx, clg_batch_norm2d(ctx, x1, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y), CLG_SHAPE_MISMATCH,
                 "more than 1 value per channel");
     assert_null(y);
     /* Nothing above moved the running stats, and the context still works. */
     double *rm1 = ref_to_host_f64(s.rm), *rv1 = ref_to_host_f64(s.rv);
     ref_assert_close(rm1, rm0, 3, 0, 0, "running_mean after failures");
     ref_assert_close(rv1, rv0, 3, 0, 0, "running_var after failures");
-    REF_OK(ctx, clg_batch_norm2d(ctx, x1, s.w, s.b, s.rm, s.rv, false, 0.1, 1e-5, &y)); /* eval: fine */
+    REF_OK(ctx, clg_batch_norm2d(ctx, x1, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){false, 0.1, 1e-5}, &y)); /* eval: fine */
     clg_tensor_free(y);
-    REF_OK(ctx, clg_batch_norm2d(ctx, s.x, NULL, NULL, NULL, NULL, true, 0.1, 1e-5, &y));
+    REF_OK(ctx, clg_batch_norm2d(ctx, s.x, NULL, NULL, NULL, NULL, (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y));
     clg_tensor_free(y);
     free(rm0);
     free(rv0);
