@@ -12,16 +12,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* disk_cache.c's one outside dependency lives in context.c, which needs a device; the same
- * few lines here keep the target host-only. */
-char *clg__strdup(const char *s) {
-    if (!s) return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 #define KEY 0x0123456789abcdefull
 
 static void put_u64(unsigned char *p, uint64_t v) {

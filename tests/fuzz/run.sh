@@ -17,7 +17,7 @@ mkdir -p "$out"
 flags="-std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -D_POSIX_C_SOURCE=200809L -DCL_TARGET_OPENCL_VERSION=120
        -I$root/include -I$root/src"
-common="$root/src/io/io_util.c $root/src/core/status.c"
+common="$root/src/core/host.c $root/src/core/status.c"
 
 # shellcheck disable=SC2086  # flags are word lists on purpose
 $cc $flags "$root/tests/fuzz/fuzz_safetensors.c" "$root/src/io/safetensors.c" $common \
@@ -29,10 +29,10 @@ $cc $flags "$root/tests/fuzz/fuzz_idx.c" "$root/src/io/idx.c" $common \
 # The device-choice logic is pure, but device.c also holds the OpenCL enumeration: it links
 # the ICD loader without calling it.
 # shellcheck disable=SC2086
-$cc $flags "$root/tests/fuzz/fuzz_device_choice.c" "$root/src/core/device.c" \
+$cc $flags "$root/tests/fuzz/fuzz_device_choice.c" "$root/src/core/device.c" $common \
     $(pkg-config --cflags --libs OpenCL) -o "$out/fuzz_device_choice"
 # shellcheck disable=SC2086
-$cc $flags "$root/tests/fuzz/fuzz_cache_file.c" "$root/src/core/disk_cache.c" \
+$cc $flags "$root/tests/fuzz/fuzz_cache_file.c" "$root/src/core/disk_cache.c" $common \
     -o "$out/fuzz_cache_file"
 
 failed=0
