@@ -1,7 +1,7 @@
 /* clgrad/context.h - the context: one OpenCL device, its in-order queue, the program
  * cache, the buffer pool and the last error message. Implemented in src/core/context.c
  * (device choice in src/core/device.c, programs in src/core/program_cache.c).
- * Tests: tests/unit/test_context.c.
+ * Tests: tests/core/test_context.c.
  */
 #ifndef CLGRAD_CONTEXT_H
 #define CLGRAD_CONTEXT_H

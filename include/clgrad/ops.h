@@ -114,7 +114,7 @@ CLG_API clg_status clg_mse_loss(clg_context *ctx, const clg_tensor *pred, const 
 /* sum(x^2): the worked example's loss. */
 CLG_API clg_status clg_sum_of_squares(clg_context *ctx, const clg_tensor *x, clg_tensor **out);
 
-/* ---- autograd (src/graph) ---- */
+/* ---- autograd (src/tensor/autograd.c) ---- */
 /* Backpropagates from a one-element tensor (seeded with 1) to every leaf that requires
  * gradients; their .grad accumulates. What the graph saved is released afterwards. */
 CLG_API clg_status clg_backward(clg_context *ctx, clg_tensor *loss);

@@ -1,6 +1,6 @@
 /* clgrad/optim.h - optimizers: one kernel launch per parameter tensor per step, with
  * PyTorch's update rules. Implemented in src/optim/ (kernels cl/optim/).
- * Tests: tests/graph/test_optim.c.
+ * Tests: tests/optim/test_optim.c.
  */
 #ifndef CLGRAD_OPTIM_H
 #define CLGRAD_OPTIM_H

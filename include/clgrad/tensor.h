@@ -1,6 +1,6 @@
 /* clgrad/tensor.h - refcounted device tensors: dtype, shape (up to 4 dims, NCHW), a
  * contiguous buffer from the context's pool, and autograd state (requires_grad, grad).
- * Implemented in src/tensor/tensor.c and src/tensor/random.c. Tests: tests/unit/test_tensor.c.
+ * Implemented in src/tensor/tensor.c and src/tensor/random.c. Tests: tests/tensor/test_tensor.c.
  */
 #ifndef CLGRAD_TENSOR_H
 #define CLGRAD_TENSOR_H

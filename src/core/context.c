@@ -1,6 +1,6 @@
 /* src/core/context.c - context creation and teardown, the error helper every file uses,
  * logging and fault injection. Device choice: device.c; programs: program_cache.c.
- * Tests: tests/unit/test_context.c.
+ * Tests: tests/core/test_context.c.
  */
 #include <stdio.h>
 #include <stdlib.h>

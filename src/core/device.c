@@ -2,7 +2,7 @@
  * first GPU, else accelerator, else CPU, unless a choice ("gpu", "cpu", "P:D", or a
  * case-insensitive substring of the device name) says otherwise. The choice logic itself is
  * pure (clg__device_choice_*, src/core/device_choice.h) so the fuzzer runs it without devices.
- * Tests: tests/unit/test_context.c; fuzzing: tests/fuzz/fuzz_device_choice.c.
+ * Tests: tests/core/test_context.c; fuzzing: tests/fuzz/fuzz_device_choice.c.
  */
 #include <ctype.h>
 #include <limits.h>

@@ -1,8 +1,8 @@
-/* src/mem/pool.c - the per-context buffer pool: the only caller of clCreateBuffer.
+/* src/core/pool.c - the per-context buffer pool: the only caller of clCreateBuffer.
  * Requests round up to a size class (powers of two and the midpoints between them, so
  * at most a third is wasted); a freed buffer waits in the pool for the next request of
  * its class, so a training loop stops allocating from the driver after its first step.
- * Tests: tests/unit/test_tensor.c.
+ * Tests: tests/tensor/test_tensor.c.
  */
 #include <stdlib.h>
 

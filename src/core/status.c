@@ -1,5 +1,5 @@
 /* src/core/status.c - status names and texts from the one X-macro list in
- * include/clgrad/status.h, plus OpenCL error names. Tests: tests/unit/test_status.c.
+ * include/clgrad/status.h, plus OpenCL error names. Tests: tests/core/test_status.c.
  */
 #include "core/core.h"
 

@@ -1,7 +1,7 @@
 /* src/optim/adam.c - Adam and AdamW with bias correction, PyTorch's rule and order of
  * operations (torch.optim.Adam / AdamW 1.13, single-tensor path): one launch of
  * cl/optim/adam.cl per parameter per step, the bias corrections computed here in double.
- * Shared plumbing: optimizer.c. Tests: tests/graph/test_optim.c.
+ * Shared plumbing: optimizer.c. Tests: tests/optim/test_optim.c.
  */
 #include <math.h>
 

@@ -1,6 +1,6 @@
-/* src/optim/optimizer.h - what sgd.c and adam.c share with optimizer.c: the optimizer's
+/* src/optim/optim.h - what sgd.c and adam.c share with optimizer.c: the optimizer's
  * layout (params with references, per-parameter state and step counts) and the per-kind
- * step function. Public API: include/clgrad/optim.h. Tests: tests/graph/test_optim.c.
+ * step function. Public API: include/clgrad/optim.h. Tests: tests/optim/test_optim.c.
  */
 #ifndef CLGRAD_OPTIM_OPTIM_H
 #define CLGRAD_OPTIM_OPTIM_H

@@ -1,7 +1,7 @@
 /* src/optim/optimizer.c - what every optimizer shares: the parameter list (held by
  * reference), lazily allocated state, the step loop that skips parameters without a
  * gradient (as PyTorch does), zero_grad and the learning rate. The update rules live in
- * sgd.c and adam.c (kernels cl/optim/). Tests: tests/graph/test_optim.c.
+ * sgd.c and adam.c (kernels cl/optim/). Tests: tests/optim/test_optim.c.
  */
 #include <limits.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* src/optim/sgd.c - SGD with momentum, dampening, nesterov and weight decay, PyTorch's
  * rule (torch.optim.SGD, 1.13): one launch of cl/optim/sgd.cl per parameter per step.
- * Shared plumbing: optimizer.c. Tests: tests/graph/test_optim.c.
+ * Shared plumbing: optimizer.c. Tests: tests/optim/test_optim.c.
  */
 #include <math.h>
 

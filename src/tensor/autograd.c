@@ -1,8 +1,8 @@
-/* src/graph/autograd.c - the define-by-run tape. Each op that sees an input requiring
+/* src/tensor/autograd.c - the define-by-run tape. Each op that sees an input requiring
  * gradients records a node (clg__record) owned by its output tensor; clg_backward walks the
  * nodes reachable from the loss in reverse topological order and hands each op's backward
  * the gradient targets with beta 0 (first write) or 1 (accumulate). Saved state returns to
- * the pool as soon as a node is done. Tests: tests/graph/test_autograd.c.
+ * the pool as soon as a node is done. Tests: tests/tensor/test_autograd.c.
  */
 #include <stdlib.h>
 #include <string.h>

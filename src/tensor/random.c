@@ -1,6 +1,6 @@
 /* src/tensor/random.c - host-side counter-based random numbers: value i of stream seed is
  * a pure function of (seed, i), so every device, dtype and run sees the same numbers.
- * Tests: tests/unit/test_tensor.c.
+ * Tests: tests/tensor/test_tensor.c.
  */
 #include <math.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* src/tensor/tensor.c - refcounted device tensors: creation, accessors, host transfers,
  * views that share a buffer, and the gradient-accumulation helper (clg__axpby).
- * Kernels: cl/tensor/tensor.cl. Random numbers: random.c. Tests: tests/unit/test_tensor.c.
+ * Kernels: cl/tensor/tensor.cl. Random numbers: random.c. Tests: tests/tensor/test_tensor.c.
  */
 #include <limits.h>
 #include <stdio.h>

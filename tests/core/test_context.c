@@ -1,4 +1,4 @@
-/* tests/unit/test_context.c - the context manager (include/clgrad/context.h, src/core/):
+/* tests/core/test_context.c - the context manager (include/clgrad/context.h, src/core/):
  * device choice in every CLGRAD_DEVICE form and unknown ones, adopting an application's
  * OpenCL objects, build failures that carry the compiler log, the on-disk binary cache
  * (hit, corrupt, mismatched, off), the cache folder's sources, device info.

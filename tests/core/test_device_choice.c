@@ -1,8 +1,8 @@
-/* tests/unit/test_device_choice.c - the device choice logic of src/core/device.c without
+/* tests/core/test_device_choice.c - the device choice logic of src/core/device.c without
  * OpenCL (clg__device_choice_parse / _pick / _explain, src/core/device_choice.h) on made-up
  * device lists: each form, the edges sscanf used to get wrong (numbers past INT_MAX were
  * undefined behaviour), and the message cut to any buffer size. With real devices:
- * tests/unit/test_context.c; fuzzed by tests/fuzz/fuzz_device_choice.c.
+ * tests/core/test_context.c; fuzzed by tests/fuzz/fuzz_device_choice.c.
  */
 #include <stdio.h>
 #include <string.h>

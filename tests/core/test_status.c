@@ -1,4 +1,4 @@
-/* tests/unit/test_status.c - the status list (include/clgrad/status.h, src/core/status.c):
+/* tests/core/test_status.c - the status list (include/clgrad/status.h, src/core/status.c):
  * every code has its own name and a sentence, and an unknown value is named as such.
  * Needs no device.
  */

@@ -1,4 +1,4 @@
-/* tests/unit/test_checkpoint_crash.c - crash-safe checkpoints (src/io/checkpoint.c): a
+/* tests/io/test_checkpoint_crash.c - crash-safe checkpoints (src/io/checkpoint.c): a
  * checkpoint of model A is saved, then a child process saves model B to the same path in a
  * loop and is killed (SIGKILL) at varied moments; after every kill the file at the path must
  * load and hold all of A or all of B, never a mix, whatever temp files the kills left. Then

@@ -1,4 +1,4 @@
-/* tests/unit/test_io.c - the outside-data readers and writers of include/clgrad/io.h:
+/* tests/io/test_io.c - the outside-data readers and writers of include/clgrad/io.h:
  * safetensors parsing (src/io/safetensors.c) against crafted good and bad buffers and the
  * PyTorch fixtures, atomic saving and module load/save (src/io/checkpoint.c), IDX plain and
  * gzip (src/io/idx.c) incl. Fashion-MNIST when installed. Fuzz targets: tests/fuzz/.

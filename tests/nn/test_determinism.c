@@ -1,4 +1,4 @@
-/* tests/unit/test_determinism.c - same seed, same device, same data order -> bit-identical
+/* tests/nn/test_determinism.c - same seed, same device, same data order -> bit-identical
  * weights: the tiny cnn (tiny_model.c) trained for a few steps twice in one process, each
  * time on its own context, then every state tensor (parameters and batch-norm buffers) and
  * every step's loss compared bit for bit (memcmp). Once per GEMM path, forced: in automatic

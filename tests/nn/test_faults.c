@@ -1,4 +1,4 @@
-/* tests/unit/test_faults.c - fault injection (clg_context_inject_fault, src/core/context.c)
+/* tests/nn/test_faults.c - fault injection (clg_context_inject_fault, src/core/context.c)
  * swept over every device allocation, program build and enqueue of a full training step of
  * a tiny cnn (tiny_model.c): each injected failure must come back as an error status from a
  * public call, leave nothing allocated (pool bytes in use back to where they were), and the

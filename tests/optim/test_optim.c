@@ -1,4 +1,4 @@
-/* tests/graph/test_optim.c - SGD and Adam / AdamW (src/optim/, cl/optim/): three steps
+/* tests/optim/test_optim.c - SGD and Adam / AdamW (src/optim/, cl/optim/): three steps
  * against a host reference of PyTorch's formulas in double (f64 and f32 parameters, grads
  * from a small graph), parameters without a gradient, set_lr, zero_grad, bad arguments,
  * and the first SGD / Adam step of tests/fixtures/small_cnn.safetensors (PyTorch 1.13).

@@ -1,7 +1,7 @@
 /* tests/ref/ref.c - the helpers every test executable shares (declared in tests/ref/ref.h):
  * the per-group context, array comparison with a message that names the first mismatch,
  * host copies of tensors and the f64 central-difference gradient check. Naive op
- * references live beside it in ref_<stem>.c. Used by tests/unit, tests/ops, tests/graph.
+ * references live beside it in ref_<stem>.c. Used by every folder of tests/.
  */
 #include "ref.h"
 

@@ -1,4 +1,4 @@
-/* tests/unit/tiny_model.c - the tiny cnn shared by the robustness tests; declarations and
+/* tests/ref/tiny_model.c - the tiny cnn shared by the robustness tests; declarations and
  * the layer list in tiny_model.h. Public API only, as an application would write it.
  */
 #include "tiny_model.h"

@@ -1,4 +1,4 @@
-/* tests/unit/tiny_model.h - a tiny version of clgrad-train's cnn (tools/models.c) for the
+/* tests/ref/tiny_model.h - a tiny version of clgrad-train's cnn (tools/models.c) for the
  * robustness tests (test_faults.c, test_determinism.c, test_checkpoint_crash.c):
  * conv(1->4, 3x3, pad 1) -> bn -> relu -> max_pool 2 -> flatten -> linear(64->16) ->
  * dropout(0.25) -> linear(16->10) on (8, 1, 8, 8) inputs, cross-entropy, Adam.

@@ -1,8 +1,8 @@
-/* tests/graph/test_autograd.c - the graph engine (src/graph/autograd.c) seen through whole
+/* tests/tensor/test_autograd.c - the graph engine (src/tensor/autograd.c) seen through whole
  * graphs: the worked conv2d example end to end (forward, backward, one SGD step, new loss),
  * f64 finite-difference checks of composite graphs (a tensor used twice, a diamond, a weight
  * shared by two layers), the accumulation contract, no-grad mode and misuse errors.
- * Layers and whole models: tests/graph/test_nn.c.
+ * Layers and whole models: tests/nn/test_nn.c.
  */
 #include <math.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-/* tests/unit/test_tensor.c - tensors and the buffer pool (include/clgrad/tensor.h,
- * src/tensor/, src/mem/pool.c): round trips, fill/copy/cast/item, the seeded generators,
+/* tests/tensor/test_tensor.c - tensors and the buffer pool (include/clgrad/tensor.h,
+ * src/tensor/, src/core/pool.c): round trips, fill/copy/cast/item, the seeded generators,
  * pool reuse and statistics, and every bad input returning its status with the context
  * still usable afterwards.
  */
