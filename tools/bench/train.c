@@ -1,4 +1,4 @@
-/* tools/bench_train.c - `clgrad-bench train`: the training-step throughput of the lenet and
+/* tools/bench/train.c - `clgrad-bench train`: the training-step throughput of the lenet and
  * cnn models (tools/models.c) at batch 64, beside PyTorch's on the same CPU in the same run
  * (tools/torch_baseline.py, when /usr/bin/python3 has torch). Synthetic images and labels,
  * the optimizers clgrad-train uses; medians of timed steps after warm-up.
@@ -8,25 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <clgrad.h>
 
+#include "bench.h"
 #include "models.h"
-
-int bench_train(int argc, char **argv);
-
-static double seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Median seconds per training step of one model; -1 on error. */
 static double clgrad_step(clg_context *ctx, const char *model_name, int batch, int steps) {
@@ -52,7 +39,7 @@ static double clgrad_step(clg_context *ctx, const char *model_name, int batch, i
     if (st != CLG_OK) goto done;
     int shape[4] = {batch, 1, 28, 28};
     for (int s = -3; s < steps; s++) { /* three warm-up steps build kernels and fill the pool */
-        double t0 = seconds();
+        double t0 = bench_now();
         clg_tensor *xt = NULL, *out = NULL, *loss = NULL;
         double l = 0;
         st = clg_tensor_from_host(ctx, CLG_F32, 4, shape, x, &xt);
@@ -69,9 +56,9 @@ static double clgrad_step(clg_context *ctx, const char *model_name, int batch, i
             fprintf(stderr, "clgrad-bench train: %s: %s\n", model_name, clg_context_errmsg(ctx));
             goto done;
         }
-        if (s >= 0) t[s] = seconds() - t0;
+        if (s >= 0) t[s] = bench_now() - t0;
     }
-    qsort(t, (size_t)steps, sizeof *t, cmp_double);
+    qsort(t, (size_t)steps, sizeof *t, bench_cmp_double);
     median = t[steps / 2];
 done:
     clg_optimizer_free(opt);

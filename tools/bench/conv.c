@@ -1,0 +1,302 @@
+/* tools/bench/conv.c - `clgrad-bench conv`: conv2d (src/ops/conv2d.c) side by side with the
+ * bare GEMMs of the same sizes and CLBlast's own routes: CLBlastSim2col/Scol2im + GEMM per
+ * image, and CLBlastSconvgemm (forward only).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <clblast_c.h>
+
+#include "clgrad.h"
+#include "blas/blas.h"
+
+#include "bench.h"
+
+/* clgrad's variants are switched through the context's internals: the default (images
+ * batched into chunks, the device type's kernel shape), one image per GEMM (workspace
+ * limit 1 byte) and the other kernel shape (per element vs per row). */
+
+typedef struct conv_shape {
+    int N, C, H, W, K, k, pad;
+    const char *what;
+} conv_shape;
+
+static const conv_shape conv_shapes[] = {
+    {64, 1, 28, 28, 32, 3, 1, "MNIST conv1"},
+    {64, 32, 32, 32, 64, 3, 1, "CIFAR conv2"},
+    {32, 64, 56, 56, 64, 3, 1, "ResNet stage 1"},
+};
+
+typedef struct conv_env {
+    clg_context *ctx;
+    const conv_shape *s;
+    clg_conv2d_params p;
+    int OH, OW;
+    size_t P, ckk;
+    size_t workspace; /* the context's own limit, restored by every clgrad variant */
+    int layout;       /* the kernel shape the device type picks: 1 per element, 2 per row */
+    clg_tensor *x, *w, *b, *y, *dy, *dx, *dw, *db;
+    clg_tensor *col; /* (C*k*k, N*P): the bare GEMMs' and CLBlast's col */
+} conv_env;
+
+typedef int (*conv_fn)(conv_env *e);
+
+static int conv_ours(conv_env *e, size_t workspace, int layout, bool backward) {
+    e->ctx->conv_workspace_bytes = workspace;
+    e->ctx->kernel_style = layout;
+    clg_status st = clg_conv2d_forward(e->ctx, e->x, e->w, e->b, e->p, e->y);
+    if (st == CLG_OK && backward)
+        st = clg_conv2d_backward(e->ctx, e->x, e->w, e->dy, e->p, e->dx, e->dw, e->db, 0.0);
+    e->ctx->conv_workspace_bytes = e->workspace;
+    e->ctx->kernel_style = 0;
+    if (st != CLG_OK) fprintf(stderr, "clgrad-bench conv: %s\n", clg_context_errmsg(e->ctx));
+    return st != CLG_OK;
+}
+static int conv_fwd(conv_env *e) { return conv_ours(e, e->workspace, 0, false); }
+static int conv_fwd_1img(conv_env *e) { return conv_ours(e, 1, 0, false); }
+static int conv_fwd_other(conv_env *e) { return conv_ours(e, e->workspace, 3 - e->layout, false); }
+static int conv_fb(conv_env *e) { return conv_ours(e, e->workspace, 0, true); }
+static int conv_fb_1img(conv_env *e) { return conv_ours(e, 1, 0, true); }
+static int conv_fb_other(conv_env *e) { return conv_ours(e, e->workspace, 3 - e->layout, true); }
+
+/* The GEMMs conv2d runs, each as one call over the whole batch. */
+static int conv_gemm_fwd(conv_env *e) { /* Y (K, N*P) = W (K, CKK) · col (CKK, N*P) */
+    const size_t K = (size_t)e->s->K, NP = (size_t)e->s->N * e->P;
+    return clg_gemm(e->ctx, false, false, K, NP, e->ckk, 1.0, e->w, 0, e->ckk, e->col, 0, NP, 0.0, e->y, 0,
+                    NP) != CLG_OK;
+}
+static int conv_gemm_fb(conv_env *e) {
+    const size_t K = (size_t)e->s->K, NP = (size_t)e->s->N * e->P;
+    return conv_gemm_fwd(e) ||
+           /* dW (K, CKK) = dY (K, N*P) · colᵀ */
+           clg_gemm(e->ctx, false, true, K, e->ckk, NP, 1.0, e->dy, 0, NP, e->col, 0, NP, 0.0, e->dw, 0,
+                    e->ckk) != CLG_OK ||
+           /* dcol (CKK, N*P) = Wᵀ · dY */
+           clg_gemm(e->ctx, true, false, e->ckk, NP, K, 1.0, e->w, 0, e->ckk, e->dy, 0, NP, 0.0, e->col, 0,
+                    NP) != CLG_OK;
+}
+
+/* CLBlast's route: per image CLBlastSim2col + GEMM (+ two GEMMs and CLBlastScol2im, which
+ * adds into dx, so dx is zeroed first). No bias. */
+static int conv_clblast_im2col(conv_env *e, int n) {
+    const conv_shape *s = e->s;
+    cl_command_queue q = clg_context_cl_queue(e->ctx);
+    return CLBlastSim2col(CLBlastKernelModeCrossCorrelation, (size_t)s->C, (size_t)s->H, (size_t)s->W,
+                          (size_t)s->k, (size_t)s->k, (size_t)s->pad, (size_t)s->pad, 1, 1, 1, 1,
+                          clg_tensor_cl_mem(e->x), (size_t)n * s->C * s->H * s->W, clg_tensor_cl_mem(e->col),
+                          0, &q, NULL) != CLBlastSuccess;
+}
+static int conv_clblast_fwd(conv_env *e) {
+    const size_t K = (size_t)e->s->K;
+    for (int n = 0; n < e->s->N; n++)
+        if (conv_clblast_im2col(e, n) ||
+            clg_gemm(e->ctx, false, false, K, e->P, e->ckk, 1.0, e->w, 0, e->ckk, e->col, 0, e->P, 0.0, e->y,
+                     (size_t)n * K * e->P, e->P) != CLG_OK)
+            return 1;
+    return 0;
+}
+static int conv_clblast_fb(conv_env *e) {
+    const conv_shape *s = e->s;
+    const size_t K = (size_t)s->K;
+    cl_command_queue q = clg_context_cl_queue(e->ctx);
+    if (conv_clblast_fwd(e) || clg_tensor_fill(e->dx, 0.0) != CLG_OK) return 1;
+    for (int n = 0; n < s->N; n++) {
+        const size_t yo = (size_t)n * K * e->P;
+        if (conv_clblast_im2col(e, n) ||
+            clg_gemm(e->ctx, false, true, K, e->ckk, e->P, 1.0, e->dy, yo, e->P, e->col, 0, e->P,
+                     n ? 1.0 : 0.0, e->dw, 0, e->ckk) != CLG_OK ||
+            clg_gemm(e->ctx, true, false, e->ckk, e->P, K, 1.0, e->w, 0, e->ckk, e->dy, yo, e->P, 0.0, e->col,
+                     0, e->P) != CLG_OK ||
+            CLBlastScol2im(CLBlastKernelModeCrossCorrelation, (size_t)s->C, (size_t)s->H, (size_t)s->W,
+                           (size_t)s->k, (size_t)s->k, (size_t)s->pad, (size_t)s->pad, 1, 1, 1, 1,
+                           clg_tensor_cl_mem(e->col), 0, clg_tensor_cl_mem(e->dx),
+                           (size_t)n * s->C * s->H * s->W, &q, NULL) != CLBlastSuccess)
+            return 1;
+    }
+    return 0;
+}
+
+/* CLBlastSconvgemm: the whole batch in one call; forward only, no groups, no bias. */
+static int conv_convgemm(conv_env *e) {
+    const conv_shape *s = e->s;
+    cl_command_queue q = clg_context_cl_queue(e->ctx);
+    return CLBlastSconvgemm(CLBlastKernelModeCrossCorrelation, (size_t)s->C, (size_t)s->H, (size_t)s->W,
+                            (size_t)s->k, (size_t)s->k, (size_t)s->pad, (size_t)s->pad, 1, 1, 1, 1,
+                            (size_t)s->K, (size_t)s->N, clg_tensor_cl_mem(e->x), 0, clg_tensor_cl_mem(e->w),
+                            0, clg_tensor_cl_mem(e->y), 0, &q, NULL) != CLBlastSuccess;
+}
+
+/* max |a - b| over two f32 tensors of one shape (-1 when they cannot be read) */
+static double conv_max_diff(const clg_tensor *a, const clg_tensor *b) {
+    const size_t n = clg_tensor_numel(a);
+    float *ha = malloc(n * sizeof *ha), *hb = malloc(n * sizeof *hb);
+    double m = -1;
+    if (ha && hb && clg_tensor_to_host(a, ha, n * sizeof *ha) == CLG_OK &&
+        clg_tensor_to_host(b, hb, n * sizeof *hb) == CLG_OK) {
+        m = 0;
+        for (size_t i = 0; i < n; i++)
+            m = fmax(m, fabs((double)ha[i] - hb[i]));
+    }
+    free(ha);
+    free(hb);
+    return m;
+}
+
+typedef struct conv_row {
+    const char *what;
+    conv_fn fn;
+    bool backward; /* forward+backward: 3x the forward's FLOPs */
+} conv_row;
+
+/* Medians over rounds, the variants interleaved round by round so other load on the machine
+ * falls on all of them alike. One call per round after a warm-up call (which also compiles). */
+static int conv_measure(conv_env *e, const conv_row *rows, int nr, int rounds, double *secs) {
+    double t[16][64];
+    for (int i = 0; i < nr; i++)
+        if (rows[i].fn(e) || clg_context_finish(e->ctx)) return -1;
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < nr; i++) {
+            bench_pause_ms(20);
+            const double t0 = bench_now();
+            if (rows[i].fn(e) || clg_context_finish(e->ctx)) return -1;
+            t[i][r] = bench_now() - t0;
+        }
+    for (int i = 0; i < nr; i++)
+        secs[i] = bench_median(t[i], rounds);
+    return 0;
+}
+
+static int conv_shape_run(clg_context *ctx, const conv_shape *s, int rounds) {
+    conv_env e = {ctx,
+                  s,
+                  clg_conv2d_default_params(),
+                  0,
+                  0,
+                  0,
+                  0,
+                  ctx->conv_workspace_bytes,
+                  0,
+                  NULL,
+                  NULL,
+                  NULL,
+                  NULL,
+                  NULL,
+                  NULL,
+                  NULL,
+                  NULL,
+                  NULL};
+    e.p.pad_h = e.p.pad_w = s->pad;
+    e.layout = ctx->info.type & CL_DEVICE_TYPE_CPU ? 2 : 1;
+    e.OH = clg_conv2d_out_size(s->H, s->k, 1, s->pad, 1);
+    e.OW = clg_conv2d_out_size(s->W, s->k, 1, s->pad, 1);
+    e.P = (size_t)e.OH * e.OW;
+    e.ckk = (size_t)s->C * s->k * s->k;
+    const int xs[4] = {s->N, s->C, s->H, s->W}, ws[4] = {s->K, s->C, s->k, s->k};
+    const int ys[4] = {s->N, s->K, e.OH, e.OW}, cs[2] = {(int)e.ckk, (int)((size_t)s->N * e.P)};
+    clg_status st;
+    if ((st = clg_tensor_rand_uniform(ctx, CLG_F32, 4, xs, -1, 1, 1, &e.x)) ||
+        (st = clg_tensor_rand_uniform(ctx, CLG_F32, 4, ws, -1, 1, 2, &e.w)) ||
+        (st = clg_tensor_rand_uniform(ctx, CLG_F32, 4, ys, -1, 1, 4, &e.dy)) ||
+        (st = clg_tensor_zeros(ctx, CLG_F32, 4, ys, &e.y)) ||
+        (st = clg_tensor_zeros(ctx, CLG_F32, 4, xs, &e.dx)) ||
+        (st = clg_tensor_zeros(ctx, CLG_F32, 4, ws, &e.dw)) ||
+        (st = clg_tensor_zeros(ctx, CLG_F32, 1, &s->K, &e.db)) ||
+        (st = clg_tensor_zeros(ctx, CLG_F32, 2, cs, &e.col))) {
+        fprintf(stderr, "clgrad-bench conv: setup: %s: %s\n", clg_status_name(st), clg_context_errmsg(ctx));
+        return 1;
+    }
+    /* no bias anywhere, so every route computes the same y */
+    const char *other = e.layout == 2 ? "per-element kernels" : "per-row kernels";
+    char other_f[64], other_b[64];
+    snprintf(other_f, sizeof other_f, "clgrad conv2d, %s", other);
+    snprintf(other_b, sizeof other_b, "clgrad conv2d, %s", other);
+    const conv_row rows[] = {
+        {"clgrad conv2d", conv_fwd, false},
+        {"clgrad conv2d, one image per GEMM", conv_fwd_1img, false},
+        {other_f, conv_fwd_other, false},
+        {"bare GEMM (one call, whole batch)", conv_gemm_fwd, false},
+        {"CLBlastSim2col + GEMM per image", conv_clblast_fwd, false},
+        {"CLBlastSconvgemm", conv_convgemm, false},
+        {"clgrad conv2d", conv_fb, true},
+        {"clgrad conv2d, one image per GEMM", conv_fb_1img, true},
+        {other_b, conv_fb_other, true},
+        {"bare GEMMs (3 calls, whole batch)", conv_gemm_fb, true},
+        {"CLBlast im2col/col2im + GEMMs per image", conv_clblast_fb, true},
+    };
+    const int nr = (int)(sizeof rows / sizeof *rows);
+    const double fwd = 2.0 * s->N * s->K * (double)e.P * (double)e.ckk;
+    printf("\n%s: x (%d, %d, %d, %d), w (%d, %d, %d, %d), pad %d -> y (%d, %d, %d, %d); "
+           "forward %.3f GFLOP = GEMM %d x %zu x %zu\n",
+           s->what, s->N, s->C, s->H, s->W, s->K, s->C, s->k, s->k, s->pad, s->N, s->K, e.OH, e.OW,
+           fwd * 1e-9, s->K, (size_t)s->N * e.P, e.ckk);
+    double secs[16];
+    int rc = conv_measure(&e, rows, nr, rounds, secs);
+    for (int i = 0; rc == 0 && i < nr; i++) {
+        if (i == 0 || rows[i].backward != rows[i - 1].backward)
+            printf("  %s\n", rows[i].backward ? "forward + backward (dx, dw):" : "forward:");
+        const double base = secs[rows[i].backward ? 6 : 0];
+        printf("    %-42s %9.2f ms %8.2f GFLOP/s  %5.2fx\n", rows[i].what, 1e3 * secs[i],
+               (rows[i].backward ? 3 : 1) * fwd / secs[i] * 1e-9, base / secs[i]);
+    }
+    if (rc == 0) {
+        /* the routes agree: CLBlastSconvgemm's y against clgrad's */
+        clg_tensor *y_cg = NULL;
+        if (conv_convgemm(&e) == 0 && clg_tensor_cast(e.y, CLG_F32, &y_cg) == CLG_OK && conv_fwd(&e) == 0)
+            printf("  CLBlastSconvgemm vs clgrad conv2d: max |y difference| %.3g\n",
+                   conv_max_diff(y_cg, e.y));
+        clg_tensor_free(y_cg);
+    }
+    clg_tensor *all[] = {e.x, e.w, e.b, e.y, e.dy, e.dx, e.dw, e.db, e.col};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        clg_tensor_free(all[i]);
+    return rc != 0;
+}
+
+int bench_conv(int argc, char **argv) {
+    const char *device = NULL;
+    int rounds = 5, only = -1;
+    size_t workspace = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--device") && i + 1 < argc)
+            device = argv[++i];
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc)
+            only = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--workspace") && i + 1 < argc)
+            workspace = strtoull(argv[++i], NULL, 10);
+        else {
+            FILE *f = strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? stderr : stdout;
+            fprintf(f,
+                    "usage: clgrad-bench conv [--device D] [--rounds R] [--shape 0|1|2] [--workspace BYTES]\n"
+                    "Median time and GFLOP/s (f32) of conv2d forward and forward+backward for three\n"
+                    "real layer shapes, beside the bare GEMMs of the same sizes, CLBlast's im2col/col2im\n"
+                    "route and CLBlastSconvgemm; the last column is the speed relative to clgrad.\n");
+            return f == stdout ? 0 : 2;
+        }
+    }
+    if (rounds < 1 || rounds > 64) {
+        fprintf(stderr, "clgrad-bench conv: --rounds 1..64\n");
+        return 2;
+    }
+    clg_context_params cp = clg_context_default_params();
+    cp.device = device;
+    cp.conv_workspace_bytes = workspace;
+    clg_context *ctx = NULL;
+    char err[1024];
+    if (clg_context_create(&cp, &ctx, err, sizeof err) != CLG_OK) {
+        fprintf(stderr, "clgrad-bench conv: %s\n", err);
+        return 1;
+    }
+    clg_device_info info;
+    clg_context_device_info(ctx, &info);
+    printf("conv2d on %s (%s), f32, median of %d rounds, conv workspace %zu bytes\n", info.name,
+           info.platform_name, rounds, ctx->conv_workspace_bytes);
+    int rc = 0;
+    for (int i = 0; i < (int)(sizeof conv_shapes / sizeof *conv_shapes); i++)
+        if (only < 0 || only == i) rc |= conv_shape_run(ctx, &conv_shapes[i], rounds);
+    clg_context_free(ctx);
+    return rc;
+}
