@@ -9,14 +9,18 @@
 
 #include <clblast_c.h>
 
-#include "clgrad.h"
-#include "blas/blas.h"
+#include <clgrad.h>
 
 #include "bench.h"
 
-/* clgrad's variants are switched through the context's internals: the default (images
- * batched into chunks, the device type's kernel shape), one image per GEMM (workspace
- * limit 1 byte) and the other kernel shape (per element vs per row). */
+/* clgrad's variants, each run on a context of its own made once per run with the params it
+ * needs (a context's kernel style and conv workspace are fixed for its life): the default
+ * (images batched into chunks, the device's kernel style), one image per GEMM (workspace
+ * limit 1 byte) and the other kernel style (per element vs per row). */
+enum { V_DEFAULT, V_ONE_IMAGE, V_OTHER_STYLE, V_COUNT };
+
+/* clg_context_params.conv_workspace_bytes when left 0 (include/clgrad/context.h) */
+#define DEFAULT_WORKSPACE ((size_t)64 << 20)
 
 typedef struct conv_shape {
     int N, C, H, W, K, k, pad;
@@ -29,37 +33,28 @@ static const conv_shape conv_shapes[] = {
     {32, 64, 56, 56, 64, 3, 1, "ResNet stage 1"},
 };
 
+/* One variant's context and its own copies of the layer's tensors (same seeds, same data). */
 typedef struct conv_env {
     clg_context *ctx;
     const conv_shape *s;
     clg_conv2d_params p;
     int OH, OW;
     size_t P, ckk;
-    size_t workspace; /* the context's own limit, restored by every clgrad variant */
-    int layout;       /* the kernel shape the device type picks: 1 per element, 2 per row */
     clg_tensor *x, *w, *b, *y, *dy, *dx, *dw, *db;
-    clg_tensor *col; /* (C*k*k, N*P): the bare GEMMs' and CLBlast's col */
+    clg_tensor *col; /* (C*k*k, N*P): the bare GEMMs' and CLBlast's col; V_DEFAULT only */
 } conv_env;
 
 typedef int (*conv_fn)(conv_env *e);
 
-static int conv_ours(conv_env *e, size_t workspace, int layout, bool backward) {
-    e->ctx->conv_workspace_bytes = workspace;
-    e->ctx->kernel_style = layout;
+static int conv_ours(conv_env *e, bool backward) {
     clg_status st = clg_conv2d_forward(e->ctx, e->x, e->w, e->b, e->p, e->y);
     if (st == CLG_OK && backward)
         st = clg_conv2d_backward(e->ctx, e->x, e->w, e->dy, e->p, e->dx, e->dw, e->db, 0.0);
-    e->ctx->conv_workspace_bytes = e->workspace;
-    e->ctx->kernel_style = 0;
     if (st != CLG_OK) fprintf(stderr, "clgrad-bench conv: %s\n", clg_context_errmsg(e->ctx));
     return st != CLG_OK;
 }
-static int conv_fwd(conv_env *e) { return conv_ours(e, e->workspace, 0, false); }
-static int conv_fwd_1img(conv_env *e) { return conv_ours(e, 1, 0, false); }
-static int conv_fwd_other(conv_env *e) { return conv_ours(e, e->workspace, 3 - e->layout, false); }
-static int conv_fb(conv_env *e) { return conv_ours(e, e->workspace, 0, true); }
-static int conv_fb_1img(conv_env *e) { return conv_ours(e, 1, 0, true); }
-static int conv_fb_other(conv_env *e) { return conv_ours(e, e->workspace, 3 - e->layout, true); }
+static int conv_fwd(conv_env *e) { return conv_ours(e, false); }
+static int conv_fb(conv_env *e) { return conv_ours(e, true); }
 
 /* The GEMMs conv2d runs, each as one call over the whole batch. */
 static int conv_gemm_fwd(conv_env *e) { /* Y (K, N*P) = W (K, CKK) · col (CKK, N*P) */
@@ -148,16 +143,20 @@ typedef struct conv_row {
     const char *what;
     conv_fn fn;
     bool backward; /* forward+backward: 3x the forward's FLOPs */
+    int variant;   /* the conv_env (and context) it runs on */
 } conv_row;
 
 /* Medians over rounds, the variants interleaved round by round so other load on the machine
  * falls on all of them alike. One call per round after a warm-up call (which also compiles). */
-static int conv_measure(conv_env *e, const conv_row *rows, int nr, int rounds, double *secs) {
+static int conv_measure(conv_env *envs, const conv_row *rows, int nr, int rounds, double *secs) {
     double t[16][64];
-    for (int i = 0; i < nr; i++)
+    for (int i = 0; i < nr; i++) {
+        conv_env *e = &envs[rows[i].variant];
         if (rows[i].fn(e) || clg_context_finish(e->ctx)) return -1;
+    }
     for (int r = 0; r < rounds; r++)
         for (int i = 0; i < nr; i++) {
+            conv_env *e = &envs[rows[i].variant];
             bench_pause_ms(20);
             const double t0 = bench_now();
             if (rows[i].fn(e) || clg_context_finish(e->ctx)) return -1;
@@ -168,62 +167,65 @@ static int conv_measure(conv_env *e, const conv_row *rows, int nr, int rounds, d
     return 0;
 }
 
-static int conv_shape_run(clg_context *ctx, const conv_shape *s, int rounds) {
-    conv_env e = {ctx,
-                  s,
-                  clg_conv2d_default_params(),
-                  0,
-                  0,
-                  0,
-                  0,
-                  ctx->conv_workspace_bytes,
-                  0,
-                  NULL,
-                  NULL,
-                  NULL,
-                  NULL,
-                  NULL,
-                  NULL,
-                  NULL,
-                  NULL,
-                  NULL};
-    e.p.pad_h = e.p.pad_w = s->pad;
-    e.layout = ctx->info.type & CL_DEVICE_TYPE_CPU ? 2 : 1;
-    e.OH = clg_conv2d_out_size(s->H, s->k, 1, s->pad, 1);
-    e.OW = clg_conv2d_out_size(s->W, s->k, 1, s->pad, 1);
-    e.P = (size_t)e.OH * e.OW;
-    e.ckk = (size_t)s->C * s->k * s->k;
+static void conv_env_close(conv_env *e) {
+    clg_tensor *all[] = {e->x, e->w, e->b, e->y, e->dy, e->dx, e->dw, e->db, e->col};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        clg_tensor_free(all[i]);
+}
+
+static int conv_env_open(clg_context *ctx, const conv_shape *s, bool with_col, conv_env *e) {
+    *e = (conv_env){.ctx = ctx, .s = s, .p = clg_conv2d_default_params()};
+    e->p.pad_h = e->p.pad_w = s->pad;
+    e->OH = clg_conv2d_out_size(s->H, s->k, 1, s->pad, 1);
+    e->OW = clg_conv2d_out_size(s->W, s->k, 1, s->pad, 1);
+    e->P = (size_t)e->OH * e->OW;
+    e->ckk = (size_t)s->C * s->k * s->k;
     const int xs[4] = {s->N, s->C, s->H, s->W}, ws[4] = {s->K, s->C, s->k, s->k};
-    const int ys[4] = {s->N, s->K, e.OH, e.OW}, cs[2] = {(int)e.ckk, (int)((size_t)s->N * e.P)};
+    const int ys[4] = {s->N, s->K, e->OH, e->OW}, cs[2] = {(int)e->ckk, (int)((size_t)s->N * e->P)};
     clg_status st;
-    if ((st = clg_tensor_rand_uniform(ctx, CLG_F32, 4, xs, -1, 1, 1, &e.x)) ||
-        (st = clg_tensor_rand_uniform(ctx, CLG_F32, 4, ws, -1, 1, 2, &e.w)) ||
-        (st = clg_tensor_rand_uniform(ctx, CLG_F32, 4, ys, -1, 1, 4, &e.dy)) ||
-        (st = clg_tensor_zeros(ctx, CLG_F32, 4, ys, &e.y)) ||
-        (st = clg_tensor_zeros(ctx, CLG_F32, 4, xs, &e.dx)) ||
-        (st = clg_tensor_zeros(ctx, CLG_F32, 4, ws, &e.dw)) ||
-        (st = clg_tensor_zeros(ctx, CLG_F32, 1, &s->K, &e.db)) ||
-        (st = clg_tensor_zeros(ctx, CLG_F32, 2, cs, &e.col))) {
+    if ((st = clg_tensor_rand_uniform(ctx, CLG_F32, 4, xs, -1, 1, 1, &e->x)) ||
+        (st = clg_tensor_rand_uniform(ctx, CLG_F32, 4, ws, -1, 1, 2, &e->w)) ||
+        (st = clg_tensor_rand_uniform(ctx, CLG_F32, 4, ys, -1, 1, 4, &e->dy)) ||
+        (st = clg_tensor_zeros(ctx, CLG_F32, 4, ys, &e->y)) ||
+        (st = clg_tensor_zeros(ctx, CLG_F32, 4, xs, &e->dx)) ||
+        (st = clg_tensor_zeros(ctx, CLG_F32, 4, ws, &e->dw)) ||
+        (st = clg_tensor_zeros(ctx, CLG_F32, 1, &s->K, &e->db)) ||
+        (with_col && (st = clg_tensor_zeros(ctx, CLG_F32, 2, cs, &e->col)))) {
         fprintf(stderr, "clgrad-bench conv: setup: %s: %s\n", clg_status_name(st), clg_context_errmsg(ctx));
         return 1;
     }
+    return 0;
+}
+
+static int conv_shape_run(clg_context *const *ctxs, const conv_shape *s, int rounds) {
+    conv_env envs[V_COUNT] = {{0}};
+    int rc = 0;
+    for (int v = 0; v < V_COUNT && !rc; v++)
+        rc = conv_env_open(ctxs[v], s, v == V_DEFAULT, &envs[v]);
+    if (rc) {
+        for (int v = 0; v < V_COUNT; v++)
+            conv_env_close(&envs[v]);
+        return 1;
+    }
+    const conv_env e = envs[V_DEFAULT];
     /* no bias anywhere, so every route computes the same y */
-    const char *other = e.layout == 2 ? "per-element kernels" : "per-row kernels";
+    const bool cpu_style = clg_context_kernel_style(ctxs[V_DEFAULT]) == CLG_KERNEL_STYLE_CPU;
+    const char *other = cpu_style ? "per-element kernels" : "per-row kernels";
     char other_f[64], other_b[64];
     snprintf(other_f, sizeof other_f, "clgrad conv2d, %s", other);
     snprintf(other_b, sizeof other_b, "clgrad conv2d, %s", other);
     const conv_row rows[] = {
-        {"clgrad conv2d", conv_fwd, false},
-        {"clgrad conv2d, one image per GEMM", conv_fwd_1img, false},
-        {other_f, conv_fwd_other, false},
-        {"bare GEMM (one call, whole batch)", conv_gemm_fwd, false},
-        {"CLBlastSim2col + GEMM per image", conv_clblast_fwd, false},
-        {"CLBlastSconvgemm", conv_convgemm, false},
-        {"clgrad conv2d", conv_fb, true},
-        {"clgrad conv2d, one image per GEMM", conv_fb_1img, true},
-        {other_b, conv_fb_other, true},
-        {"bare GEMMs (3 calls, whole batch)", conv_gemm_fb, true},
-        {"CLBlast im2col/col2im + GEMMs per image", conv_clblast_fb, true},
+        {"clgrad conv2d", conv_fwd, false, V_DEFAULT},
+        {"clgrad conv2d, one image per GEMM", conv_fwd, false, V_ONE_IMAGE},
+        {other_f, conv_fwd, false, V_OTHER_STYLE},
+        {"bare GEMM (one call, whole batch)", conv_gemm_fwd, false, V_DEFAULT},
+        {"CLBlastSim2col + GEMM per image", conv_clblast_fwd, false, V_DEFAULT},
+        {"CLBlastSconvgemm", conv_convgemm, false, V_DEFAULT},
+        {"clgrad conv2d", conv_fb, true, V_DEFAULT},
+        {"clgrad conv2d, one image per GEMM", conv_fb, true, V_ONE_IMAGE},
+        {other_b, conv_fb, true, V_OTHER_STYLE},
+        {"bare GEMMs (3 calls, whole batch)", conv_gemm_fb, true, V_DEFAULT},
+        {"CLBlast im2col/col2im + GEMMs per image", conv_clblast_fb, true, V_DEFAULT},
     };
     const int nr = (int)(sizeof rows / sizeof *rows);
     const double fwd = 2.0 * s->N * s->K * (double)e.P * (double)e.ckk;
@@ -232,7 +234,7 @@ static int conv_shape_run(clg_context *ctx, const conv_shape *s, int rounds) {
            s->what, s->N, s->C, s->H, s->W, s->K, s->C, s->k, s->k, s->pad, s->N, s->K, e.OH, e.OW,
            fwd * 1e-9, s->K, (size_t)s->N * e.P, e.ckk);
     double secs[16];
-    int rc = conv_measure(&e, rows, nr, rounds, secs);
+    rc = conv_measure(envs, rows, nr, rounds, secs);
     for (int i = 0; rc == 0 && i < nr; i++) {
         if (i == 0 || rows[i].backward != rows[i - 1].backward)
             printf("  %s\n", rows[i].backward ? "forward + backward (dx, dw):" : "forward:");
@@ -243,14 +245,14 @@ static int conv_shape_run(clg_context *ctx, const conv_shape *s, int rounds) {
     if (rc == 0) {
         /* the routes agree: CLBlastSconvgemm's y against clgrad's */
         clg_tensor *y_cg = NULL;
-        if (conv_convgemm(&e) == 0 && clg_tensor_cast(e.y, CLG_F32, &y_cg) == CLG_OK && conv_fwd(&e) == 0)
+        conv_env *d = &envs[V_DEFAULT];
+        if (conv_convgemm(d) == 0 && clg_tensor_cast(d->y, CLG_F32, &y_cg) == CLG_OK && conv_fwd(d) == 0)
             printf("  CLBlastSconvgemm vs clgrad conv2d: max |y difference| %.3g\n",
-                   conv_max_diff(y_cg, e.y));
+                   conv_max_diff(y_cg, d->y));
         clg_tensor_free(y_cg);
     }
-    clg_tensor *all[] = {e.x, e.w, e.b, e.y, e.dy, e.dx, e.dw, e.db, e.col};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        clg_tensor_free(all[i]);
+    for (int v = 0; v < V_COUNT; v++)
+        conv_env_close(&envs[v]);
     return rc != 0;
 }
 
@@ -281,22 +283,34 @@ int bench_conv(int argc, char **argv) {
         fprintf(stderr, "clgrad-bench conv: --rounds 1..64\n");
         return 2;
     }
+    clg_context *ctxs[V_COUNT] = {NULL, NULL, NULL};
     clg_context_params cp = clg_context_default_params();
     cp.device = device;
     cp.conv_workspace_bytes = workspace;
-    clg_context *ctx = NULL;
     char err[1024];
-    if (clg_context_create(&cp, &ctx, err, sizeof err) != CLG_OK) {
+    int rc = clg_context_create(&cp, &ctxs[V_DEFAULT], err, sizeof err) != CLG_OK;
+    if (!rc) {
+        const clg_kernel_style style = clg_context_kernel_style(ctxs[V_DEFAULT]);
+        cp.kernel_style = style;
+        cp.conv_workspace_bytes = 1;
+        rc = clg_context_create(&cp, &ctxs[V_ONE_IMAGE], err, sizeof err) != CLG_OK;
+        cp.kernel_style = style == CLG_KERNEL_STYLE_CPU ? CLG_KERNEL_STYLE_GPU : CLG_KERNEL_STYLE_CPU;
+        cp.conv_workspace_bytes = workspace;
+        if (!rc) rc = clg_context_create(&cp, &ctxs[V_OTHER_STYLE], err, sizeof err) != CLG_OK;
+    }
+    if (rc) {
         fprintf(stderr, "clgrad-bench conv: %s\n", err);
+        for (int v = 0; v < V_COUNT; v++)
+            clg_context_free(ctxs[v]);
         return 1;
     }
     clg_device_info info;
-    clg_context_device_info(ctx, &info);
+    clg_context_device_info(ctxs[V_DEFAULT], &info);
     printf("conv2d on %s (%s), f32, median of %d rounds, conv workspace %zu bytes\n", info.name,
-           info.platform_name, rounds, ctx->conv_workspace_bytes);
-    int rc = 0;
+           info.platform_name, rounds, workspace ? workspace : DEFAULT_WORKSPACE);
     for (int i = 0; i < (int)(sizeof conv_shapes / sizeof *conv_shapes); i++)
-        if (only < 0 || only == i) rc |= conv_shape_run(ctx, &conv_shapes[i], rounds);
-    clg_context_free(ctx);
+        if (only < 0 || only == i) rc |= conv_shape_run(ctxs, &conv_shapes[i], rounds);
+    for (int v = 0; v < V_COUNT; v++)
+        clg_context_free(ctxs[v]);
     return rc;
 }
