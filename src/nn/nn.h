@@ -1,63 +1,60 @@
-/* src/nn/module.h - the module layout shared by src/nn/module.c (the generic part: state,
- * children, dispatch, free) and src/nn/layers.c (each layer's constructor and forward).
- * Public API: include/clgrad/nn.h. Tests: tests/graph/test_nn.c.
+/* src/nn/nn.h - the nn floor's private header: the generic module core's layout (module.c)
+ * and the helpers the built-in layers share (init.c). Each layer kind is one definition in
+ * its own file (conv2d_module.c, linear_module.c, ...). Public API: include/clgrad/nn.h.
+ * Tests: tests/nn/.
  */
 #ifndef CLGRAD_NN_NN_H
 #define CLGRAD_NN_NN_H
 
 #include "tensor/tensor.h"
 
-/* One parameter or buffer the module owns. name is the full state_dict name. */
-typedef struct clg__module_entry {
-    char *name;         /* "conv1.weight"; owned */
+/* One parameter or buffer a module owns. */
+typedef struct clg_module_entry {
+    char *leaf;         /* "weight"; owned */
+    char *name;         /* the full state_dict name, "conv1.weight"; owned, rebuilt on re-parenting */
     clg_tensor *tensor; /* owned reference */
-    bool trainable;
-} clg__module_entry;
-
-typedef clg_status (*clg__module_forward_fn)(clg_context *ctx, clg_module *m, const clg_tensor *x,
-                                             clg_tensor **out);
-
-/* What differs from one kind of layer to the next. */
-typedef struct clg__module_def {
-    const char *kind; /* "conv2d", for error messages */
-    clg__module_forward_fn forward;
-} clg__module_def;
-
-/* Index of an absent entry (a layer without bias). */
-#define CLG__NO_ENTRY (-1)
+    bool trainable;     /* a parameter */
+    bool persistent;    /* listed in the state (parameters always are) */
+} clg_module_entry;
 
 struct clg_module {
     clg_context *ctx;
-    const clg__module_def *def;
-    char *name; /* state_dict prefix; "" for none */
+    const clg_module_def *def;
+    char *name;  /* its own component; "" for none */
+    char *path;  /* the dotted prefix of its state names: the non-empty names from the root down */
+    void *state; /* def->state_size bytes, or NULL */
     bool training;
-    clg_dtype dtype;    /* of its parameters and buffers */
-    clg_module *parent; /* the sequential that owns it, or NULL */
+    clg_dtype dtype;
+    clg_module *parent; /* the owner, or NULL for a root */
 
-    clg_module **children; /* owned; sequential only */
+    clg_module **children; /* owned */
     size_t n_children, cap_children;
 
-    clg__module_entry *state; /* own parameters first, then own buffers (PyTorch's order) */
-    size_t n_state, cap_state;
-
-    /* Indices into state (CLG__NO_ENTRY when absent), so a dtype change keeps them valid. */
-    int weight, bias, running_mean, running_var, num_batches_tracked;
-
-    /* Per-kind settings. */
-    clg_conv2d_params conv;
-    clg_pool2d_params pool;
-    double eps, momentum; /* batch_norm2d */
-    clg_tensor *one;      /* batch_norm2d: a (1) tensor holding 1, to count batches on the device */
-    double p;             /* dropout */
-    uint64_t seed, calls; /* dropout: each training forward uses seed + calls++ */
+    clg_module_entry *entries; /* own parameters and buffers, in registration order */
+    size_t n_entries, cap_entries;
 };
 
-/* A new module of kind def with prefix name (copied; NULL means none). Not training-specific:
- * every module starts in training mode, f32, as in PyTorch. */
-clg_status clg__module_new(clg_context *ctx, const clg__module_def *def, const char *name, clg_module **out);
-/* Appends t (ownership taken, also on failure) as "<prefix>.<leaf>"; *index gets its slot. */
-clg_status clg__module_add(clg_module *m, const char *leaf, clg_tensor *t, bool trainable, int *index);
-/* The tensor in slot i, or NULL for CLG__NO_ENTRY. */
-clg_tensor *clg__module_entry_tensor(const clg_module *m, int i);
+/* Shared by the layers' constructors: the checks every public constructor makes first. */
+#define CLG__CHECK_CREATE(ctx, out, fn)                                                              \
+    do {                                                                                             \
+        if (!(ctx)) return CLG_INVALID_ARGUMENT;                                                     \
+        if (!(out)) return clg__fail((ctx), CLG_INVALID_ARGUMENT, fn ": out is NULL");              \
+        *(out) = NULL;                                                                               \
+    } while (0)
+
+/* clg_module_add_child, with fn naming the public caller in error messages. */
+clg_status clg__module_attach(clg_module *parent, const char *name, clg_module *child, const char *fn);
+
+/* Frees m and passes st on: the constructors' one failure path. */
+clg_status clg__module_drop(clg_module *m, clg_status st);
+
+/* PyTorch's default init of conv and linear layers (init.c): kaiming_uniform(a = sqrt(5))
+ * gives "weight" (shape wshape) U(-1/sqrt(fan_in), 1/sqrt(fan_in)) and "bias" (out_features,
+ * when bias) the same bound, from sub-streams 2 * seed and 2 * seed + 1. */
+clg_status clg__init_weight_and_bias(clg_module *m, int ndim, const int *wshape, int out_features,
+                                     double fan_in, bool bias, uint64_t seed);
+/* An f32 (n) tensor filled with value, registered as a parameter (trainable) or a buffer. */
+clg_status clg__init_filled(clg_module *m, const char *leaf, int n, double value, bool trainable,
+                            bool persistent);
 
 #endif

@@ -1,0 +1,56 @@
+/* src/nn/batchnorm_module.c - the batch_norm2d layer: weight and bias (parameters),
+ * running_mean, running_var and num_batches_tracked (buffers), in PyTorch's names and order,
+ * forward through clg_batch_norm2d. Tests: tests/nn/test_nn.c.
+ */
+#include "nn/nn.h"
+
+typedef struct clg_batch_norm2d_module {
+    double eps, momentum;
+} clg_batch_norm2d_module;
+
+static clg_status batch_norm2d_forward(clg_context *ctx, clg_module *m, const clg_tensor *x, clg_tensor **out) {
+    const clg_batch_norm2d_module *s = m->state;
+    clg_status st = clg_batch_norm2d(ctx, x, clg_module_get_tensor(m, "weight"), clg_module_get_tensor(m, "bias"),
+                                     clg_module_get_tensor(m, "running_mean"),
+                                     clg_module_get_tensor(m, "running_var"),
+                                     (clg_batch_norm2d_params){m->training, s->momentum, s->eps}, out);
+    if (st != CLG_OK || !m->training) return st;
+    /* num_batches_tracked += 1 on the device: no host sync, and it stays right after a
+     * checkpoint load writes the buffer behind our back. */
+    st = clg__axpby(ctx, 1.0, clg_module_get_tensor(m, "one"), 1.0, clg_module_get_tensor(m, "num_batches_tracked"));
+    if (st != CLG_OK) {
+        clg_tensor_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+static const clg_module_def batch_norm2d_def = {
+    .kind = "batch_norm2d", .state_size = sizeof(clg_batch_norm2d_module), .forward = batch_norm2d_forward};
+
+clg_status clg_batch_norm2d_module_create(clg_context *ctx, const char *name, int channels, double eps,
+                                          double momentum, clg_module **out) {
+    CLG__CHECK_CREATE(ctx, out, "clg_batch_norm2d_module_create");
+    if (channels <= 0)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "clg_batch_norm2d_module_create: channels is %d, must be positive", channels);
+    if (!(eps > 0) || !(momentum >= 0 && momentum <= 1))
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "clg_batch_norm2d_module_create: eps %g must be positive and momentum %g in [0, 1]", eps,
+                         momentum);
+    clg_module *m;
+    clg_status st = clg_module_create(ctx, &batch_norm2d_def, name, &m);
+    if (st != CLG_OK) return st;
+    *(clg_batch_norm2d_module *)m->state = (clg_batch_norm2d_module){eps, momentum};
+    /* "one" holds the 1 added to num_batches_tracked: a buffer so that to_dtype converts it
+     * with the rest, not persistent because it is no state of PyTorch's BatchNorm2d. */
+    if ((st = clg__init_filled(m, "weight", channels, 1.0, true, true)) ||
+        (st = clg__init_filled(m, "bias", channels, 0.0, true, true)) ||
+        (st = clg__init_filled(m, "running_mean", channels, 0.0, false, true)) ||
+        (st = clg__init_filled(m, "running_var", channels, 1.0, false, true)) ||
+        (st = clg__init_filled(m, "num_batches_tracked", 1, 0.0, false, true)) ||
+        (st = clg__init_filled(m, "one", 1, 1.0, false, false)))
+        return clg__module_drop(m, st);
+    *out = m;
+    return CLG_OK;
+}

@@ -1,0 +1,48 @@
+/* src/nn/conv2d_module.c - the conv2d layer: weight (K, C/groups, kh, kw) and optional bias
+ * with PyTorch's names and default init, forward through clg_conv2d. Tests:
+ * tests/nn/test_nn.c.
+ */
+#include "nn/nn.h"
+
+typedef struct clg_conv2d_module {
+    clg_conv2d_params p;
+} clg_conv2d_module;
+
+static clg_status conv2d_forward(clg_context *ctx, clg_module *m, const clg_tensor *x, clg_tensor **out) {
+    const clg_conv2d_module *s = m->state;
+    return clg_conv2d(ctx, x, clg_module_get_tensor(m, "weight"), clg_module_get_tensor(m, "bias"), s->p, out);
+}
+
+static const clg_module_def conv2d_def = {
+    .kind = "conv2d", .state_size = sizeof(clg_conv2d_module), .forward = conv2d_forward};
+
+clg_status clg_conv2d_module_create(clg_context *ctx, const char *name, int in_channels, int out_channels,
+                                    int kernel_h, int kernel_w, clg_conv2d_params p, bool bias, uint64_t seed,
+                                    clg_module **out) {
+    CLG__CHECK_CREATE(ctx, out, "clg_conv2d_module_create");
+    if (in_channels <= 0 || out_channels <= 0 || kernel_h <= 0 || kernel_w <= 0)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "clg_conv2d_module_create: channels %d -> %d and kernel %dx%d must be positive",
+                         in_channels, out_channels, kernel_h, kernel_w);
+    if (p.stride_h <= 0 || p.stride_w <= 0 || p.dilation_h <= 0 || p.dilation_w <= 0 || p.pad_h < 0 ||
+        p.pad_w < 0)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "clg_conv2d_module_create: stride %dx%d and dilation %dx%d must be positive, padding "
+                         "%dx%d not negative",
+                         p.stride_h, p.stride_w, p.dilation_h, p.dilation_w, p.pad_h, p.pad_w);
+    if (p.groups <= 0 || in_channels % p.groups || out_channels % p.groups)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "clg_conv2d_module_create: groups %d must divide in_channels %d and out_channels %d",
+                         p.groups, in_channels, out_channels);
+    clg_module *m;
+    clg_status st = clg_module_create(ctx, &conv2d_def, name, &m);
+    if (st != CLG_OK) return st;
+    ((clg_conv2d_module *)m->state)->p = p;
+    const int cg = in_channels / p.groups;
+    const int wshape[4] = {out_channels, cg, kernel_h, kernel_w};
+    const double fan_in = (double)cg * kernel_h * kernel_w;
+    if ((st = clg__init_weight_and_bias(m, 4, wshape, out_channels, fan_in, bias, seed)))
+        return clg__module_drop(m, st);
+    *out = m;
+    return CLG_OK;
+}
