@@ -15,9 +15,6 @@
 #define LIT(x) x##f
 #endif
 
-/* beta == 0 overwrites even NaN garbage from fresh pool memory. */
-#define ACCUM(dst, v) ((dst) = (beta == (REAL)0) ? (v) : beta * (dst) + (v))
-
 __kernel void relu_forward(__global REAL *y, __global const REAL *x, const REAL param,
                            const int n, const int chunk) {
     (void)param;

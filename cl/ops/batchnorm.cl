@@ -1,6 +1,7 @@
 /* cl/ops/batchnorm.cl - batch_norm2d over (N, C, H, W): per-channel statistics, the
  * normalisation, and backward. Host side: src/ops/batchnorm.c. Tests: tests/ops/test_batchnorm.c.
- * Two forms, chosen by the host per device style (clg__cpu_style), same arithmetic per element:
+ * Two forms, `name` (GPU style) and `name_cpu` (CPU style), chosen by the host through
+ * clg__op_kernel (src/ops/op.h), same arithmetic per element:
  *  - GPU: per-channel sums are one work-group per channel with a tree in local memory (the
  *    work-group size, a power of two, comes from the kernel's limits); element kernels take
  *    one element per work-item (FOR_ELEMS, chunk 1).
@@ -74,7 +75,7 @@ __kernel void bn_stats(__global const REAL *x, __global REAL *mean, __global REA
 }
 
 /* CPU form of bn_stats: work-item c walks channel c's N planes in order. */
-__kernel void bn_stats_seq(__global const REAL *x, __global REAL *mean, __global REAL *invstd,
+__kernel void bn_stats_cpu(__global const REAL *x, __global REAL *mean, __global REAL *invstd,
                            __global REAL *run_mean, __global REAL *run_var, const int update_running,
                            const REAL momentum, const REAL eps, const int N, const int C, const int HW) {
     const int c = GID0;
@@ -137,7 +138,7 @@ __kernel void bn_normalize(__global REAL *y, __global const REAL *x, __global co
 }
 
 /* CPU form: per (n, c) plane of HW elements. */
-__kernel void bn_normalize_planes(__global REAL *y, __global const REAL *x, __global const REAL *mean,
+__kernel void bn_normalize_cpu(__global REAL *y, __global const REAL *x, __global const REAL *mean,
                                   __global const REAL *invstd, __global const REAL *weight,
                                   __global const REAL *bias, const int has_weight, const int has_bias,
                                   const int C, const int HW, const int planes, const int chunk) {
@@ -176,7 +177,7 @@ __kernel void bn_bwd_reduce(__global REAL *sum_dy, __global REAL *sum_dyx, __glo
 }
 
 /* CPU form of bn_bwd_reduce: work-item c walks channel c's N planes in order. */
-__kernel void bn_bwd_reduce_seq(__global REAL *sum_dy, __global REAL *sum_dyx, __global const REAL *dy,
+__kernel void bn_bwd_reduce_cpu(__global REAL *sum_dy, __global REAL *sum_dyx, __global const REAL *dy,
                                 __global const REAL *x, __global const REAL *mean,
                                 __global const REAL *invstd, const int N, const int C, const int HW) {
     const int c = GID0;
@@ -202,13 +203,13 @@ __kernel void bn_bwd_reduce_seq(__global REAL *sum_dy, __global REAL *sum_dyx, _
     sum_dyx[c] = lanes_sum(b8) + b;
 }
 
-/* One element of dx = beta * dx + g, with s = weight * invstd and
+/* The gradient g of one element (dx = beta * dx + g through ACCUM), with s = weight * invstd:
  *   training:   g = s * (dy - sum_dy / M - xhat * sum_dyx / M)  (the batch statistics
  *               depend on x too)
  *   evaluation: g = s * dy                                      (running stats are constants) */
-inline REAL bn_dx_value(const REAL dxv, const REAL dyv, const REAL xv, const REAL mu, const REAL is,
-                        const REAL w, const REAL sdy, const REAL sdyx, const int has_weight,
-                        const int training, const int M, const REAL beta) {
+inline REAL bn_dx_value(const REAL dyv, const REAL xv, const REAL mu, const REAL is, const REAL w,
+                        const REAL sdy, const REAL sdyx, const int has_weight, const int training,
+                        const int M) {
     const REAL s = has_weight ? w * is : is;
     REAL g;
     if (training) {
@@ -218,7 +219,7 @@ inline REAL bn_dx_value(const REAL dxv, const REAL dyv, const REAL xv, const REA
     } else {
         g = s * dyv;
     }
-    return beta == (REAL)0 ? g : beta * dxv + g;
+    return g;
 }
 
 /* Per element. Placeholder buffers (absent weight, evaluation's sums) hold C values, unused. */
@@ -229,15 +230,13 @@ __kernel void bn_bwd_dx(__global REAL *dx, __global const REAL *dy, __global con
                         const int n, const int chunk) {
     FOR_ELEMS(i, n, chunk) {
         const int c = (i / HW) % C;
-        /* dx is not read when beta == 0: fresh pool memory may hold NaN. */
-        const REAL old = beta == (REAL)0 ? (REAL)0 : dx[i];
-        dx[i] = bn_dx_value(old, dy[i], x[i], mean[c], invstd[c], weight[c], sum_dy[c], sum_dyx[c],
-                            has_weight, training, N * HW, beta);
+        ACCUM(dx[i], bn_dx_value(dy[i], x[i], mean[c], invstd[c], weight[c], sum_dy[c], sum_dyx[c],
+                                 has_weight, training, N * HW));
     }
 }
 
 /* CPU form: per (n, c) plane of HW elements. */
-__kernel void bn_bwd_dx_planes(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
+__kernel void bn_bwd_dx_cpu(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
                                __global const REAL *mean, __global const REAL *invstd,
                                __global const REAL *weight, __global const REAL *sum_dy,
                                __global const REAL *sum_dyx, const int has_weight, const int training,
@@ -249,10 +248,7 @@ __kernel void bn_bwd_dx_planes(__global REAL *dx, __global const REAL *dy, __glo
         const size_t off = (size_t)pl * HW;
         __global REAL *dxp = dx + off; /* (HW) */
         __global const REAL *dyp = dy + off, *xp = x + off;
-        for (int j = 0; j < HW; ++j) {
-            const REAL old = beta == (REAL)0 ? (REAL)0 : dxp[j];
-            dxp[j] =
-                bn_dx_value(old, dyp[j], xp[j], mu, is, w, sdy, sdyx, has_weight, training, N * HW, beta);
-        }
+        for (int j = 0; j < HW; ++j)
+            ACCUM(dxp[j], bn_dx_value(dyp[j], xp[j], mu, is, w, sdy, sdyx, has_weight, training, N * HW));
     }
 }

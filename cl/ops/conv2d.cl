@@ -10,11 +10,12 @@
 #define RED_WG 64 /* work-group size of bias_grad; a power of two, set by the host */
 #endif
 
-/* Two launch shapes, one result. GPUs get one work-item per element, dim 0 running along
- * an image plane, so consecutive work-items touch consecutive addresses (coalesced).
- * CPUs (PoCL and the like run a work-group's items as a loop) get the _rows kernels: one
- * work-item per image row, a plain loop along it, no index division per element; 5-10x
- * faster there for im2col. The host picks by device type (src/ops/conv2d.c). */
+/* Two launch shapes, one result. GPU style gets one work-item per element, dim 0 running
+ * along an image plane, so consecutive work-items touch consecutive addresses (coalesced).
+ * CPU style (PoCL and the like run a work-group's items as a loop) gets the _cpu kernels: one
+ * work-item per image row or plane, a plain loop along it, no index division per element;
+ * 5-10x faster there for im2col. The host picks by the context's kernel style
+ * (clg__op_kernel in src/ops/op.h). */
 
 /* col (C*KH*KW, nb*P), column n*P + p for image n of the chunk, P = OH*OW:
  * col[(c*KH + i)*KW + j][n*P + oh*OW + ow] = x[n][c][oh*SH - PH + i*DH][ow*SW - PW + j*DW]
@@ -38,7 +39,7 @@ __kernel void im2col(__global const REAL *x, const ulong x_off, __global REAL *c
 /* The CPU form: one (row r of col, image n) plane of OH*OW values per work-item, with the
  * padded edges of each output row split off so its middle is a plain strided copy that
  * vectorises. Launch (C*KH*KW, nb) with work-groups of (1, 1). */
-__kernel void im2col_planes(__global const REAL *x, const ulong x_off, __global REAL *col, const int C,
+__kernel void im2col_cpu(__global const REAL *x, const ulong x_off, __global REAL *col, const int C,
                             const int H, const int W, const int KH, const int KW, const int SH, const int SW,
                             const int PH, const int PW, const int DH, const int DW, const int OH, const int OW,
                             const int nb) {
@@ -106,18 +107,18 @@ __kernel void col2im(__global const REAL *dcol, __global REAL *dx, const ulong d
     __global const REAL *base = dcol + (size_t)c * KH * KW * cols + (size_t)n * OH * OW;
     const REAL s = col2im_sum(base, cols, h, w, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW);
     const size_t o = dx_off + ((size_t)n * C + c) * H * W + hw;
-    dx[o] = beta == (REAL)0 ? s : beta * dx[o] + s;
+    ACCUM(dx[o], s);
 }
 
 #ifndef COL2IM_SEG
-#define COL2IM_SEG 64 /* dx values col2im_rows sums at once, in private memory */
+#define COL2IM_SEG 64 /* dx values col2im_cpu sums at once, in private memory */
 #endif
 
 /* The same, one dx row (W values) per work-item. It walks the taps in col2im_sum's order,
  * but for each tap runs along the output row (contiguous in dcol, no division per value),
  * summing a segment of the dx row in private memory; each value gets the same additions
  * in the same order as col2im_sum, so both kernels give the same bits. Launch (H, C, nb). */
-__kernel void col2im_rows(__global const REAL *dcol, __global REAL *dx, const ulong dx_off, const REAL beta,
+__kernel void col2im_cpu(__global const REAL *dcol, __global REAL *dx, const ulong dx_off, const REAL beta,
                           const int C, const int H, const int W, const int KH, const int KW, const int SH,
                           const int SW, const int PH, const int PW, const int DH, const int DW, const int OH,
                           const int OW, const int nb) {
@@ -151,7 +152,7 @@ __kernel void col2im_rows(__global const REAL *dcol, __global REAL *dx, const ul
             }
         }
         for (int t = 0; t < wn; t++)
-            dst[w0 + t] = beta == (REAL)0 ? acc[t] : beta * dst[w0 + t] + acc[t];
+            ACCUM(dst[w0 + t], acc[t]);
     }
 }
 
@@ -168,7 +169,7 @@ __kernel void unpack_y(__global const REAL *yt, __global REAL *y, const ulong y_
 }
 
 /* The same, one (k, n) plane of P values per work-item. Launch (K, nb). */
-__kernel void unpack_y_rows(__global const REAL *yt, __global REAL *y, const ulong y_off,
+__kernel void unpack_y_cpu(__global const REAL *yt, __global REAL *y, const ulong y_off,
                             __global const REAL *b, const int has_bias, const int K, const int P,
                             const int nb) {
     const int k = GID0, n = (int)get_global_id(1);
@@ -191,7 +192,7 @@ __kernel void pack_dy(__global const REAL *dy, const ulong dy_off, __global REAL
 }
 
 /* The same, one plane per work-item. Launch (K, nb). */
-__kernel void pack_dy_rows(__global const REAL *dy, const ulong dy_off, __global REAL *dyt, const int K,
+__kernel void pack_dy_cpu(__global const REAL *dy, const ulong dy_off, __global REAL *dyt, const int K,
                            const int P, const int nb) {
     const int k = GID0, n = (int)get_global_id(1);
     if (k >= K) return;
@@ -212,7 +213,7 @@ __kernel void bias_add(__global REAL *y, const ulong y_off, __global const REAL 
 }
 
 /* The same, one plane per work-item. Launch (K). */
-__kernel void bias_add_rows(__global REAL *y, const ulong y_off, __global const REAL *b, const int K,
+__kernel void bias_add_cpu(__global REAL *y, const ulong y_off, __global const REAL *b, const int K,
                             const int P) {
     const int k = GID0;
     if (k >= K) return;
@@ -244,5 +245,5 @@ __kernel __attribute__((reqd_work_group_size(RED_WG, 1, 1))) void bias_grad(__gl
         if (t < h) part[t] += part[t + h];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (t == 0 && k < K) db[k] = beta == (REAL)0 ? part[0] : beta * db[k] + part[0];
+    if (t == 0 && k < K) ACCUM(db[k], part[0]);
 }

@@ -41,7 +41,7 @@ __kernel void dropout_apply(__global REAL *y, __global const REAL *x, const ulon
         for (int j = 0; j < 4 && base + j < n; ++j) {
             const int i = base + j;
             const REAL v = (ulong)words[j] >= threshold ? x[i] * scale : (REAL)0;
-            y[i] = beta == (REAL)0 ? v : beta * y[i] + v;
+            ACCUM(y[i], v);
         }
     }
 }

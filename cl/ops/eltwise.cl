@@ -4,10 +4,6 @@
  */
 #include "common/defs.h"
 
-/* Writes v into dst under the beta contract: beta == 0 overwrites even NaN garbage from
- * fresh pool memory, otherwise dst = beta * dst + v. */
-#define ACCUM(dst, v) ((dst) = (beta == (REAL)0) ? (v) : beta * (dst) + (v))
-
 __kernel void add_forward(__global REAL *y, __global const REAL *a, __global const REAL *b,
                           const int n, const int chunk) {
     FOR_ELEMS(i, n, chunk) {

@@ -18,5 +18,5 @@ __kernel void col_sum(__global REAL *db, __global const REAL *dy, const REAL bet
     if (j >= cols) return;
     REAL s = (REAL)0;
     for (int r = 0; r < rows; r++) s += dy[(size_t)r * cols + j];
-    db[j] = beta == (REAL)0 ? s : beta * db[j] + s;
+    ACCUM(db[j], s);
 }

@@ -1,16 +1,13 @@
 /* cl/ops/loss.cl - losses behind src/ops/loss.c: softmax cross-entropy, mse and sum of
  * squares. Each forward is a reduction to one value in a fixed order (no atomics), in one of
- * two forms chosen by the host per device style (clg__cpu_style):
+ * two forms chosen by the host per kernel style (clg__op_kernel, src/ops/op.h):
  *  - GPU: one work-group; every work-item accumulates a strided share, then a tree in local
  *    memory adds the shares (the local size must be a power of two);
- *  - CPU (_seq): one work-item walks everything in order, in 8 lanes where the data are
+ *  - CPU (_cpu): one work-item walks everything in order, in 8 lanes where the data are
  *    contiguous (a work-group runs on one core there anyway, barriers only cost).
  * Backward kernels are element-wise (FOR_ELEMS). Tests: tests/ops/test_loss.c.
  */
 #include "common/defs.h"
-
-/* beta == 0 overwrites even NaN garbage from fresh pool memory. */
-#define ACCUM(dst, v) ((dst) = (beta == (REAL)0) ? (v) : beta * (dst) + (v))
 
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
@@ -59,7 +56,7 @@ __kernel void ce_forward(__global REAL *out, __global REAL *probs, __global cons
 }
 
 /* CPU form: the rows in order. */
-__kernel void ce_forward_seq(__global REAL *out, __global REAL *probs, __global const REAL *x,
+__kernel void ce_forward_cpu(__global REAL *out, __global REAL *probs, __global const REAL *x,
                              __global const REAL *targets, const int n, const int c, const REAL inv_n) {
     if (get_global_id(0) != 0) return;
     REAL acc = (REAL)0;
@@ -91,7 +88,7 @@ __kernel void mse_forward(__global REAL *out, __global const REAL *a, __global c
 }
 
 /* CPU form. */
-__kernel void mse_forward_seq(__global REAL *out, __global const REAL *a, __global const REAL *b,
+__kernel void mse_forward_cpu(__global REAL *out, __global const REAL *a, __global const REAL *b,
                               const REAL scale, const int n) {
     if (get_global_id(0) != 0) return;
     const int n8 = n & ~7;
@@ -127,7 +124,7 @@ __kernel void sum_squares_forward(__global REAL *out, __global const REAL *x, co
 }
 
 /* CPU form. */
-__kernel void sum_squares_forward_seq(__global REAL *out, __global const REAL *x, const int n) {
+__kernel void sum_squares_forward_cpu(__global REAL *out, __global const REAL *x, const int n) {
     if (get_global_id(0) != 0) return;
     const int n8 = n & ~7;
     REAL8 acc8 = (REAL8)(0);

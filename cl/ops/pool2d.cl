@@ -3,8 +3,10 @@
  * Backward kernels are gathers (each input element sums the output windows that cover it,
  * in a fixed order), so they need no atomics and are deterministic. Every kernel loops with
  * FOR_ELEMS: one element per work-item on GPUs, runs of them on CPUs. Forward kernels also
- * come in a CPU form by output rows (_rows: no index division per element), chosen by the
- * host per device style (clg__cpu_style); both call the same per-window code.
+ * come in a CPU form by output rows (name_cpu: no index division per element), chosen by the
+ * host through clg__op_kernel (src/ops/op.h); both call the same per-window code.
+ * max_pool2d_bwd_tiled is not a style variant: it serves windows that tile the input, in
+ * either style.
  */
 #include "common/defs.h"
 
@@ -122,13 +124,13 @@ __kernel void max_pool2d_fwd_idx(__global REAL *y, __global const REAL *x, __glo
 }
 
 /* CPU forms of the two above: rows = N * C * OH output rows. */
-__kernel void max_pool2d_fwd_rows(__global REAL *y, __global const REAL *x, const int H, const int W,
+__kernel void max_pool2d_fwd_cpu(__global REAL *y, __global const REAL *x, const int H, const int W,
                                   const int OH, const int OW, const int kh, const int kw, const int sh,
                                   const int sw, const int ph, const int pw, const int rows, const int chunk) {
     FOR_ELEMS(r, rows, chunk) max_pool2d_row(r, y, x, 0, H, W, OH, OW, kh, kw, sh, sw, ph, pw);
 }
 
-__kernel void max_pool2d_fwd_idx_rows(__global REAL *y, __global const REAL *x, __global int *idx,
+__kernel void max_pool2d_fwd_idx_cpu(__global REAL *y, __global const REAL *x, __global int *idx,
                                       const int H, const int W, const int OH, const int OW, const int kh,
                                       const int kw, const int sh, const int sw, const int ph, const int pw,
                                       const int rows, const int chunk) {
@@ -156,7 +158,7 @@ __kernel void max_pool2d_bwd(__global REAL *dx, __global const REAL *dy, __globa
                 const size_t o = base + oh * OW + ow;
                 if (idx[o] == self) acc += dy[o];
             }
-        dx[i] = beta == (REAL)0 ? acc : beta * dx[i] + acc;
+        ACCUM(dx[i], acc);
     }
 }
 
@@ -170,7 +172,7 @@ __kernel void max_pool2d_bwd(__global REAL *dx, __global const REAL *dy, __globa
         CAT(REAL, VW2) g;                                                                                    \
         g.even = select(zero, gy, CAT(convert_, MASK(VW))(a == at));                                         \
         g.odd = select(zero, gy, CAT(convert_, MASK(VW))(a == at + 1));                                      \
-        if (beta != (REAL)0) g = beta * CAT(vload, VW2)(0, dxr + iw) + g;                                    \
+        g = ACCUM_VALUE(CAT(vload, VW2)(0, dxr + iw), g);                                                    \
         CAT(vstore, VW2)(g, 0, dxr + iw);                                                                    \
     }
 
@@ -198,7 +200,7 @@ __kernel void max_pool2d_bwd_tiled(__global REAL *dx, __global const REAL *dy, _
             for (; iw < OW * kw; ++iw) {
                 const int ow = iw / kw;
                 const REAL g = ir[ow] == ih * W + iw ? dyr[ow] : (REAL)0;
-                dxr[iw] = beta == (REAL)0 ? g : beta * dxr[iw] + g;
+                ACCUM(dxr[iw], g);
             }
         }
     }
@@ -236,7 +238,7 @@ __kernel void avg_pool2d_fwd(__global REAL *y, __global const REAL *x, const int
 }
 
 /* CPU form: per output row r = (nc, oh) of the rows = N * C * OH. */
-__kernel void avg_pool2d_fwd_rows(__global REAL *y, __global const REAL *x, const int H, const int W,
+__kernel void avg_pool2d_fwd_cpu(__global REAL *y, __global const REAL *x, const int H, const int W,
                                   const int OH, const int OW, const int kh, const int kw, const int sh,
                                   const int sw, const int ph, const int pw, const int rows, const int chunk) {
     FOR_ELEMS(r, rows, chunk) {
@@ -266,6 +268,6 @@ __kernel void avg_pool2d_bwd(__global REAL *dx, __global const REAL *dy, const i
                 const int div = avg_divisor(oh * sh - ph, ow * sw - pw, H, W, kh, kw, ph, pw);
                 acc += dy[base + oh * OW + ow] / (REAL)div;
             }
-        dx[i] = beta == (REAL)0 ? acc : beta * dx[i] + acc;
+        ACCUM(dx[i], acc);
     }
 }

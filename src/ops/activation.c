@@ -91,7 +91,7 @@ static clg_status act_backward(clg_context *ctx, clg_node *node, const clg_tenso
     cl_kernel k;
     clg_status st = clg__kernel_dt(ctx, "ops/activation", p.kind->backward, dy->dtype, NULL, &k);
     if (st != CLG_OK) return st;
-    cl_mem dxm = dx[0]->buf->block.mem, dym = dy->buf->block.mem, sm = s->buf->block.mem;
+    cl_mem dxm = clg__mem(dx[0]), dym = clg__mem(dy), sm = clg__mem(s);
     const int n = (int)dy->numel;
     clg_real pr, br;
     return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, p.kind->name, CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(sm),

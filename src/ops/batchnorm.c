@@ -15,22 +15,6 @@ typedef struct bn_params {
 } bn_params;
 
 
-/* The work-group size of the per-channel reductions: the largest power of two the kernel
- * and device allow, capped at 256 (enough work-items to stream a channel). */
-static clg_status reduce_local_size(clg_context *ctx, cl_kernel k, size_t *lsz) {
-    size_t kwg = 0;
-    cl_int err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL);
-    if (err != CL_SUCCESS) return clg__cl_fail(ctx, err, "batch_norm2d: clGetKernelWorkGroupInfo");
-    size_t cap = kwg < 256 ? kwg : 256;
-    if (ctx->info.max_work_group_size && ctx->info.max_work_group_size < cap)
-        cap = ctx->info.max_work_group_size;
-    size_t l = 1;
-    while (l * 2 <= cap)
-        l *= 2;
-    *lsz = l;
-    return CLG_OK;
-}
-
 /* A per-channel tensor argument (weight, bias, running stats): NULL or (C) of x's dtype. */
 static clg_status check_channel(clg_context *ctx, const clg_tensor *t, const clg_tensor *x,
                                 const char *what) {
@@ -68,8 +52,8 @@ static clg_status batch_norm2d_backward(clg_context *ctx, clg_node *node, const 
     const clg_dtype dt = x->dtype;
     const bool cpu = clg__cpu_style(ctx);
     int N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
-    cl_mem xm = clg_tensor_cl_mem(x), dym = clg_tensor_cl_mem(dy);
-    cl_mem mm = clg_tensor_cl_mem(mean), im = clg_tensor_cl_mem(invstd);
+    cl_mem xm = clg__mem(x), dym = clg__mem(dy);
+    cl_mem mm = clg__mem(mean), im = clg__mem(invstd);
 
     /* The sums are dbias and dweight; training's dx needs them too. */
     clg_tensor *sum_dy = NULL, *sum_dyx = NULL; // (C) each
@@ -77,55 +61,44 @@ static clg_status batch_norm2d_backward(clg_context *ctx, clg_node *node, const 
     if (need_sums) {
         const int cshape[1] = {C};
         cl_kernel k;
-        size_t lsz = 1;
         st = clg__tensor_new(ctx, dt, 1, cshape, &sum_dy);
         if (st == CLG_OK) st = clg__tensor_new(ctx, dt, 1, cshape, &sum_dyx);
-        if (st == CLG_OK)
-            st = clg__kernel_dt(ctx, "ops/batchnorm", cpu ? "bn_bwd_reduce_seq" : "bn_bwd_reduce", dt, NULL,
-                                &k);
-        if (st == CLG_OK && !cpu) st = reduce_local_size(ctx, k, &lsz);
-        if (st == CLG_OK) {
-            cl_mem sa = clg_tensor_cl_mem(sum_dy), sb = clg_tensor_cl_mem(sum_dyx);
-            const clg_karg args[] = {
-                CLG_ARG(sa), CLG_ARG(sb), CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(mm),
-                CLG_ARG(im), CLG_ARG(N),  CLG_ARG(C),   CLG_ARG(HW), CLG_LOCAL(lsz * clg_dtype_size(dt))};
-            /* CPU: one work-item per channel (no local scratch); GPU: a work-group per channel. */
-            const size_t global = (size_t)C * lsz;
-            st = clg__launch(ctx, k, 1, &global, &lsz, args, sizeof args / sizeof args[0] - (cpu ? 1 : 0),
-                             "batch_norm2d backward");
+        if (st == CLG_OK) st = clg__op_kernel(ctx, "ops/batchnorm", "bn_bwd_reduce", dt, NULL, &k);
+        cl_mem sa = clg__mem(sum_dy), sb = clg__mem(sum_dyx);
+        if (st == CLG_OK && cpu) { /* one work-item per channel, no local scratch */
+            st = CLG_LAUNCH_ND(ctx, k, 1, ((size_t[]){(size_t)C}), ((size_t[]){1}), "batch_norm2d backward",
+                               CLG_ARG(sa), CLG_ARG(sb), CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im),
+                               CLG_ARG(N), CLG_ARG(C), CLG_ARG(HW));
+        } else if (st == CLG_OK) { /* a work-group per channel, a tree in local scratch */
+            size_t lsz = 1;
+            st = clg__reduce_local_size(ctx, k, "batch_norm2d backward", &lsz);
+            if (st == CLG_OK)
+                st = CLG_LAUNCH_ND(ctx, k, 1, ((size_t[]){(size_t)C * lsz}), ((size_t[]){lsz}),
+                                   "batch_norm2d backward", CLG_ARG(sa), CLG_ARG(sb), CLG_ARG(dym), CLG_ARG(xm),
+                                   CLG_ARG(mm), CLG_ARG(im), CLG_ARG(N), CLG_ARG(C), CLG_ARG(HW),
+                                   CLG_LOCAL(lsz * clg_dtype_size(dt)));
         }
     }
     /* Inputs in order, one write at a time (weight and bias may be one tensor). */
     if (st == CLG_OK && dxx) {
         cl_kernel k;
-        st = clg__kernel_dt(ctx, "ops/batchnorm", cpu ? "bn_bwd_dx_planes" : "bn_bwd_dx", dt, NULL, &k);
-        if (st == CLG_OK) {
-            cl_mem dxm = clg_tensor_cl_mem(dxx);
-            cl_mem wm = w ? clg_tensor_cl_mem(w) : mm; /* placeholders are never used */
-            cl_mem sa = sum_dy ? clg_tensor_cl_mem(sum_dy) : mm;
-            cl_mem sb = sum_dyx ? clg_tensor_cl_mem(sum_dyx) : mm;
-            int has_w = w != NULL, n = (int)x->numel, planes = N * C;
-            clg_real rb;
-            const clg_karg args[] = {CLG_ARG(dxm),
-                                     CLG_ARG(dym),
-                                     CLG_ARG(xm),
-                                     CLG_ARG(mm),
-                                     CLG_ARG(im),
-                                     CLG_ARG(wm),
-                                     CLG_ARG(sa),
-                                     CLG_ARG(sb),
-                                     CLG_ARG(has_w),
-                                     CLG_ARG(prm.training),
-                                     CLG_ARG(N),
-                                     CLG_ARG(C),
-                                     CLG_ARG(HW),
-                                     clg__real(dt, &rb, beta[0]),
-                                     cpu ? CLG_ARG(planes) : CLG_ARG(n)};
-            const cl_uint nargs = sizeof args / sizeof args[0];
-            st = cpu ? clg__launch_rows(ctx, k, (size_t)planes, (size_t)HW, args, nargs,
-                                        "batch_norm2d backward")
-                     : clg__launch_elems(ctx, k, x->numel, args, nargs, "batch_norm2d backward");
-        }
+        st = clg__op_kernel(ctx, "ops/batchnorm", "bn_bwd_dx", dt, NULL, &k);
+        cl_mem dxm = clg__mem(dxx);
+        cl_mem wm = w ? clg__mem(w) : mm; /* placeholders are never used */
+        cl_mem sa = sum_dy ? clg__mem(sum_dy) : mm;
+        cl_mem sb = sum_dyx ? clg__mem(sum_dyx) : mm;
+        int has_w = w != NULL, n = (int)x->numel, planes = N * C;
+        clg_real rb;
+        if (st == CLG_OK && cpu) /* per (n, c) plane */
+            st = CLG_LAUNCH_ROWS(ctx, k, (size_t)planes, (size_t)HW, "batch_norm2d backward", CLG_ARG(dxm),
+                                 CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(sa),
+                                 CLG_ARG(sb), CLG_ARG(has_w), CLG_ARG(prm.training), CLG_ARG(N), CLG_ARG(C),
+                                 CLG_ARG(HW), clg__real(dt, &rb, beta[0]), CLG_ARG(planes));
+        else if (st == CLG_OK) /* per element */
+            st = CLG_LAUNCH_ELEMS(ctx, k, x->numel, "batch_norm2d backward", CLG_ARG(dxm), CLG_ARG(dym),
+                                  CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(sa), CLG_ARG(sb),
+                                  CLG_ARG(has_w), CLG_ARG(prm.training), CLG_ARG(N), CLG_ARG(C), CLG_ARG(HW),
+                                  clg__real(dt, &rb, beta[0]), CLG_ARG(n));
     }
     if (st == CLG_OK && dw) st = clg__axpby(ctx, 1.0, sum_dyx, beta[1], dw);
     if (st == CLG_OK && db) st = clg__axpby(ctx, 1.0, sum_dy, beta[2], db);
@@ -203,62 +176,48 @@ clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_ten
      * style takes sequential per-channel sums and per-plane normalisation (see the .cl). */
     const bool cpu = clg__cpu_style(ctx);
     cl_kernel k_stats, k_norm;
-    const char *stats_name = !training ? "bn_eval_stats" : cpu ? "bn_stats_seq" : "bn_stats";
-    if (st == CLG_OK) st = clg__kernel_dt(ctx, "ops/batchnorm", stats_name, dt, NULL, &k_stats);
-    if (st == CLG_OK)
-        st = clg__kernel_dt(ctx, "ops/batchnorm", cpu ? "bn_normalize_planes" : "bn_normalize", dt, NULL,
-                            &k_norm);
+    if (st == CLG_OK && training) st = clg__op_kernel(ctx, "ops/batchnorm", "bn_stats", dt, NULL, &k_stats);
+    if (st == CLG_OK && !training) st = clg__kernel_dt(ctx, "ops/batchnorm", "bn_eval_stats", dt, NULL, &k_stats);
+    if (st == CLG_OK) st = clg__op_kernel(ctx, "ops/batchnorm", "bn_normalize", dt, NULL, &k_norm);
     size_t lsz = 1;
-    if (st == CLG_OK && training && !cpu) st = reduce_local_size(ctx, k_stats, &lsz);
+    if (st == CLG_OK && training && !cpu) st = clg__reduce_local_size(ctx, k_stats, "batch_norm2d", &lsz);
 
-    cl_mem xm = clg_tensor_cl_mem(x);
-    cl_mem mm = mean ? clg_tensor_cl_mem(mean) : NULL, im = invstd ? clg_tensor_cl_mem(invstd) : NULL;
+    cl_mem xm = clg__mem(x);
+    cl_mem mm = mean ? clg__mem(mean) : NULL, im = invstd ? clg__mem(invstd) : NULL;
     clg_real r_mom, r_eps;
     if (st == CLG_OK && training) {
         /* Without running stats nothing is updated; mean stands in as their argument. */
         int update = running_mean != NULL;
-        cl_mem rm = update ? clg_tensor_cl_mem(running_mean) : mm;
-        cl_mem rv = update ? clg_tensor_cl_mem(running_var) : mm;
-        const clg_karg args[] = {CLG_ARG(xm),
-                                 CLG_ARG(mm),
-                                 CLG_ARG(im),
-                                 CLG_ARG(rm),
-                                 CLG_ARG(rv),
-                                 CLG_ARG(update),
-                                 clg__real(dt, &r_mom, momentum),
-                                 clg__real(dt, &r_eps, eps),
-                                 CLG_ARG(N),
-                                 CLG_ARG(C),
-                                 CLG_ARG(HW),
-                                 CLG_LOCAL(lsz * clg_dtype_size(dt))};
-        /* CPU: one work-item per channel (no local scratch); GPU: a work-group per channel. */
-        const size_t global = (size_t)C * lsz;
-        st = clg__launch(ctx, k_stats, 1, &global, &lsz, args, sizeof args / sizeof args[0] - (cpu ? 1 : 0),
-                         "batch_norm2d");
+        cl_mem rm = update ? clg__mem(running_mean) : mm;
+        cl_mem rv = update ? clg__mem(running_var) : mm;
+        if (cpu) /* one work-item per channel, no local scratch */
+            st = CLG_LAUNCH_ND(ctx, k_stats, 1, ((size_t[]){(size_t)C}), ((size_t[]){1}), "batch_norm2d",
+                               CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(rm), CLG_ARG(rv), CLG_ARG(update),
+                               clg__real(dt, &r_mom, momentum), clg__real(dt, &r_eps, eps), CLG_ARG(N),
+                               CLG_ARG(C), CLG_ARG(HW));
+        else /* a work-group per channel, a tree in local scratch */
+            st = CLG_LAUNCH_ND(ctx, k_stats, 1, ((size_t[]){(size_t)C * lsz}), ((size_t[]){lsz}), "batch_norm2d",
+                               CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(rm), CLG_ARG(rv), CLG_ARG(update),
+                               clg__real(dt, &r_mom, momentum), clg__real(dt, &r_eps, eps), CLG_ARG(N),
+                               CLG_ARG(C), CLG_ARG(HW), CLG_LOCAL(lsz * clg_dtype_size(dt)));
     } else if (st == CLG_OK) {
-        cl_mem rm = clg_tensor_cl_mem(running_mean), rv = clg_tensor_cl_mem(running_var);
+        cl_mem rm = clg__mem(running_mean), rv = clg__mem(running_var);
         st = CLG_LAUNCH_ELEMS(ctx, k_stats, (size_t)C, "batch_norm2d", CLG_ARG(mm), CLG_ARG(im), CLG_ARG(rm),
                               CLG_ARG(rv), clg__real(dt, &r_eps, eps), CLG_ARG(C));
     }
     if (st == CLG_OK) {
-        cl_mem ym = clg_tensor_cl_mem(y);
-        cl_mem wm = weight ? clg_tensor_cl_mem(weight) : mm; /* placeholders are never used */
-        cl_mem bm = bias ? clg_tensor_cl_mem(bias) : mm;
+        cl_mem ym = clg__mem(y);
+        cl_mem wm = weight ? clg__mem(weight) : mm; /* placeholders are never used */
+        cl_mem bm = bias ? clg__mem(bias) : mm;
         int has_w = weight != NULL, has_b = bias != NULL, n = (int)x->numel, planes = N * C;
-        const clg_karg args[] = {CLG_ARG(ym),
-                                 CLG_ARG(xm),
-                                 CLG_ARG(mm),
-                                 CLG_ARG(im),
-                                 CLG_ARG(wm),
-                                 CLG_ARG(bm),
-                                 CLG_ARG(has_w),
-                                 CLG_ARG(has_b),
-                                 CLG_ARG(C),
-                                 CLG_ARG(HW),
-                                 cpu ? CLG_ARG(planes) : CLG_ARG(n)};
-        const cl_uint nargs = sizeof args / sizeof args[0];
-        st = cpu ? clg__launch_rows(ctx, k_norm, (size_t)planes, (size_t)HW, args, nargs, "batch_norm2d")
-                 : clg__launch_elems(ctx, k_norm, x->numel, args, nargs, "batch_norm2d");
+        if (cpu) /* per (n, c) plane */
+            st = CLG_LAUNCH_ROWS(ctx, k_norm, (size_t)planes, (size_t)HW, "batch_norm2d", CLG_ARG(ym), CLG_ARG(xm),
+                                 CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(bm), CLG_ARG(has_w),
+                                 CLG_ARG(has_b), CLG_ARG(C), CLG_ARG(HW), CLG_ARG(planes));
+        else /* per element */
+            st = CLG_LAUNCH_ELEMS(ctx, k_norm, x->numel, "batch_norm2d", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(mm),
+                                  CLG_ARG(im), CLG_ARG(wm), CLG_ARG(bm), CLG_ARG(has_w), CLG_ARG(has_b),
+                                  CLG_ARG(C), CLG_ARG(HW), CLG_ARG(n));
     }
 
     /* Running stats are state, not inputs: gradients flow to x, weight and bias only. */

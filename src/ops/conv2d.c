@@ -11,12 +11,10 @@
  * The col buffer is bounded by ctx->conv_workspace_bytes: the batch runs in chunks.
  */
 #include <limits.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "ops/op.h"
 
-#define PROGRAM "ops/conv2d"
 #define CONV_DEFAULT_WORKSPACE ((size_t)64 << 20)
 #define CONV_CPU_CHUNK_BYTES ((size_t)2 << 20) /* see chunk_images */
 #define RED_WG_DEFAULT 64                      /* keep equal to RED_WG's default in cl/ops/conv2d.cl */
@@ -28,8 +26,8 @@ static const clg_op_def conv2d_op;
  * driver: CPU drivers (PoCL) compile a kernel once per work-group size, and a driver's own
  * choice follows the global size, so every new shape would cost a compile. */
 #define LAUNCH3(r, k, g0, g1, g2, what, ...)                                                                 \
-    clg__launch((r)->ctx, (k), 3, (size_t[]){(g0), (g1), (g2)}, (size_t[]){(size_t)(r)->red_wg, 1, 1},       \
-                (clg_karg[]){__VA_ARGS__}, (cl_uint)CLG_NARGS_(__VA_ARGS__), (what))
+    CLG_LAUNCH_ND((r)->ctx, (k), 3, ((size_t[]){(g0), (g1), (g2)}), ((size_t[]){(size_t)(r)->red_wg, 1, 1}),  \
+                  (what), __VA_ARGS__)
 
 clg_conv2d_params clg_conv2d_default_params(void) {
     clg_conv2d_params p = {1, 1, 0, 0, 1, 1, 1};
@@ -231,22 +229,21 @@ typedef struct conv_run {
     const clg_conv2d_params *p;
     const char *opts;
     int red_wg;
-    bool rows; /* the _rows kernels: one work-item per image row (CPU devices) */
+    /* CPU style: the _cpu kernels, a row or plane per work-item. CPU devices run a
+     * work-group's items as a loop, where per-element index math costs more than the copy
+     * (see cl/ops/conv2d.cl); the launch shapes below follow the chosen form. */
+    bool cpu;
 } conv_run;
 
 static conv_run run_init(clg_context *ctx, const conv_dims *d, const clg_conv2d_params *p) {
-    conv_run r = {ctx, d, p, NULL, RED_WG_DEFAULT, false};
+    conv_run r = {ctx, d, p, NULL, RED_WG_DEFAULT, clg__cpu_style(ctx)};
     r.opts = conv_options(ctx, &r.red_wg);
-    /* CPU devices run a work-group's items as a loop: per-element index math costs more
-     * than the copy there, so they take the per-row kernels (see cl/ops/conv2d.cl). */
-    r.rows = ctx->kernel_style ? ctx->kernel_style == 2 : (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
     return r;
 }
 
+/* Kernel `name` of ops/conv2d in the context's style, with the run's build options. */
 static clg_status get_kernel(const conv_run *r, const char *name, cl_kernel *k) {
-    char full[32];
-    snprintf(full, sizeof full, "%s%s", name, r->rows ? "_rows" : "");
-    return clg__kernel_dt(r->ctx, PROGRAM, full, r->d->dt, r->opts, k);
+    return clg__op_kernel(r->ctx, "ops/conv2d", name, r->d->dt, r->opts, k);
 }
 
 /* col (C*KH*KW, m*P) = im2col of images [n0, n0+m) of x. */
@@ -255,20 +252,14 @@ static clg_status run_im2col(const conv_run *r, cl_mem x, int n0, int m, cl_mem 
     const clg_conv2d_params *p = r->p;
     cl_kernel k;
     const cl_ulong off = (cl_ulong)n0 * d->C * d->H * d->W;
-    clg_status st;
-    if (r->rows) { /* CPU: a whole plane per work-item (cl/ops/conv2d.cl im2col_planes) */
-        st = clg__kernel_dt(r->ctx, "ops/conv2d", "im2col_planes", d->dt, r->opts, &k);
-        if (st != CLG_OK) return st;
-        return clg__launch(r->ctx, k, 2, (size_t[]){d->ckk, (size_t)m}, (size_t[]){1, 1},
-                           (clg_karg[]){CLG_ARG(x), CLG_ARG(off), CLG_ARG(col), CLG_ARG(d->C), CLG_ARG(d->H),
-                                        CLG_ARG(d->W), CLG_ARG(d->KH), CLG_ARG(d->KW), CLG_ARG(p->stride_h),
-                                        CLG_ARG(p->stride_w), CLG_ARG(p->pad_h), CLG_ARG(p->pad_w),
-                                        CLG_ARG(p->dilation_h), CLG_ARG(p->dilation_w), CLG_ARG(d->OH),
-                                        CLG_ARG(d->OW), CLG_ARG(m)},
-                           17, "conv2d im2col");
-    }
-    st = get_kernel(r, "im2col", &k);
+    clg_status st = get_kernel(r, "im2col", &k);
     if (st != CLG_OK) return st;
+    if (r->cpu) /* a whole plane per work-item, work-groups of one */
+        return CLG_LAUNCH_ND(r->ctx, k, 2, ((size_t[]){d->ckk, (size_t)m}), ((size_t[]){1, 1}), "conv2d im2col",
+                             CLG_ARG(x), CLG_ARG(off), CLG_ARG(col), CLG_ARG(d->C), CLG_ARG(d->H), CLG_ARG(d->W),
+                             CLG_ARG(d->KH), CLG_ARG(d->KW), CLG_ARG(p->stride_h), CLG_ARG(p->stride_w),
+                             CLG_ARG(p->pad_h), CLG_ARG(p->pad_w), CLG_ARG(p->dilation_h), CLG_ARG(p->dilation_w),
+                             CLG_ARG(d->OH), CLG_ARG(d->OW), CLG_ARG(m));
     return LAUNCH3(r, k, (size_t)d->P, d->ckk, (size_t)m, "conv2d im2col",
                    CLG_ARG(x), CLG_ARG(off), CLG_ARG(col), CLG_ARG(d->C), CLG_ARG(d->H), CLG_ARG(d->W),
                    CLG_ARG(d->KH), CLG_ARG(d->KW), CLG_ARG(p->stride_h), CLG_ARG(p->stride_w),
@@ -285,7 +276,7 @@ static clg_status run_col2im(const conv_run *r, cl_mem dcol, cl_mem dx, int n0, 
     if (st != CLG_OK) return st;
     const cl_ulong off = (cl_ulong)n0 * d->C * d->H * d->W;
     clg_real rb;
-    return LAUNCH3(r, k, r->rows ? (size_t)d->H : (size_t)d->H * d->W, (size_t)d->C, (size_t)m,
+    return LAUNCH3(r, k, r->cpu ? (size_t)d->H : (size_t)d->H * d->W, (size_t)d->C, (size_t)m,
                    "conv2d col2im", CLG_ARG(dcol), CLG_ARG(dx), CLG_ARG(off), clg__real(d->dt, &rb, beta),
                    CLG_ARG(d->C), CLG_ARG(d->H), CLG_ARG(d->W), CLG_ARG(d->KH), CLG_ARG(d->KW),
                    CLG_ARG(p->stride_h), CLG_ARG(p->stride_w), CLG_ARG(p->pad_h), CLG_ARG(p->pad_w),
@@ -302,8 +293,8 @@ static clg_status run_unpack(const conv_run *r, cl_mem yt, cl_mem y, int n0, int
     const cl_ulong off = (cl_ulong)n0 * d->K * d->P;
     const cl_int has_bias = b != NULL;
     if (!b) b = yt; /* any valid buffer */
-    const size_t g0 = r->rows ? (size_t)d->K : (size_t)d->P, g1 = r->rows ? (size_t)m : (size_t)d->K;
-    return LAUNCH3(r, k, g0, g1, r->rows ? 1 : (size_t)m, "conv2d unpack", CLG_ARG(yt), CLG_ARG(y),
+    const size_t g0 = r->cpu ? (size_t)d->K : (size_t)d->P, g1 = r->cpu ? (size_t)m : (size_t)d->K;
+    return LAUNCH3(r, k, g0, g1, r->cpu ? 1 : (size_t)m, "conv2d unpack", CLG_ARG(yt), CLG_ARG(y),
                    CLG_ARG(off), CLG_ARG(b), CLG_ARG(has_bias), CLG_ARG(d->K), CLG_ARG(d->P), CLG_ARG(m));
 }
 
@@ -314,7 +305,7 @@ static clg_status run_bias(const conv_run *r, cl_mem y, int n0, cl_mem b) {
     clg_status st = get_kernel(r, "bias_add", &k);
     if (st != CLG_OK) return st;
     const cl_ulong off = (cl_ulong)n0 * d->K * d->P;
-    return LAUNCH3(r, k, r->rows ? (size_t)d->K : (size_t)d->P, r->rows ? 1 : (size_t)d->K, 1, "conv2d bias",
+    return LAUNCH3(r, k, r->cpu ? (size_t)d->K : (size_t)d->P, r->cpu ? 1 : (size_t)d->K, 1, "conv2d bias",
                    CLG_ARG(y), CLG_ARG(off), CLG_ARG(b), CLG_ARG(d->K), CLG_ARG(d->P));
 }
 
@@ -325,8 +316,8 @@ static clg_status run_pack(const conv_run *r, cl_mem dy, int n0, int m, cl_mem d
     clg_status st = get_kernel(r, "pack_dy", &k);
     if (st != CLG_OK) return st;
     const cl_ulong off = (cl_ulong)n0 * d->K * d->P;
-    const size_t g0 = r->rows ? (size_t)d->K : (size_t)d->P, g1 = r->rows ? (size_t)m : (size_t)d->K;
-    return LAUNCH3(r, k, g0, g1, r->rows ? 1 : (size_t)m, "conv2d pack", CLG_ARG(dy), CLG_ARG(off),
+    const size_t g0 = r->cpu ? (size_t)d->K : (size_t)d->P, g1 = r->cpu ? (size_t)m : (size_t)d->K;
+    return LAUNCH3(r, k, g0, g1, r->cpu ? 1 : (size_t)m, "conv2d pack", CLG_ARG(dy), CLG_ARG(off),
                    CLG_ARG(dyt), CLG_ARG(d->K), CLG_ARG(d->P), CLG_ARG(m));
 }
 
@@ -336,8 +327,8 @@ static clg_status forward_impl(clg_context *ctx, const conv_dims *d, const clg_c
                                const clg_tensor *x, const clg_tensor *w, const clg_tensor *b, clg_tensor *y) {
     const conv_run r = run_init(ctx, d, p);
     const int nb = chunk_images(ctx, d);
-    cl_mem xm = clg_tensor_cl_mem(x), wm = clg_tensor_cl_mem(w), ym = clg_tensor_cl_mem(y);
-    cl_mem bm = b ? clg_tensor_cl_mem(b) : NULL;
+    cl_mem xm = clg__mem(x), wm = clg__mem(w), ym = clg__mem(y);
+    cl_mem bm = b ? clg__mem(b) : NULL;
     conv_ws ws;
     clg_status st = ws_alloc(ctx, d, nb, &ws);
     for (int n0 = 0; n0 < d->N && st == CLG_OK; n0 += nb) {
@@ -383,14 +374,13 @@ clg_status clg_conv2d_forward(clg_context *ctx, const clg_tensor *x, const clg_t
 static clg_status run_bias_grad(const conv_run *r, const clg_tensor *dy, clg_tensor *db, double beta) {
     const conv_dims *d = r->d;
     cl_kernel k;
-    clg_status st = clg__kernel_dt(r->ctx, PROGRAM, "bias_grad", d->dt, r->opts, &k);
+    clg_status st = clg__kernel_dt(r->ctx, "ops/conv2d", "bias_grad", d->dt, r->opts, &k);
     if (st != CLG_OK) return st;
-    cl_mem dym = clg_tensor_cl_mem(dy), dbm = clg_tensor_cl_mem(db);
+    cl_mem dym = clg__mem(dy), dbm = clg__mem(db);
     clg_real rb;
-    const size_t global = (size_t)d->K * r->red_wg, local = (size_t)r->red_wg;
-    const clg_karg args[] = {CLG_ARG(dym),  CLG_ARG(dbm),  clg__real(d->dt, &rb, beta),
-                             CLG_ARG(d->N), CLG_ARG(d->K), CLG_ARG(d->P)};
-    return clg__launch(r->ctx, k, 1, &global, &local, args, 6, "conv2d bias gradient");
+    return CLG_LAUNCH_ND(r->ctx, k, 1, ((size_t[]){(size_t)d->K * r->red_wg}), ((size_t[]){(size_t)r->red_wg}),
+                         "conv2d bias gradient", CLG_ARG(dym), CLG_ARG(dbm), clg__real(d->dt, &rb, beta),
+                         CLG_ARG(d->N), CLG_ARG(d->K), CLG_ARG(d->P));
 }
 
 /* dx and dw through the chunks; either may be NULL, each has its own beta. dW sums over the
@@ -403,13 +393,13 @@ static clg_status backward_impl(const conv_run *r, const clg_tensor *x, const cl
     clg_context *ctx = r->ctx;
     const conv_dims *d = r->d;
     const int nb = chunk_images(ctx, d);
-    cl_mem xm = clg_tensor_cl_mem(x), wm = clg_tensor_cl_mem(w), dym = clg_tensor_cl_mem(dy);
-    cl_mem dxm = dx ? clg_tensor_cl_mem(dx) : NULL, dwm = dw ? clg_tensor_cl_mem(dw) : NULL;
+    cl_mem xm = clg__mem(x), wm = clg__mem(w), dym = clg__mem(dy);
+    cl_mem dxm = dx ? clg__mem(dx) : NULL, dwm = dw ? clg__mem(dw) : NULL;
     clg_tensor *dw_acc = NULL; /* scratch dW, same shape as w */
     clg_status st = CLG_OK;
     if (dw && nb < d->N && beta_w != 0.0) {
         if ((st = clg__tensor_like(dw, &dw_acc)) != CLG_OK) return st;
-        dwm = clg_tensor_cl_mem(dw_acc);
+        dwm = clg__mem(dw_acc);
     }
     const double beta_w0 = dw_acc ? 0.0 : beta_w;
     conv_ws ws;
@@ -517,7 +507,7 @@ clg_status clg_conv2d(clg_context *ctx, const clg_tensor *x, const clg_tensor *w
 }
 
 static bool same_buffer(const clg_tensor *a, const clg_tensor *b) {
-    return a && b && clg_tensor_cl_mem(a) == clg_tensor_cl_mem(b);
+    return a && b && clg__mem(a) == clg__mem(b);
 }
 
 /* The engine's dx[i] / beta[i] for x, w and (when present) b. The three are different

@@ -23,7 +23,7 @@ static clg_status dropout_launch(clg_context *ctx, const dropout_params *prm, cl
     cl_kernel k;
     clg_status st = clg__kernel_dt(ctx, "ops/dropout", "dropout_apply", y->dtype, NULL, &k);
     if (st != CLG_OK) return st;
-    cl_mem ym = clg_tensor_cl_mem(y), xm = clg_tensor_cl_mem(x);
+    cl_mem ym = clg__mem(y), xm = clg__mem(x);
     cl_ulong seed = prm->seed, thr = prm->threshold;
     int n = (int)y->numel;
     clg_real rs, rb;

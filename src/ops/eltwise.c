@@ -36,7 +36,7 @@ static clg_status binary(clg_context *ctx, const clg_op_def *def, const char *kn
     clg_tensor *y;
     st = clg__tensor_like(a, &y);
     if (st != CLG_OK) return st;
-    cl_mem ym = y->buf->block.mem, am = a->buf->block.mem, bm = b->buf->block.mem;
+    cl_mem ym = clg__mem(y), am = clg__mem(a), bm = clg__mem(b);
     const int n = (int)a->numel;
     st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, def->name, CLG_ARG(ym), CLG_ARG(am), CLG_ARG(bm), CLG_ARG(n));
     const clg_tensor *in[2] = {a, b};
@@ -96,10 +96,10 @@ static clg_status mul_backward(clg_context *ctx, clg_node *node, const clg_tenso
     clg_status st = clg__kernel_dt(ctx, "ops/eltwise", "mul_backward", dy->dtype, NULL, &k);
     if (st != CLG_OK) return st;
     const int n = (int)dy->numel;
-    cl_mem dym = dy->buf->block.mem;
+    cl_mem dym = clg__mem(dy);
     for (int i = 0; i < 2; i++) {
         if (!dx[i]) continue;
-        cl_mem dxm = dx[i]->buf->block.mem, om = node->inputs[1 - i]->buf->block.mem;
+        cl_mem dxm = clg__mem(dx[i]), om = clg__mem(node->inputs[1 - i]);
         clg_real br;
         st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "mul backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(om),
                               clg__real(dy->dtype, &br, beta[i]), CLG_ARG(n));

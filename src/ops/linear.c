@@ -46,19 +46,19 @@ clg_status clg_linear(clg_context *ctx, const clg_tensor *x, const clg_tensor *w
     const int yshape[2] = {n, nout};
     st = clg__tensor_new(ctx, x->dtype, 2, yshape, &y);
     if (st != CLG_OK) return st;
-    cl_mem ym = y->buf->block.mem;
+    cl_mem ym = clg__mem(y);
     /* With a bias, y starts as b on every row and the GEMM adds x wT on top (beta = 1). */
     if (b) {
         cl_kernel k;
         st = clg__kernel_dt(ctx, "ops/linear", "bias_rows", x->dtype, NULL, &k);
-        cl_mem bm = b->buf->block.mem;
+        cl_mem bm = clg__mem(b);
         if (st == CLG_OK)
             st = CLG_LAUNCH_ELEMS(ctx, k, y->numel, "linear bias", CLG_ARG(ym), CLG_ARG(bm), CLG_ARG(n),
                                   CLG_ARG(nout));
     }
     if (st == CLG_OK)
         st = clg__gemm_mem(ctx, x->dtype, false, true, (size_t)n, (size_t)nout, (size_t)in, 1.0,
-                           x->buf->block.mem, 0, (size_t)in, w->buf->block.mem, 0, (size_t)in, b ? 1.0 : 0.0,
+                           clg__mem(x), 0, (size_t)in, clg__mem(w), 0, (size_t)in, b ? 1.0 : 0.0,
                            ym, 0, (size_t)nout);
     const clg_tensor *inputs[3] = {x, w, b};
     const int n_in = b ? 3 : 2;
@@ -78,20 +78,20 @@ static clg_status linear_backward(clg_context *ctx, clg_node *node, const clg_te
                                   clg_tensor *const *dx, const double *beta) {
     const clg_tensor *x = node->inputs[0], *w = node->inputs[1]; // (N, in), (out, in)
     const int n = x->shape[0], in = x->shape[1], nout = w->shape[0];
-    cl_mem dym = dy->buf->block.mem; // (N, out)
+    cl_mem dym = clg__mem(dy); // (N, out)
     clg_status st = CLG_OK;
     if (dx[0]) // (N, in) = (N, out) . (out, in)
         st = clg__gemm_mem(ctx, dy->dtype, false, false, (size_t)n, (size_t)in, (size_t)nout, 1.0, dym, 0,
-                           (size_t)nout, w->buf->block.mem, 0, (size_t)in, beta[0], dx[0]->buf->block.mem, 0,
+                           (size_t)nout, clg__mem(w), 0, (size_t)in, beta[0], clg__mem(dx[0]), 0,
                            (size_t)in);
     if (st == CLG_OK && dx[1]) // (out, in) = (out, N) . (N, in)
         st = clg__gemm_mem(ctx, dy->dtype, true, false, (size_t)nout, (size_t)in, (size_t)n, 1.0, dym, 0,
-                           (size_t)nout, x->buf->block.mem, 0, (size_t)in, beta[1], dx[1]->buf->block.mem, 0,
+                           (size_t)nout, clg__mem(x), 0, (size_t)in, beta[1], clg__mem(dx[1]), 0,
                            (size_t)in);
     if (st == CLG_OK && node->n_inputs > 2 && dx[2]) { // (out)
         cl_kernel k;
         st = clg__kernel_dt(ctx, "ops/linear", "col_sum", dy->dtype, NULL, &k);
-        cl_mem dbm = dx[2]->buf->block.mem;
+        cl_mem dbm = clg__mem(dx[2]);
         clg_real br;
         if (st == CLG_OK)
             st = CLG_LAUNCH1D(ctx, k, (size_t)nout, "linear backward (bias)", CLG_ARG(dbm), CLG_ARG(dym),

@@ -4,44 +4,34 @@
  * sequential work-item on CPUs: deterministic, no atomics).
  * Tests: tests/ops/test_loss.c.
  */
-#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ops/op.h"
 
 static const clg_op_def ce_op, mse_op, sumsq_op;
 
+#define REDUCE_MAX_ARGS 8
 
-/* The reduction kernels' work-group size: a power of two (the tree halves it), at most
- * 256 and what the device allows for this kernel. */
-static clg_status reduce_local_size(clg_context *ctx, cl_kernel k, size_t *local) {
-    size_t max = 0;
-    cl_int err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof max, &max, NULL);
-    if (err != CL_SUCCESS) return clg__cl_fail(ctx, err, "clGetKernelWorkGroupInfo");
-    size_t l = 1;
-    while (l * 2 <= max && l * 2 <= 256)
-        l *= 2;
-    *local = l;
-    return CLG_OK;
-}
-
-/* Runs reduction kernel `name` of ops/loss with args: on GPUs as one work-group with local
- * scratch appended (args has room for it), on CPUs its _seq form as one work-item. */
-static clg_status launch_reduce(clg_context *ctx, const char *name, clg_dtype dt, clg_karg *args,
-                                cl_uint nargs, const char *what) {
-    const bool cpu = clg__cpu_style(ctx);
-    char kname[64];
-    snprintf(kname, sizeof kname, "%s%s", name, cpu ? "_seq" : "");
+/* Runs reduction kernel `name` of ops/loss with the listed arguments: CPU style as name_cpu,
+ * one work-item; GPU style as one work-group whose local scratch (the tree's, one REAL per
+ * item) is its last argument, appended here. LAUNCH_REDUCE counts the arguments. */
+static clg_status launch_reduce(clg_context *ctx, const char *name, clg_dtype dt, const char *what,
+                                const clg_karg *args, cl_uint nargs) {
     cl_kernel k;
-    clg_status st = clg__kernel_dt(ctx, "ops/loss", kname, dt, NULL, &k);
+    clg_status st = clg__op_kernel(ctx, "ops/loss", name, dt, NULL, &k);
     if (st != CLG_OK) return st;
     size_t local = 1;
-    if (cpu) return clg__launch(ctx, k, 1, &local, &local, args, nargs, what);
-    st = reduce_local_size(ctx, k, &local);
-    if (st != CLG_OK) return st;
-    args[nargs] = CLG_LOCAL(local * clg_dtype_size(dt));
-    return clg__launch(ctx, k, 1, &local, &local, args, nargs + 1, what);
+    if (clg__cpu_style(ctx)) return clg__launch(ctx, k, 1, &local, &local, args, nargs, what);
+    if (nargs > REDUCE_MAX_ARGS) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: %u kernel arguments", what, nargs);
+    if ((st = clg__reduce_local_size(ctx, k, what, &local)) != CLG_OK) return st;
+    clg_karg with_scratch[REDUCE_MAX_ARGS + 1];
+    memcpy(with_scratch, args, nargs * sizeof *args);
+    with_scratch[nargs] = CLG_LOCAL(local * clg_dtype_size(dt));
+    return clg__launch(ctx, k, 1, &local, &local, with_scratch, nargs + 1, what);
 }
+#define LAUNCH_REDUCE(ctx, name, dt, what, ...)                                                               \
+    launch_reduce((ctx), (name), (dt), (what), (clg_karg[]){__VA_ARGS__}, (cl_uint)CLG_NARGS_(__VA_ARGS__))
 
 /* ---------------------------------------------------------------- softmax cross-entropy */
 
@@ -86,17 +76,11 @@ clg_status clg_softmax_cross_entropy(clg_context *ctx, const clg_tensor *logits,
     const int one = 1;
     if (st == CLG_OK) st = clg__tensor_new(ctx, logits->dtype, 1, &one, &y);
     if (st == CLG_OK) {
-        cl_mem ym = y->buf->block.mem, pm = probs->buf->block.mem, xm = logits->buf->block.mem,
-               tm = tgt->buf->block.mem;
+        cl_mem ym = clg__mem(y), pm = clg__mem(probs), xm = clg__mem(logits),
+               tm = clg__mem(tgt);
         clg_real inv;
-        clg_karg args[9] = {CLG_ARG(ym),
-                            CLG_ARG(pm),
-                            CLG_ARG(xm),
-                            CLG_ARG(tm),
-                            CLG_ARG(n),
-                            CLG_ARG(c),
-                            clg__real(logits->dtype, &inv, 1.0 / n)};
-        st = launch_reduce(ctx, "ce_forward", logits->dtype, args, 7, op);
+        st = LAUNCH_REDUCE(ctx, "ce_forward", logits->dtype, op, CLG_ARG(ym), CLG_ARG(pm), CLG_ARG(xm), CLG_ARG(tm),
+                           CLG_ARG(n), CLG_ARG(c), clg__real(logits->dtype, &inv, 1.0 / n));
     }
     if (st == CLG_OK && clg__needs_grad(ctx, 1, &logits)) {
         clg_node *node = NULL;
@@ -128,8 +112,8 @@ static clg_status ce_backward(clg_context *ctx, clg_node *node, const clg_tensor
     clg_status st = clg__kernel_dt(ctx, "ops/loss", "ce_backward", dy->dtype, NULL, &k);
     if (st != CLG_OK) return st;
     const int n = probs->shape[0], c = probs->shape[1];
-    cl_mem dxm = dx[0]->buf->block.mem, pm = probs->buf->block.mem, tm = tgt->buf->block.mem,
-           dym = dy->buf->block.mem;
+    cl_mem dxm = clg__mem(dx[0]), pm = clg__mem(probs), tm = clg__mem(tgt),
+           dym = clg__mem(dy);
     clg_real inv, br;
     return CLG_LAUNCH_ELEMS(ctx, k, probs->numel, "softmax_cross_entropy backward", CLG_ARG(dxm), CLG_ARG(pm),
                             CLG_ARG(tm), CLG_ARG(dym), clg__real(dy->dtype, &inv, 1.0 / n),
@@ -156,12 +140,11 @@ clg_status clg_mse_loss(clg_context *ctx, const clg_tensor *pred, const clg_tens
     const int one = 1;
     st = clg__tensor_new(ctx, pred->dtype, 1, &one, &y);
     if (st != CLG_OK) return st;
-    cl_mem ym = y->buf->block.mem, am = pred->buf->block.mem, bm = target->buf->block.mem;
+    cl_mem ym = clg__mem(y), am = clg__mem(pred), bm = clg__mem(target);
     const int n = (int)pred->numel;
     clg_real sc;
-    clg_karg args[6] = {CLG_ARG(ym), CLG_ARG(am), CLG_ARG(bm), clg__real(pred->dtype, &sc, 1.0 / n),
-                        CLG_ARG(n)};
-    st = launch_reduce(ctx, "mse_forward", pred->dtype, args, 5, op);
+    st = LAUNCH_REDUCE(ctx, "mse_forward", pred->dtype, op, CLG_ARG(ym), CLG_ARG(am), CLG_ARG(bm),
+                       clg__real(pred->dtype, &sc, 1.0 / n), CLG_ARG(n));
     const clg_tensor *in[2] = {pred, target};
     if (st == CLG_OK && clg__needs_grad(ctx, 2, in)) st = clg__record(ctx, &mse_op, y, 2, in, NULL, 0, NULL);
     if (st != CLG_OK) {
@@ -181,10 +164,10 @@ static clg_status mse_backward(clg_context *ctx, clg_node *node, const clg_tenso
     if (st != CLG_OK) return st;
     const clg_tensor *a = node->inputs[0], *b = node->inputs[1];
     const int n = (int)a->numel;
-    cl_mem dym = dy->buf->block.mem, am = a->buf->block.mem, bm = b->buf->block.mem;
+    cl_mem dym = clg__mem(dy), am = clg__mem(a), bm = clg__mem(b);
     for (int i = 0; i < 2; i++) {
         if (!dx[i]) continue;
-        cl_mem dxm = dx[i]->buf->block.mem;
+        cl_mem dxm = clg__mem(dx[i]);
         clg_real coef, br;
         st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "mse_loss backward", CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(am),
                               CLG_ARG(bm), clg__real(dy->dtype, &coef, (i == 0 ? 2.0 : -2.0) / n),
@@ -207,10 +190,9 @@ clg_status clg_sum_of_squares(clg_context *ctx, const clg_tensor *x, clg_tensor 
     const int one = 1;
     st = clg__tensor_new(ctx, x->dtype, 1, &one, &y);
     if (st != CLG_OK) return st;
-    cl_mem ym = y->buf->block.mem, xm = x->buf->block.mem;
+    cl_mem ym = clg__mem(y), xm = clg__mem(x);
     const int n = (int)x->numel;
-    clg_karg args[4] = {CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(n)};
-    st = launch_reduce(ctx, "sum_squares_forward", x->dtype, args, 3, op);
+    st = LAUNCH_REDUCE(ctx, "sum_squares_forward", x->dtype, op, CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(n));
     if (st == CLG_OK && clg__needs_grad(ctx, 1, &x))
         st = clg__record(ctx, &sumsq_op, y, 1, &x, NULL, 0, NULL);
     if (st != CLG_OK) {
@@ -230,7 +212,7 @@ static clg_status sumsq_backward(clg_context *ctx, clg_node *node, const clg_ten
     if (st != CLG_OK) return st;
     const clg_tensor *x = node->inputs[0];
     const int n = (int)x->numel;
-    cl_mem dxm = dx[0]->buf->block.mem, dym = dy->buf->block.mem, xm = x->buf->block.mem;
+    cl_mem dxm = clg__mem(dx[0]), dym = clg__mem(dy), xm = clg__mem(x);
     clg_real br;
     return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "sum_of_squares backward", CLG_ARG(dxm), CLG_ARG(dym),
                             CLG_ARG(xm), clg__real(dy->dtype, &br, beta[0]), CLG_ARG(n));

@@ -4,7 +4,6 @@
  * Max pool saves its argmax per output element; backward gathers with it (no atomics).
  */
 #include <limits.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "ops/op.h"
@@ -16,32 +15,30 @@ typedef struct pool_geom {
     int kh, kw, sh, sw, ph, pw;
 } pool_geom;
 
+/* The geometry arguments every pool kernel takes after its buffers, in this order. */
+#define POOL_GEOM(g)                                                                                         \
+    CLG_ARG((g)->h), CLG_ARG((g)->w), CLG_ARG((g)->oh), CLG_ARG((g)->ow), CLG_ARG((g)->kh), CLG_ARG((g)->kw), \
+        CLG_ARG((g)->sh), CLG_ARG((g)->sw), CLG_ARG((g)->ph), CLG_ARG((g)->pw)
 
-/* A forward kernel over y (N, C, OH, OW) in the device's style: per output element (GPU) or,
- * as kname + "_rows", per output row (CPU). idx (argmax out) may be NULL when the kernel has
- * none. The kernels take (y, x, [idx,] geometry..., count) with count elements or rows. */
+/* Forward kernel kname over y (N, C, OH, OW) in the context's style: per output element
+ * (kname) or per output row (kname_cpu). idx (argmax out) is NULL for the kernels that have
+ * none. The kernels take (y, x, [idx,] geometry..., count), count elements or rows. */
 static clg_status pool_forward(clg_context *ctx, const char *kname, const pool_geom *g, clg_tensor *y,
                                const clg_tensor *x, clg_tensor *idx, const char *what) {
-    const bool cpu = clg__cpu_style(ctx);
-    char name[64];
-    snprintf(name, sizeof name, "%s%s", kname, cpu ? "_rows" : "");
     cl_kernel k;
-    clg_status st = clg__kernel_dt(ctx, "ops/pool2d", name, x->dtype, NULL, &k);
+    clg_status st = clg__op_kernel(ctx, "ops/pool2d", kname, x->dtype, NULL, &k);
     if (st != CLG_OK) return st;
-    cl_mem ym = clg_tensor_cl_mem(y), xm = clg_tensor_cl_mem(x), im = idx ? clg_tensor_cl_mem(idx) : NULL;
+    cl_mem ym = clg__mem(y), xm = clg__mem(x), im = clg__mem(idx);
     const int rows = g->n * g->c * g->oh, n = (int)y->numel;
-    clg_karg args[16];
-    cl_uint na = 0;
-    args[na++] = CLG_ARG(ym);
-    args[na++] = CLG_ARG(xm);
-    if (idx) args[na++] = CLG_ARG(im);
-    const int *geom[] = {&g->h, &g->w, &g->oh, &g->ow, &g->kh, &g->kw, &g->sh, &g->sw, &g->ph, &g->pw};
-    for (size_t i = 0; i < sizeof geom / sizeof *geom; i++)
-        args[na++] = (clg_karg){sizeof(int), geom[i]};
-    args[na++] = cpu ? CLG_ARG(rows) : CLG_ARG(n);
-    /* A row streams OW windows of kh * kw values. */
-    return cpu ? clg__launch_rows(ctx, k, (size_t)rows, (size_t)g->ow * g->kh * g->kw, args, na, what)
-               : clg__launch_elems(ctx, k, y->numel, args, na, what);
+    const size_t row_len = (size_t)g->ow * g->kh * g->kw; /* a row streams OW windows of kh * kw */
+    if (clg__cpu_style(ctx))
+        return idx ? CLG_LAUNCH_ROWS(ctx, k, (size_t)rows, row_len, what, CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(im),
+                                     POOL_GEOM(g), CLG_ARG(rows))
+                   : CLG_LAUNCH_ROWS(ctx, k, (size_t)rows, row_len, what, CLG_ARG(ym), CLG_ARG(xm), POOL_GEOM(g),
+                                     CLG_ARG(rows));
+    return idx ? CLG_LAUNCH_ELEMS(ctx, k, y->numel, what, CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(im), POOL_GEOM(g),
+                                  CLG_ARG(n))
+               : CLG_LAUNCH_ELEMS(ctx, k, y->numel, what, CLG_ARG(ym), CLG_ARG(xm), POOL_GEOM(g), CLG_ARG(n));
 }
 
 /* Validates x and p and works out the output size, as PyTorch does (floor mode). */
@@ -126,7 +123,7 @@ static clg_status max_pool2d_backward(clg_context *ctx, clg_node *node, const cl
     const clg_tensor *idx = node->saved[0]; /* (N, C, OH, OW) int32 argmax */
     if (!idx) return clg__fail(ctx, CLG_INVALID_STATE, "max_pool2d backward: the saved argmax is gone");
     cl_kernel k;
-    cl_mem dxm = clg_tensor_cl_mem(dx[0]), dym = clg_tensor_cl_mem(dy), im = clg_tensor_cl_mem(idx);
+    cl_mem dxm = clg__mem(dx[0]), dym = clg__mem(dy), im = clg__mem(idx);
     clg_real b;
     if (g.kh == g.sh && g.kw == g.sw && g.ph == 0 && g.pw == 0 && g.h == g.oh * g.kh && g.w == g.ow * g.kw) {
         st = clg__kernel_dt(ctx, "ops/pool2d", "max_pool2d_bwd_tiled", dx[0]->dtype, NULL, &k);
@@ -199,7 +196,7 @@ static clg_status avg_pool2d_backward(clg_context *ctx, clg_node *node, const cl
     cl_kernel k;
     st = clg__kernel_dt(ctx, "ops/pool2d", "avg_pool2d_bwd", dx[0]->dtype, NULL, &k);
     if (st != CLG_OK) return st;
-    cl_mem dxm = clg_tensor_cl_mem(dx[0]), dym = clg_tensor_cl_mem(dy);
+    cl_mem dxm = clg__mem(dx[0]), dym = clg__mem(dy);
     int n = (int)dx[0]->numel;
     clg_real b;
     return CLG_LAUNCH_ELEMS(ctx, k, dx[0]->numel, "avg_pool2d backward", CLG_ARG(dxm), CLG_ARG(dym),

@@ -50,8 +50,8 @@ static clg_status adam_step(clg_optimizer *opt, size_t i, const clg_tensor *g) {
     clg_status st;
     if ((st = clg__kernel_dt(ctx, "optim/adam", "adam_step", dt, NULL, &k))) return st;
     if ((st = clg__optimizer_state(opt, i, 0)) || (st = clg__optimizer_state(opt, i, 1))) return st;
-    cl_mem pm = p->buf->block.mem, gm = g->buf->block.mem;                     // (numel) each
-    cl_mem mm = e->state[0]->buf->block.mem, vm = e->state[1]->buf->block.mem; // exp_avg, exp_avg_sq
+    cl_mem pm = clg__mem(p), gm = clg__mem(g);                     // (numel) each
+    cl_mem mm = clg__mem(e->state[0]), vm = clg__mem(e->state[1]); // exp_avg, exp_avg_sq
 
     /* PyTorch counts steps per parameter (state['step']), so a parameter that missed a
      * step gets its own bias correction. */

@@ -44,7 +44,7 @@ static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g) {
     clg_tensor *p = e->param;
     const clg_dtype dt = p->dtype;
     const int n = (int)p->numel;
-    cl_mem pm = p->buf->block.mem, gm = g->buf->block.mem; // (numel) each
+    cl_mem pm = clg__mem(p), gm = clg__mem(g); // (numel) each
     clg_real a_lr, a_wd, a_mom, a_damp;
     const clg_karg lr = clg__real(dt, &a_lr, opt->lr);
     const clg_karg wd = clg__real(dt, &a_wd, hp->weight_decay);
@@ -56,7 +56,7 @@ static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g) {
     }
     if ((st = clg__kernel_dt(ctx, "optim/sgd", "sgd_momentum_step", dt, NULL, &k))) return st;
     if ((st = clg__optimizer_state(opt, i, 0))) return st;
-    cl_mem bm = e->state[0]->buf->block.mem; // (numel) momentum buffer
+    cl_mem bm = clg__mem(e->state[0]); // (numel) momentum buffer
     /* PyTorch's buffer starts as a copy of the first d_p, not as zeros + (1 - dampening) d_p. */
     const int first = e->steps == 0;
     const int nesterov = hp->nesterov;

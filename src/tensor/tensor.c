@@ -157,7 +157,7 @@ int clg_tensor_ndim(const clg_tensor *t) { return t ? t->ndim : 0; }
 const int *clg_tensor_shape(const clg_tensor *t) { return t ? t->shape : NULL; }
 size_t clg_tensor_numel(const clg_tensor *t) { return t ? t->numel : 0; }
 size_t clg_tensor_bytes(const clg_tensor *t) { return t ? t->numel * clg_dtype_size(t->dtype) : 0; }
-cl_mem clg_tensor_cl_mem(const clg_tensor *t) { return t ? t->buf->block.mem : NULL; }
+cl_mem clg_tensor_cl_mem(const clg_tensor *t) { return clg__mem(t); }
 
 static clg_status check_bytes(const clg_tensor *t, size_t bytes, const char *op) {
     if (bytes != clg_tensor_bytes(t)) {
@@ -173,7 +173,7 @@ clg_status clg_tensor_to_host(const clg_tensor *t, void *dst, size_t dst_bytes) 
     if (!dst) return clg__fail(t->ctx, CLG_INVALID_ARGUMENT, "clg_tensor_to_host: dst is NULL");
     clg_status st = check_bytes(t, dst_bytes, "clg_tensor_to_host");
     if (st != CLG_OK) return st;
-    cl_int e = clEnqueueReadBuffer(t->ctx->queue, t->buf->block.mem, CL_TRUE, 0, dst_bytes, dst, 0, NULL, NULL);
+    cl_int e = clEnqueueReadBuffer(t->ctx->queue, clg__mem(t), CL_TRUE, 0, dst_bytes, dst, 0, NULL, NULL);
     return e == CL_SUCCESS ? CLG_OK : clg__cl_fail(t->ctx, e, "clEnqueueReadBuffer");
 }
 
@@ -185,7 +185,7 @@ clg_status clg_tensor_write(clg_tensor *t, const void *src, size_t src_bytes) {
     if (clg__fault(t->ctx, CLG_FAULT_ENQUEUE))
         return clg__fail(t->ctx, CLG_OPENCL_ERROR, "clEnqueueWriteBuffer: injected fault");
     /* Blocking: the caller may reuse src as soon as we return. */
-    cl_int e = clEnqueueWriteBuffer(t->ctx->queue, t->buf->block.mem, CL_TRUE, 0, src_bytes, src, 0, NULL, NULL);
+    cl_int e = clEnqueueWriteBuffer(t->ctx->queue, clg__mem(t), CL_TRUE, 0, src_bytes, src, 0, NULL, NULL);
     return e == CL_SUCCESS ? CLG_OK : clg__cl_fail(t->ctx, e, "clEnqueueWriteBuffer");
 }
 
@@ -195,7 +195,7 @@ clg_status clg_tensor_fill(clg_tensor *t, double value) {
     const void *pattern = t->dtype == CLG_F64 ? (const void *)&value : (const void *)&f;
     if (clg__fault(t->ctx, CLG_FAULT_ENQUEUE))
         return clg__fail(t->ctx, CLG_OPENCL_ERROR, "clEnqueueFillBuffer: injected fault");
-    cl_int e = clEnqueueFillBuffer(t->ctx->queue, t->buf->block.mem, pattern, clg_dtype_size(t->dtype), 0,
+    cl_int e = clEnqueueFillBuffer(t->ctx->queue, clg__mem(t), pattern, clg_dtype_size(t->dtype), 0,
                                    clg_tensor_bytes(t), 0, NULL, NULL);
     return e == CL_SUCCESS ? CLG_OK : clg__cl_fail(t->ctx, e, "clEnqueueFillBuffer");
 }
@@ -216,7 +216,7 @@ clg_status clg_tensor_copy(clg_tensor *dst, const clg_tensor *src) {
     if (src->buf == dst->buf) return CLG_OK;
     if (clg__fault(dst->ctx, CLG_FAULT_ENQUEUE))
         return clg__fail(dst->ctx, CLG_OPENCL_ERROR, "clEnqueueCopyBuffer: injected fault");
-    cl_int e = clEnqueueCopyBuffer(dst->ctx->queue, src->buf->block.mem, dst->buf->block.mem, 0, 0,
+    cl_int e = clEnqueueCopyBuffer(dst->ctx->queue, clg__mem(src), clg__mem(dst), 0, 0,
                                    clg_tensor_bytes(dst), 0, NULL, NULL);
     return e == CL_SUCCESS ? CLG_OK : clg__cl_fail(dst->ctx, e, "clEnqueueCopyBuffer");
 }
@@ -299,7 +299,7 @@ clg_status clg__map_real(clg_context *ctx, const char *program, const char *kern
     clg_tensor *y;
     st = clg__tensor_like(x, &y);
     if (st != CLG_OK) return st;
-    cl_mem ym = y->buf->block.mem, xm = x->buf->block.mem;
+    cl_mem ym = clg__mem(y), xm = clg__mem(x);
     const int n = (int)x->numel;
     clg_real pr;
     st = CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, op, CLG_ARG(ym), CLG_ARG(xm), clg__real(x->dtype, &pr, param),
@@ -318,7 +318,7 @@ clg_status clg__axpby(clg_context *ctx, double alpha, const clg_tensor *x, doubl
     cl_kernel k;
     clg_status st = clg__kernel_dt(ctx, "tensor/tensor", "axpby", x->dtype, NULL, &k);
     if (st != CLG_OK) return st;
-    cl_mem ym = y->buf->block.mem, xm = x->buf->block.mem;
+    cl_mem ym = clg__mem(y), xm = clg__mem(x);
     int n = (int)x->numel;
     if (x->dtype == CLG_F64) {
         return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "axpby", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(alpha), CLG_ARG(beta), CLG_ARG(n));

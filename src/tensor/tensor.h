@@ -32,6 +32,9 @@ struct clg_tensor {
     struct clg_node *grad_fn; /* the node that produced this tensor; owned reference */
 };
 
+/* The device buffer of t (NULL for NULL): the one way library code reaches it. */
+static inline cl_mem clg__mem(const clg_tensor *t) { return t ? t->buf->block.mem : NULL; }
+
 /* A tensor with an uninitialised buffer from the pool. */
 clg_status clg__tensor_new(clg_context *ctx, clg_dtype dtype, int ndim, const int *shape,
                            clg_tensor **out);
