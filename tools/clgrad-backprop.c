@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clgrad.h"
+#include <clgrad.h>
 
 #define IH 4
 #define IW 4

@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clgrad.h"
+#include <clgrad.h>
 
 #define MAX_DEVICES 64
 

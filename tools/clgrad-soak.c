@@ -1,4 +1,4 @@
-/* tools/clgrad-soak.c - the soak run of issue 7: trains a model of tools/models.c (cnn by
+/* tools/clgrad-soak.c - the soak run: trains a model of the catalogue in tools/models.c (cnn by
  * default) for many steps (2,000 by default) on a small subset of Fashion-MNIST repeated, and
  * prints at intervals the pool's bytes in use and driver allocations and the process's RSS
  * (/proc/self/statm), then both curves' start and end. Exits 1 when the driver was asked
@@ -21,6 +21,7 @@
 
 typedef struct options {
     const char *model, *data, *device;
+    const model_entry *entry;
     int steps, batch, subset, every, warmup;
     double rss_slack_mib;
     int synthetic;
@@ -43,9 +44,11 @@ static size_t rss_bytes(void) {
 }
 
 static void usage(FILE *f) {
+    char names[256];
+    model_names(names, sizeof names, "|");
     fprintf(f,
             "usage: clgrad-soak [options]\n"
-            "  --model lenet|cnn     model of clgrad-train (default cnn)\n"
+            "  --model %-13s model of clgrad-train (default cnn)\n"
             "  --steps N             training steps (default 2000)\n"
             "  --batch N             batch size (default 64)\n"
             "  --subset N            the first N training images, repeated (default 640)\n"
@@ -54,11 +57,14 @@ static void usage(FILE *f) {
             "  --rss-slack MIB       RSS growth allowed after warm-up (default 8)\n"
             "  --data DIR            Fashion-MNIST IDX files (default " DEFAULT_DATA ")\n"
             "  --synthetic           generated images instead of the data set\n"
-            "  --device CHOICE       gpu, cpu, P:D or a device-name substring\n");
+            "  --device CHOICE       gpu, cpu, P:D or a device-name substring\n"
+            "models (trained with their default optimizer and rate):\n",
+            names);
+    model_print_list(f, "  ");
 }
 
 static int parse_args(int argc, char **argv, options *o) {
-    *o = (options){"cnn", DEFAULT_DATA, NULL, 2000, 64, 640, 100, 10, 8.0, 0};
+    *o = (options){"cnn", DEFAULT_DATA, NULL, NULL, 2000, 64, 640, 100, 10, 8.0, 0};
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},  {"steps", required_argument, 0, 's'},
         {"batch", required_argument, 0, 'b'},  {"subset", required_argument, 0, 'n'},
@@ -92,8 +98,15 @@ static int parse_args(int argc, char **argv, options *o) {
         fprintf(stderr, "clgrad-soak: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    if (strcmp(o->model, "lenet") && strcmp(o->model, "cnn")) {
-        fprintf(stderr, "clgrad-soak: --model must be lenet or cnn\n");
+    if (!(o->entry = model_find(o->model))) {
+        char names[256];
+        model_names(names, sizeof names, ", ");
+        fprintf(stderr, "clgrad-soak: --model must be one of %s\n", names);
+        return -1;
+    }
+    /* the images here, from the data set or generated, are Fashion-MNIST's: 28x28 grey, 10 classes */
+    if (o->entry->channels != 1 || o->entry->height != 28 || o->entry->width != 28 || o->entry->classes < 10) {
+        fprintf(stderr, "clgrad-soak: model %s does not take 28x28 grey images in 10 classes\n", o->model);
         return -1;
     }
     if (o->steps < 1 || o->batch < 1 || o->subset < 1 || o->every < 1 || o->warmup < 1 ||
@@ -193,17 +206,10 @@ int main(int argc, char **argv) {
     clg_context_device_info(ctx, &info);
     clg_module *model = NULL;
     clg_optimizer *opt = NULL;
-    clg_tensor *params[64];
-    st = model_create(ctx, o.model, 1, &model);
-    size_t np = st == CLG_OK ? clg_module_parameters(model, params, 64) : 0;
-    /* clgrad-train's defaults: SGD with momentum for lenet, Adam for cnn. */
-    if (st == CLG_OK && !strcmp(o.model, "lenet")) {
-        clg_sgd_params sp = clg_sgd_default_params();
-        sp.momentum = 0.9;
-        st = clg_sgd_create(ctx, params, np, sp, &opt);
-    } else if (st == CLG_OK) {
-        st = clg_adam_create(ctx, params, np, clg_adam_default_params(), &opt);
-    }
+    st = o.entry->build(ctx, 1, &model);
+    /* clgrad-train's defaults */
+    if (st == CLG_OK)
+        st = model_optimizer_create(ctx, model, o.entry->optimizer, o.entry->lr, MODEL_SGD_MOMENTUM, 0.0, &opt);
     float *x = malloc((size_t)o.batch * 784 * sizeof *x);
     int32_t *y = malloc((size_t)o.batch * sizeof *y);
     if (st != CLG_OK || !x || !y) {

@@ -1,4 +1,4 @@
-/* tools/clgrad-train.c - the main job: trains the lenet or cnn model (tools/models.c) on an
+/* tools/clgrad-train.c - the main job: trains a model of the catalogue (tools/models.c) on an
  * IDX image set (Fashion-MNIST by default) on the chosen device, with a progress bar, one
  * line per epoch, optional CSV metrics and safetensors checkpoints. Public API only.
  * The last line is always `test_accuracy=0.xxxx`. Tests: tests/tools/test_train.sh.
@@ -23,7 +23,8 @@ typedef struct options {
     int epochs, batch, limit, test_limit;
     double lr, momentum, weight_decay;
     unsigned long long seed;
-    int no_shuffle, eval_only;
+    int no_shuffle, eval_only, list_models, json;
+    const model_entry *entry;
 } options;
 
 typedef struct dataset {
@@ -38,13 +39,16 @@ static double now(void) {
 }
 
 static void usage(FILE *f) {
+    char names[256];
+    model_names(names, sizeof names, "|");
     fprintf(f,
             "usage: clgrad-train [options]\n"
-            "  --model lenet|cnn       model (default cnn)\n"
+            "  --model %-15s model (default cnn)\n"
+            "  --list-models [--json]  the models, with --json also their state names and shapes\n"
             "  --epochs N              epochs (default 5)\n"
             "  --batch N               batch size (default 64)\n"
-            "  --optimizer sgd|adam    default: sgd for lenet, adam for cnn\n"
-            "  --lr X                  default: 0.01 (sgd), 0.001 (adam)\n"
+            "  --optimizer sgd|adam    default: the model's (below)\n"
+            "  --lr X                  default: the model's with its optimizer, else the optimizer's\n"
             "  --momentum X            SGD momentum (default 0.9)\n"
             "  --weight-decay X        default 0\n"
             "  --seed N                initialisation, shuffling and dropout seed (default 1)\n"
@@ -56,11 +60,15 @@ static void usage(FILE *f) {
             "  --save FILE             write a safetensors checkpoint after each epoch\n"
             "  --load FILE             start from a safetensors checkpoint\n"
             "  --eval-only             only evaluate (use with --load)\n"
-            "  --metrics FILE.csv      per-epoch metrics as CSV\n");
+            "  --metrics FILE.csv      per-epoch metrics as CSV\n"
+            "models:\n",
+            names);
+    model_print_list(f, "  ");
 }
 
 static int parse_args(int argc, char **argv, options *o) {
-    *o = (options){"cnn", NULL, DEFAULT_DATA, NULL, NULL, NULL, NULL, 5, 64, 0, 0, -1, 0.9, 0, 1, 0, 0};
+    *o = (options){"cnn", NULL, DEFAULT_DATA, NULL, NULL, NULL, NULL, 5, 64, 0, 0, -1, MODEL_SGD_MOMENTUM,
+                   0, 1, 0, 0, 0, 0, NULL};
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},     {"epochs", required_argument, 0, 'e'},
         {"batch", required_argument, 0, 'b'},     {"lr", required_argument, 0, 'l'},
@@ -71,6 +79,7 @@ static int parse_args(int argc, char **argv, options *o) {
         {"device", required_argument, 0, 'D'},    {"save", required_argument, 0, 'S'},
         {"load", required_argument, 0, 'L'},      {"eval-only", no_argument, 0, 'E'},
         {"metrics", required_argument, 0, 'C'},   {"help", no_argument, 0, 'h'},
+        {"list-models", no_argument, 0, 'Z'},     {"json", no_argument, 0, 'J'},
         {0, 0, 0, 0}};
     int c;
     char *end;
@@ -94,6 +103,8 @@ static int parse_args(int argc, char **argv, options *o) {
         case 'L': o->load = optarg; break;
         case 'E': o->eval_only = 1; break;
         case 'C': o->metrics = optarg; break;
+        case 'Z': o->list_models = 1; break;
+        case 'J': o->json = 1; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -106,16 +117,22 @@ static int parse_args(int argc, char **argv, options *o) {
         fprintf(stderr, "clgrad-train: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    if (strcmp(o->model, "lenet") && strcmp(o->model, "cnn")) {
-        fprintf(stderr, "clgrad-train: --model must be lenet or cnn, not '%s'\n", o->model);
+    if (!(o->entry = model_find(o->model))) {
+        char names[256];
+        model_names(names, sizeof names, ", ");
+        fprintf(stderr, "clgrad-train: --model must be one of %s, not '%s'\n", names, o->model);
         return -1;
     }
-    if (!o->optimizer) o->optimizer = strcmp(o->model, "lenet") ? "adam" : "sgd";
+    if (!o->optimizer) o->optimizer = o->entry->optimizer;
     if (strcmp(o->optimizer, "sgd") && strcmp(o->optimizer, "adam")) {
         fprintf(stderr, "clgrad-train: --optimizer must be sgd or adam\n");
         return -1;
     }
-    if (o->lr < 0) o->lr = strcmp(o->optimizer, "sgd") ? 0.001 : 0.01;
+    /* the model's rate belongs to its own optimizer; another optimizer keeps its own default */
+    if (o->lr < 0)
+        o->lr = !strcmp(o->optimizer, o->entry->optimizer) ? o->entry->lr
+                : !strcmp(o->optimizer, "sgd")             ? clg_sgd_default_params().lr
+                                                           : clg_adam_default_params().lr;
     if (o->epochs < 0 || o->batch < 1 || o->limit < 0 || o->test_limit < 0) {
         fprintf(stderr, "clgrad-train: --epochs, --batch, --limit and --test-limit must be positive\n");
         return -1;
@@ -149,7 +166,7 @@ static int read_idx(const char *dir, const char *stem, int ndim, clg_idx *out) {
     return -1;
 }
 
-static int load_set(const char *dir, const char *prefix, int limit, dataset *d) {
+static int load_set(const char *dir, const char *prefix, int limit, const model_entry *m, dataset *d) {
     memset(d, 0, sizeof *d);
     if (read_idx(dir, prefix, 3, &d->images) || read_idx(dir, prefix, 1, &d->labels)) {
         clg_idx_free(&d->images);
@@ -162,13 +179,16 @@ static int load_set(const char *dir, const char *prefix, int limit, dataset *d) 
     d->n = d->images.dims[0];
     d->h = d->images.dims[1];
     d->w = d->images.dims[2];
-    if (d->h != 28 || d->w != 28) {
-        fprintf(stderr, "clgrad-train: images are %dx%d; the models take 28x28\n", d->h, d->w);
+    /* IDX images are one grey channel */
+    if (m->channels != 1 || d->h != m->height || d->w != m->width) {
+        fprintf(stderr, "clgrad-train: images are 1x%dx%d; model %s takes %dx%dx%d\n", d->h, d->w, m->name,
+                m->channels, m->height, m->width);
         return -1;
     }
     for (int i = 0; i < d->n; i++)
-        if (d->labels.data[i] > 9) {
-            fprintf(stderr, "clgrad-train: label %d of image %d is not a class 0..9\n", d->labels.data[i], i);
+        if (d->labels.data[i] >= m->classes) {
+            fprintf(stderr, "clgrad-train: label %d of image %d is not a class 0..%d\n", d->labels.data[i], i,
+                    m->classes - 1);
             return -1;
         }
     if (limit > 0 && limit < d->n) d->n = limit;
@@ -205,7 +225,7 @@ static int fail(clg_context *ctx, const char *what, clg_status st) {
 }
 
 /* Runs one batch; trains when opt is not NULL. */
-static int run_batch(clg_context *ctx, clg_module *model, clg_optimizer *opt, const dataset *d,
+static int run_batch(clg_context *ctx, clg_module *model, int classes, clg_optimizer *opt, const dataset *d,
                      const int *idx, int n, float *xbuf, int32_t *ybuf, float *logits, batch_result *r) {
     const int pixels = d->h * d->w;
     for (int i = 0; i < n; i++) {
@@ -223,7 +243,7 @@ static int run_batch(clg_context *ctx, clg_module *model, clg_optimizer *opt, co
     if (opt) clg_optimizer_zero_grad(opt);
     double l = 0;
     if (st == CLG_OK) st = clg_tensor_item(loss, &l);
-    if (st == CLG_OK) st = clg_tensor_to_host(y, logits, (size_t)n * 10 * sizeof(float));
+    if (st == CLG_OK) st = clg_tensor_to_host(y, logits, (size_t)n * (size_t)classes * sizeof(float));
     clg_tensor_free(loss);
     clg_tensor_free(y);
     clg_tensor_free(x);
@@ -231,15 +251,15 @@ static int run_batch(clg_context *ctx, clg_module *model, clg_optimizer *opt, co
     r->loss_sum += l * n;
     for (int i = 0; i < n; i++) {
         int best = 0;
-        for (int c = 1; c < 10; c++)
-            if (logits[i * 10 + c] > logits[i * 10 + best]) best = c;
+        for (int c = 1; c < classes; c++)
+            if (logits[i * classes + c] > logits[i * classes + best]) best = c;
         r->correct += best == ybuf[i];
     }
     return 0;
 }
 
-static int evaluate(clg_context *ctx, clg_module *model, const dataset *d, float *xbuf, int32_t *ybuf,
-                    float *logits, int bs, double *loss, double *acc) {
+static int evaluate(clg_context *ctx, clg_module *model, int classes, const dataset *d, float *xbuf,
+                    int32_t *ybuf, float *logits, int bs, double *loss, double *acc) {
     bool was = clg_set_grad_enabled(ctx, false);
     clg_module_train(model, false);
     batch_result r = {0, 0};
@@ -248,7 +268,7 @@ static int evaluate(clg_context *ctx, clg_module *model, const dataset *d, float
     for (int start = 0; rc == 0 && start < d->n; start += bs) {
         int n = d->n - start < bs ? d->n - start : bs;
         for (int i = 0; i < n; i++) idx[i] = start + i;
-        rc = run_batch(ctx, model, NULL, d, idx, n, xbuf, ybuf, logits, &r);
+        rc = run_batch(ctx, model, classes, NULL, d, idx, n, xbuf, ybuf, logits, &r);
     }
     free(idx);
     clg_set_grad_enabled(ctx, was);
@@ -288,24 +308,72 @@ static int write_metrics(const char *path, const char *rows) {
     return 0;
 }
 
+static clg_context *open_context(const char *device) {
+    clg_context_params cp = clg_context_default_params();
+    cp.device = device;
+    clg_context *ctx = NULL;
+    char err[2048];
+    clg_status st = clg_context_create(&cp, &ctx, err, sizeof err);
+    if (st != CLG_OK) fprintf(stderr, "clgrad-train: %s: %s\n", clg_status_name(st), err);
+    return ctx;
+}
+
+/* --list-models: the catalogue; with --json also each model's state (names and shapes, in
+ * state_dict order), which needs a context to build the models on. */
+static int list_models(const options *o) {
+    if (!o->json) {
+        model_print_list(stdout, "");
+        return 0;
+    }
+    clg_context *ctx = open_context(o->device);
+    if (!ctx) return 1;
+    int rc = 0;
+    printf("{\"models\": [");
+    for (int i = 0; i < model_count && !rc; i++) {
+        const model_entry *e = &model_catalogue[i];
+        clg_module *m = NULL;
+        clg_named_tensor state[256];
+        size_t n = 0;
+        clg_status st = e->build(ctx, 1, &m);
+        if (st == CLG_OK && (n = clg_module_state(m, state, 256)) > 256) st = CLG_INVALID_ARGUMENT;
+        if (st != CLG_OK) {
+            rc = fail(ctx, e->name, st);
+            clg_module_free(m);
+            break;
+        }
+        printf("%s\n  {\"name\": \"%s\", \"optimizer\": \"%s\", \"lr\": %.17g, \"input\": [%d, %d, %d], "
+               "\"classes\": %d, \"state\": [",
+               i ? "," : "", e->name, e->optimizer, e->lr, e->channels, e->height, e->width, e->classes);
+        for (size_t j = 0; j < n; j++) {
+            const int nd = clg_tensor_ndim(state[j].tensor);
+            const int *shape = clg_tensor_shape(state[j].tensor);
+            printf("%s\n    {\"name\": \"%s\", \"shape\": [", j ? "," : "", state[j].name);
+            for (int d = 0; d < nd; d++) printf("%s%d", d ? ", " : "", shape[d]);
+            printf("], \"trainable\": %s}", state[j].trainable ? "true" : "false");
+        }
+        printf("]}");
+        clg_module_free(m);
+    }
+    printf("\n]}\n");
+    clg_context_free(ctx);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     double t_start = now();
     options o;
     if (parse_args(argc, argv, &o)) return 2;
+    if (o.list_models) return list_models(&o);
 
     dataset train = {0}, test = {0};
-    if ((!o.eval_only && load_set(o.data, "train", o.limit, &train)) || load_set(o.data, "t10k", o.test_limit, &test))
+    if ((!o.eval_only && load_set(o.data, "train", o.limit, o.entry, &train)) ||
+        load_set(o.data, "t10k", o.test_limit, o.entry, &test))
         return 1;
+    const int classes = o.entry->classes, pixels = o.entry->channels * o.entry->height * o.entry->width;
 
-    clg_context_params cp = clg_context_default_params();
-    cp.device = o.device;
-    clg_context *ctx = NULL;
-    char err[2048];
-    clg_status st = clg_context_create(&cp, &ctx, err, sizeof err);
-    if (st != CLG_OK) {
-        fprintf(stderr, "clgrad-train: %s: %s\n", clg_status_name(st), err);
-        return 1;
-    }
+    clg_context *ctx = open_context(o.device);
+    if (!ctx) return 1;
+    clg_status st;
     clg_device_info info;
     clg_context_device_info(ctx, &info);
     printf("device: %s (%s)\n", info.name, info.platform_name);
@@ -314,7 +382,8 @@ int main(int argc, char **argv) {
     clg_optimizer *opt = NULL;
     int rc = 1;
     const int bs = o.batch, eval_bs = 500 > bs ? 500 : bs;
-    float *xbuf = malloc((size_t)eval_bs * 28 * 28 * sizeof *xbuf), *logits = malloc((size_t)eval_bs * 10 * sizeof *logits);
+    float *xbuf = malloc((size_t)eval_bs * (size_t)pixels * sizeof *xbuf);
+    float *logits = malloc((size_t)eval_bs * (size_t)classes * sizeof *logits);
     int32_t *ybuf = malloc((size_t)eval_bs * sizeof *ybuf);
     int *order = train.n ? malloc((size_t)train.n * sizeof *order) : NULL;
     char *rows = calloc(1, 1);
@@ -322,7 +391,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "clgrad-train: out of memory\n");
         goto done;
     }
-    if ((st = model_create(ctx, o.model, o.seed, &model))) {
+    if ((st = o.entry->build(ctx, o.seed, &model))) {
         fail(ctx, "model", st);
         goto done;
     }
@@ -330,18 +399,7 @@ int main(int argc, char **argv) {
         fail(ctx, o.load, st);
         goto done;
     }
-    clg_tensor *params[64];
-    size_t np = clg_module_parameters(model, params, 64);
-    if (!strcmp(o.optimizer, "sgd")) {
-        clg_sgd_params sp = clg_sgd_default_params();
-        sp.lr = o.lr, sp.momentum = o.momentum, sp.weight_decay = o.weight_decay;
-        st = clg_sgd_create(ctx, params, np, sp, &opt);
-    } else {
-        clg_adam_params ap = clg_adam_default_params();
-        ap.lr = o.lr, ap.weight_decay = o.weight_decay;
-        st = clg_adam_create(ctx, params, np, ap, &opt);
-    }
-    if (st) {
+    if ((st = model_optimizer_create(ctx, model, o.optimizer, o.lr, o.momentum, o.weight_decay, &opt))) {
         fail(ctx, "optimizer", st);
         goto done;
     }
@@ -350,7 +408,7 @@ int main(int argc, char **argv) {
 
     double test_loss = 0, test_acc = 0;
     if (o.eval_only || o.epochs == 0) {
-        if (evaluate(ctx, model, &test, xbuf, ybuf, logits, eval_bs, &test_loss, &test_acc)) goto done;
+        if (evaluate(ctx, model, classes, &test, xbuf, ybuf, logits, eval_bs, &test_loss, &test_acc)) goto done;
         printf("test_loss=%.6f\ntest_accuracy=%.4f\n", test_loss, test_acc);
         rc = 0;
         goto done;
@@ -366,7 +424,7 @@ int main(int argc, char **argv) {
         int done_n = 0, next_line = train.n / 10;
         for (int start = 0; start < train.n; start += bs) {
             int n = train.n - start < bs ? train.n - start : bs;
-            if (run_batch(ctx, model, opt, &train, order + start, n, xbuf, ybuf, logits, &r)) goto done;
+            if (run_batch(ctx, model, classes, opt, &train, order + start, n, xbuf, ybuf, logits, &r)) goto done;
             done_n += n;
             if (first_step) {
                 printf("first step done %.2f s after start (cold start: data, device, kernel builds)\n", now() - t_start);
@@ -381,7 +439,7 @@ int main(int argc, char **argv) {
         }
         double secs = now() - t0, ips = train.n / secs;
         if (tty) fprintf(stderr, "\r%*s\r", 110, "");
-        if (evaluate(ctx, model, &test, xbuf, ybuf, logits, eval_bs, &test_loss, &test_acc)) goto done;
+        if (evaluate(ctx, model, classes, &test, xbuf, ybuf, logits, eval_bs, &test_loss, &test_acc)) goto done;
         double train_loss = r.loss_sum / train.n, train_acc = (double)r.correct / train.n;
         printf("epoch %d train_loss %.4f train_accuracy %.4f test_loss %.4f test_accuracy %.4f images/s %.0f seconds %.1f\n",
                epoch, train_loss, train_acc, test_loss, test_acc, ips, secs);

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""clgrad's two training models (lenet, cnn) in PyTorch, with clgrad's state_dict names, to
+"""clgrad's training models (tools/models.c's catalogue) in PyTorch, with clgrad's state_dict names, to
 cross-check checkpoints both ways: `eval` scores a clgrad checkpoint with torch, `train`
 trains in torch and writes a checkpoint clgrad can load. Pair: tools/clgrad-train (C);
 speed baseline: tools/torch_baseline.py. Needs torch and numpy, no safetensors package.
@@ -72,7 +72,11 @@ def write_safetensors(path, arrays):
 
 
 # ---- the models ----------------------------------------------------------------------------
+# The same catalogue as tools/models.c: each class carries the entry's defaults and shapes,
+# and tests/tools/check_models.py fails when the two differ (names, state, defaults).
 class LeNet(nn.Module):
+    optimizer, lr, input_shape, classes = "sgd", 0.01, (1, 28, 28), 10
+
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
@@ -91,6 +95,8 @@ class LeNet(nn.Module):
 
 
 class CNN(nn.Module):
+    optimizer, lr, input_shape, classes = "adam", 0.001, (1, 28, 28), 10
+
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
@@ -112,10 +118,15 @@ class CNN(nn.Module):
 MODELS = {"lenet": LeNet, "cnn": CNN}
 
 
+SGD_MOMENTUM = 0.9  # tools/models.h MODEL_SGD_MOMENTUM
+
+
 def make_optimizer(name, params):
-    if name == "lenet":
-        return torch.optim.SGD(params, lr=0.01, momentum=0.9)
-    return torch.optim.Adam(params, lr=0.001)
+    """The model's default optimizer and rate, as clgrad-train trains it."""
+    m = MODELS[name]
+    if m.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=m.lr, momentum=SGD_MOMENTUM)
+    return torch.optim.Adam(params, lr=m.lr)
 
 
 # ---- checkpoints ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-/* tools/models.c - the lenet and cnn models of clgrad-train, layer by layer as in issue 5
- * and tools/clgrad_torch.py. Each layer's seed differs so weights are independent.
+/* tools/models.c - the catalogue of tools/models.h: the lenet and cnn models layer by layer
+ * (the same as tools/clgrad_torch.py's LeNet and CNN), their training defaults and shapes.
+ * A new model is one builder and one catalogue row here, plus its torch twin.
  */
 #include <string.h>
 
@@ -18,45 +19,102 @@ static clg_conv2d_params pad(int p) {
     return c;
 }
 
-clg_status model_create(clg_context *ctx, const char *name, uint64_t seed, clg_module **out) {
-    clg_module *seq = NULL, *m = NULL;
-    clg_status st = clg_sequential_create(ctx, &seq);
-    if (st != CLG_OK) return st;
-    clg_pool2d_params pool = {2, 2, 2, 2, 0, 0};
-    if (!strcmp(name, "lenet")) {
-        ADD(clg_conv2d_module_create(ctx, "conv1", 1, 6, 5, 5, pad(2), true, seed + 1, &m));
-        ADD(clg_relu_module_create(ctx, &m));
-        ADD(clg_max_pool2d_module_create(ctx, pool, &m));
-        ADD(clg_conv2d_module_create(ctx, "conv2", 6, 16, 5, 5, pad(0), true, seed + 2, &m));
-        ADD(clg_relu_module_create(ctx, &m));
-        ADD(clg_max_pool2d_module_create(ctx, pool, &m));
-        ADD(clg_flatten_module_create(ctx, &m));
-        ADD(clg_linear_module_create(ctx, "fc1", 400, 120, true, seed + 3, &m));
-        ADD(clg_relu_module_create(ctx, &m));
-        ADD(clg_linear_module_create(ctx, "fc2", 120, 84, true, seed + 4, &m));
-        ADD(clg_relu_module_create(ctx, &m));
-        ADD(clg_linear_module_create(ctx, "fc3", 84, 10, true, seed + 5, &m));
-    } else if (!strcmp(name, "cnn")) {
-        ADD(clg_conv2d_module_create(ctx, "conv1", 1, 32, 3, 3, pad(1), true, seed + 1, &m));
-        ADD(clg_batch_norm2d_module_create(ctx, "bn1", 32, 1e-5, 0.1, &m));
-        ADD(clg_relu_module_create(ctx, &m));
-        ADD(clg_max_pool2d_module_create(ctx, pool, &m));
-        ADD(clg_conv2d_module_create(ctx, "conv2", 32, 64, 3, 3, pad(1), true, seed + 2, &m));
-        ADD(clg_batch_norm2d_module_create(ctx, "bn2", 64, 1e-5, 0.1, &m));
-        ADD(clg_relu_module_create(ctx, &m));
-        ADD(clg_max_pool2d_module_create(ctx, pool, &m));
-        ADD(clg_flatten_module_create(ctx, &m));
-        ADD(clg_linear_module_create(ctx, "fc1", 3136, 128, true, seed + 3, &m));
-        ADD(clg_relu_module_create(ctx, &m));
-        ADD(clg_dropout_module_create(ctx, 0.25, seed + 4, &m));
-        ADD(clg_linear_module_create(ctx, "fc2", 128, 10, true, seed + 5, &m));
-    } else {
-        st = CLG_INVALID_ARGUMENT;
-    }
+static clg_status finish(clg_module *seq, clg_status st, clg_module **out) {
     if (st != CLG_OK) {
         clg_module_free(seq);
         return st;
     }
     *out = seq;
     return CLG_OK;
+}
+
+/* Each layer's seed differs so that the weights are independent. */
+static clg_status build_lenet(clg_context *ctx, uint64_t seed, clg_module **out) {
+    clg_module *seq = NULL, *m = NULL;
+    clg_status st = clg_sequential_create(ctx, &seq);
+    if (st != CLG_OK) return st;
+    clg_pool2d_params pool = {2, 2, 2, 2, 0, 0};
+    ADD(clg_conv2d_module_create(ctx, "conv1", 1, 6, 5, 5, pad(2), true, seed + 1, &m));
+    ADD(clg_relu_module_create(ctx, &m));
+    ADD(clg_max_pool2d_module_create(ctx, pool, &m));
+    ADD(clg_conv2d_module_create(ctx, "conv2", 6, 16, 5, 5, pad(0), true, seed + 2, &m));
+    ADD(clg_relu_module_create(ctx, &m));
+    ADD(clg_max_pool2d_module_create(ctx, pool, &m));
+    ADD(clg_flatten_module_create(ctx, &m));
+    ADD(clg_linear_module_create(ctx, "fc1", 400, 120, true, seed + 3, &m));
+    ADD(clg_relu_module_create(ctx, &m));
+    ADD(clg_linear_module_create(ctx, "fc2", 120, 84, true, seed + 4, &m));
+    ADD(clg_relu_module_create(ctx, &m));
+    ADD(clg_linear_module_create(ctx, "fc3", 84, 10, true, seed + 5, &m));
+    return finish(seq, st, out);
+}
+
+static clg_status build_cnn(clg_context *ctx, uint64_t seed, clg_module **out) {
+    clg_module *seq = NULL, *m = NULL;
+    clg_status st = clg_sequential_create(ctx, &seq);
+    if (st != CLG_OK) return st;
+    clg_pool2d_params pool = {2, 2, 2, 2, 0, 0};
+    ADD(clg_conv2d_module_create(ctx, "conv1", 1, 32, 3, 3, pad(1), true, seed + 1, &m));
+    ADD(clg_batch_norm2d_module_create(ctx, "bn1", 32, 1e-5, 0.1, &m));
+    ADD(clg_relu_module_create(ctx, &m));
+    ADD(clg_max_pool2d_module_create(ctx, pool, &m));
+    ADD(clg_conv2d_module_create(ctx, "conv2", 32, 64, 3, 3, pad(1), true, seed + 2, &m));
+    ADD(clg_batch_norm2d_module_create(ctx, "bn2", 64, 1e-5, 0.1, &m));
+    ADD(clg_relu_module_create(ctx, &m));
+    ADD(clg_max_pool2d_module_create(ctx, pool, &m));
+    ADD(clg_flatten_module_create(ctx, &m));
+    ADD(clg_linear_module_create(ctx, "fc1", 3136, 128, true, seed + 3, &m));
+    ADD(clg_relu_module_create(ctx, &m));
+    ADD(clg_dropout_module_create(ctx, 0.25, seed + 4, &m));
+    ADD(clg_linear_module_create(ctx, "fc2", 128, 10, true, seed + 5, &m));
+    return finish(seq, st, out);
+}
+
+const model_entry model_catalogue[] = {
+    {"lenet", build_lenet, "sgd", 0.01, 1, 28, 28, 10, "LeNet-5: two 5x5 convolutions, three linear layers"},
+    {"cnn", build_cnn, "adam", 0.001, 1, 28, 28, 10,
+     "two 3x3 convolutions with batch norm, two linear layers with dropout"},
+};
+const int model_count = (int)(sizeof model_catalogue / sizeof *model_catalogue);
+
+const model_entry *model_find(const char *name) {
+    for (int i = 0; name && i < model_count; i++)
+        if (!strcmp(model_catalogue[i].name, name)) return &model_catalogue[i];
+    return NULL;
+}
+
+void model_names(char *buf, size_t len, const char *sep) {
+    size_t used = 0;
+    if (len) buf[0] = '\0';
+    for (int i = 0; i < model_count && used < len; i++) {
+        int n = snprintf(buf + used, len - used, "%s%s", i ? sep : "", model_catalogue[i].name);
+        if (n < 0) break;
+        used += (size_t)n;
+    }
+}
+
+void model_print_list(FILE *f, const char *indent) {
+    for (int i = 0; i < model_count; i++) {
+        const model_entry *e = &model_catalogue[i];
+        fprintf(f, "%s%-8s %s; input (%d, %d, %d), %d classes; default %s lr %g\n", indent, e->name,
+                e->description, e->channels, e->height, e->width, e->classes, e->optimizer, e->lr);
+    }
+}
+
+clg_status model_optimizer_create(clg_context *ctx, clg_module *model, const char *optimizer, double lr,
+                                  double momentum, double weight_decay, clg_optimizer **out) {
+    clg_tensor *params[64];
+    const size_t np = clg_module_parameters(model, params, 64);
+    if (np > 64) return CLG_INVALID_ARGUMENT;
+    if (!strcmp(optimizer, "sgd")) {
+        clg_sgd_params sp = clg_sgd_default_params();
+        sp.lr = lr, sp.momentum = momentum, sp.weight_decay = weight_decay;
+        return clg_sgd_create(ctx, params, np, sp, out);
+    }
+    if (!strcmp(optimizer, "adam")) {
+        clg_adam_params ap = clg_adam_default_params();
+        ap.lr = lr, ap.weight_decay = weight_decay;
+        return clg_adam_create(ctx, params, np, ap, out);
+    }
+    return CLG_INVALID_ARGUMENT;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch's CPU speed on this machine, as the yardstick for clgrad's numbers: training-step
-throughput of the lenet and cnn models (tools/clgrad_torch.py) at batch 64, and conv2d
+throughput of the catalogue's models (tools/clgrad_torch.py) at batch 64, and conv2d
 forward / forward+backward GFLOP/s on three shapes. Medians of timed runs after warm-up,
 2 threads. Pair: tools/clgrad-bench (C). Run: /usr/bin/python3 tools/torch_baseline.py [--json]
 """
@@ -44,8 +44,8 @@ def train_step_rate(name, batch, args):
     model = MODELS[name]()
     model.train()
     opt = make_optimizer(name, model.parameters())
-    x = torch.rand(batch, 1, 28, 28)
-    y = torch.randint(0, 10, (batch,))
+    x = torch.rand(batch, *model.input_shape)
+    y = torch.randint(0, model.classes, (batch,))
 
     def step():
         opt.zero_grad()
@@ -98,7 +98,7 @@ def main():
     t0 = time.perf_counter()
     res = {"torch": torch.__version__, "threads": torch.get_num_threads(),
            "mkldnn": torch.backends.mkldnn.is_available(),
-           "train": [train_step_rate(m, args.batch, args) for m in ("lenet", "cnn")],
+           "train": [train_step_rate(m, args.batch, args) for m in MODELS],
            "conv2d": [] if args.train_only else [conv_rate(s, args) for s in CONV_SHAPES]}
     res["wall_s"] = time.perf_counter() - t0
     if args.json:

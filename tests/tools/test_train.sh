@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/tools/test_train.sh - end-to-end checks of tools/clgrad-train (issue 5) on a small
+# tests/tools/test_train.sh - end-to-end checks of tools/clgrad-train on a small
 # Fashion-MNIST subset: learning beats chance, save -> load predicts the same, --load resumes,
 # --no-shuffle is bit-identical, bad checkpoints are rejected. Usage: test_train.sh CLGRAD_TRAIN
 set -u

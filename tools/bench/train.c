@@ -1,7 +1,7 @@
-/* tools/bench/train.c - `clgrad-bench train`: the training-step throughput of the lenet and
- * cnn models (tools/models.c) at batch 64, beside PyTorch's on the same CPU in the same run
+/* tools/bench/train.c - `clgrad-bench train`: the training-step throughput of the catalogue's
+ * models (tools/models.c) at batch 64, beside PyTorch's on the same CPU in the same run
  * (tools/torch_baseline.py, when /usr/bin/python3 has torch). Synthetic images and labels,
- * the optimizers clgrad-train uses; medians of timed steps after warm-up.
+ * each model's default optimizer and rate as clgrad-train uses them; medians of timed steps.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -16,28 +16,20 @@
 #include "models.h"
 
 /* Median seconds per training step of one model; -1 on error. */
-static double clgrad_step(clg_context *ctx, const char *model_name, int batch, int steps) {
+static double clgrad_step(clg_context *ctx, const model_entry *me, int batch, int steps) {
     clg_module *model = NULL;
     clg_optimizer *opt = NULL;
-    clg_tensor *params[64];
     double median = -1;
-    float *x = malloc((size_t)batch * 28 * 28 * sizeof *x);
+    const int pixels = me->channels * me->height * me->width;
+    float *x = malloc((size_t)batch * (size_t)pixels * sizeof *x);
     int32_t *y = malloc((size_t)batch * sizeof *y);
     double *t = malloc((size_t)steps * sizeof *t);
-    if (!x || !y || !t || model_create(ctx, model_name, 1, &model) != CLG_OK) goto done;
-    for (int i = 0; i < batch * 28 * 28; i++) x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
-    for (int i = 0; i < batch; i++) y[i] = i % 10;
-    size_t np = clg_module_parameters(model, params, 64);
-    clg_status st;
-    if (!strcmp(model_name, "lenet")) {
-        clg_sgd_params p = clg_sgd_default_params();
-        p.lr = 0.01, p.momentum = 0.9;
-        st = clg_sgd_create(ctx, params, np, p, &opt);
-    } else {
-        st = clg_adam_create(ctx, params, np, clg_adam_default_params(), &opt);
-    }
+    if (!x || !y || !t || me->build(ctx, 1, &model) != CLG_OK) goto done;
+    for (int i = 0; i < batch * pixels; i++) x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f;
+    for (int i = 0; i < batch; i++) y[i] = i % me->classes;
+    clg_status st = model_optimizer_create(ctx, model, me->optimizer, me->lr, MODEL_SGD_MOMENTUM, 0.0, &opt);
     if (st != CLG_OK) goto done;
-    int shape[4] = {batch, 1, 28, 28};
+    int shape[4] = {batch, me->channels, me->height, me->width};
     for (int s = -3; s < steps; s++) { /* three warm-up steps build kernels and fill the pool */
         double t0 = bench_now();
         clg_tensor *xt = NULL, *out = NULL, *loss = NULL;
@@ -53,7 +45,7 @@ static double clgrad_step(clg_context *ctx, const char *model_name, int batch, i
         clg_tensor_free(out);
         clg_tensor_free(xt);
         if (st != CLG_OK) {
-            fprintf(stderr, "clgrad-bench train: %s: %s\n", model_name, clg_context_errmsg(ctx));
+            fprintf(stderr, "clgrad-bench train: %s: %s\n", me->name, clg_context_errmsg(ctx));
             goto done;
         }
         if (s >= 0) t[s] = bench_now() - t0;
@@ -69,9 +61,10 @@ done:
     return median;
 }
 
-/* PyTorch's images/s per model from tools/torch_baseline.py --json, or 0 when unavailable. */
-static void torch_rates(const char *script, int batch, double *lenet, double *cnn) {
-    *lenet = *cnn = 0;
+/* PyTorch's images/s per catalogue model from tools/torch_baseline.py --json; 0 where
+ * unavailable. */
+static void torch_rates(const char *script, int batch, double *rates) {
+    for (int m = 0; m < model_count; m++) rates[m] = 0;
     char cmd[4300];
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' --json --train-only --batch %d 2>/dev/null", script, batch);
     FILE *p = popen(cmd, "r");
@@ -88,8 +81,8 @@ static void torch_rates(const char *script, int batch, double *lenet, double *cn
     cJSON_ArrayForEach(row, cJSON_GetObjectItem(root, "train")) {
         const cJSON *m = cJSON_GetObjectItem(row, "model"), *r = cJSON_GetObjectItem(row, "images_per_s");
         if (!cJSON_IsString(m) || !cJSON_IsNumber(r)) continue;
-        if (!strcmp(m->valuestring, "lenet")) *lenet = r->valuedouble;
-        if (!strcmp(m->valuestring, "cnn")) *cnn = r->valuedouble;
+        const model_entry *me = model_find(m->valuestring);
+        if (me) rates[me - model_catalogue] = r->valuedouble;
     }
     cJSON_Delete(root);
     free(buf);
@@ -97,7 +90,7 @@ static void torch_rates(const char *script, int batch, double *lenet, double *cn
 
 int bench_train(int argc, char **argv) {
     int steps = 20, batch = 64, json = 0;
-    const char *script = "tools/torch_baseline.py", *device = NULL;
+    const char *script = "tools/torch_baseline.py", *device = NULL, *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
@@ -105,12 +98,22 @@ int bench_train(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-torch")) script = NULL;
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
         else if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: clgrad-bench train [--steps N] [--batch N] [--device D] [--torch SCRIPT | --no-torch] [--json]\n");
+            char names[256];
+            model_names(names, sizeof names, "|");
+            fprintf(stderr, "usage: clgrad-bench train [--steps N] [--batch N] [--model %s] [--device D]\n"
+                            "                          [--torch SCRIPT | --no-torch] [--json]\n"
+                            "models (default: all):\n", names);
+            model_print_list(stderr, "  ");
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
     }
-    if (steps < 1 || batch < 1) return 2;
+    if (only && !model_find(only)) {
+        fprintf(stderr, "clgrad-bench train: no model '%s' (clgrad-bench train --help lists them)\n", only);
+        return 2;
+    }
+    if (steps < 1 || batch < 1 || model_count > 64) return 2;
     clg_context_params cp = clg_context_default_params();
     cp.device = device;
     clg_context *ctx = NULL;
@@ -121,25 +124,30 @@ int bench_train(int argc, char **argv) {
     }
     clg_device_info info;
     clg_context_device_info(ctx, &info);
-    const char *models[2] = {"lenet", "cnn"};
-    double ours[2];
-    for (int m = 0; m < 2; m++) ours[m] = clgrad_step(ctx, models[m], batch, steps);
+    double ours[64], theirs[64];
+    for (int m = 0; m < model_count; m++)
+        ours[m] = only && strcmp(only, model_catalogue[m].name) ? 0
+                                                                 : clgrad_step(ctx, &model_catalogue[m], batch, steps);
     clg_context_free(ctx);
-    double theirs[2] = {0, 0};
-    if (script) torch_rates(script, batch, &theirs[0], &theirs[1]);
+    for (int m = 0; m < model_count; m++) theirs[m] = 0;
+    if (script) torch_rates(script, batch, theirs);
+    bool have_torch = false;
+    for (int m = 0; m < model_count; m++) have_torch |= theirs[m] > 0;
     if (json) printf("{\"device\": \"%s\", \"batch\": %d, \"train\": [", info.name, batch);
     else printf("training step, batch %d, on %s (PyTorch: %s)\n%-6s %10s %12s %12s %8s\n", batch, info.name,
-                theirs[0] > 0 ? "same CPU, same run" : "not available", "model", "step ms", "images/s",
+                have_torch ? "same CPU, same run" : "not available", "model", "step ms", "images/s",
                 "torch img/s", "ratio");
     int rc = 0;
-    for (int m = 0; m < 2; m++) {
+    for (int m = 0, shown = 0; m < model_count; m++) {
+        if (only && strcmp(only, model_catalogue[m].name)) continue;
+        const char *name = model_catalogue[m].name;
         double ips = ours[m] > 0 ? batch / ours[m] : 0, ratio = theirs[m] > 0 ? ips / theirs[m] : 0;
         if (ours[m] < 0) rc = 1;
         if (json)
             printf("%s{\"model\": \"%s\", \"step_ms\": %.3f, \"images_per_s\": %.1f, \"torch_images_per_s\": %.1f, "
-                   "\"ratio\": %.3f}", m ? ", " : "", models[m], ours[m] * 1e3, ips, theirs[m], ratio);
+                   "\"ratio\": %.3f}", shown++ ? ", " : "", name, ours[m] * 1e3, ips, theirs[m], ratio);
         else
-            printf("%-6s %10.2f %12.1f %12.1f %7.2fx\n", models[m], ours[m] * 1e3, ips, theirs[m], ratio);
+            printf("%-6s %10.2f %12.1f %12.1f %7.2fx\n", name, ours[m] * 1e3, ips, theirs[m], ratio);
     }
     if (json) printf("]}\n");
     return rc;
