@@ -1,134 +1,12 @@
 /* tests/ops/test_conv2d.c - conv2d (src/ops/conv2d.c, cl/ops/conv2d.cl): the worked example
- * to the digit, forward and all three gradients against a naive direct convolution over a
- * grid of shapes, PyTorch's numbers, finite differences in f64, the beta contract, chunked
- * against unchunked, and bad input. The naive reference is written out below.
+ * to the digit, forward and all three gradients against the naive direct convolution
+ * (ref_conv2d_* in tests/ref/ref_ops.c) over a grid of shapes, PyTorch's numbers, finite
+ * differences in f64, and bad input; in both kernel styles. The beta contract and chunking:
+ * tests/ops/test_conv2d_chunks.c.
  */
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-#include "ref.h"
-#include "ops/op.h"
-
-/* ---------------------------------------------------------------- naive reference */
-
-typedef struct conv_case {
-    int N, C, H, W, K, KH, KW;
-    clg_conv2d_params p;
-    bool bias;
-} conv_case;
-
-#define P_(sh, sw, ph, pw, dh, dw, g)                                                                        \
-    { sh, sw, ph, pw, dh, dw, g }
-
-static int out_h(const conv_case *c) {
-    return clg_conv2d_out_size(c->H, c->KH, c->p.stride_h, c->p.pad_h, c->p.dilation_h);
-}
-static int out_w(const conv_case *c) {
-    return clg_conv2d_out_size(c->W, c->KW, c->p.stride_w, c->p.pad_w, c->p.dilation_w);
-}
-
-/* Calls fn(n, k, oh, ow, xi, wi) for every (output, tap) pair that reads a real pixel:
- * x[xi] * w[wi] is one term of y[n][k][oh][ow]. Forward and backward are both this loop. */
-#define FOR_EACH_TAP(c, BODY)                                                                                \
-    do {                                                                                                     \
-        const int G_ = (c)->p.groups, Cg_ = (c)->C / G_, Kg_ = (c)->K / G_;                                  \
-        const int OH_ = out_h(c), OW_ = out_w(c);                                                            \
-        for (int n = 0; n < (c)->N; n++)                                                                     \
-            for (int k = 0; k < (c)->K; k++)                                                                 \
-                for (int oh = 0; oh < OH_; oh++)                                                             \
-                    for (int ow = 0; ow < OW_; ow++) {                                                       \
-                        const size_t yi = (((size_t)n * (c)->K + k) * OH_ + oh) * OW_ + ow;                  \
-                        (void)yi;                                                                            \
-                        for (int cg = 0; cg < Cg_; cg++)                                                     \
-                            for (int i = 0; i < (c)->KH; i++)                                                \
-                                for (int j = 0; j < (c)->KW; j++) {                                          \
-                                    const int h =                                                            \
-                                        oh * (c)->p.stride_h - (c)->p.pad_h + i * (c)->p.dilation_h;         \
-                                    const int w_ =                                                           \
-                                        ow * (c)->p.stride_w - (c)->p.pad_w + j * (c)->p.dilation_w;         \
-                                    if (h < 0 || h >= (c)->H || w_ < 0 || w_ >= (c)->W) continue;            \
-                                    const int ch = (k / Kg_) * Cg_ + cg;                                     \
-                                    const size_t xi =                                                        \
-                                        (((size_t)n * (c)->C + ch) * (c)->H + h) * (c)->W + w_;              \
-                                    const size_t wi = (((size_t)k * Cg_ + cg) * (c)->KH + i) * (c)->KW + j;  \
-                                    BODY;                                                                    \
-                                }                                                                            \
-                    }                                                                                        \
-    } while (0)
-
-static void naive_forward(const conv_case *c, const double *x, const double *w, const double *b, double *y) {
-    const size_t ny = (size_t)c->N * c->K * out_h(c) * out_w(c);
-    const size_t per_k = (size_t)out_h(c) * out_w(c);
-    for (size_t i = 0; i < ny; i++)
-        y[i] = b ? b[(i / per_k) % c->K] : 0.0;
-    FOR_EACH_TAP(c, y[yi] += x[xi] * w[wi]);
-}
-
-/* dx, dw, db (db may be NULL) from dy: each term x*w of y contributes dy*w to dx, dy*x to dw. */
-static void naive_backward(const conv_case *c, const double *x, const double *w, const double *dy, double *dx,
-                           double *dw, double *db) {
-    const size_t nx = (size_t)c->N * c->C * c->H * c->W;
-    const size_t nw = (size_t)c->K * (c->C / c->p.groups) * c->KH * c->KW;
-    const size_t per_k = (size_t)out_h(c) * out_w(c);
-    const size_t ny = (size_t)c->N * c->K * per_k;
-    memset(dx, 0, nx * sizeof *dx);
-    memset(dw, 0, nw * sizeof *dw);
-    if (db) {
-        memset(db, 0, (size_t)c->K * sizeof *db);
-        for (size_t i = 0; i < ny; i++)
-            db[(i / per_k) % c->K] += dy[i];
-    }
-    FOR_EACH_TAP(c, {
-        dx[xi] += dy[yi] * w[wi];
-        dw[wi] += dy[yi] * x[xi];
-    });
-}
-
-/* ---------------------------------------------------------------- helpers */
-
-typedef struct case_tensors {
-    clg_tensor *x, *w, *b, *y, *dy, *dx, *dw, *db;
-    double *hx, *hw, *hb, *hdy; /* host copies of the inputs */
-    int xs[4], ws[4], ys[4];
-} case_tensors;
-
-static void case_make(clg_context *ctx, clg_dtype dt, const conv_case *c, uint64_t seed, case_tensors *t) {
-    memset(t, 0, sizeof *t);
-    const int xs[4] = {c->N, c->C, c->H, c->W};
-    const int ws[4] = {c->K, c->C / c->p.groups, c->KH, c->KW};
-    const int ys[4] = {c->N, c->K, out_h(c), out_w(c)};
-    memcpy(t->xs, xs, sizeof xs), memcpy(t->ws, ws, sizeof ws), memcpy(t->ys, ys, sizeof ys);
-    assert_true(ys[2] > 0 && ys[3] > 0);
-    t->x = ref_rand(ctx, dt, 4, xs, seed, -1, 1);
-    t->w = ref_rand(ctx, dt, 4, ws, seed + 1, -1, 1);
-    if (c->bias) t->b = ref_rand(ctx, dt, 1, &c->K, seed + 2, -1, 1);
-    t->dy = ref_rand(ctx, dt, 4, ys, seed + 3, -1, 1);
-    REF_OK(ctx, clg_tensor_zeros(ctx, dt, 4, ys, &t->y));
-    REF_OK(ctx, clg_tensor_zeros(ctx, dt, 4, xs, &t->dx));
-    REF_OK(ctx, clg_tensor_zeros(ctx, dt, 4, ws, &t->dw));
-    REF_OK(ctx, clg_tensor_zeros(ctx, dt, 1, &c->K, &t->db));
-    t->hx = ref_to_host_f64(t->x);
-    t->hw = ref_to_host_f64(t->w);
-    t->hb = t->b ? ref_to_host_f64(t->b) : NULL;
-    t->hdy = ref_to_host_f64(t->dy);
-}
-
-static void case_free(case_tensors *t) {
-    clg_tensor *all[] = {t->x, t->w, t->b, t->y, t->dy, t->dx, t->dw, t->db};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        clg_tensor_free(all[i]);
-    free(t->hx), free(t->hw), free(t->hb), free(t->hdy);
-}
-
-static void case_name(const conv_case *c, const char *what, char *buf, size_t len) {
-    snprintf(buf, len,
-             "%s: x (%d,%d,%d,%d) w (%d,%d,%d,%d) stride %dx%d pad %dx%d dil %dx%d groups %d "
-             "bias %d",
-             what, c->N, c->C, c->H, c->W, c->K, c->C / c->p.groups, c->KH, c->KW, c->p.stride_h,
-             c->p.stride_w, c->p.pad_h, c->p.pad_w, c->p.dilation_h, c->p.dilation_w, c->p.groups, c->bias);
-}
+#include "test_conv2d.h"
 
 /* Forward and the three gradients of one case against the naive reference. Gradients start
  * as NaN, so beta = 0 must overwrite without reading. tol scales with how many terms each
@@ -140,8 +18,8 @@ static void check_case(clg_context *ctx, clg_dtype dt, const conv_case *c, uint6
     const size_t ny = clg_tensor_numel(t.y), nx = clg_tensor_numel(t.x), nw = clg_tensor_numel(t.w);
     double *want_y = malloc(ny * sizeof(double)), *want_dx = malloc(nx * sizeof(double)),
            *want_dw = malloc(nw * sizeof(double)), *want_db = malloc(c->K * sizeof(double));
-    naive_forward(c, t.hx, t.hw, t.hb, want_y);
-    naive_backward(c, t.hx, t.hw, t.hdy, want_dx, want_dw, want_db);
+    ref_conv2d_forward(c, t.hx, t.hw, t.hb, want_y);
+    ref_conv2d_backward(c, t.hx, t.hw, t.hdy, want_dx, want_dw, want_db);
 
     REF_OK(ctx, clg_tensor_fill(t.dx, NAN));
     REF_OK(ctx, clg_tensor_fill(t.dw, NAN));
@@ -152,7 +30,7 @@ static void check_case(clg_context *ctx, clg_dtype dt, const conv_case *c, uint6
     /* terms per value: y and dx sum up to Cg*KH*KW (or K*KH*KW) products, dw N*OH*OW */
     const double terms_y = (double)(c->C / c->p.groups) * c->KH * c->KW;
     const double terms_dx = (double)(c->K / c->p.groups) * c->KH * c->KW;
-    const double terms_dw = (double)c->N * out_h(c) * out_w(c);
+    const double terms_dw = (double)c->N * ref_conv_out_h(c) * ref_conv_out_w(c);
     double *got = ref_to_host_f64(t.y);
     case_name(c, "y", what, sizeof what);
     ref_assert_close(got, want_y, ny, rtol, rtol * sqrt(terms_y), what);
@@ -213,62 +91,25 @@ static const conv_case grid[] = {
 };
 #define N_GRID (sizeof grid / sizeof *grid)
 
-/* Both kernel shapes (per element for GPUs, per row for CPUs) whatever the device. */
+/* The grid in f32 in the group's kernel style (the group runs once per style). */
 static void test_grid_f32(void **state) {
     clg_context *ctx = *state;
-    for (int layout = 1; layout <= 2; layout++) {
-        ctx->kernel_style = layout;
-        for (size_t i = 0; i < N_GRID; i++)
-            check_case(ctx, CLG_F32, &grid[i], 100 + 10 * i, 2e-5);
-    }
-    ctx->kernel_style = 0;
+    for (size_t i = 0; i < N_GRID; i++)
+        check_case(ctx, CLG_F32, &grid[i], 100 + 10 * i, 2e-5);
 }
 
-/* The same grid in f64 with the device's own kernel shape, through the per-image path (one
- * image per chunk) for half of it. */
+/* The same grid in f64, through the per-image path (one image per chunk: a context with a
+ * 1-byte workspace) for half of it. */
 static void test_grid_f64(void **state) {
     clg_context *ctx = *state;
-    const size_t saved = ctx->conv_workspace_bytes;
-    for (size_t i = 0; i < N_GRID; i++) {
-        ctx->conv_workspace_bytes = i % 2 ? 1 : saved;
-        check_case(ctx, CLG_F64, &grid[i], 700 + 10 * i, 1e-12);
-    }
-    ctx->conv_workspace_bytes = saved;
+    clg_context *per_image = conv_context(clg_context_kernel_style(ctx), 1);
+    for (size_t i = 0; i < N_GRID; i++)
+        check_case(i % 2 ? per_image : ctx, CLG_F64, &grid[i], 700 + 10 * i, 1e-12);
+    clg_context_free(per_image);
 }
 
 /* ---------------------------------------------------------------- the worked example */
 
-typedef struct fixture {
-    clg_st_file f;
-    bool loaded;
-} fixture;
-
-static bool fixture_open(fixture *fx, const char *file) {
-    const char *dir = getenv("CLGRAD_FIXTURES");
-    char path[1024], err[256] = "";
-    memset(fx, 0, sizeof *fx);
-    snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/fixtures", file);
-    clg_status st = clg_st_read(path, &fx->f, err, sizeof err);
-    if (st != CLG_OK) fail_msg("cannot read fixture %s: %s: %s", path, clg_status_name(st), err);
-    fx->loaded = true;
-    return true;
-}
-
-/* A fixture entry as doubles (malloc'd), its element count in *n. */
-static double *fixture_get(const fixture *fx, const char *name, size_t *n) {
-    for (size_t i = 0; i < fx->f.n_entries; i++) {
-        const clg_st_entry *e = &fx->f.entries[i];
-        if (strcmp(e->name, name)) continue;
-        assert_int_equal(e->dtype, CLG_F64);
-        *n = e->bytes / sizeof(double);
-        double *out = malloc(e->bytes ? e->bytes : 1);
-        assert_non_null(out);
-        memcpy(out, e->data, e->bytes); /* the data may be unaligned */
-        return out;
-    }
-    fail_msg("fixture has no entry %s", name);
-    return NULL;
-}
 
 static clg_tensor *tensor_from(clg_context *ctx, clg_dtype dt, int ndim, const int *shape, const double *v) {
     clg_tensor *t = NULL;
@@ -307,18 +148,17 @@ static void worked_example(clg_context *ctx, clg_dtype dt, double rtol) {
     const clg_conv2d_params p = clg_conv2d_default_params();
 
     /* the numbers and the PyTorch fixture must agree (loss_new's exact value) */
-    fixture fx;
-    size_t n;
-    fixture_open(&fx, "worked_example.safetensors");
-    double *fy = fixture_get(&fx, "y", &n), *fdw = fixture_get(&fx, "dw", &n);
-    double *floss = fixture_get(&fx, "loss", &n), *flossn = fixture_get(&fx, "loss_new", &n);
+    clg_st_file fx;
+    ref_fixture_open(&fx, "worked_example.safetensors");
+    double *fy = ref_fixture_f64(&fx, "y", NULL), *fdw = ref_fixture_f64(&fx, "dw", NULL);
+    double *floss = ref_fixture_f64(&fx, "loss", NULL), *flossn = ref_fixture_f64(&fx, "loss_new", NULL);
     ref_assert_close(fy, y_want, 9, 0, 0, "fixture y");
     ref_assert_close(fdw, dw_want, 4, 0, 0, "fixture dw");
     assert_true(floss[0] == 13341.0);
     const double loss_new_want = flossn[0]; /* 129.67662 */
     assert_true(fabs(loss_new_want - 129.68) < 0.01);
     free(fy), free(fdw), free(floss), free(flossn);
-    clg_st_file_free(&fx.f);
+    clg_st_file_free(&fx);
 
     clg_tensor *x = tensor_from(ctx, dt, 4, xs, x0), *w = tensor_from(ctx, dt, 4, ws, w0);
     clg_tensor *y = NULL, *loss = NULL, *dy = NULL, *dw = NULL;
@@ -383,13 +223,12 @@ static void test_worked_example_f64(void **state) { worked_example(*state, CLG_F
  * groups 2; loss = sum(y * r). */
 static void test_pytorch_fixture(void **state) {
     clg_context *ctx = *state;
-    fixture fx;
-    size_t n;
-    fixture_open(&fx, "ops.safetensors");
-    double *hx = fixture_get(&fx, "conv2d.x", &n), *hw = fixture_get(&fx, "conv2d.w", &n);
-    double *hb = fixture_get(&fx, "conv2d.b", &n), *hy = fixture_get(&fx, "conv2d.y", &n);
-    double *hr = fixture_get(&fx, "conv2d.r", &n), *hdx = fixture_get(&fx, "conv2d.dx", &n);
-    double *hdw = fixture_get(&fx, "conv2d.dw", &n), *hdb = fixture_get(&fx, "conv2d.db", &n);
+    clg_st_file fx;
+    ref_fixture_open(&fx, "ops.safetensors");
+    double *hx = ref_fixture_f64(&fx, "conv2d.x", NULL), *hw = ref_fixture_f64(&fx, "conv2d.w", NULL);
+    double *hb = ref_fixture_f64(&fx, "conv2d.b", NULL), *hy = ref_fixture_f64(&fx, "conv2d.y", NULL);
+    double *hr = ref_fixture_f64(&fx, "conv2d.r", NULL), *hdx = ref_fixture_f64(&fx, "conv2d.dx", NULL);
+    double *hdw = ref_fixture_f64(&fx, "conv2d.dw", NULL), *hdb = ref_fixture_f64(&fx, "conv2d.db", NULL);
     const int xs[4] = {2, 4, 7, 6}, ws[4] = {6, 2, 3, 2}, ys[4] = {2, 6, 3, 3}, bs = 6;
     const clg_conv2d_params p = P_(2, 2, 1, 1, 2, 2, 2);
     for (int d = 0; d < 2; d++) {
@@ -414,7 +253,7 @@ static void test_pytorch_fixture(void **state) {
             clg_tensor_free(all[i]);
     }
     free(hx), free(hw), free(hb), free(hy), free(hr), free(hdx), free(hdw), free(hdb);
-    clg_st_file_free(&fx.f);
+    clg_st_file_free(&fx);
 }
 
 /* ---------------------------------------------------------------- finite differences */
@@ -446,190 +285,6 @@ static void test_gradcheck(void **state) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         gradcheck_case(ctx, &cases[i], 900 + 10 * i);
-}
-
-/* ---------------------------------------------------------------- the beta contract */
-
-/* backward with beta 0 then beta 1 gives exactly 2x; beta 0.5 gives 0.5*old + new. Once
- * with the batch in one chunk, once in several (dW then sums chunks: still exact). */
-static void accumulate_case(clg_context *ctx, clg_dtype dt, size_t workspace) {
-    const conv_case c = {5, 4, 7, 6, 6, 3, 3, P_(1, 2, 1, 1, 1, 1, 2), true};
-    case_tensors t;
-    const size_t saved = ctx->conv_workspace_bytes;
-    ctx->conv_workspace_bytes = workspace;
-    case_make(ctx, dt, &c, 4242, &t);
-    clg_tensor *g[3] = {t.dx, t.dw, t.db};
-    const char *names[3] = {"dx", "dw", "db"};
-    double *once[3];
-    REF_OK(ctx, clg_conv2d_backward(ctx, t.x, t.w, t.dy, c.p, t.dx, t.dw, t.db, 0.0));
-    for (int i = 0; i < 3; i++)
-        once[i] = ref_to_host_f64(g[i]);
-    REF_OK(ctx, clg_conv2d_backward(ctx, t.x, t.w, t.dy, c.p, t.dx, t.dw, t.db, 1.0));
-    for (int i = 0; i < 3; i++) {
-        const size_t n = clg_tensor_numel(g[i]);
-        double *twice = ref_to_host_f64(g[i]);
-        for (size_t j = 0; j < n; j++)
-            if (twice[j] != 2 * once[i][j])
-                fail_msg("%s[%zu]: beta 1 after beta 0 gave %.17g, not exactly 2 x %.17g "
-                         "(workspace %zu)",
-                         names[i], j, twice[j], once[i][j], workspace);
-        free(twice);
-    }
-    /* beta 0.5 on top of 2x: 0.5 * 2x + x = 2x */
-    REF_OK(ctx, clg_conv2d_backward(ctx, t.x, t.w, t.dy, c.p, t.dx, t.dw, t.db, 0.5));
-    for (int i = 0; i < 3; i++) {
-        const size_t n = clg_tensor_numel(g[i]);
-        double *got = ref_to_host_f64(g[i]);
-        for (size_t j = 0; j < n; j++)
-            once[i][j] *= 2;
-        ref_assert_close(got, once[i], n, 1e-6, 1e-6, names[i]);
-        free(got);
-        free(once[i]);
-    }
-    /* skipped gradients are left alone */
-    REF_OK(ctx, clg_tensor_fill(t.dx, 7.0));
-    REF_OK(ctx, clg_conv2d_backward(ctx, t.x, t.w, t.dy, c.p, NULL, t.dw, NULL, 0.0));
-    double *dx = ref_to_host_f64(t.dx);
-    for (size_t j = 0; j < clg_tensor_numel(t.dx); j++)
-        assert_true(dx[j] == 7.0);
-    free(dx);
-    case_free(&t);
-    ctx->conv_workspace_bytes = saved;
-}
-
-static void test_accumulate(void **state) {
-    clg_context *ctx = *state;
-    accumulate_case(ctx, CLG_F32, 0);     /* default: one chunk */
-    accumulate_case(ctx, CLG_F32, 1);     /* one image per chunk */
-    accumulate_case(ctx, CLG_F32, 20000); /* two images per chunk, a remainder of one */
-    accumulate_case(ctx, CLG_F64, 1);
-}
-
-/* Through the graph: two backward passes add up, and each input gets its own gradient. */
-static void test_graph_accumulate(void **state) {
-    clg_context *ctx = *state;
-    const conv_case c = {3, 2, 6, 5, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 2), true};
-    case_tensors t;
-    case_make(ctx, CLG_F32, &c, 77, &t);
-    clg_tensor *in[3] = {t.x, t.w, t.b};
-    for (int i = 0; i < 3; i++)
-        REF_OK(ctx, clg_tensor_set_requires_grad(in[i], true));
-    double *first[3];
-    for (int round = 0; round < 2; round++) {
-        clg_tensor *y = NULL;
-        REF_OK(ctx, clg_conv2d(ctx, t.x, t.w, t.b, c.p, &y));
-        REF_OK(ctx, clg_backward_grad(ctx, y, t.dy));
-        clg_tensor_free(y);
-        for (int i = 0; i < 3; i++) {
-            assert_non_null(clg_tensor_grad(in[i]));
-            double *g = ref_to_host_f64(clg_tensor_grad(in[i]));
-            if (round == 0) {
-                first[i] = g;
-                continue;
-            }
-            for (size_t j = 0; j < clg_tensor_numel(in[i]); j++)
-                if (g[j] != 2 * first[i][j])
-                    fail_msg("input %d [%zu]: second backward gave %.9g, first %.9g", i, j, g[j],
-                             first[i][j]);
-            free(g);
-        }
-    }
-    double *want_dx = malloc(clg_tensor_numel(t.x) * sizeof(double));
-    double *want_dw = malloc(clg_tensor_numel(t.w) * sizeof(double)), want_db[4];
-    naive_backward(&c, t.hx, t.hw, t.hdy, want_dx, want_dw, want_db);
-    ref_assert_close(first[0], want_dx, clg_tensor_numel(t.x), 2e-5, 1e-4, "graph dx");
-    ref_assert_close(first[1], want_dw, clg_tensor_numel(t.w), 2e-5, 1e-4, "graph dw");
-    ref_assert_close(first[2], want_db, 4, 2e-5, 1e-4, "graph db");
-    for (int i = 0; i < 3; i++)
-        free(first[i]);
-    free(want_dx), free(want_dw);
-    /* no grad mode records nothing */
-    const bool was = clg_set_grad_enabled(ctx, false);
-    clg_tensor *y = NULL;
-    REF_OK(ctx, clg_conv2d(ctx, t.x, t.w, t.b, c.p, &y));
-    assert_int_equal(clg_backward_grad(ctx, y, t.dy), CLG_INVALID_STATE);
-    clg_tensor_free(y);
-    clg_set_grad_enabled(ctx, was);
-    case_free(&t);
-}
-
-/* ---------------------------------------------------------------- chunked == unchunked */
-
-static double *run_all(clg_context *ctx, case_tensors *t, const conv_case *c, size_t workspace,
-                       size_t *n_out) {
-    ctx->conv_workspace_bytes = workspace;
-    REF_OK(ctx, clg_conv2d_forward(ctx, t->x, t->w, t->b, c->p, t->y));
-    REF_OK(ctx, clg_conv2d_backward(ctx, t->x, t->w, t->dy, c->p, t->dx, t->dw, t->db, 0.0));
-    clg_tensor *all[4] = {t->y, t->dx, t->dw, t->db};
-    size_t n = 0;
-    for (int i = 0; i < 4; i++)
-        n += clg_tensor_numel(all[i]);
-    double *out = malloc(n * sizeof *out);
-    n = 0;
-    for (int i = 0; i < 4; i++) {
-        double *v = ref_to_host_f64(all[i]);
-        memcpy(out + n, v, clg_tensor_numel(all[i]) * sizeof *v);
-        n += clg_tensor_numel(all[i]);
-        free(v);
-    }
-    *n_out = n;
-    return out;
-}
-
-/* The batch in one chunk, one image per chunk, and three per chunk (with a remainder) give
- * the same numbers; the two kernel shapes (per element, per row) give the same bits. */
-static void test_chunked(void **state) {
-    clg_context *ctx = *state;
-    const size_t saved = ctx->conv_workspace_bytes;
-    const conv_case cases[] = {
-        {17, 3, 9, 8, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true},
-        {7, 4, 8, 8, 6, 3, 2, P_(2, 1, 2, 1, 1, 2, 2), true},
-        {9, 4, 6, 6, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 4), false},
-        {5, 2, 70, 9, 2, 3, 5, P_(1, 2, 2, 1, 1, 1, 1), true}, /* rows longer than one segment */
-        {3, 2, 9, 70, 2, 5, 3, P_(2, 1, 1, 2, 2, 1, 2), false},
-    };
-    /* every workspace goes back to the pool: nothing stays in use after the tensors */
-    const size_t in_use = clg_context_pool_stats(ctx).bytes_in_use;
-    for (int d = 0; d < 2; d++) {
-        const clg_dtype dt = d ? CLG_F64 : CLG_F32;
-        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-            const conv_case *c = &cases[i];
-            case_tensors t;
-            char what[256];
-            case_make(ctx, dt, c, 500 + i, &t);
-            /* workspace per image: (C*KH*KW + K) * OH*OW values */
-            const size_t per_image =
-                ((size_t)c->C * c->KH * c->KW + c->K) * out_h(c) * out_w(c) * clg_dtype_size(dt);
-            double *first = NULL;
-            for (int layout = 1; layout <= 2; layout++) {
-                ctx->kernel_style = layout;
-                size_t n1, n2, n3;
-                double *whole = run_all(ctx, &t, c, (size_t)1 << 30, &n1);
-                double *single = run_all(ctx, &t, c, 1, &n2);
-                double *some = run_all(ctx, &t, c, per_image * 3 + 1, &n3);
-                assert_int_equal(n1, n2);
-                assert_int_equal(n1, n3);
-                const double tol = d ? 1e-13 : 1e-5;
-                case_name(c, "one image per chunk vs whole batch", what, sizeof what);
-                ref_assert_close(single, whole, n1, tol, tol, what);
-                case_name(c, "three images per chunk vs whole batch", what, sizeof what);
-                ref_assert_close(some, whole, n1, tol, tol, what);
-                if (first) {
-                    case_name(c, "per-row kernels vs per-element kernels", what, sizeof what);
-                    ref_assert_close(whole, first, n1, 0, 0, what);
-                    free(whole);
-                } else {
-                    first = whole;
-                }
-                free(single), free(some);
-            }
-            free(first);
-            case_free(&t);
-            assert_int_equal(clg_context_pool_stats(ctx).bytes_in_use, in_use);
-        }
-    }
-    ctx->conv_workspace_bytes = saved;
-    ctx->kernel_style = 0;
 }
 
 /* ---------------------------------------------------------------- bad input */
@@ -739,21 +394,12 @@ static void test_bad_input(void **state) {
         clg_tensor_free(all[i]);
 }
 
-/* A failed assertion jumps out of a test before it restores the workspace limit or the
- * kernel shape: reset both (0 = the default) so one failure does not change the next tests. */
-static int reset_workspace(void **state) {
-    ((clg_context *)*state)->conv_workspace_bytes = 0;
-    ((clg_context *)*state)->kernel_style = 0;
-    return 0;
-}
-#define TEST(f) cmocka_unit_test_teardown(f, reset_workspace)
-
 int main(void) {
     const struct CMUnitTest tests[] = {
-        TEST(test_worked_example_f32), TEST(test_worked_example_f64), TEST(test_pytorch_fixture),
-        TEST(test_grid_f32),           TEST(test_grid_f64),           TEST(test_gradcheck),
-        TEST(test_accumulate),         TEST(test_graph_accumulate),   TEST(test_chunked),
-        TEST(test_bad_input),
+        cmocka_unit_test(test_worked_example_f32), cmocka_unit_test(test_worked_example_f64),
+        cmocka_unit_test(test_pytorch_fixture),    cmocka_unit_test(test_grid_f32),
+        cmocka_unit_test(test_grid_f64),           cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_bad_input),
     };
-    return cmocka_run_group_tests_name("conv2d", tests, ref_group_setup, ref_group_teardown);
+    return REF_RUN_BOTH_STYLES("conv2d", tests);
 }

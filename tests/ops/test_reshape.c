@@ -1,11 +1,12 @@
 /* tests/ops/test_reshape.c - reshape and flatten (src/ops/reshape.c): views that share
  * the input's buffer, -1 inference, f64 finite-difference gradients through a chain, the
- * beta contract, and bad shapes.
+ * beta contract, and bad shapes; in both kernel styles (the gradients run element kernels).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "ref_ops.h"
+#include "ref_style.h"
 
 static const int SHAPE[4] = {2, 3, 4, 5};
 
@@ -156,5 +157,5 @@ int main(void) {
         cmocka_unit_test(test_accumulate_f32),  cmocka_unit_test(test_accumulate_f64),
         cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests_name("reshape", tests, ref_group_setup, ref_group_teardown);
+    return REF_RUN_BOTH_STYLES("reshape", tests);
 }

@@ -1,4 +1,4 @@
-/* tests/ref/ref_ops.c - naive references for eltwise/activation/loss/linear (declared in
+/* tests/ref/ref_ops.c - naive references for eltwise/activation/loss/linear/conv2d (declared in
  * tests/ref/ref_ops.h), the fixture reader and the direct beta-contract check. Readable
  * loops in double, nothing clever: they are what the device results are judged by.
  */
@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 
 /* ---------------------------------------------------------------- activations */
 
@@ -112,6 +111,68 @@ double ref_sum_of_squares(const double *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         s += x[i] * x[i];
     return s;
+}
+
+/* ---------------------------------------------------------------- conv2d */
+
+int ref_conv_out_h(const ref_conv_case *c) {
+    return clg_conv2d_out_size(c->H, c->KH, c->p.stride_h, c->p.pad_h, c->p.dilation_h);
+}
+int ref_conv_out_w(const ref_conv_case *c) {
+    return clg_conv2d_out_size(c->W, c->KW, c->p.stride_w, c->p.pad_w, c->p.dilation_w);
+}
+
+/* Calls BODY for every (output, tap) pair that reads a real pixel: x[xi] * w[wi] is one term
+ * of y[yi]. Forward and backward are both this loop. */
+#define FOR_EACH_TAP(c, BODY)                                                                                \
+    do {                                                                                                     \
+        const int G_ = (c)->p.groups, Cg_ = (c)->C / G_, Kg_ = (c)->K / G_;                                  \
+        const int OH_ = ref_conv_out_h(c), OW_ = ref_conv_out_w(c);                                          \
+        for (int n = 0; n < (c)->N; n++)                                                                     \
+            for (int k = 0; k < (c)->K; k++)                                                                 \
+                for (int oh = 0; oh < OH_; oh++)                                                             \
+                    for (int ow = 0; ow < OW_; ow++) {                                                       \
+                        const size_t yi = (((size_t)n * (c)->K + k) * OH_ + oh) * OW_ + ow;                  \
+                        for (int cg = 0; cg < Cg_; cg++)                                                     \
+                            for (int i = 0; i < (c)->KH; i++)                                                \
+                                for (int j = 0; j < (c)->KW; j++) {                                          \
+                                    const int h = oh * (c)->p.stride_h - (c)->p.pad_h + i * (c)->p.dilation_h; \
+                                    const int w_ = ow * (c)->p.stride_w - (c)->p.pad_w + j * (c)->p.dilation_w; \
+                                    if (h < 0 || h >= (c)->H || w_ < 0 || w_ >= (c)->W) continue;            \
+                                    const int ch = (k / Kg_) * Cg_ + cg;                                     \
+                                    const size_t xi = (((size_t)n * (c)->C + ch) * (c)->H + h) * (c)->W + w_; \
+                                    const size_t wi = (((size_t)k * Cg_ + cg) * (c)->KH + i) * (c)->KW + j;  \
+                                    BODY;                                                                    \
+                                }                                                                            \
+                    }                                                                                        \
+    } while (0)
+
+void ref_conv2d_forward(const ref_conv_case *c, const double *x, const double *w, const double *b, double *y) {
+    const size_t per_k = (size_t)ref_conv_out_h(c) * ref_conv_out_w(c);
+    const size_t ny = (size_t)c->N * c->K * per_k;
+    for (size_t i = 0; i < ny; i++)
+        y[i] = b ? b[(i / per_k) % c->K] : 0.0;
+    FOR_EACH_TAP(c, y[yi] += x[xi] * w[wi]);
+}
+
+/* Each term x*w of y contributes dy*w to dx and dy*x to dw. */
+void ref_conv2d_backward(const ref_conv_case *c, const double *x, const double *w, const double *dy, double *dx,
+                         double *dw, double *db) {
+    const size_t nx = (size_t)c->N * c->C * c->H * c->W;
+    const size_t nw = (size_t)c->K * (c->C / c->p.groups) * c->KH * c->KW;
+    const size_t per_k = (size_t)ref_conv_out_h(c) * ref_conv_out_w(c);
+    const size_t ny = (size_t)c->N * c->K * per_k;
+    memset(dx, 0, nx * sizeof *dx);
+    memset(dw, 0, nw * sizeof *dw);
+    if (db) {
+        memset(db, 0, (size_t)c->K * sizeof *db);
+        for (size_t i = 0; i < ny; i++)
+            db[(i / per_k) % c->K] += dy[i];
+    }
+    FOR_EACH_TAP(c, {
+        dx[xi] += dy[yi] * w[wi];
+        dw[wi] += dy[yi] * x[xi];
+    });
 }
 
 /* ---------------------------------------------------------------- fixtures */

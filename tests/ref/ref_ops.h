@@ -1,5 +1,5 @@
 /* tests/ref/ref_ops.h - naive host references (llm.c style, in double) for the ops of
- * src/ops/{eltwise,activation,loss,linear}.c, plus what their tests share: reading the
+ * src/ops/{eltwise,activation,loss,linear,conv2d}.c, plus what their tests share: reading the
  * PyTorch fixtures (tests/fixtures/ops.safetensors) and calling an op's backward directly
  * to check the beta contract. Implemented in tests/ref/ref_ops.c.
  */
@@ -31,6 +31,20 @@ void ref_linear_backward(const double *x, const double *w, const double *dy, dou
 double ref_softmax_ce(const double *logits, const int32_t *targets, int n, int c, double *dlogits);
 double ref_mse(const double *a, const double *b, size_t n);
 double ref_sum_of_squares(const double *x, size_t n);
+
+/* ---- conv2d: a direct convolution (cross-correlation, as PyTorch), loop by loop ---- */
+typedef struct ref_conv_case {
+    int N, C, H, W, K, KH, KW; /* x (N, C, H, W), w (K, C/groups, KH, KW) */
+    clg_conv2d_params p;
+    bool bias;
+} ref_conv_case;
+int ref_conv_out_h(const ref_conv_case *c);
+int ref_conv_out_w(const ref_conv_case *c);
+/* y (N, K, OH, OW) from x, w and b (b may be NULL). */
+void ref_conv2d_forward(const ref_conv_case *c, const double *x, const double *w, const double *b, double *y);
+/* dx, dw and db (db may be NULL) from dy; overwrites. */
+void ref_conv2d_backward(const ref_conv_case *c, const double *x, const double *w, const double *dy, double *dx,
+                         double *dw, double *db);
 
 /* ---- PyTorch fixtures: $CLGRAD_FIXTURES/<file> ---- */
 /* Reads the file or fails the test saying where it looked. */
