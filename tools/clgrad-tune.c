@@ -2,19 +2,29 @@
  * result in the cache folder (src/blas/tune.c: a JSON file keyed by device name and driver
  * version) that every later context applies: the packed kernel's tile shape, CLBlast's
  * XgemmDirect, Xgemm and copy/pad/transpose parameters and its direct/indirect switch-over
- * (GemmRoutine), then which path wins per size class. Usage: clgrad-tune --help.
+ * (GemmRoutine), then which path wins per size class. The public API plus src/blas/tuning.h
+ * only. Usage: clgrad-tune --help.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "blas/packed.h"
-#include "blas/tune.h"
+#include "blas/tuning.h"
 #include "clgrad.h"
-#include "blas/blas.h"
+
+#if defined(__GNUC__)
+#define TUNE_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define TUNE_PRINTF(f, a)
+#endif
+
+/* The paths this tool times by name (src/blas/tuning.h lists the table). */
+#define PACKED "packed"
+#define CLBLAST "clblast"
 
 static double now(void) {
     struct timespec ts;
@@ -24,6 +34,7 @@ static double now(void) {
 
 typedef struct tuner {
     clg_context *ctx;
+    clg_device_info info;
     clg_dtype dt;
     double deadline, phase_end, budget;
     bool quiet;
@@ -37,7 +48,7 @@ static unsigned rnd(tuner *t, unsigned n) {
     return (unsigned)((t->rng >> 33) % n);
 }
 
-static void progress(tuner *t, const char *fmt, ...) CLG_PRINTF(2, 3);
+static void progress(tuner *t, const char *fmt, ...) TUNE_PRINTF(2, 3);
 static void progress(tuner *t, const char *fmt, ...) {
     if (t->quiet) return;
     char line[160];
@@ -56,19 +67,16 @@ static void progress(tuner *t, const char *fmt, ...) {
 /* ---------------------------------------------------------------- timing */
 /* Seconds of one product on a path: warm-up (builds), then the best of a few runs. A
  * failure (a candidate CLBlast cannot build or run) is +inf. */
-static double run_once(tuner *t, clg_gemm_path path, bool ta, bool tb, size_t m, size_t n, size_t k) {
+static double run_once(tuner *t, const char *path, bool ta, bool tb, size_t m, size_t n, size_t k) {
     const size_t lda = ta ? m : k, ldb = tb ? k : n;
-    cl_mem a = t->a->buf->block.mem, b = t->b->buf->block.mem, c = t->c->buf->block.mem;
+    cl_mem a = clg_tensor_cl_mem(t->a), b = clg_tensor_cl_mem(t->b), c = clg_tensor_cl_mem(t->c);
     const double t0 = now();
-    clg_status st =
-        path == CLG_GEMM_PACKED
-            ? clg__packed_gemm(t->ctx, t->dt, ta, tb, m, n, k, 1, a, 0, lda, b, 0, ldb, 0, c, 0, n)
-            : clg__clblast_gemm(t->ctx, t->dt, ta, tb, m, n, k, 1, a, 0, lda, b, 0, ldb, 0, c, 0, n);
+    clg_status st = clg_blas_run_path(t->ctx, path, t->dt, ta, tb, m, n, k, 1, a, 0, lda, b, 0, ldb, 0, c, 0, n);
     if (st != CLG_OK || clg_context_finish(t->ctx) != CLG_OK) return INFINITY;
     return now() - t0;
 }
 
-static double time_gemm(tuner *t, clg_gemm_path path, bool ta, bool tb, size_t m, size_t n, size_t k) {
+static double time_gemm(tuner *t, const char *path, bool ta, bool tb, size_t m, size_t n, size_t k) {
     /* a tiny product of the same kind builds the kernels (many seconds for CLBlast on a CPU
      * device) without running a possibly slow candidate at full size */
     if (!isfinite(run_once(t, path, ta, tb, 16, 16, 16))) return INFINITY;
@@ -83,7 +91,7 @@ static double time_gemm(tuner *t, clg_gemm_path path, bool ta, bool tb, size_t m
 }
 
 /* Sum of times over the sizes that matter most for training-sized products. */
-static double score(tuner *t, clg_gemm_path path, const size_t *sizes, int n) {
+static double score(tuner *t, const char *path, const size_t *sizes, int n) {
     double s = 0;
     for (int i = 0; i < n && isfinite(s); i++)
         s += time_gemm(t, path, false, false, sizes[i], sizes[i], sizes[i]);
@@ -92,7 +100,7 @@ static double score(tuner *t, clg_gemm_path path, const size_t *sizes, int n) {
 
 /* Compares one product on the path against a host loop: a candidate that computes wrong
  * answers (CLBlast accepts some parameter sets it then mishandles) is never saved. */
-static bool check_gemm(tuner *t, clg_gemm_path path, bool ta, bool tb, size_t m, size_t n, size_t k) {
+static bool check_gemm(tuner *t, const char *path, bool ta, bool tb, size_t m, size_t n, size_t k) {
     const size_t lda = ta ? m : k, ldb = tb ? k : n;
     const int sa[1] = {(int)(m * k)}, sb[1] = {(int)(k * n)}, sc[1] = {(int)(m * n)};
     clg_tensor *a = NULL, *b = NULL, *c = NULL;
@@ -109,11 +117,8 @@ static bool check_gemm(tuner *t, clg_gemm_path path, bool ta, bool tb, size_t m,
     ok = ok && !clg_tensor_to_host(a, ha, sizeof(double) * m * k) &&
          !clg_tensor_to_host(b, hb, sizeof(double) * k * n);
     if (ok) {
-        clg_status st = path == CLG_GEMM_PACKED
-                            ? clg__packed_gemm(t->ctx, t->dt, ta, tb, m, n, k, 1, A->buf->block.mem, 0, lda,
-                                               B->buf->block.mem, 0, ldb, 0, C->buf->block.mem, 0, n)
-                            : clg__clblast_gemm(t->ctx, t->dt, ta, tb, m, n, k, 1, A->buf->block.mem, 0, lda,
-                                                B->buf->block.mem, 0, ldb, 0, C->buf->block.mem, 0, n);
+        clg_status st = clg_blas_run_path(t->ctx, path, t->dt, ta, tb, m, n, k, 1, clg_tensor_cl_mem(A), 0, lda,
+                                          clg_tensor_cl_mem(B), 0, ldb, 0, clg_tensor_cl_mem(C), 0, n);
         clg_tensor *back = NULL;
         ok = st == CLG_OK && !clg_tensor_cast(C, CLG_F64, &back) &&
              !clg_tensor_to_host(back, hc, sizeof(double) * m * n);
@@ -132,7 +137,7 @@ static bool check_gemm(tuner *t, clg_gemm_path path, bool ta, bool tb, size_t m,
     return ok;
 }
 
-static bool check_all(tuner *t, clg_gemm_path path) {
+static bool check_all(tuner *t, const char *path) {
     const size_t odd[][3] = {{33, 65, 17}, {130, 7, 70}, {64, 64, 64}, {200, 300, 100}};
     for (int tr = 0; tr < 4; tr++)
         for (size_t i = 0; i < sizeof odd / sizeof *odd; i++)
@@ -245,7 +250,7 @@ static const param_space padtra_space[] = {
 };
 
 static void sample(tuner *t, clg_tune_kernel *tk, const char *kernel, const param_space *sp, size_t n) {
-    const size_t max_wg = t->ctx->info.max_work_group_size, lmem = (size_t)t->ctx->info.local_mem_bytes;
+    const size_t max_wg = t->info.max_work_group_size, lmem = (size_t)t->info.local_mem_bytes;
     for (int tries = 0; tries < 10000; tries++) {
         set_kernel(tk, kernel, t->dt);
         for (size_t i = 0; i < n; i++)
@@ -257,7 +262,7 @@ static void sample(tuner *t, clg_tune_kernel *tk, const char *kernel, const para
 static void routine_switch(tuner *t, clg_tune_kernel *tk, size_t size) {
     set_kernel(tk, "GemmRoutine", t->dt);
     add_param(tk, "XGEMM_MIN_INDIRECT_SIZE", size);
-    clg__clblast_override(t->ctx, tk);
+    clg_blas_clblast_override(t->ctx, tk);
 }
 
 /* Random search over one kernel's space until the phase ends; returns the best score and
@@ -273,8 +278,8 @@ static double search(tuner *t, const char *kernel, const param_space *sp, size_t
         const double t0 = now();
         clg_tune_kernel cand;
         sample(t, &cand, kernel, sp, nsp);
-        if (clg__clblast_override(t->ctx, &cand) != CLG_OK) continue;
-        const double s = score(t, CLG_GEMM_CLBLAST, sizes, nsizes);
+        if (clg_blas_clblast_override(t->ctx, &cand) != CLG_OK) continue;
+        const double s = score(t, CLBLAST, sizes, nsizes);
         tried++;
         last = now() - t0;
         if (s < best_s) {
@@ -283,13 +288,14 @@ static double search(tuner *t, const char *kernel, const param_space *sp, size_t
         }
         progress(t, "CLBlast %s: %d candidates, best %.2f ms", kernel, tried, best_s * 1e3);
     }
-    if (best->n) clg__clblast_override(t->ctx, best);
+    if (best->n) clg_blas_clblast_override(t->ctx, best);
     return best_s;
 }
 
 /* ---------------------------------------------------------------- phases */
 static void tune_packed(tuner *t) {
-    const clg_packed_config def = clg__packed_config(t->ctx, t->dt);
+    clg_packed_config def = clg_blas_packed_default_config(4);
+    if (clg_blas_packed_config(t->ctx, t->dt, &def) != CLG_OK) return;
     const int vw = def.vw;
     /* around the default: taller, wider, one vector fewer or more per row */
     const clg_packed_config cands[] = {def,
@@ -307,9 +313,9 @@ static void tune_packed(tuner *t) {
     clg_packed_config best = def;
     for (size_t i = 0; i < sizeof cands / sizeof *cands && (i == 0 || now() + last < t->phase_end); i++) {
         const double t0 = now();
-        if (clg__packed_set_config(t->ctx, t->dt, cands[i]) != CLG_OK) continue;
-        const double s = score(t, CLG_GEMM_PACKED, sizes, 3);
-        if (s < best_s && check_all(t, CLG_GEMM_PACKED)) {
+        if (clg_blas_packed_set_config(t->ctx, t->dt, cands[i]) != CLG_OK) continue;
+        const double s = score(t, PACKED, sizes, 3);
+        if (s < best_s && check_all(t, PACKED)) {
             best_s = s;
             best = cands[i];
         }
@@ -317,7 +323,7 @@ static void tune_packed(tuner *t) {
                  vw, s * 1e3, best.mr, best.nr);
         last = now() - t0;
     }
-    clg__packed_set_config(t->ctx, t->dt, best);
+    clg_blas_packed_set_config(t->ctx, t->dt, best);
     t->out->packed[t->dt == CLG_F64] = best;
 }
 
@@ -354,9 +360,9 @@ static void tune_clblast(tuner *t, double share_direct, double share_xgemm, doub
     const size_t sizes[] = {64, 128, 256, 384, 512, 768, 1024};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         routine_switch(t, &routine, 4096);
-        const double td = time_gemm(t, CLG_GEMM_CLBLAST, false, false, sizes[i], sizes[i], sizes[i]);
+        const double td = time_gemm(t, CLBLAST, false, false, sizes[i], sizes[i], sizes[i]);
         routine_switch(t, &routine, 1);
-        const double ti = time_gemm(t, CLG_GEMM_CLBLAST, false, false, sizes[i], sizes[i], sizes[i]);
+        const double ti = time_gemm(t, CLBLAST, false, false, sizes[i], sizes[i], sizes[i]);
         progress(t, "CLBlast switch-over: %zu: direct %.2f ms, indirect %.2f ms", sizes[i], td * 1e3,
                  ti * 1e3);
         if (ti < td) {
@@ -370,7 +376,7 @@ static void tune_clblast(tuner *t, double share_direct, double share_xgemm, doub
                 "\nCLBlast: XgemmDirect %.2f ms, Xgemm %.2f ms on the probe sizes; direct below %zu^3\n",
                 direct_s * 1e3, xgemm_s * 1e3, cross);
     /* only parameter sets that compute right answers are saved */
-    if (!check_all(t, CLG_GEMM_CLBLAST)) {
+    if (!check_all(t, CLBLAST)) {
         fprintf(stderr,
                 "clgrad-tune: CLBlast gave wrong results with the tuned parameters; not saving them\n");
         return;
@@ -392,20 +398,30 @@ static void tune_choices(tuner *t) {
         {10, 128, 64, 1, 0},      {64, 128, 10, 0, 0},      {16, 6400, 150, 0, 0},  {150, 6400, 16, 1, 0},
         {64, 120, 400, 0, 1},     {120, 400, 64, 1, 0},     {64, 400, 120, 0, 0},   {6, 50176, 25, 0, 0},
     };
-    cl_mem a = t->a->buf->block.mem, b = t->b->buf->block.mem;
+    cl_mem a = clg_tensor_cl_mem(t->a), b = clg_tensor_cl_mem(t->b);
     const size_t cap = (size_t)2048 * 2048;
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         const size_t m = (size_t)shapes[i][0], n = (size_t)shapes[i][1], k = (size_t)shapes[i][2];
         const bool ta = shapes[i][3], tb = shapes[i][4];
         if (m * k > cap || k * n > cap || t->out->n_choices == CLG_TUNE_MAX_CHOICES) continue;
-        clg_tune_choice ch = {clg__gemm_class(t->dt, ta, tb, m, n, k), CLG_GEMM_AUTO, 0, 0};
-        if (clg__gemm_probe(t->ctx, t->dt, ta, tb, m, n, k, a, 0, ta ? m : k, b, 0, tb ? k : n, &ch.path,
-                            &ch.t_clblast, &ch.t_packed) != CLG_OK)
+        clg_tune_choice ch = {.cls = clg_blas_class(t->dt, ta, tb, m, n, k)};
+        clg_blas_times times;
+        if (clg_blas_time_paths(t->ctx, t->dt, ta, tb, m, n, k, a, 0, ta ? m : k, b, 0, tb ? k : n, &times) !=
+            CLG_OK)
             continue;
+        snprintf(ch.path, sizeof ch.path, "%s", clg_blas_path_name(times.winner));
+        char line[160];
+        int used = snprintf(line, sizeof line, "paths: %zux%zux%zu%s%s:", m, n, k, ta ? " Aᵀ" : "", tb ? " Bᵀ" : "");
+        for (size_t p = 0; p < clg_blas_path_count(); p++) {
+            if (!isfinite(times.seconds[p])) continue; /* cannot run here: no time to keep */
+            snprintf(ch.times[ch.n_times].path, sizeof ch.times[0].path, "%s", clg_blas_path_name(p));
+            ch.times[ch.n_times++].seconds = times.seconds[p];
+            if (used > 0 && (size_t)used < sizeof line)
+                used += snprintf(line + used, sizeof line - (size_t)used, " %s %.3f ms", clg_blas_path_name(p),
+                                 times.seconds[p] * 1e3);
+        }
         t->out->choices[t->out->n_choices++] = ch;
-        progress(t, "paths: %zux%zux%zu%s%s: CLBlast %.3f ms, packed %.3f ms -> %s", m, n, k, ta ? " Aᵀ" : "",
-                 tb ? " Bᵀ" : "", ch.t_clblast * 1e3, ch.t_packed * 1e3,
-                 ch.path == CLG_GEMM_PACKED ? "packed" : "CLBlast");
+        progress(t, "%s -> %s", line, ch.path);
     }
 }
 
@@ -460,18 +476,18 @@ int main(int argc, char **argv) {
         clg_context_free(ctx);
         return 1;
     }
-    tuner t = {ctx,
-               dt,
-               now() + seconds,
-               0,
-               seconds,
-               quiet,
-               12345,
-               NULL,
-               NULL,
-               NULL,
-               calloc(1, sizeof(clg_tune_data))};
+    tuner t = {.ctx = ctx,
+               .dt = dt,
+               .deadline = now() + seconds,
+               .budget = seconds,
+               .quiet = quiet,
+               .rng = 12345,
+               .out = calloc(1, sizeof(clg_tune_data))};
     const int big[1] = {2048 * 2048};
+    if (clg_context_device_info(ctx, &t.info) != CLG_OK) {
+        fprintf(stderr, "clgrad-tune: %s\n", clg_context_errmsg(ctx));
+        return 1;
+    }
     if (!t.out || clg_tensor_rand_uniform(ctx, dt, 1, big, -1, 1, 1, &t.a) ||
         clg_tensor_rand_uniform(ctx, dt, 1, big, -1, 1, 2, &t.b) || clg_tensor_zeros(ctx, dt, 1, big, &t.c)) {
         fprintf(stderr, "clgrad-tune: %s\n", clg_context_errmsg(ctx));
@@ -479,7 +495,7 @@ int main(int argc, char **argv) {
     }
     /* an earlier file's entries for the other dtype survive this run */
     clg_tune_data old;
-    if (clg__tune_read(ctx, &old) == CLG_OK) {
+    if (clg_blas_tune_read(ctx, &old) == CLG_OK) {
         for (size_t i = 0; i < old.n_clblast; i++)
             if (old.clblast[i].dt != dt) keep(&t, &old.clblast[i]);
         t.out->packed[dt != CLG_F64] = old.packed[dt != CLG_F64];
@@ -487,10 +503,13 @@ int main(int argc, char **argv) {
             if (old.choices[i].cls.dt != dt) t.out->choices[t.out->n_choices++] = old.choices[i];
     }
     if (!quiet)
-        fprintf(stderr, "clgrad-tune: %s (%s), %s, %.0f s\n", ctx->info.name, ctx->info.driver_version,
+        fprintf(stderr, "clgrad-tune: %s (%s), %s, %.0f s\n", t.info.name, t.info.driver_version,
                 clg_dtype_name(dt), seconds);
 
-    clg__blas_force_path(ctx, CLG_GEMM_AUTO);
+    if (clg_blas_force_path(ctx, "auto") != CLG_OK) {
+        fprintf(stderr, "clgrad-tune: %s\n", clg_context_errmsg(ctx));
+        return 1;
+    }
     const double start = now();
     /* shares of the budget: packed tile 10%, CLBlast direct 15%, indirect 25%, its copy and
      * transpose kernels 10%, then the switch-over and the path decisions in the rest. A
@@ -506,13 +525,13 @@ int main(int argc, char **argv) {
 
     char path[4200];
     int rc = 0;
-    if (clg__tune_write(ctx, t.out, path, sizeof path) != CLG_OK) {
+    if (clg_blas_tune_write(ctx, t.out, path, sizeof path) != CLG_OK) {
         fprintf(stderr, "clgrad-tune: %s\n", clg_context_errmsg(ctx));
         rc = 1;
     } else {
         size_t packed = 0, n = 0;
         for (size_t i = 0; i < t.out->n_choices; i++)
-            if (t.out->choices[i].cls.dt == dt) n++, packed += t.out->choices[i].path == CLG_GEMM_PACKED;
+            if (t.out->choices[i].cls.dt == dt) n++, packed += !strcmp(t.out->choices[i].path, PACKED);
         printf("saved %s: packed tile %dx%d (vector %d), %zu CLBlast kernels, packed path in %zu of %zu size "
                "classes (%.0f s)\n",
                path, t.out->packed[dt == CLG_F64].mr, t.out->packed[dt == CLG_F64].nr,

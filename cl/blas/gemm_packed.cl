@@ -1,7 +1,7 @@
 /* cl/blas/gemm_packed.cl - GEMM shaped for CPU devices: panel packing (pack_a, pack_b) and a
  * register-blocked compute kernel (gemm_tile, or gemm_tile_da reading A in place), one
  * work-item per work-group, no local memory, no barriers: the CPU way, not the GPU way.
- * Host side and path choice: src/blas/packed.c; tests: tests/unit/test_gemm_packed.c.
+ * Host side: src/blas/packed.c; tests: tests/blas/test_gemm_packed.c.
  * Speed: tools/clgrad-bench gemm.
  */
 #include "common/defs.h"
@@ -221,13 +221,12 @@ pack_b(__global const REAL *b, const int b_off, const int ldb, const int trans, 
 
 /* C is read back at the store when beta != 0 (every pass but the first of a k-blocked
  * product): ask for its lines now, so that they arrive while the k loop runs instead of
- * stalling the store. OpenCL's own prefetch() is a no-op on PoCL; clang's builtin is not. */
-#if defined(__has_builtin)
-#if __has_builtin(__builtin_prefetch)
+ * stalling the store. OpenCL's own prefetch() is a no-op on PoCL; clang's builtin is not, but
+ * other compilers that claim it (Oclgrind's) leave an undefined llvm.prefetch behind, so the
+ * host asks for it only where it is known to work (CLG_HAVE_BUILTIN_PREFETCH, src/blas/packed.c). */
+#ifdef CLG_HAVE_BUILTIN_PREFETCH
 #define PREFETCH(p) __builtin_prefetch(p)
-#endif
-#endif
-#ifndef PREFETCH
+#else
 #define PREFETCH(p) prefetch(p, 1)
 #endif
 #define TILE_PREFETCH_C()                                                                     \

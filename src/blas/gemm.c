@@ -1,72 +1,41 @@
-/* src/blas/gemm.c - GEMM for the whole library: the only file that includes <clblast_c.h>.
- * Checks shapes against the buffers, calls CLBlast (S/D GEMM, row-major), and turns its
- * status codes into clgrad errors with the code's name. Nothing above src/blas knows which
- * GEMM path ran. Tests: tests/unit/test_gemm.c.
+/* src/blas/gemm.c - the GEMM front door: clg_gemm (include/clgrad/ops.h) and clg__gemm_mem
+ * (src/blas/blas.h) check the arguments, pick a path (src/blas/choose.c) and run it through
+ * the path table below. Nothing above src/blas knows which path ran. The paths: clblast.c,
+ * packed.c. Tests: tests/blas/test_gemm.c (bad input), tests/blas/test_gemm_choice.c (table).
  */
-#include <stdlib.h>
 #include <string.h>
 
-#include <clblast_c.h>
+#include "blas/paths.h"
 
-#include "blas/blas.h"
-#include "blas/packed.h"
-#include "blas/tune.h"
+/* In the order the default rule tries them (src/blas/choose.c): a path of ours that suits
+ * the device first, CLBlast, which suits every device, last. A new path is one line here. */
+static const clg_gemm_path *const paths[] = {
+    &clg__gemm_path_packed,
+    &clg__gemm_path_clblast,
+};
+enum { N_PATHS = sizeof paths / sizeof paths[0] };
+_Static_assert((int)N_PATHS <= (int)CLG_BLAS_MAX_PATHS, "raise CLG_BLAS_MAX_PATHS in src/blas/tuning.h");
 
-static const char *clblast_name(CLBlastStatusCode s) {
-    switch (s) {
-#define N(x) \
-    case x:  \
-        return #x;
-        N(CLBlastSuccess) N(CLBlastOpenCLCompilerNotAvailable) N(CLBlastTempBufferAllocFailure)
-        N(CLBlastOpenCLOutOfResources) N(CLBlastOpenCLOutOfHostMemory) N(CLBlastOpenCLBuildProgramFailure)
-        N(CLBlastInvalidValue) N(CLBlastInvalidCommandQueue) N(CLBlastInvalidMemObject)
-        N(CLBlastInvalidBinary) N(CLBlastInvalidBuildOptions) N(CLBlastInvalidProgram)
-        N(CLBlastInvalidProgramExecutable) N(CLBlastInvalidKernelName) N(CLBlastInvalidKernelDefinition)
-        N(CLBlastInvalidKernel) N(CLBlastInvalidArgIndex) N(CLBlastInvalidArgValue) N(CLBlastInvalidArgSize)
-        N(CLBlastInvalidKernelArgs) N(CLBlastInvalidLocalNumDimensions) N(CLBlastInvalidLocalThreadsTotal)
-        N(CLBlastInvalidLocalThreadsDim) N(CLBlastInvalidGlobalOffset) N(CLBlastInvalidEventWaitList)
-        N(CLBlastInvalidEvent) N(CLBlastInvalidOperation) N(CLBlastInvalidBufferSize)
-        N(CLBlastInvalidGlobalWorkSize) N(CLBlastNotImplemented) N(CLBlastInvalidMatrixA)
-        N(CLBlastInvalidMatrixB) N(CLBlastInvalidMatrixC) N(CLBlastInvalidVectorX) N(CLBlastInvalidVectorY)
-        N(CLBlastInvalidDimension) N(CLBlastInvalidLeadDimA) N(CLBlastInvalidLeadDimB)
-        N(CLBlastInvalidLeadDimC) N(CLBlastInvalidIncrementX) N(CLBlastInvalidIncrementY)
-        N(CLBlastInsufficientMemoryA) N(CLBlastInsufficientMemoryB) N(CLBlastInsufficientMemoryC)
-        N(CLBlastInsufficientMemoryX) N(CLBlastInsufficientMemoryY) N(CLBlastInsufficientMemoryTemp)
-        N(CLBlastInvalidBatchCount) N(CLBlastInvalidOverrideKernel) N(CLBlastMissingOverrideParameter)
-        N(CLBlastInvalidLocalMemUsage) N(CLBlastNoHalfPrecision) N(CLBlastNoDoublePrecision)
-        N(CLBlastInvalidVectorScalar) N(CLBlastInsufficientMemoryScalar) N(CLBlastDatabaseError)
-        N(CLBlastUnknownError) N(CLBlastUnexpectedError)
-#undef N
-    }
-    return "CLBlastUnknownStatus";
+size_t clg__gemm_path_count(void) { return N_PATHS; }
+
+const clg_gemm_path *clg__gemm_path_at(size_t i) { return i < N_PATHS ? paths[i] : NULL; }
+
+int clg__gemm_path_index(const char *name) {
+    for (size_t i = 0; name && i < N_PATHS; i++)
+        if (!strcmp(paths[i]->name, name)) return (int)i;
+    return -1;
 }
 
-/* The context keeps src/blas's state in a slot under this key (core never names blas). */
-static const char blas_slot_key;
+size_t clg_blas_path_count(void) { return N_PATHS; }
 
-static void blas_teardown(clg_context *ctx, void *state) {
-    (void)ctx;
-    /* CLBlast's program cache is process-wide and shared with other contexts: never
-     * CLBlastClearCache() here. */
-    clg__gemm_state_free(state);
-}
+const char *clg_blas_path_name(size_t i) { return i < N_PATHS ? paths[i]->name : NULL; }
 
-clg_gemm_state *clg__gemm_state(clg_context *ctx) {
-    clg_gemm_state *s = clg__context_slot(ctx, &blas_slot_key);
-    if (s) return s;
-    if (clg__gemm_state_create(ctx, &s) != CLG_OK) return NULL;
-    if (clg__context_slot_set(ctx, &blas_slot_key, s, blas_teardown) != CLG_OK) {
-        clg__gemm_state_free(s);
-        return NULL;
-    }
-    /* A bad tuning file is logged and ignored inside; only host memory can fail here. */
-    if (clg__tune_load(ctx) != CLG_OK) return NULL;
-    return s;
-}
-
-/* Elements a row-major operand needs: rows x cols stored with leading dimension ld. */
-static size_t needed(size_t off, size_t rows, size_t cols, size_t ld) {
-    return off + (rows - 1) * ld + cols;
+/* Elements a row-major operand needs: rows x cols stored with leading dimension ld, after
+ * off; false when that does not fit a size_t (no tensor holds it). */
+static bool needed(size_t off, size_t rows, size_t cols, size_t ld, size_t *out) {
+    size_t span;
+    return clg__mul_size(rows - 1, ld, &span) && clg__add_size(span, cols, &span) &&
+           clg__add_size(off, span, out);
 }
 
 clg_status clg__gemm_mem(clg_context *ctx, clg_dtype dtype, bool trans_a, bool trans_b, size_t m,
@@ -83,40 +52,15 @@ clg_status clg__gemm_mem(clg_context *ctx, clg_dtype dtype, bool trans_a, bool t
                          lda, ldb, ldc, ac, bc, n);
     if (clg__fault(ctx, CLG_FAULT_ENQUEUE))
         return clg__fail(ctx, CLG_BLAS_ERROR, "gemm: injected fault");
-    if (!clg__gemm_state(ctx)) return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "gemm: out of host memory for its state");
-    /* ---- issue 6: the packed kernel where it measured faster (src/blas/choose.c) ---- */
-    clg_gemm_path path;
-    clg_status st = clg__gemm_choose(ctx, dtype, trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb,
-                                     c_off, ldc, &path);
+    clg_gemm_state *s;
+    clg_status st = clg__gemm_state(ctx, &s);
     if (st != CLG_OK) return st;
-    if (path == CLG_GEMM_PACKED)
-        return clg__packed_gemm(ctx, dtype, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
-                                beta, c, c_off, ldc);
-    return clg__clblast_gemm(ctx, dtype, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
-                             c, c_off, ldc);
-}
-
-/* CLBlast itself, arguments already checked (also timed by the probe in choose.c). */
-clg_status clg__clblast_gemm(clg_context *ctx, clg_dtype dtype, bool trans_a, bool trans_b, size_t m,
-                             size_t n, size_t k, double alpha, cl_mem a, size_t a_off, size_t lda,
-                             cl_mem b, size_t b_off, size_t ldb, double beta, cl_mem c, size_t c_off,
-                             size_t ldc) {
-    /* ---- end issue 6 ---- */
-    CLBlastStatusCode s;
-    CLBlastTranspose ta = trans_a ? CLBlastTransposeYes : CLBlastTransposeNo;
-    CLBlastTranspose tb = trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;
-    if (dtype == CLG_F64)
-        s = CLBlastDgemm(CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c,
-                         c_off, ldc, &ctx->queue, NULL);
-    else
-        s = CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, m, n, k, (float)alpha, a, a_off, lda, b, b_off, ldb,
-                         (float)beta, c, c_off, ldc, &ctx->queue, NULL);
-    if (s == CLBlastSuccess) return CLG_OK;
-    clg_status st = CLG_BLAS_ERROR;
-    if (s == CLBlastTempBufferAllocFailure || s == CLBlastOpenCLOutOfResources) st = CLG_OUT_OF_DEVICE_MEMORY;
-    if (s == CLBlastOpenCLOutOfHostMemory) st = CLG_OUT_OF_HOST_MEMORY;
-    return clg__fail(ctx, st, "CLBlast%cgemm: %s (%d): m=%zu n=%zu k=%zu", dtype == CLG_F64 ? 'D' : 'S',
-                     clblast_name(s), (int)s, m, n, k);
+    const clg_gemm_args g = {.dt = dtype, .ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k,
+                             .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c, .a_off = a_off,
+                             .lda = lda, .b_off = b_off, .ldb = ldb, .c_off = c_off, .ldc = ldc};
+    const clg_gemm_path *path;
+    st = clg__gemm_pick(ctx, s, &g, &path);
+    return st == CLG_OK ? path->run(ctx, &g) : st;
 }
 
 clg_status clg_gemm(clg_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
@@ -135,15 +79,16 @@ clg_status clg_gemm(clg_context *ctx, bool trans_a, bool trans_b, size_t m, size
     if (k == 0) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "gemm: k is 0");
     size_t ar = trans_a ? k : m, ac = trans_a ? m : k;
     size_t br = trans_b ? n : k, bc = trans_b ? k : n;
-    if (lda >= ac && needed(a_offset, ar, ac, lda) > a->numel)
+    size_t need;
+    if (lda >= ac && (!needed(a_offset, ar, ac, lda, &need) || need > a->numel))
         return clg__fail(ctx, CLG_SHAPE_MISMATCH,
                          "gemm: A is %zux%zu (lda %zu, offset %zu) but its tensor holds %zu elements",
                          ar, ac, lda, a_offset, a->numel);
-    if (ldb >= bc && needed(b_offset, br, bc, ldb) > b->numel)
+    if (ldb >= bc && (!needed(b_offset, br, bc, ldb, &need) || need > b->numel))
         return clg__fail(ctx, CLG_SHAPE_MISMATCH,
                          "gemm: B is %zux%zu (ldb %zu, offset %zu) but its tensor holds %zu elements",
                          br, bc, ldb, b_offset, b->numel);
-    if (ldc >= n && needed(c_offset, m, n, ldc) > c->numel)
+    if (ldc >= n && (!needed(c_offset, m, n, ldc, &need) || need > c->numel))
         return clg__fail(ctx, CLG_SHAPE_MISMATCH,
                          "gemm: C is %zux%zu (ldc %zu, offset %zu) but its tensor holds %zu elements",
                          m, n, ldc, c_offset, c->numel);

@@ -1,12 +1,13 @@
-/* src/blas/packed.c - host side of the packed, register-blocked GEMM for CPU-shaped devices
- * (kernels in cl/blas/gemm_packed.cl): tile shape from the device's preferred vector width,
- * which operands to pack, the pool buffers for the panels, the launches. Which path runs is
- * decided in src/blas/choose.c. Tests: tests/unit/test_gemm_packed.c.
+/* src/blas/packed.c - the packed path: host side of the register-blocked GEMM for CPU-shaped
+ * devices (kernels in cl/blas/gemm_packed.cl): tile shape from the device's preferred vector
+ * width, which operands to pack, the pool buffers for the panels, the launches. Its entry in
+ * the path table (src/blas/gemm.c) is at the bottom. Tests: tests/blas/test_gemm_packed.c.
  */
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 
-#include "blas/packed.h"
+#include "blas/paths.h"
 
 #define PROGRAM "blas/gemm_packed"
 
@@ -35,7 +36,7 @@ static cl_int tiles_per_item(clg_context *ctx, size_t tiles, size_t tile_fmas) {
     return t < 1 ? 1 : (cl_int)(t > 1024 ? 1024 : t);
 }
 
-clg_packed_config clg__packed_default_config(int vw) {
+clg_packed_config clg_blas_packed_default_config(int vw) {
     /* The accumulators must stay in vector registers: 12 vectors of VW leave room for the
      * B row and the broadcast in 16 registers (AVX2), 16 of 32 (AVX-512) keep two FMA
      * chains per port in flight with room for a second B row. (6 x 2VW measured within noise
@@ -65,29 +66,57 @@ static bool config_valid(clg_packed_config c) {
 }
 
 clg_packed_config clg__packed_config(clg_context *ctx, clg_dtype dt) {
-    clg_gemm_state *s = clg__gemm_state(ctx);
-    clg_packed_config *c = &s->cfg[dt == CLG_F64];
-    if (!config_valid(*c)) *c = clg__packed_default_config(preferred_width(ctx, dt));
-    return *c;
+    clg_gemm_state *s = clg__gemm_state_peek(ctx);
+    const clg_packed_config *c = s ? &s->cfg[dt == CLG_F64] : NULL;
+    if (c && config_valid(*c)) return *c;
+    const clg_packed_config def = clg_blas_packed_default_config(preferred_width(ctx, dt));
+    if (s) s->cfg[dt == CLG_F64] = def;
+    return def;
 }
 
-void clg__packed_force_packing(clg_context *ctx, clg_pack_mode mode) {
-    clg__gemm_state(ctx)->pack_mode = mode;
+clg_status clg_blas_packed_config(clg_context *ctx, clg_dtype dt, clg_packed_config *out) {
+    if (!ctx || !out) return CLG_INVALID_ARGUMENT;
+    clg_gemm_state *s = NULL;
+    clg_status st = clg__gemm_state(ctx, &s);
+    if (st == CLG_OK) *out = clg__packed_config(ctx, dt);
+    return st;
 }
 
-clg_status clg__packed_set_config(clg_context *ctx, clg_dtype dt, clg_packed_config cfg) {
-    clg_gemm_state *s = clg__gemm_state(ctx);
-    if (cfg.vw == 0 && cfg.mr == 0 && cfg.nr == 0) {
-        s->cfg[dt == CLG_F64] = cfg; /* resolved again on next use */
-        return CLG_OK;
-    }
-    if (!config_valid(cfg))
+clg_status clg_blas_set_pack_mode(clg_context *ctx, clg_pack_mode mode) {
+    if (!ctx) return CLG_INVALID_ARGUMENT;
+    if (mode != CLG_PACK_BY_SIZE && mode != CLG_PACK_NONE && mode != CLG_PACK_ALL)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "gemm packed: pack mode %d", (int)mode);
+    clg_gemm_state *s = NULL;
+    clg_status st = clg__gemm_state(ctx, &s);
+    if (st == CLG_OK) s->pack_mode = mode;
+    return st;
+}
+
+clg_status clg_blas_packed_set_config(clg_context *ctx, clg_dtype dt, clg_packed_config cfg) {
+    if (!ctx) return CLG_INVALID_ARGUMENT;
+    clg_gemm_state *s = NULL;
+    clg_status st = clg__gemm_state(ctx, &s);
+    if (st != CLG_OK) return st;
+    const bool reset = cfg.vw == 0 && cfg.mr == 0 && cfg.nr == 0; /* resolved again on next use */
+    if (!reset && !config_valid(cfg))
         return clg__fail(ctx, CLG_INVALID_ARGUMENT,
                          "gemm packed: tile MR=%d NR=%d VW=%d: VW must be 2, 4, 8 or 16, NR a multiple "
                          "of VW up to 64, MR 1..16",
                          cfg.mr, cfg.nr, cfg.vw);
     s->cfg[dt == CLG_F64] = cfg;
+    /* other build options: the kernels are built (and may fail) anew */
+    clg__gemm_path_reset(ctx, &clg__gemm_path_packed, dt);
     return CLG_OK;
+}
+
+/* Build options of the packed program for a tile. __builtin_prefetch only where the compiler
+ * is known to lower it (PoCL's CPU devices): other compilers (Oclgrind's) leave an undefined
+ * llvm.prefetch call and the kernels cannot be created; OpenCL's own prefetch() stands in. */
+static void build_options(const clg_context *ctx, clg_packed_config cfg, char *buf, size_t len) {
+    const bool pocl_cpu = ctx->info.type == CL_DEVICE_TYPE_CPU &&
+                          strstr(ctx->info.platform_name, "Portable Computing Language") != NULL;
+    snprintf(buf, len, "-DMR=%d -DNR=%d -DVW=%d -DKB=%d -DKBB=%d -DPG=%d%s", cfg.mr, cfg.nr, cfg.vw, PACK_KB,
+             PACK_KBB, pack_pg(cfg), pocl_cpu ? " -DCLG_HAVE_BUILTIN_PREFETCH=1" : "");
 }
 
 /* Every index the kernels compute fits an int (they take int arguments). */
@@ -142,16 +171,22 @@ static plan choose_plan(clg_pack_mode mode, clg_packed_config cfg, bool ta, bool
     return swapped.cost < direct.cost ? swapped : direct;
 }
 
-bool clg__packed_fits(clg_context *ctx, clg_dtype dt, bool ta, bool tb, size_t m, size_t n, size_t k,
-                      size_t a_off, size_t lda, size_t b_off, size_t ldb, size_t c_off, size_t ldc) {
-    const clg_packed_config cfg = clg__packed_config(ctx, dt);
+/* Checked a + b * c, a + b * c + d: false past SIZE_MAX (and then past INT_MAX too). */
+static bool fits_int_sum(size_t a, size_t b, size_t c, size_t d) {
+    size_t x;
+    return clg__mul_size(b, c, &x) && clg__add_size(x, a, &x) && clg__add_size(x, d, &x) && fits_int(x);
+}
+
+static bool packed_fits(clg_context *ctx, const clg_gemm_args *g) {
+    const clg_packed_config cfg = clg__packed_config(ctx, g->dt);
+    const size_t m = g->m, n = g->n, k = g->k;
+    if (!fits_int(m) || !fits_int(n) || !fits_int(k)) return false;
     const size_t tiles_m = (m + (size_t)cfg.mr - 1) / (size_t)cfg.mr;
     const size_t tiles_n = (n + (size_t)cfg.nr - 1) / (size_t)cfg.nr;
-    const size_t a_len = a_off + (ta ? k : m) * lda, b_len = b_off + (tb ? n : k) * ldb;
     /* + 1024: the kernels' tile index runs up to a whole work-item (tiles_per_item) past the end */
-    return fits_int(a_len) && fits_int(b_len) && fits_int(c_off + m * ldc) &&
-           fits_int(tiles_m * tiles_n + 1024) && fits_int(tiles_m * (size_t)cfg.mr * k) &&
-           fits_int(tiles_n * (size_t)cfg.nr * k);
+    return fits_int_sum(g->a_off, g->ta ? k : m, g->lda, 0) && fits_int_sum(g->b_off, g->tb ? n : k, g->ldb, 0) &&
+           fits_int_sum(g->c_off, m, g->ldc, 0) && fits_int_sum(1024, tiles_m, tiles_n, 0) &&
+           fits_int_sum(0, tiles_m * (size_t)cfg.mr, k, 0) && fits_int_sum(0, tiles_n * (size_t)cfg.nr, k, 0);
 }
 
 /* One orientation, operands as given; c_trans stores C(i, j) at c[c_off + j*ldc + i]. */
@@ -161,9 +196,8 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
     const size_t elt = clg_dtype_size(dt);
     const size_t tiles_m = (m + (size_t)cfg.mr - 1) / (size_t)cfg.mr;
     const size_t tiles_n = (n + (size_t)cfg.nr - 1) / (size_t)cfg.nr;
-    char opts[128];
-    snprintf(opts, sizeof opts, "-DMR=%d -DNR=%d -DVW=%d -DKB=%d -DKBB=%d -DPG=%d", cfg.mr, cfg.nr, cfg.vw,
-             PACK_KB, PACK_KBB, pack_pg(cfg));
+    char opts[160];
+    build_options(ctx, cfg, opts, sizeof opts);
     const cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k, itm = (cl_int)tiles_m;
     const cl_int coff = (cl_int)c_off, ildc = (cl_int)ldc;
     /* alpha and beta travel in the kernel's REAL; `unit` is beta 1 for later k passes */
@@ -272,17 +306,38 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
     return st;
 }
 
-clg_status clg__packed_gemm(clg_context *ctx, clg_dtype dt, bool ta, bool tb, size_t m, size_t n, size_t k,
-                            double alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
-                            size_t ldb, double beta, cl_mem c, size_t c_off, size_t ldc) {
-    if (m == 0 || n == 0) return CLG_OK;
-    const clg_packed_config cfg = clg__packed_config(ctx, dt);
-    if (!clg__packed_fits(ctx, dt, ta, tb, m, n, k, a_off, lda, b_off, ldb, c_off, ldc))
+static clg_status packed_run(clg_context *ctx, const clg_gemm_args *g) {
+    const clg_packed_config cfg = clg__packed_config(ctx, g->dt);
+    if (!packed_fits(ctx, g))
         return clg__fail(ctx, CLG_UNSUPPORTED, "gemm packed: m=%zu n=%zu k=%zu: operands past 2^31 elements",
-                         m, n, k);
-    const plan pl = choose_plan(clg__gemm_state(ctx)->pack_mode, cfg, ta, tb, m, n, k, clg_dtype_size(dt));
+                         g->m, g->n, g->k);
+    const clg_gemm_state *s = clg__gemm_state_peek(ctx);
+    const clg_pack_mode mode = s ? s->pack_mode : CLG_PACK_BY_SIZE;
+    const plan pl = choose_plan(mode, cfg, g->ta, g->tb, g->m, g->n, g->k, clg_dtype_size(g->dt));
     if (pl.swap) /* Cᵀ = op(B)ᵀ op(A)ᵀ: B takes A's place untransposed, and the other way round */
-        return run(ctx, dt, cfg, pl, !tb, !ta, n, m, k, alpha, b, b_off, ldb, a, a_off, lda, beta, c, c_off,
-                   ldc);
-    return run(ctx, dt, cfg, pl, ta, tb, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc);
+        return run(ctx, g->dt, cfg, pl, !g->tb, !g->ta, g->n, g->m, g->k, g->alpha, g->b, g->b_off, g->ldb, g->a,
+                   g->a_off, g->lda, g->beta, g->c, g->c_off, g->ldc);
+    return run(ctx, g->dt, cfg, pl, g->ta, g->tb, g->m, g->n, g->k, g->alpha, g->a, g->a_off, g->lda, g->b,
+               g->b_off, g->ldb, g->beta, g->c, g->c_off, g->ldc);
 }
+
+/* Every kernel of the program, so that a compiler that builds the program but cannot give
+ * one of its kernels (CL_INVALID_KERNEL_NAME) shows before the choice relies on the path. */
+static clg_status packed_prepare(clg_context *ctx, clg_dtype dt) {
+    static const char *const kernels[] = {"gemm_tile", "gemm_tile_da", "gemm_tile_nt", "pack_a", "pack_b"};
+    char opts[160];
+    build_options(ctx, clg__packed_config(ctx, dt), opts, sizeof opts);
+    clg_status st = CLG_OK;
+    for (size_t i = 0; st == CLG_OK && i < sizeof kernels / sizeof kernels[0]; i++) {
+        cl_kernel k;
+        st = clg__kernel_dt(ctx, PROGRAM, kernels[i], dt, opts, &k);
+    }
+    return st;
+}
+
+/* Shaped for a CPU (one work-item per group, a register tile, no local memory): the default
+ * on devices that are CPUs and nothing else, where it ran 0.9x-4x OpenBLAS and 5-20x CLBlast's
+ * untuned kernels (README, GEMM); simulators that report several device types are not. */
+static bool packed_suits(const clg_context *ctx) { return ctx->info.type == CL_DEVICE_TYPE_CPU; }
+
+const clg_gemm_path clg__gemm_path_packed = {"packed", packed_suits, packed_fits, packed_prepare, packed_run};

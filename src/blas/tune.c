@@ -1,28 +1,33 @@
 /* src/blas/tune.c - the per-device GEMM tuning file: CLBlast kernel parameters (applied
- * through CLBlastOverrideParameters), packed tile shapes and path decisions per size class,
- * kept as JSON in the cache folder under a name keyed by device name and driver version.
- * Written by tools/clgrad-tune, read at every context creation (clg__blas_init in gemm.c).
- * The one file besides gemm.c that includes <clblast_c.h>. Tests: tests/unit/test_gemm_packed.c.
+ * through src/blas/clblast.c), packed tile shapes and path decisions per size class with the
+ * times by path name that made them, kept as JSON in the cache folder under a name keyed by
+ * device name and driver version. Written by tools/clgrad-tune and, for choices measured in a
+ * run, at clg_context_free; read on a context's first GEMM. Tests: tests/blas/test_gemm_choice.c.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <clblast_c.h>
 
-#include "blas/packed.h"
-#include "blas/tune.h"
-#include "core/disk_cache.h"
+#include "blas/paths.h"
 
-#define TUNE_FORMAT 1
+/* 2: "times" by path name (format 1 had fixed clblast_s/packed_s fields). */
+#define TUNE_FORMAT 2
+/* A tuning file is a few kB; anything huge is not ours. */
+#define TUNE_MAX_BYTES ((size_t)1 << 20)
 
-bool clg__tune_path(clg_context *ctx, char *buf, size_t len) {
-    if (!ctx->cache_dir) return false;
+static bool tuning_off(void) {
+    const char *env = getenv("CLGRAD_GEMM_TUNING");
+    return env && !strcasecmp(env, "off");
+}
+
+bool clg_blas_tune_file(clg_context *ctx, char *buf, size_t len) {
+    if (!ctx || !ctx->cache_dir) return false;
     uint64_t h = CLG_FNV1A_START;
     h = clg__fnv1a(h, ctx->info.name, strlen(ctx->info.name) + 1);
     h = clg__fnv1a(h, ctx->info.driver_version, strlen(ctx->info.driver_version) + 1);
@@ -30,22 +35,7 @@ bool clg__tune_path(clg_context *ctx, char *buf, size_t len) {
     return true;
 }
 
-clg_status clg__clblast_override(clg_context *ctx, const clg_tune_kernel *tk) {
-    const char *names[CLG_TUNE_MAX_PARAMS];
-    for (size_t i = 0; i < tk->n; i++)
-        names[i] = tk->names[i];
-    const CLBlastPrecision prec = tk->dt == CLG_F64 ? CLBlastPrecisionDouble : CLBlastPrecisionSingle;
-    CLBlastStatusCode s = CLBlastOverrideParameters(ctx->device, tk->kernel, prec, tk->n, names, tk->values);
-    if (s == CLBlastSuccess) return CLG_OK;
-    return clg__fail(ctx, CLG_BLAS_ERROR, "CLBlastOverrideParameters(%s, %s): status %d", tk->kernel,
-                     clg_dtype_name(tk->dt), (int)s);
-}
-
 /* ---------------------------------------------------------------- reading */
-static const char *path_name(clg_gemm_path p) {
-    return p == CLG_GEMM_PACKED ? "packed" : p == CLG_GEMM_CLBLAST ? "clblast" : "auto";
-}
-
 static int json_int(const cJSON *obj, const char *key, int lo, int hi, bool *ok) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!cJSON_IsNumber(j) || j->valuedouble < lo || j->valuedouble > hi) {
@@ -67,12 +57,14 @@ static bool parse_dtype(const cJSON *j, clg_dtype *dt) {
 }
 
 /* Parses the JSON text into d; false (d partly filled) when anything is off. */
-static bool tune_parse(const char *text, const clg_device_info *info, clg_tune_data *d) {
+static bool tune_parse(const char *text, const clg_device_info *info, clg_tune_data *d, int *format) {
     memset(d, 0, sizeof *d);
+    *format = 0;
     cJSON *root = cJSON_Parse(text);
     if (!root) return false;
     bool ok = cJSON_IsObject(root);
-    ok = ok && json_int(root, "format", 0, 1000, &ok) == TUNE_FORMAT;
+    if (ok) *format = json_int(root, "format", 0, 1000, &ok);
+    ok = ok && *format == TUNE_FORMAT;
     const cJSON *dev = cJSON_GetObjectItemCaseSensitive(root, "device");
     const cJSON *drv = cJSON_GetObjectItemCaseSensitive(root, "driver");
     /* the file name is a hash: a collision must not apply another device's parameters */
@@ -130,71 +122,83 @@ static bool tune_parse(const char *text, const clg_device_info *info, clg_tune_d
         ch->cls.lm = (unsigned char)json_int(e, "lm", 0, 63, &ok);
         ch->cls.ln = (unsigned char)json_int(e, "ln", 0, 63, &ok);
         ch->cls.lk = (unsigned char)json_int(e, "lk", 0, 63, &ok);
-        ch->path = !strcmp(path->valuestring, "packed")    ? CLG_GEMM_PACKED
-                   : !strcmp(path->valuestring, "clblast") ? CLG_GEMM_CLBLAST
-                                                           : CLG_GEMM_AUTO;
-        ok = ok && ch->path != CLG_GEMM_AUTO;
-        const cJSON *tc = cJSON_GetObjectItemCaseSensitive(e, "clblast_s");
-        const cJSON *tp = cJSON_GetObjectItemCaseSensitive(e, "packed_s");
-        ch->t_clblast = cJSON_IsNumber(tc) ? tc->valuedouble : 0;
-        ch->t_packed = cJSON_IsNumber(tp) ? tp->valuedouble : 0;
+        /* a path this build does not have (a file from a newer one) is refused */
+        ok = ok && clg__gemm_path_index(path->valuestring) >= 0;
+        if (!ok) break;
+        snprintf(ch->path, sizeof ch->path, "%s", path->valuestring);
+        const cJSON *times = cJSON_GetObjectItemCaseSensitive(e, "times"), *t;
+        if (times && !cJSON_IsObject(times)) ok = false;
+        const cJSON *timed = ok ? times : NULL;
+        cJSON_ArrayForEach(t, timed) {
+            if (ch->n_times == CLG_BLAS_MAX_PATHS || !t->string || strlen(t->string) >= sizeof ch->path ||
+                !cJSON_IsNumber(t)) {
+                ok = false;
+                break;
+            }
+            snprintf(ch->times[ch->n_times].path, sizeof ch->times[0].path, "%s", t->string);
+            ch->times[ch->n_times++].seconds = t->valuedouble;
+        }
     }
     cJSON_Delete(root);
     return ok;
 }
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
-    /* a tuning file is a few kB; anything huge is not ours */
-    if (len >= 0 && len < (1 << 20) && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1))) {
-        if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
-            free(buf);
-            buf = NULL;
-        } else {
-            buf[len] = '\0';
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
-clg_status clg__tune_read(clg_context *ctx, clg_tune_data *d) {
-    char path[4096];
-    if (!clg__tune_path(ctx, path, sizeof path))
+clg_status clg_blas_tune_read(clg_context *ctx, clg_tune_data *d) {
+    if (!ctx || !d) return CLG_INVALID_ARGUMENT;
+    char path[4096], err[512];
+    if (!clg_blas_tune_file(ctx, path, sizeof path))
         return clg__fail(ctx, CLG_IO_ERROR, "gemm tuning: the cache folder is off");
-    char *text = read_text(path);
-    if (!text) return clg__fail(ctx, CLG_IO_ERROR, "gemm tuning: %s: %s", path, strerror(errno));
-    const bool ok = tune_parse(text, &ctx->info, d);
+    unsigned char *text = NULL;
+    size_t len = 0;
+    clg_status st = clg__read_file(path, TUNE_MAX_BYTES, "gemm tuning", &text, &len, err, sizeof err);
+    if (st != CLG_OK) return clg__fail(ctx, st, "%s", err);
+    int format = 0;
+    const bool ok = tune_parse((const char *)text, &ctx->info, d, &format);
     free(text);
-    return ok ? CLG_OK
-              : clg__fail(ctx, CLG_BAD_FORMAT, "gemm tuning: %s: malformed or for another device", path);
+    if (ok) return CLG_OK;
+    if (format != 0 && format != TUNE_FORMAT)
+        return clg__fail(ctx, CLG_BAD_FORMAT, "gemm tuning: %s: format %d, this library reads format %d "
+                         "(run clgrad-tune again)", path, format, TUNE_FORMAT);
+    return clg__fail(ctx, CLG_BAD_FORMAT, "gemm tuning: %s: malformed or for another device", path);
 }
 
-clg_status clg__tune_apply(clg_context *ctx, const clg_tune_data *d) {
-    clg_status st = CLG_OK;
+/* A choice's times by table index (0 for a path the file has no time for). */
+static void times_by_index(const clg_tune_choice *ch, double *seconds) {
+    for (size_t i = 0; i < CLG_BLAS_MAX_PATHS; i++)
+        seconds[i] = 0;
+    for (size_t t = 0; t < ch->n_times && t < CLG_BLAS_MAX_PATHS; t++) {
+        const int idx = clg__gemm_path_index(ch->times[t].path);
+        if (idx >= 0) seconds[idx] = ch->times[t].seconds;
+    }
+}
+
+clg_status clg_blas_tune_apply(clg_context *ctx, const clg_tune_data *d) {
+    if (!ctx || !d) return CLG_INVALID_ARGUMENT;
+    clg_gemm_state *s = NULL;
+    clg_status st = clg__gemm_state(ctx, &s);
     for (size_t i = 0; st == CLG_OK && i < d->n_clblast; i++)
-        st = clg__clblast_override(ctx, &d->clblast[i]);
+        st = clg_blas_clblast_override(ctx, &d->clblast[i]);
     for (int t = 0; st == CLG_OK && t < 2; t++)
-        if (d->packed[t].vw) st = clg__packed_set_config(ctx, t ? CLG_F64 : CLG_F32, d->packed[t]);
-    for (size_t i = 0; st == CLG_OK && i < d->n_choices; i++)
-        st = clg__gemm_record(ctx, d->choices[i].cls, d->choices[i].path);
-    if (st == CLG_OK) clg__gemm_state(ctx)->tuned = true;
+        if (d->packed[t].vw) st = clg_blas_packed_set_config(ctx, t ? CLG_F64 : CLG_F32, d->packed[t]);
+    for (size_t i = 0; st == CLG_OK && i < d->n_choices; i++) {
+        const int idx = clg__gemm_path_index(d->choices[i].path);
+        if (idx < 0) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "gemm tuning: no path \"%s\"", d->choices[i].path);
+        double seconds[CLG_BLAS_MAX_PATHS];
+        times_by_index(&d->choices[i], seconds);
+        st = clg__gemm_record(ctx, s, d->choices[i].cls, idx, false, seconds);
+    }
+    if (st == CLG_OK) s->tuned = true;
     return st;
 }
 
 clg_status clg__tune_load(clg_context *ctx) {
-    const char *env = getenv("CLGRAD_GEMM_TUNING");
-    if (env && !strcasecmp(env, "off")) return CLG_OK;
+    if (tuning_off()) return CLG_OK;
     char path[4096];
-    if (!clg__tune_path(ctx, path, sizeof path) || access(path, F_OK) != 0) return CLG_OK; /* nothing saved */
+    if (!clg_blas_tune_file(ctx, path, sizeof path) || access(path, F_OK) != 0) return CLG_OK; /* nothing saved */
     clg_tune_data *d = malloc(sizeof *d);
     if (!d) return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "gemm tuning: out of host memory");
-    clg_status st = clg__tune_read(ctx, d);
-    if (st == CLG_OK) st = clg__tune_apply(ctx, d);
+    clg_status st = clg_blas_tune_read(ctx, d);
+    if (st == CLG_OK) st = clg_blas_tune_apply(ctx, d);
     free(d);
     if (st == CLG_OUT_OF_HOST_MEMORY) return st;
     if (st != CLG_OK) {
@@ -208,18 +212,6 @@ clg_status clg__tune_load(clg_context *ctx) {
 }
 
 /* ---------------------------------------------------------------- writing */
-static bool mkdirs(const char *dir) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) return false;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return false;
-        *p = '/';
-    }
-    return mkdir(tmp, 0755) == 0 || errno == EEXIST;
-}
-
 static cJSON *tune_to_json(const clg_context *ctx, const clg_tune_data *d) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddNumberToObject(root, "format", TUNE_FORMAT);
@@ -255,19 +247,21 @@ static cJSON *tune_to_json(const clg_context *ctx, const clg_tune_data *d) {
         cJSON_AddNumberToObject(e, "lm", ch->cls.lm);
         cJSON_AddNumberToObject(e, "ln", ch->cls.ln);
         cJSON_AddNumberToObject(e, "lk", ch->cls.lk);
-        cJSON_AddStringToObject(e, "path", path_name(ch->path));
-        cJSON_AddNumberToObject(e, "clblast_s", ch->t_clblast);
-        cJSON_AddNumberToObject(e, "packed_s", ch->t_packed);
+        cJSON_AddStringToObject(e, "path", ch->path);
+        cJSON *times = cJSON_AddObjectToObject(e, "times");
+        for (size_t t = 0; times && t < ch->n_times; t++)
+            cJSON_AddNumberToObject(times, ch->times[t].path, ch->times[t].seconds);
         cJSON_AddItemToArray(arr, e);
     }
     return root;
 }
 
-clg_status clg__tune_write(clg_context *ctx, const clg_tune_data *d, char *written, size_t written_len) {
+clg_status clg_blas_tune_write(clg_context *ctx, const clg_tune_data *d, char *written, size_t written_len) {
+    if (!ctx || !d) return CLG_INVALID_ARGUMENT;
     char path[4096], tmp[4200];
-    if (!clg__tune_path(ctx, path, sizeof path))
+    if (!clg_blas_tune_file(ctx, path, sizeof path))
         return clg__fail(ctx, CLG_IO_ERROR, "gemm tuning: the cache folder is off (CLGRAD_CACHE_DIR=off)");
-    if (!mkdirs(ctx->cache_dir))
+    if (!clg__mkdirs(ctx->cache_dir))
         return clg__fail(ctx, CLG_IO_ERROR, "gemm tuning: mkdir %s: %s", ctx->cache_dir, strerror(errno));
     cJSON *root = tune_to_json(ctx, d);
     char *text = root ? cJSON_Print(root) : NULL;
@@ -288,27 +282,37 @@ clg_status clg__tune_write(clg_context *ctx, const clg_tune_data *d, char *writt
     return CLG_OK;
 }
 
-static bool same_cls(clg_gemm_class a, clg_gemm_class b) {
-    return a.dt == b.dt && a.ta == b.ta && a.tb == b.tb && a.lm == b.lm && a.ln == b.ln && a.lk == b.lk;
-}
-
-clg_status clg__tune_save_choice(clg_context *ctx, const clg_tune_choice *choice) {
-    const char *env = getenv("CLGRAD_GEMM_TUNING");
+/* The measured choices of s into the device's file, keeping what else it holds (a file that
+ * does not parse, or of an older format, is replaced). Not when CLGRAD_GEMM_TUNING=off: then
+ * the run neither reads nor writes the file. */
+clg_status clg__tune_save_measured(clg_context *ctx, clg_gemm_state *s) {
     char path[4096];
-    if ((env && !strcasecmp(env, "off")) || !clg__tune_path(ctx, path, sizeof path)) return CLG_OK;
+    if (tuning_off()) return CLG_OK;
+    if (!clg_blas_tune_file(ctx, path, sizeof path))
+        return clg__fail(ctx, CLG_IO_ERROR, "gemm tuning: the cache folder is off (CLGRAD_CACHE_DIR=off)");
     clg_tune_data *d = malloc(sizeof *d);
     if (!d) return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "gemm tuning: out of host memory");
-    /* keep what is there (a file that does not parse is replaced) */
-    if (access(path, F_OK) != 0 || clg__tune_read(ctx, d) != CLG_OK) memset(d, 0, sizeof *d);
-    size_t i = 0;
-    while (i < d->n_choices && !same_cls(d->choices[i].cls, choice->cls))
-        i++;
-    clg_status st = CLG_OK;
-    if (i < CLG_TUNE_MAX_CHOICES) {
-        d->choices[i] = *choice;
+    if (access(path, F_OK) != 0 || clg_blas_tune_read(ctx, d) != CLG_OK) memset(d, 0, sizeof *d);
+    for (size_t c = 0; c < s->n_choices; c++) {
+        const clg_gemm_choice *m = &s->choices[c];
+        if (!m->measured) continue;
+        size_t i = 0;
+        while (i < d->n_choices && !clg__same_class(d->choices[i].cls, m->cls))
+            i++;
+        if (i == CLG_TUNE_MAX_CHOICES) continue; /* a full file keeps its entries */
+        clg_tune_choice *ch = &d->choices[i];
+        memset(ch, 0, sizeof *ch);
+        ch->cls = m->cls;
+        snprintf(ch->path, sizeof ch->path, "%s", clg__gemm_path_at((size_t)m->path)->name);
+        for (size_t p = 0; p < clg__gemm_path_count(); p++) {
+            if (!(m->seconds[p] > 0) || m->seconds[p] == INFINITY) continue; /* not timed: no entry */
+            snprintf(ch->times[ch->n_times].path, sizeof ch->times[0].path, "%s", clg__gemm_path_at(p)->name);
+            ch->times[ch->n_times++].seconds = m->seconds[p];
+        }
         if (i == d->n_choices) d->n_choices++;
-        st = clg__tune_write(ctx, d, NULL, 0);
     }
+    clg_status st = clg_blas_tune_write(ctx, d, NULL, 0);
     free(d);
+    if (st == CLG_OK) s->measured = false;
     return st;
 }

@@ -1,4 +1,4 @@
-/* tests/unit/test_gemm.c - clg_gemm (include/clgrad/ops.h, src/blas/gemm.c) against a naive
+/* tests/blas/test_gemm.c - clg_gemm (include/clgrad/ops.h, src/blas/gemm.c) against a naive
  * host loop accumulating in double: all four transpose combinations, square and
  * non-square sizes, alpha/beta, offsets and padded leading dimensions, f32 and f64; and
  * every bad input returning its status with a message naming the sizes.

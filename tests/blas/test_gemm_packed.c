@@ -1,10 +1,9 @@
-/* tests/unit/test_gemm_packed.c - the packed GEMM path (cl/blas/gemm_packed.cl,
+/* tests/blas/test_gemm_packed.c - the packed GEMM path (cl/blas/gemm_packed.cl,
  * src/blas/packed.c) forced on, against a naive host loop: four transpose combinations,
  * sizes 1/7/33/130 and non-square, beta 0 over NaN and beta 1, offsets and padded leading
  * dimensions, f32 and f64, each packing mode and several tile shapes (on a few-core CPU the
- * small-k cases also run several tiles per work-item, with a short last one); the path choice
- * (src/blas/choose.c: probe, decision saved for the next process) and the tuning file round
- * trip (src/blas/tune.c).
+ * small-k cases also run several tiles per work-item, with a short last one); CLBlast forced on
+ * the same cases. The path choice and the tuning file: tests/blas/test_gemm_choice.c.
  */
 #include "ref.h"
 
@@ -12,10 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "blas/packed.h"
-#include "blas/tune.h"
+#include "blas/tuning.h"
 
 enum { A_OFF = 5, A_PAD = 3, B_OFF = 3, B_PAD = 2, C_OFF = 7, C_PAD = 4, TAIL = 2 };
 
@@ -88,10 +85,11 @@ static const size_t sizes[][3] = {
 };
 
 /* Every size x transpose x beta on the forced path, under one packing mode. */
-static void run_matrix(clg_context *ctx, clg_dtype dt, clg_gemm_path path, clg_pack_mode mode,
+static void run_matrix(clg_context *ctx, clg_dtype dt, const char *path, clg_pack_mode mode,
                        const char *tag) {
-    clg__blas_force_path(ctx, path);
-    clg__packed_force_packing(ctx, mode);
+    REF_OK(ctx, clg_blas_force_path(ctx, path));
+    assert_string_equal(clg_blas_forced_path(ctx), path);
+    REF_OK(ctx, clg_blas_set_pack_mode(ctx, mode));
     const double alphas[] = {1.0, -1.25, 0.5};
     uint64_t seed = 77 + (uint64_t)mode * 1000 + (uint64_t)dt * 100000;
     int count = 0;
@@ -102,23 +100,23 @@ static void run_matrix(clg_context *ctx, clg_dtype dt, clg_gemm_path path, clg_p
                                  sizes[s][2], alphas[count % 3], (double)beta};
                 run_case(ctx, dt, &g, seed, tag);
             }
-    clg__packed_force_packing(ctx, CLG_PACK_BY_SIZE);
-    clg__blas_force_path(ctx, CLG_GEMM_AUTO);
+    REF_OK(ctx, clg_blas_set_pack_mode(ctx, CLG_PACK_BY_SIZE));
+    REF_OK(ctx, clg_blas_force_path(ctx, "auto"));
 }
 
 static void test_packed_f32(void **state) {
-    run_matrix(*state, CLG_F32, CLG_GEMM_PACKED, CLG_PACK_ALL, "packed(all)");
-    run_matrix(*state, CLG_F32, CLG_GEMM_PACKED, CLG_PACK_NONE, "packed(in place)");
+    run_matrix(*state, CLG_F32, "packed", CLG_PACK_ALL, "packed(all)");
+    run_matrix(*state, CLG_F32, "packed", CLG_PACK_NONE, "packed(in place)");
 }
 
 static void test_packed_f64(void **state) {
-    run_matrix(*state, CLG_F64, CLG_GEMM_PACKED, CLG_PACK_ALL, "packed(all)");
-    run_matrix(*state, CLG_F64, CLG_GEMM_PACKED, CLG_PACK_NONE, "packed(in place)");
+    run_matrix(*state, CLG_F64, "packed", CLG_PACK_ALL, "packed(all)");
+    run_matrix(*state, CLG_F64, "packed", CLG_PACK_NONE, "packed(in place)");
 }
 
 /* Both paths answer the same questions the same way. */
 static void test_clblast_path_same_cases(void **state) {
-    run_matrix(*state, CLG_F32, CLG_GEMM_CLBLAST, CLG_PACK_BY_SIZE, "clblast");
+    run_matrix(*state, CLG_F32, "clblast", CLG_PACK_BY_SIZE, "clblast");
 }
 
 /* Tile shapes other than the device default: odd MR, NR of one vector, wide tiles; the
@@ -130,28 +128,29 @@ static void test_packed_tile_shapes(void **state) {
                            {true, true, 37, 29, 41, -0.5, 1.0},
                            {true, false, 9, 70, 5, 2.0, 1.0},
                            {false, true, 70, 9, 66, 1.0, 0.0}};
-    clg__blas_force_path(ctx, CLG_GEMM_PACKED);
+    REF_OK(ctx, clg_blas_force_path(ctx, "packed"));
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         for (int dt = CLG_F32; dt <= CLG_F64; dt++) {
-            REF_OK(ctx, clg__packed_set_config(ctx, (clg_dtype)dt, shapes[s]));
-            const clg_packed_config got = clg__packed_config(ctx, (clg_dtype)dt);
+            REF_OK(ctx, clg_blas_packed_set_config(ctx, (clg_dtype)dt, shapes[s]));
+            clg_packed_config got = {0, 0, 0};
+            REF_OK(ctx, clg_blas_packed_config(ctx, (clg_dtype)dt, &got));
             assert_int_equal(got.mr, shapes[s].mr);
             assert_int_equal(got.nr, shapes[s].nr);
             for (int mode = CLG_PACK_NONE; mode <= CLG_PACK_ALL; mode++) {
-                clg__packed_force_packing(ctx, (clg_pack_mode)mode);
+                REF_OK(ctx, clg_blas_set_pack_mode(ctx, (clg_pack_mode)mode));
                 char tag[64];
                 snprintf(tag, sizeof tag, "tile %dx%d vw %d mode %d", shapes[s].mr, shapes[s].nr,
                          shapes[s].vw, mode);
                 for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
                     run_case(ctx, (clg_dtype)dt, &cases[c], 500 + c, tag);
             }
-            REF_OK(ctx, clg__packed_set_config(ctx, (clg_dtype)dt, (clg_packed_config){0, 0, 0}));
+            REF_OK(ctx, clg_blas_packed_set_config(ctx, (clg_dtype)dt, (clg_packed_config){0, 0, 0}));
         }
     }
-    clg__packed_force_packing(ctx, CLG_PACK_BY_SIZE);
-    clg__blas_force_path(ctx, CLG_GEMM_AUTO);
+    REF_OK(ctx, clg_blas_set_pack_mode(ctx, CLG_PACK_BY_SIZE));
+    REF_OK(ctx, clg_blas_force_path(ctx, "auto"));
     /* a shape the kernel cannot take is refused with the reason */
-    assert_int_equal(clg__packed_set_config(ctx, CLG_F32, (clg_packed_config){8, 4, 12}),
+    assert_int_equal(clg_blas_packed_set_config(ctx, CLG_F32, (clg_packed_config){8, 4, 12}),
                      CLG_INVALID_ARGUMENT);
     assert_non_null(strstr(clg_context_errmsg(ctx), "multiple of VW"));
 }
@@ -160,7 +159,7 @@ static void test_packed_tile_shapes(void **state) {
  * on the device's default tile: the rule's branches all run. */
 static void test_packed_by_size(void **state) {
     clg_context *ctx = *state;
-    clg__blas_force_path(ctx, CLG_GEMM_PACKED);
+    REF_OK(ctx, clg_blas_force_path(ctx, "packed"));
     const gcase cases[] = {{false, false, 300, 70, 600, 1.0, 0.0}, /* A 720 kB, B 168 kB */
                            {true, false, 70, 300, 600, 1.0, 1.0},  /* B 720 kB: packed */
                            {false, false, 20, 1000, 40, 0.5, 1.0}, /* both in place */
@@ -176,138 +175,7 @@ static void test_packed_by_size(void **state) {
                            {true, false, 70, 200, 2100, -1.0, 1.0}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         run_case(ctx, CLG_F32, &cases[c], 900 + c, "by size");
-    clg__blas_force_path(ctx, CLG_GEMM_AUTO);
-}
-
-/* Automatic choice: the first product of a size class probes both paths and records the
- * winner; the result is right either way; a second product of the class reuses it. */
-static void test_choice_probe(void **state) {
-    clg_context *ctx = *state;
-    clg__blas_force_path(ctx, CLG_GEMM_AUTO);
-    const gcase g = {false, true, 45, 50, 60, 1.0, 1.0};
-    const clg_gemm_class cls = clg__gemm_class(CLG_F32, g.ta, g.tb, g.m, g.n, g.k);
-    assert_int_equal(cls.lm, 5);
-    assert_int_equal(cls.ln, 5);
-    assert_int_equal(cls.lk, 5);
-    REF_OK(ctx, clg__gemm_record(ctx, cls, CLG_GEMM_AUTO)); /* forget any earlier decision */
-    run_case(ctx, CLG_F32, &g, 31, "auto");
-    const clg_gemm_path chosen = clg__gemm_lookup(ctx, cls);
-    assert_true(chosen == CLG_GEMM_PACKED || chosen == CLG_GEMM_CLBLAST);
-    const gcase g2 = {false, true, 40, 60, 33, -1.0, 0.0};
-    run_case(ctx, CLG_F32, &g2, 37, "auto again");
-    assert_int_equal(clg__gemm_lookup(ctx, cls), chosen);
-
-    double tc = 0, tp = 0;
-    clg_gemm_path winner = CLG_GEMM_AUTO;
-    clg_tensor *a = rand1d(ctx, CLG_F32, 64 * 64, 1), *b = rand1d(ctx, CLG_F32, 64 * 64, 2);
-    REF_OK(ctx, clg__gemm_probe(ctx, CLG_F32, false, false, 64, 64, 64, a->buf->block.mem, 0, 64,
-                                b->buf->block.mem, 0, 64, &winner, &tc, &tp));
-    assert_true(tc > 0 && tp > 0);
-    assert_int_equal(winner, tp < tc ? CLG_GEMM_PACKED : CLG_GEMM_CLBLAST);
-    clg_tensor_free(a);
-    clg_tensor_free(b);
-}
-
-/* The tuning file: written for this device, read back and applied by a new context in the
- * same cache folder; ignored (with the context still created) when it is malformed or made
- * for another device; CLGRAD_GEMM_TUNING=off skips it. */
-static void test_tuning_file(void **state) {
-    (void)state;
-    char dir[] = "/tmp/clgrad-tune-test-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    clg_context_params p = clg_context_default_params();
-    p.cache_dir = dir;
-    clg_context *ctx = NULL;
-    char err[512];
-    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
-
-    clg_tune_data *d = calloc(1, sizeof *d);
-    assert_non_null(d);
-    /* CLBlast's routine switch-over: a complete parameter set of its own */
-    d->n_clblast = 1;
-    strcpy(d->clblast[0].kernel, "GemmRoutine");
-    d->clblast[0].dt = CLG_F64; /* f64: leaves the f32 speed of other tests alone */
-    d->clblast[0].n = 1;
-    strcpy(d->clblast[0].names[0], "XGEMM_MIN_INDIRECT_SIZE");
-    d->clblast[0].values[0] = 192;
-    d->packed[0] = (clg_packed_config){4, 3, 8};
-    const clg_gemm_class cls = clg__gemm_class(CLG_F32, true, false, 100, 200, 300);
-    d->choices[0] = (clg_tune_choice){cls, CLG_GEMM_PACKED, 2e-3, 1e-3};
-    d->n_choices = 1;
-    char path[4200];
-    REF_OK(ctx, clg__tune_write(ctx, d, path, sizeof path));
-    assert_non_null(strstr(path, dir));
-    clg_context_free(ctx);
-
-    ctx = NULL;
-    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
-    assert_true(clg__gemm_state(ctx)->tuned);
-    assert_int_equal(clg__gemm_lookup(ctx, cls), CLG_GEMM_PACKED);
-    assert_int_equal(clg__packed_config(ctx, CLG_F32).nr, 8);
-    clg_tune_data *back = calloc(1, sizeof *back);
-    assert_non_null(back);
-    REF_OK(ctx, clg__tune_read(ctx, back));
-    assert_int_equal(back->n_clblast, 1);
-    assert_string_equal(back->clblast[0].names[0], "XGEMM_MIN_INDIRECT_SIZE");
-    assert_int_equal(back->clblast[0].values[0], 192);
-    assert_int_equal(back->n_choices, 1);
-    assert_true(back->choices[0].t_clblast == 2e-3);
-    /* the recorded choice runs and is right */
-    const gcase g = {true, false, 100, 200, 300, 1.0, 0.0};
-    run_case(ctx, CLG_F32, &g, 11, "tuned");
-    clg_context_free(ctx);
-
-    /* off: nothing applied */
-    setenv("CLGRAD_GEMM_TUNING", "off", 1);
-    ctx = NULL;
-    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
-    assert_false(clg__gemm_state(ctx)->tuned); /* the file is read on first use */
-    unsetenv("CLGRAD_GEMM_TUNING");
-    assert_int_equal(clg__gemm_lookup(ctx, cls), CLG_GEMM_AUTO);
-
-    /* another device's file under this name: refused on read, ignored at creation */
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs("{\"format\": 1, \"device\": \"some other device\", \"driver\": \"1\", \"choices\": []}", f);
-    fclose(f);
-    assert_int_equal(clg__tune_read(ctx, back), CLG_BAD_FORMAT);
-    clg_context_free(ctx);
-    ctx = NULL;
-    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
-    assert_false(clg__gemm_state(ctx)->tuned);
-    /* truncated JSON: same */
-    f = fopen(path, "w");
-    assert_non_null(f);
-    fputs("{\"format\": 1, \"device\": ", f);
-    fclose(f);
-    assert_int_equal(clg__tune_read(ctx, back), CLG_BAD_FORMAT);
-    clg_context_free(ctx);
-
-    /* a probe's decision is saved: the next context on this device takes it without probing */
-    remove(path);
-    ctx = NULL;
-    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
-    const gcase gp = {false, false, 9, 40, 20, 1.0, 0.0};
-    const clg_gemm_class pcls = clg__gemm_class(CLG_F32, false, false, gp.m, gp.n, gp.k);
-    run_case(ctx, CLG_F32, &gp, 13, "probed");
-    const clg_gemm_path probed = clg__gemm_lookup(ctx, pcls);
-    assert_true(probed == CLG_GEMM_PACKED || probed == CLG_GEMM_CLBLAST);
-    clg_context_free(ctx);
-    ctx = NULL;
-    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
-    assert_int_equal(clg__gemm_lookup(ctx, pcls), probed);
-    clg_context_free(ctx);
-
-    /* a CLBlast kernel name that does not exist is an error on apply */
-    ctx = NULL;
-    REF_OK(ctx, clg_context_create(&p, &ctx, err, sizeof err));
-    strcpy(d->clblast[0].kernel, "NoSuchKernel");
-    assert_int_equal(clg__clblast_override(ctx, &d->clblast[0]), CLG_BLAS_ERROR);
-    clg_context_free(ctx);
-    remove(path);
-    rmdir(dir);
-    free(d);
-    free(back);
+    REF_OK(ctx, clg_blas_force_path(ctx, "auto"));
 }
 
 int main(void) {
@@ -317,8 +185,6 @@ int main(void) {
         cmocka_unit_test(test_clblast_path_same_cases),
         cmocka_unit_test(test_packed_tile_shapes),
         cmocka_unit_test(test_packed_by_size),
-        cmocka_unit_test(test_choice_probe),
-        cmocka_unit_test(test_tuning_file),
     };
     return cmocka_run_group_tests(tests, ref_group_setup, ref_group_teardown);
 }

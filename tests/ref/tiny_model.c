@@ -3,8 +3,9 @@
  */
 #include "tiny_model.h"
 
-#include "blas/packed.h" /* forcing a GEMM path */
+#include "blas/tuning.h" /* forcing a GEMM path */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,8 +84,11 @@ clg_status tiny_context(const char *gemm_path, clg_context **out, char *err, siz
     clg_context_params p = clg_context_default_params();
     clg_status st = clg_context_create(&p, out, err, err_len);
     if (st != CLG_OK) return st;
-    clg__blas_force_path(*out, !strcmp(gemm_path, "packed")    ? CLG_GEMM_PACKED
-                               : !strcmp(gemm_path, "clblast") ? CLG_GEMM_CLBLAST
-                                                               : CLG_GEMM_AUTO);
-    return CLG_OK;
+    st = clg_blas_force_path(*out, gemm_path);
+    if (st != CLG_OK) {
+        if (err && err_len) snprintf(err, err_len, "%s", clg_context_errmsg(*out));
+        clg_context_free(*out);
+        *out = NULL;
+    }
+    return st;
 }

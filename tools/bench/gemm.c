@@ -1,6 +1,7 @@
 /* tools/bench/gemm.c - `clgrad-bench gemm`: the GEMM paths of src/blas (CLBlast with default
  * and tuned parameters, the packed kernel of cl/blas/gemm_packed.cl) side by side with
- * OpenBLAS on the same cores. The one bench file that uses blas path forcing and tuning.
+ * OpenBLAS on the same cores. The one bench file that uses blas path forcing and tuning, through
+ * src/blas/tuning.h.
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,10 +14,8 @@
 #include <cblas.h>
 #endif
 
-#include "blas/packed.h"
-#include "blas/tune.h"
+#include "blas/tuning.h"
 #include "clgrad.h"
-#include "blas/blas.h"
 
 #include "bench.h"
 
@@ -65,7 +64,7 @@ typedef struct gemm_opts {
 typedef struct gemm_result {
     double gflops[P_COUNT]; /* median; 0 = not measured */
     double ratio[P_COUNT];  /* median over rounds of OpenBLAS's time / this path's; 0 = none */
-    clg_gemm_path chosen;
+    const char *chosen; /* the path clgrad picks (a path table name), NULL: unknown */
 } gemm_result;
 
 static int run_path(gemm_env *e, int path) {
@@ -80,9 +79,10 @@ static int run_path(gemm_env *e, int path) {
         return -1;
 #endif
     }
-    clg__blas_force_path(e->ctx, path == P_PACKED ? CLG_GEMM_PACKED : CLG_GEMM_CLBLAST);
-    clg_status st = clg_gemm(e->ctx, s->ta, s->tb, (size_t)s->m, (size_t)s->n, (size_t)s->k, 1.0, e->a, 0,
-                             lda, e->b, 0, ldb, 0.0, e->c, 0, (size_t)s->n);
+    clg_status st = clg_blas_force_path(e->ctx, path == P_PACKED ? "packed" : "clblast");
+    if (st == CLG_OK)
+        st = clg_gemm(e->ctx, s->ta, s->tb, (size_t)s->m, (size_t)s->n, (size_t)s->k, 1.0, e->a, 0, lda, e->b,
+                      0, ldb, 0.0, e->c, 0, (size_t)s->n);
     if (st != CLG_OK) {
         fprintf(stderr, "clgrad-bench gemm: %s: %s\n", path_names[path], clg_context_errmsg(e->ctx));
         return -1;
@@ -227,9 +227,7 @@ static int parse_gemm_opts(int argc, char **argv, gemm_opts *o) {
     return 0;
 }
 
-static const char *chosen_name(clg_gemm_path p) {
-    return p == CLG_GEMM_PACKED ? "packed" : p == CLG_GEMM_CLBLAST ? "clblast" : "-";
-}
+static const char *chosen_name(const char *p) { return p ? p : "-"; }
 
 /* Ratio of path p to OpenBLAS, NAN when either is missing. */
 static double ratio(const gemm_result *r, int p) {
@@ -240,7 +238,7 @@ static double ratio(const gemm_result *r, int p) {
 
 /* The chosen path's measured speed: packed, or CLBlast as this context runs it. */
 static int chosen_col(const gemm_result *r, bool tuned) {
-    return r->chosen == CLG_GEMM_PACKED ? P_PACKED : tuned ? P_TUNED : P_DEFAULT;
+    return r->chosen && !strcmp(r->chosen, "packed") ? P_PACKED : tuned ? P_TUNED : P_DEFAULT;
 }
 
 int bench_gemm(int argc, char **argv) {
@@ -266,6 +264,12 @@ int bench_gemm(int argc, char **argv) {
         fprintf(stderr, "clgrad-bench gemm: %s\n", err);
         return 1;
     }
+    /* the GEMM state (which reads the tuning file) is made on first use: make it now, untuned */
+    if (clg_blas_force_path(ctx, "auto") != CLG_OK) {
+        fprintf(stderr, "clgrad-bench gemm: %s\n", clg_context_errmsg(ctx));
+        clg_context_free(ctx);
+        return 1;
+    }
     unsetenv("CLGRAD_GEMM_TUNING");
     clg_device_info info;
     clg_context_device_info(ctx, &info);
@@ -288,12 +292,13 @@ int bench_gemm(int argc, char **argv) {
     /* Now the saved tuning, whole: CLBlast parameters, tile shapes, path decisions. */
     bool tuned = false;
     clg_tune_data *td = calloc(1, sizeof *td);
-    if (!rc && td && clg__tune_read(ctx, td) == CLG_OK) tuned = clg__tune_apply(ctx, td) == CLG_OK;
+    if (!rc && td && clg_blas_tune_read(ctx, td) == CLG_OK) tuned = clg_blas_tune_apply(ctx, td) == CLG_OK;
     free(td);
     if (!rc && o.tile_mr) {
-        const clg_packed_config def = clg__packed_config(ctx, CLG_F32);
-        if (clg__packed_set_config(ctx, CLG_F32, (clg_packed_config){def.vw, o.tile_mr, o.tile_nr}) !=
-            CLG_OK) {
+        clg_packed_config def = {0, 0, 0};
+        if (clg_blas_packed_config(ctx, CLG_F32, &def) != CLG_OK ||
+            clg_blas_packed_set_config(ctx, CLG_F32, (clg_packed_config){def.vw, o.tile_mr, o.tile_nr}) !=
+                CLG_OK) {
             fprintf(stderr, "clgrad-bench gemm: %s\n", clg_context_errmsg(ctx));
             clg_context_free(ctx);
             return 2;
@@ -312,13 +317,11 @@ int bench_gemm(int argc, char **argv) {
 #endif
         rc = env_open(ctx, &shapes[i], &e) || measure(&e, paths, np, &o, &res[i]);
         if (!rc) {
-            /* what clgrad runs for this product: the saved decision, else its probe */
+            /* what clgrad runs for this product: the saved decision, else the default rule */
             const gemm_shape *s = &shapes[i];
-            clg__blas_force_path(ctx, CLG_GEMM_AUTO);
-            rc = clg__gemm_choose(ctx, CLG_F32, s->ta, s->tb, (size_t)s->m, (size_t)s->n, (size_t)s->k,
-                                  e.a->buf->block.mem, 0, s->ta ? (size_t)s->m : (size_t)s->k,
-                                  e.b->buf->block.mem, 0, s->tb ? (size_t)s->k : (size_t)s->n, 0,
-                                  (size_t)s->n, &res[i].chosen) != CLG_OK;
+            rc = clg_blas_force_path(ctx, "auto") != CLG_OK ||
+                 clg_blas_chosen_path(ctx, CLG_F32, s->ta, s->tb, (size_t)s->m, (size_t)s->n, (size_t)s->k,
+                                      &res[i].chosen) != CLG_OK;
         }
         env_close(&e);
     }
@@ -363,7 +366,8 @@ int bench_gemm(int argc, char **argv) {
         free(text);
         cJSON_Delete(root);
     } else {
-        const clg_packed_config pc = clg__packed_config(ctx, CLG_F32);
+        clg_packed_config pc = {0, 0, 0};
+        clg_blas_packed_config(ctx, CLG_F32, &pc);
         printf(
             "device: %s (driver %s); GFLOP/s f32, median of %d rounds; (x) = ratio to OpenBLAS; packed tile "
             "%dx%d, vector %d\n",
