@@ -15,23 +15,28 @@
 #define LIT(x) x##f
 #endif
 
+/* NaN stays NaN, as in PyTorch: a diverged model must not evaluate to a plausible loss. */
 __kernel void relu_forward(__global REAL *y, __global const REAL *x, const REAL param,
                            const int n, const int chunk) {
     (void)param;
     FOR_ELEMS(i, n, chunk) {
-        y[i] = x[i] > (REAL)0 ? x[i] : (REAL)0;
+        const REAL v = x[i];
+        y[i] = v > (REAL)0 || isnan(v) ? v : (REAL)0;
     }
 }
 
-/* PyTorch passes no gradient at exactly 0. */
+/* PyTorch passes no gradient at exactly 0 and, deciding from its NaN output, passes dy
+ * through where x is NaN. */
 __kernel void relu_backward(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
                             const REAL param, const REAL beta, const int n, const int chunk) {
     (void)param;
     FOR_ELEMS(i, n, chunk) {
-        ACCUM(dx[i], x[i] > (REAL)0 ? dy[i] : (REAL)0);
+        ACCUM(dx[i], x[i] > (REAL)0 || isnan(x[i]) ? dy[i] : (REAL)0);
     }
 }
 
+/* NaN stays NaN by the arithmetic (slope * NaN), as in PyTorch; backward takes the slope
+ * branch there, as PyTorch's `x > 0 ? dy : slope * dy` does. */
 __kernel void leaky_relu_forward(__global REAL *y, __global const REAL *x, const REAL slope,
                                  const int n, const int chunk) {
     FOR_ELEMS(i, n, chunk) {

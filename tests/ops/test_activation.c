@@ -1,7 +1,7 @@
 /* tests/ops/test_activation.c - relu, leaky_relu, sigmoid, tanh, gelu
  * (src/ops/activation.c, cl/ops/activation.cl): forward against host formulas in f32 and
  * f64, f64 finite-difference gradients, the beta contract, PyTorch's values
- * (tests/fixtures/ops.safetensors, 1e-10 in f64), saturation, and bad input.
+ * (tests/fixtures/ops.safetensors, 1e-10 in f64), saturation, NaN propagation, and bad input.
  */
 #include <math.h>
 #include <stdio.h>
@@ -117,6 +117,49 @@ static void test_extremes(void **state) {
         clg_tensor_free(dy);
         clg_tensor_free(dx);
         clg_tensor_free(x);
+    }
+}
+
+/* NaN in, NaN out where PyTorch gives NaN, forward and backward: relu keeps NaN and passes dy
+ * there, leaky_relu gives slope * NaN and slope * dy, the others NaN both ways. */
+static void test_nan(void **state) {
+    clg_context *ctx = *state;
+    const double xs[4] = {NAN, -1, 0.5, NAN};
+    const int shape[1] = {4};
+    for (int d = 0; d < 2; d++) {
+        const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+        const double tol = d ? 1e-12 : 1e-6;
+        for (size_t k = 0; k < N_CASES; k++) {
+            clg_tensor *x = NULL, *y = NULL, *dy = NULL, *dx = NULL;
+            if (dt == CLG_F64) {
+                x = ref_tensor_f64(ctx, 1, shape, xs);
+            } else {
+                const float xf[4] = {NAN, -1, 0.5f, NAN};
+                REF_OK(ctx, clg_tensor_from_host(ctx, dt, 1, shape, xf, &x));
+            }
+            REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+            REF_OK(ctx, apply(ctx, &CASES[k], x, &y));
+            REF_OK(ctx, clg_tensor_zeros(ctx, dt, 1, shape, &dy));
+            REF_OK(ctx, clg_tensor_fill(dy, 1.0));
+            REF_OK(ctx, clg_tensor_zeros(ctx, dt, 1, shape, &dx));
+            const double beta = 0;
+            REF_OK(ctx, ref_call_backward(ctx, y, dy, &dx, &beta));
+            double want_y[4], want_dx[4];
+            for (int i = 0; i < 4; i++) {
+                want_y[i] = CASES[k].f(xs[i]);
+                want_dx[i] = CASES[k].df(xs[i]);
+            }
+            char what[64];
+            double *got = ref_to_host_f64(y);
+            snprintf(what, sizeof what, "%s %s forward of NaN", CASES[k].name, clg_dtype_name(dt));
+            ref_assert_close_nan(got, want_y, 4, tol, tol, what);
+            free(got);
+            got = ref_to_host_f64(dx);
+            snprintf(what, sizeof what, "%s %s backward at NaN", CASES[k].name, clg_dtype_name(dt));
+            ref_assert_close_nan(got, want_dx, 4, tol, tol, what);
+            free(got);
+            clg_tensor_free(y), clg_tensor_free(dy), clg_tensor_free(dx), clg_tensor_free(x);
+        }
     }
 }
 
@@ -254,6 +297,7 @@ int main(void) {
         cmocka_unit_test(test_forward_f32),
         cmocka_unit_test(test_forward_f64),
         cmocka_unit_test(test_extremes),
+        cmocka_unit_test(test_nan),
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_backward_values),
         cmocka_unit_test(test_accumulate_f32),

@@ -1,6 +1,7 @@
 /* tests/ops/test_pool2d.c - max_pool2d and avg_pool2d (src/ops/pool2d.c, cl/ops/pool2d.cl):
  * forward and backward against naive host references below, f64 finite differences, the
- * beta contract, PyTorch fixtures (tests/fixtures/ops.safetensors) and bad input.
+ * beta contract, NaN propagation, PyTorch fixtures (tests/fixtures/ops.safetensors) and bad
+ * input.
  */
 #include <math.h>
 #include <stdio.h>
@@ -37,7 +38,7 @@ static geom geom_of(const int shape[4], clg_pool2d_params p) {
 }
 
 /* y (n, c, oh, ow) and, when arg is not NULL, the flat input index of each maximum. Ties keep
- * the first in scan order. */
+ * the first in scan order; NaN wins (the last NaN in scan order), as in PyTorch. */
 static void ref_max_pool(const geom *g, const double *x, double *y, size_t *arg) {
     for (int nc = 0; nc < g->n * g->c; nc++)
         for (int oh = 0; oh < g->oh; oh++)
@@ -50,7 +51,7 @@ static void ref_max_pool(const geom *g, const double *x, double *y, size_t *arg)
                         const int h = oh * g->sh - g->ph + i, w = ow * g->sw - g->pw + j;
                         if (h < 0 || h >= g->h || w < 0 || w >= g->w) continue;
                         const size_t xi = ((size_t)nc * g->h + h) * g->w + w;
-                        if (!any || x[xi] > best) {
+                        if (!any || x[xi] > best || isnan(x[xi])) {
                             best = x[xi];
                             best_i = xi;
                             any = true;
@@ -277,6 +278,55 @@ static void test_max_pool_ties(void **state) {
     }
 }
 
+/* NaN in a window makes its maximum NaN, and the gradient goes to that NaN's position, as
+ * in PyTorch; in f32 and f64, over every case (tiled, overlapping and padded windows). */
+static void test_max_pool_nan(void **state) {
+    clg_context *ctx = *state;
+    for (int d = 0; d < 2; d++) {
+        const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+        for (size_t c = 0; c < N_CASES; c++) {
+            const pool_case *pc = &cases[c];
+            const geom g = geom_of(pc->shape, pc->p);
+            clg_tensor *x0 = ref_rand(ctx, CLG_F64, 4, pc->shape, 400 + c, -1.0, 1.0), *x = NULL, *y = NULL;
+            const size_t nx = clg_tensor_numel(x0);
+            double *xh = ref_to_host_f64(x0);
+            for (size_t i = 0; i < nx; i += 7)
+                xh[i] = NAN;
+            if (dt == CLG_F64) {
+                x = ref_tensor_f64(ctx, 4, pc->shape, xh);
+            } else {
+                float *xf = malloc(nx * sizeof *xf);
+                assert_non_null(xf);
+                for (size_t i = 0; i < nx; i++)
+                    xh[i] = xf[i] = (float)xh[i]; /* the reference sees the f32 values */
+                REF_OK(ctx, clg_tensor_from_host(ctx, dt, 4, pc->shape, xf, &x));
+                free(xf);
+            }
+            REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+            REF_OK(ctx, clg_max_pool2d(ctx, x, pc->p, &y));
+            const size_t ny = clg_tensor_numel(y);
+            clg_tensor *dy = ref_rand(ctx, dt, 4, clg_tensor_shape(y), 500 + c, -1.0, 1.0);
+            REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+            double *dyh = ref_to_host_f64(dy), *got_y = ref_to_host_f64(y);
+            double *got_dx = ref_to_host_f64(clg_tensor_grad(x));
+            double *yw = malloc(ny * sizeof *yw), *want = malloc(nx * sizeof *want);
+            size_t *arg = malloc(ny * sizeof *arg);
+            assert_true(yw && want && arg);
+            ref_max_pool(&g, xh, yw, arg);
+            ref_max_pool_backward(&g, arg, dyh, want);
+            char what[96];
+            snprintf(what, sizeof what, "max_pool2d %s %s forward with NaN", pc->name, clg_dtype_name(dt));
+            ref_assert_close_nan(got_y, yw, ny, 0, 0, what);
+            snprintf(what, sizeof what, "max_pool2d %s %s backward with NaN", pc->name, clg_dtype_name(dt));
+            ref_assert_close_nan(got_dx, want, nx, 1e-6, 1e-6, what);
+            free(xh), free(dyh), free(got_y), free(got_dx), free(yw), free(want), free(arg);
+            clg_tensor *all[] = {dy, y, x, x0};
+            for (size_t i = 0; i < 4; i++)
+                clg_tensor_free(all[i]);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- gradients */
 
 typedef struct gc_user {
@@ -438,6 +488,7 @@ int main(void) {
         cmocka_unit_test(test_avg_pool_vs_ref),
         cmocka_unit_test(test_max_pool_eval_matches),
         cmocka_unit_test(test_max_pool_ties),
+        cmocka_unit_test(test_max_pool_nan),
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_accumulate),
         cmocka_unit_test(test_pytorch_fixtures),

@@ -12,8 +12,8 @@
 
 /* ---------------------------------------------------------------- activations */
 
-double ref_relu(double x) { return x > 0 ? x : 0; }
-double ref_relu_grad(double x) { return x > 0 ? 1 : 0; }
+double ref_relu(double x) { return x > 0 || isnan(x) ? x : 0; }
+double ref_relu_grad(double x) { return x > 0 || isnan(x) ? 1 : 0; }
 double ref_leaky_relu(double x, double slope) { return x > 0 ? x : slope * x; }
 double ref_leaky_relu_grad(double x, double slope) { return x > 0 ? 1 : slope; }
 double ref_sigmoid(double x) { return 1 / (1 + exp(-x)); }
@@ -173,6 +173,19 @@ void ref_conv2d_backward(const ref_conv_case *c, const double *x, const double *
         dx[xi] += dy[yi] * w[wi];
         dw[wi] += dy[yi] * x[xi];
     });
+}
+
+/* ---------------------------------------------------------------- NaN propagation */
+
+void ref_assert_close_nan(const double *got, const double *want, size_t n, double rtol, double atol,
+                          const char *what) {
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(want[i]) != isnan(got[i]))
+            fail_msg("%s: [%zu] got %.17g want %.17g (NaN must propagate, and only where PyTorch gives it)",
+                     what, i, got[i], want[i]);
+        if (!isnan(want[i]) && !(fabs(got[i] - want[i]) <= atol + rtol * fabs(want[i])))
+            fail_msg("%s: [%zu] got %.17g want %.17g", what, i, got[i], want[i]);
+    }
 }
 
 /* ---------------------------------------------------------------- fixtures */

@@ -8,7 +8,7 @@
 
 #include "ref.h"
 
-/* ---- activations: value and derivative at x ---- */
+/* ---- activations: value and derivative at x (NaN handled as PyTorch does) ---- */
 double ref_relu(double x);
 double ref_relu_grad(double x);
 double ref_leaky_relu(double x, double slope);
@@ -45,6 +45,11 @@ void ref_conv2d_forward(const ref_conv_case *c, const double *x, const double *w
 /* dx, dw and db (db may be NULL) from dy; overwrites. */
 void ref_conv2d_backward(const ref_conv_case *c, const double *x, const double *w, const double *dy, double *dx,
                          double *dw, double *db);
+
+/* ---- NaN propagation ---- */
+/* ref_assert_close, except that where want is NaN got must be NaN too (and only there). */
+void ref_assert_close_nan(const double *got, const double *want, size_t n, double rtol, double atol,
+                          const char *what);
 
 /* ---- PyTorch fixtures: $CLGRAD_FIXTURES/<file> ---- */
 /* Reads the file or fails the test saying where it looked. */
