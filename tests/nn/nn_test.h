@@ -1,6 +1,6 @@
 /* tests/nn/nn_test.h - what the nn tests share: building sequentials, the state entry by
  * name, comparisons and writes of host doubles, and the models (the fixture's small_cnn,
- * issue 5's lenet and cnn). Header only (static inline, so a test that uses part of it
+ * the training models lenet and cnn). Header only (static inline, so a test that uses part of it
  * compiles clean). Used by tests/nn/test_nn.c, test_nn_training.c, test_module.c.
  */
 #ifndef CLGRAD_TESTS_NN_TEST_H

@@ -18,10 +18,9 @@
 #include "ref.h"
 #include "tiny_model.h"
 
-/* The GEMM path (CLGRAD_GEMM, read at context creation) is forced in every sweep: the
- * first-use probe of src/blas/choose.c times both paths and, by design, lets the other path
- * win when one fails, which would absorb an injected fault; a forced path also makes the
- * event counts the same in every run. */
+/* The GEMM path is forced in every sweep (tiny_context): each path's events are swept on
+ * their own, and a forced path never falls back to the other, so every event count is the
+ * same in every run. */
 static clg_context *new_context(const char *gemm_path) {
     clg_context *ctx = NULL;
     char err[2048] = "";

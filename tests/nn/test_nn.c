@@ -1,6 +1,6 @@
 /* tests/nn/test_nn.c - the built-in layers of src/nn one by one: initialisation and state
  * names, forwards against the bare ops, batch-norm buffers and dropout masks, the state lists
- * of issue 5's lenet and cnn, dtype conversion and misuse, under both kernel styles.
+ * of the training models lenet and cnn, dtype conversion and misuse, under both kernel styles.
  * Training through them: test_nn_training.c; the module core and custom modules: test_module.c.
  */
 #include "nn_test.h"

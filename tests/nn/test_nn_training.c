@@ -389,7 +389,7 @@ static void test_steady_state_allocations(void **state) {
     clg_module_free(seq);
 }
 
-/* ---------------------------------------------------------------- issue 5's models */
+/* ---------------------------------------------------------------- the training models (lenet, cnn) */
 
 int main(void) {
     const struct CMUnitTest tests[] = {

@@ -16,8 +16,8 @@ typedef struct tiny_model {
     clg_optimizer *opt;
 } tiny_model;
 
-/* A context on the default device with the GEMM path forced (CLGRAD_GEMM, read at creation:
- * "clblast" or "packed"); the caller's CLGRAD_GEMM is restored afterwards. */
+/* A context on the default device with the GEMM path forced by name ("clblast", "packed",
+ * or "auto" for the automatic rule) through src/blas/tuning.h. */
 clg_status tiny_context(const char *gemm_path, clg_context **out, char *err, size_t err_len);
 
 /* Model (weights from seed) and its Adam optimizer. On failure nothing is left allocated. */

@@ -12,7 +12,7 @@
 
 /* ---------------------------------------------------------------- the worked example */
 
-/* The numbers of issue 3, written out by hand (not computed by the code under test). */
+/* The worked Conv2d example's numbers, written out by hand (not computed by the code under test). */
 static const double WX[16] = {10, 20, 30, 40, 30, 40, 50, 60, 20, 30, 40, 50, 10, 20, 30, 40};
 static const double WW[4] = {0.5, 0.3, 0.2, 0.1};
 static const double WY[9] = {21, 32, 43, 34, 45, 56, 23, 34, 45};
