@@ -1,0 +1,465 @@
+/* tests/core/test_program_cache.c - building programs (src/core/program_cache.c) and the
+ * on-disk binary cache (src/core/disk_cache.c): build failures that carry the compiler log,
+ * a kernel folder from params or CLGRAD_KERNEL_DIR, unknown programs, cache hits, corrupt
+ * cache files rebuilt, and where the cache folder comes from (params, environment, "off").
+ */
+#include "context_test.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef CLG_TEST_CL_DIR
+#error "meson passes CLG_TEST_CL_DIR, the source folder cl/"
+#endif
+
+/* ---------------------------------------------------------------- helpers */
+
+/* A fresh folder under $TMPDIR (or /tmp); the caller removes it with rm_rf and frees it. */
+static char *make_tmpdir(void) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !base[0]) base = "/tmp";
+    char *path = malloc(strlen(base) + 32);
+    assert_non_null(path);
+    sprintf(path, "%s/clgrad-test-XXXXXX", base);
+    if (!mkdtemp(path)) fail_msg("mkdtemp(%s): %s", path, strerror(errno));
+    return path;
+}
+
+static void rm_rf(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) != 0) return;
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d)) != NULL) {
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+                char child[4096];
+                snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+                rm_rf(child);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+/* Regular files under path (recursive); up to 64 malloc'd paths. */
+typedef struct file_list {
+    char *paths[64];
+    size_t n;
+} file_list;
+
+static void list_files_into(const char *path, file_list *out) {
+    DIR *d = opendir(path);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char child[4096];
+        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+        struct stat sb;
+        if (lstat(child, &sb) != 0) continue;
+        if (S_ISDIR(sb.st_mode)) {
+            list_files_into(child, out);
+        } else if (S_ISREG(sb.st_mode) && out->n < 64) {
+            out->paths[out->n] = malloc(strlen(child) + 1);
+            assert_non_null(out->paths[out->n]);
+            strcpy(out->paths[out->n++], child);
+        }
+    }
+    closedir(d);
+}
+
+static file_list list_files(const char *path) {
+    file_list l = {{0}, 0};
+    list_files_into(path, &l);
+    return l;
+}
+
+static void file_list_free(file_list *l) {
+    for (size_t i = 0; i < l->n; i++)
+        free(l->paths[i]);
+    l->n = 0;
+}
+
+static bool list_has(const file_list *l, const char *path) {
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->paths[i], path)) return true;
+    return false;
+}
+
+static unsigned char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("fopen(%s): %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc(sz > 0 ? (size_t)sz : 1);
+    assert_non_null(buf);
+    *len = fread(buf, 1, (size_t)sz, f);
+    fclose(f);
+    assert_int_equal(*len, (size_t)sz);
+    return buf;
+}
+
+static void write_file(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) fail_msg("fopen(%s): %s", path, strerror(errno));
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static off_t file_size(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return -1;
+    return sb.st_size;
+}
+
+/* Build options no earlier run has used, so neither our disk tier nor the driver's own
+ * cache (PoCL's kcache) can hold the program: its first build in this process is really
+ * cold. One set per process: each cold build costs seconds on PoCL, and the cache tests
+ * after the first work in fresh folders anyway. */
+static const char *unique_options(void) {
+    static char opts[96];
+    if (!opts[0]) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(opts, sizeof opts, "-DCLG_TEST_NONCE=%lld%09ld%ld", (long long)ts.tv_sec, (long)ts.tv_nsec,
+                 (long)getpid());
+    }
+    return opts;
+}
+
+/* ---------------------------------------------------------------- build failures */
+
+static const char bad_cl[] = "/* a kernel that cannot compile: the log must reach the caller */\n"
+                             "__kernel void bad(__global float *y) {\n"
+                             "    y[get_global_id(0)] = clg_undeclared_identifier_42 + 1.0f;\n"
+                             "}\n";
+static const char good_cl[] = "#include \"common/defs.h\"\n"
+                              "__kernel void good(__global REAL *y, const int n) {\n"
+                              "    const int i = GID0;\n"
+                              "    if (i >= n) return;\n"
+                              "    y[i] = (REAL)1;\n"
+                              "}\n";
+
+/* A kernel folder laid out like cl/: the real common/ and tensor/ plus broken/. */
+static char *make_kernel_dir(void) {
+    char *dir = make_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/broken", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/broken/bad.cl", dir);
+    write_file(path, bad_cl, strlen(bad_cl));
+    snprintf(path, sizeof path, "%s/broken/good.cl", dir);
+    write_file(path, good_cl, strlen(good_cl));
+    const char *linked[] = {"common", "tensor"};
+    for (size_t i = 0; i < 2; i++) {
+        char target[4096];
+        snprintf(target, sizeof target, "%s/%s", CLG_TEST_CL_DIR, linked[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, linked[i]);
+        if (symlink(target, path) != 0) fail_msg("symlink(%s): %s", target, strerror(errno));
+    }
+    return dir;
+}
+
+/* full: also the repeat and the f64 variant (each failed build costs PoCL ~0.5 s). */
+static void check_build_failure(clg_context *ctx, bool full) {
+    clg_build_report rep;
+    clg_status st = clg_program_prepare(ctx, "broken/bad", NULL, &rep);
+    const char *msg = clg_context_errmsg(ctx);
+    if (st != CLG_BUILD_FAILED)
+        fail_msg("prepare(broken/bad) -> %s, want CLG_BUILD_FAILED: %s", clg_status_name(st), msg);
+    if (!strstr(msg, "clBuildProgram") || !strstr(msg, "clg_undeclared_identifier_42"))
+        fail_msg("build error lacks the call or the compiler log: %s", msg);
+    /* The failure is not cached as a success: asking again fails again. */
+    if (full) assert_int_equal(clg_program_prepare(ctx, "broken/bad", NULL, &rep), CLG_BUILD_FAILED);
+    /* The context is fine afterwards, and includes resolve inside the kernel folder. */
+    REF_OK(ctx, clg_program_prepare(ctx, "broken/good", NULL, &rep));
+    if (full) REF_OK(ctx, clg_program_prepare(ctx, "broken/good", "-DREAL=double -DREAL_IS_DOUBLE=1", &rep));
+    check_ctx_works(ctx);
+}
+
+static void test_build_failure_surfaces_log(void **state) {
+    (void)state;
+    char *dir = make_kernel_dir();
+    clg_context *ctx = make_ctx(NULL, "off", dir);
+    assert_string_equal(clg_context_errmsg(ctx), "");
+    check_build_failure(ctx, true);
+    clg_context_free(ctx);
+
+    /* The same folder through CLGRAD_KERNEL_DIR. */
+    saved_env s = env_set("CLGRAD_KERNEL_DIR", dir);
+    ctx = make_ctx(NULL, "off", NULL);
+    env_restore(&s);
+    check_build_failure(ctx, false);
+    clg_context_free(ctx);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_build_failure_bad_options(void **state) {
+    clg_context *ctx = *state;
+    clg_build_report rep;
+    clg_status st = clg_program_prepare(ctx, "tensor/tensor", "-DREAL=clg_no_such_type_7", &rep);
+    const char *msg = clg_context_errmsg(ctx);
+    if (st != CLG_BUILD_FAILED)
+        fail_msg("prepare with a bad REAL -> %s, want CLG_BUILD_FAILED: %s", clg_status_name(st), msg);
+    if (!strstr(msg, "clBuildProgram") || !strstr(msg, "clg_no_such_type_7"))
+        fail_msg("build error lacks the call or the compiler log: %s", msg);
+    check_ctx_works(ctx);
+}
+
+static void test_unknown_program(void **state) {
+    clg_context *ctx = *state;
+    clg_build_report rep;
+    clg_status st = clg_program_prepare(ctx, "nosuch/program", NULL, &rep);
+    assert_int_not_equal(st, CLG_OK);
+    if (!strstr(clg_context_errmsg(ctx), "nosuch/program"))
+        fail_msg("error does not name the program: %s", clg_context_errmsg(ctx));
+    assert_int_equal(clg_program_prepare(ctx, NULL, NULL, &rep), CLG_INVALID_ARGUMENT);
+    assert_int_equal(clg_program_prepare(NULL, "tensor/tensor", NULL, &rep), CLG_INVALID_ARGUMENT);
+    /* report may be NULL */
+    REF_OK(ctx, clg_program_prepare(ctx, "tensor/tensor", NULL, NULL));
+    check_ctx_works(ctx);
+}
+
+/* ---------------------------------------------------------------- binary cache */
+
+static clg_build_report prepare(clg_context *ctx, const char *opts) {
+    /* Values a real report never has together, so unwritten fields show. */
+    clg_build_report rep = {.seconds = -1, .from_memory = true, .from_disk = true};
+    REF_OK(ctx, clg_program_prepare(ctx, "tensor/tensor", opts, &rep));
+    assert_false(rep.from_memory && rep.from_disk);
+    assert_true(rep.seconds >= 0);
+    return rep;
+}
+
+static void test_disk_cache_hit(void **state) {
+    (void)state;
+    char *dir = make_tmpdir();
+    const char *opts = unique_options();
+
+    clg_context *c1 = make_ctx(NULL, dir, NULL);
+    if (strncmp(clg_context_cache_dir(c1), dir, strlen(dir)))
+        fail_msg("cache dir is '%s', want under '%s'", clg_context_cache_dir(c1), dir);
+    const clg_build_report cold = prepare(c1, opts);
+    assert_false(cold.from_disk);
+    assert_false(cold.from_memory);
+    const clg_build_report again = prepare(c1, opts);
+    assert_true(again.from_memory);
+    clg_context_free(c1);
+
+    file_list files = list_files(dir);
+    assert_true(files.n >= 1);
+    file_list_free(&files);
+
+    clg_context *c2 = make_ctx(NULL, dir, NULL);
+    const clg_build_report warm = prepare(c2, opts);
+    assert_true(warm.from_disk);
+    assert_false(warm.from_memory);
+    print_message("    cold build %.1f ms, load from disk cache %.1f ms\n", cold.seconds * 1e3,
+                  warm.seconds * 1e3);
+    if (!(warm.seconds < cold.seconds))
+        fail_msg("disk cache (%.3f s) is not faster than the cold build (%.3f s)", warm.seconds,
+                 cold.seconds);
+    /* Other options are another key: no hit (the plain f64 variant, which the driver's
+     * cache likely holds, so this costs little). */
+    const clg_build_report miss = prepare(c2, "-DREAL=double -DREAL_IS_DOUBLE=1");
+    assert_false(miss.from_disk);
+    assert_false(miss.from_memory);
+    check_ctx_works(c2);
+    clg_context_free(c2);
+    rm_rf(dir);
+    free(dir);
+}
+
+typedef enum corruption { TRUNCATE_HALF, EMPTY, FLIP_MIDDLE, GARBAGE, SWAPPED } corruption;
+static const char *corruption_name[] = {"truncated to half", "emptied", "bytes flipped in the middle",
+                                        "overwritten with garbage", "replaced by another program's file"};
+
+static void corrupt(const char *path, corruption how, const char *other_file) {
+    size_t len = 0;
+    unsigned char *buf = read_file(path, &len);
+    assert_true(len > 32);
+    switch (how) {
+    case TRUNCATE_HALF:
+        write_file(path, buf, len / 2);
+        break;
+    case EMPTY:
+        write_file(path, buf, 0);
+        break;
+    case FLIP_MIDDLE:
+        for (size_t i = len / 2; i < len / 2 + 16 && i < len; i++)
+            buf[i] ^= 0x5A;
+        write_file(path, buf, len);
+        break;
+    case GARBAGE: {
+        uint64_t s = 0x9E3779B97F4A7C15ULL;
+        for (size_t i = 0; i < len; i++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            buf[i] = (unsigned char)s;
+        }
+        write_file(path, buf, len);
+        break;
+    }
+    case SWAPPED: {
+        size_t olen = 0;
+        unsigned char *other = read_file(other_file, &olen);
+        write_file(path, other, olen);
+        free(other);
+        break;
+    }
+    }
+    free(buf);
+}
+
+static void test_disk_cache_corrupt_rebuilt(void **state) {
+    (void)state;
+    char *dir = make_tmpdir();
+    const char *opts = unique_options();
+
+    /* The cache holds exactly this program's file(s) after the first build. */
+    clg_context *c = make_ctx(NULL, dir, NULL);
+    prepare(c, opts);
+    clg_context_free(c);
+    file_list mine = list_files(dir);
+    assert_true(mine.n >= 1);
+
+    /* Another program's cache file, for the swap (the plain f64 variant). */
+    c = make_ctx(NULL, dir, NULL);
+    prepare(c, "-DREAL=double -DREAL_IS_DOUBLE=1");
+    clg_context_free(c);
+    file_list all = list_files(dir);
+    const char *other = NULL;
+    for (size_t i = 0; i < all.n; i++)
+        if (!list_has(&mine, all.paths[i])) other = all.paths[i];
+    assert_non_null(other);
+
+    for (corruption how = TRUNCATE_HALF; how <= SWAPPED; how++) {
+        for (size_t i = 0; i < mine.n; i++)
+            corrupt(mine.paths[i], how, other);
+        c = make_ctx(NULL, dir, NULL);
+        const clg_build_report r = prepare(c, opts);
+        if (r.from_disk)
+            fail_msg("cache file %s was trusted (from_disk) after being %s", mine.paths[0],
+                     corruption_name[how]);
+        assert_string_equal(clg_context_errmsg(c), "");
+        check_ctx_works(c);
+        clg_context_free(c);
+        for (size_t i = 0; i < mine.n; i++)
+            if (file_size(mine.paths[i]) <= 0)
+                fail_msg("cache file %s not rewritten after being %s", mine.paths[i], corruption_name[how]);
+        /* Rebuilt and rewritten valid: the next context loads it. */
+        c = make_ctx(NULL, dir, NULL);
+        const clg_build_report again = prepare(c, opts);
+        if (!again.from_disk)
+            fail_msg("after rebuilding a file %s, the next context did not load it from disk",
+                     corruption_name[how]);
+        clg_context_free(c);
+    }
+    /* No temp files left behind by the atomic writes. */
+    file_list after = list_files(dir);
+    for (size_t i = 0; i < after.n; i++) {
+        const char *base = strrchr(after.paths[i], '/') + 1;
+        if (strstr(base, "tmp") || strstr(base, ".part") || base[0] == '.')
+            fail_msg("leftover temporary file %s", after.paths[i]);
+    }
+    file_list_free(&after);
+    file_list_free(&all);
+    file_list_free(&mine);
+    rm_rf(dir);
+    free(dir);
+}
+
+static bool dir_is_empty(const char *dir) {
+    file_list l = list_files(dir);
+    const bool empty = l.n == 0;
+    file_list_free(&l);
+    return empty;
+}
+
+static void test_cache_dir_sources(void **state) {
+    (void)state;
+    char *a = make_tmpdir(), *b = make_tmpdir(), *h = make_tmpdir();
+    saved_env s_cache = env_set("CLGRAD_CACHE_DIR", a);
+    saved_env s_xdg = env_set("XDG_CACHE_HOME", b);
+    saved_env s_home = env_set("HOME", h);
+
+    /* "off" in params beats both variables and writes nothing anywhere. */
+    const char *opts = unique_options();
+    clg_context *c = make_ctx(NULL, "off", NULL);
+    assert_string_equal(clg_context_cache_dir(c), "");
+    const clg_build_report r = prepare(c, opts);
+    assert_false(r.from_disk);
+    check_ctx_works(c);
+    clg_context_free(c);
+    /* (only our folders: the driver may keep its own cache under these variables) */
+    char path[4200];
+    assert_true(dir_is_empty(a));
+    snprintf(path, sizeof path, "%s/clgrad", b);
+    assert_int_equal(file_size(path), -1);
+    snprintf(path, sizeof path, "%s/.cache/clgrad", h);
+    assert_int_equal(file_size(path), -1);
+    /* a second context cannot hit a disk tier that is off */
+    c = make_ctx(NULL, "off", NULL);
+    assert_false(prepare(c, opts).from_disk);
+    clg_context_free(c);
+
+    /* NULL: CLGRAD_CACHE_DIR, then $XDG_CACHE_HOME/clgrad, then ~/.cache/clgrad. */
+    char want[4200];
+    c = make_ctx(NULL, NULL, NULL);
+    if (strncmp(clg_context_cache_dir(c), a, strlen(a)))
+        fail_msg("with CLGRAD_CACHE_DIR=%s the cache dir is '%s'", a, clg_context_cache_dir(c));
+    clg_context_free(c);
+
+    assert_int_equal(setenv("CLGRAD_CACHE_DIR", "off", 1), 0);
+    c = make_ctx(NULL, NULL, NULL);
+    assert_string_equal(clg_context_cache_dir(c), "");
+    clg_context_free(c);
+
+    assert_int_equal(unsetenv("CLGRAD_CACHE_DIR"), 0);
+    c = make_ctx(NULL, NULL, NULL);
+    snprintf(want, sizeof want, "%s/clgrad", b);
+    if (strncmp(clg_context_cache_dir(c), want, strlen(want)))
+        fail_msg("with XDG_CACHE_HOME=%s the cache dir is '%s'", b, clg_context_cache_dir(c));
+    clg_context_free(c);
+
+    assert_int_equal(unsetenv("XDG_CACHE_HOME"), 0);
+    c = make_ctx(NULL, NULL, NULL);
+    snprintf(want, sizeof want, "%s/.cache/clgrad", h);
+    if (strncmp(clg_context_cache_dir(c), want, strlen(want)))
+        fail_msg("with only HOME=%s the cache dir is '%s'", h, clg_context_cache_dir(c));
+    clg_context_free(c);
+
+    env_restore(&s_home);
+    env_restore(&s_xdg);
+    env_restore(&s_cache);
+    rm_rf(a);
+    rm_rf(b);
+    rm_rf(h);
+    free(a);
+    free(b);
+    free(h);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_build_failure_surfaces_log),
+        cmocka_unit_test(test_build_failure_bad_options),
+        cmocka_unit_test(test_unknown_program),
+        cmocka_unit_test(test_disk_cache_hit),
+        cmocka_unit_test(test_disk_cache_corrupt_rebuilt),
+        cmocka_unit_test(test_cache_dir_sources),
+    };
+    return cmocka_run_group_tests(tests, ref_group_setup, ref_group_teardown);
+}
