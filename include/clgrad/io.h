@@ -2,7 +2,7 @@
  * module load/save: src/io/checkpoint.c) and IDX image sets (src/io/idx.c). Every reader
  * checks sizes before it reads; files are written to a temporary name and renamed, so a
  * crash never leaves a half-written checkpoint.
- * Tests: tests/io/test_io.c; fuzz targets in tests/fuzz (run.sh).
+ * Tests: tests/io/ (test_safetensors.c, test_idx.c, test_checkpoint.c); fuzz targets in tests/fuzz (run.sh).
  */
 #ifndef CLGRAD_IO_H
 #define CLGRAD_IO_H

@@ -1,7 +1,7 @@
 /* src/core/disk_cache.c - the on-disk tier of the program cache: one file per compiled
  * program binary, named by a hash of everything that could change the binary. A file is
  * trusted only when its header, length and checksum all match; writes go to a temp file
- * that is renamed, so concurrent processes can share the folder. Tests: tests/core/test_context.c.
+ * that is renamed, so concurrent processes can share the folder. Tests: tests/core/test_program_cache.c.
  */
 #include <errno.h>
 #include <stdio.h>

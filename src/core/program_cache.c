@@ -1,7 +1,7 @@
 /* src/core/program_cache.c - kernel sources (embedded registry or CLGRAD_KERNEL_DIR),
  * programs compiled lazily once per (name, options) per context with a disk tier
  * (disk_cache.c) underneath, kernels created once, and the launch helper.
- * Tests: tests/core/test_context.c.
+ * Tests: tests/core/test_program_cache.c.
  */
 #include <stdio.h>
 #include <stdlib.h>

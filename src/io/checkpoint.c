@@ -1,7 +1,7 @@
 /* src/io/checkpoint.c - the device side of safetensors checkpoints: clg_safetensors_save
  * (header by cJSON, spaces to a multiple of 8, written to "<path>.tmp.<pid>", fsync'd and
  * renamed) and clg_module_save / clg_module_load on clg_module_state. The reader it relies
- * on is src/io/safetensors.c. Tests: tests/io/test_io.c.
+ * on is src/io/safetensors.c. Tests: tests/io/test_checkpoint.c.
  */
 #include <errno.h>
 #include <fcntl.h>

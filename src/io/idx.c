@@ -1,7 +1,7 @@
 /* src/io/idx.c - the IDX reader (MNIST / Fashion-MNIST): magic 00 00 08 ndims, ndims
  * big-endian u32 dims, then exactly prod(dims) unsigned bytes; gzip input is inflated with
  * zlib under a size cap. Host memory only (no context), so it compiles alone for
- * tests/fuzz/fuzz_idx.c. Tests: tests/io/test_io.c.
+ * tests/fuzz/fuzz_idx.c. Tests: tests/io/test_idx.c.
  */
 #include "clgrad/io.h"
 

@@ -2,7 +2,7 @@
  * JSON header (parsed by cJSON) naming each tensor's dtype, shape and byte range, then the
  * data block. Host memory only, so it compiles alone for tests/fuzz/fuzz_safetensors.c.
  * The writer and module load/save (device side) are in src/io/checkpoint.c.
- * Tests: tests/io/test_io.c.
+ * Tests: tests/io/test_safetensors.c.
  */
 #include "clgrad/io.h"
 
