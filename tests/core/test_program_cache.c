@@ -31,26 +31,6 @@ static char *make_tmpdir(void) {
     return path;
 }
 
-static void rm_rf(const char *path) {
-    struct stat sb;
-    if (lstat(path, &sb) != 0) return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *e;
-            while ((e = readdir(d)) != NULL) {
-                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-                char child[4096];
-                snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-                rm_rf(child);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 /* Regular files under path (recursive); up to 64 malloc'd paths. */
 typedef struct file_list {
@@ -203,7 +183,7 @@ static void test_build_failure_surfaces_log(void **state) {
     env_restore(&s);
     check_build_failure(ctx, false);
     clg_context_free(ctx);
-    rm_rf(dir);
+    ref_rm_rf(dir);
     free(dir);
 }
 
@@ -279,7 +259,7 @@ static void test_disk_cache_hit(void **state) {
     assert_false(miss.from_memory);
     check_ctx_works(c2);
     clg_context_free(c2);
-    rm_rf(dir);
+    ref_rm_rf(dir);
     free(dir);
 }
 
@@ -377,7 +357,7 @@ static void test_disk_cache_corrupt_rebuilt(void **state) {
     file_list_free(&after);
     file_list_free(&all);
     file_list_free(&mine);
-    rm_rf(dir);
+    ref_rm_rf(dir);
     free(dir);
 }
 
@@ -444,9 +424,9 @@ static void test_cache_dir_sources(void **state) {
     env_restore(&s_home);
     env_restore(&s_xdg);
     env_restore(&s_cache);
-    rm_rf(a);
-    rm_rf(b);
-    rm_rf(h);
+    ref_rm_rf(a);
+    ref_rm_rf(b);
+    ref_rm_rf(h);
     free(a);
     free(b);
     free(h);

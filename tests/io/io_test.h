@@ -51,26 +51,10 @@ static inline int make_tmp_root(void **state) {
     return mkdtemp(tmp_root) ? 0 : -1;
 }
 
-static void rm_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[512];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_tree(sub);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        remove(path);
-    }
-}
 
 static inline int remove_tmp_root(void **state) {
     (void)state;
-    rm_tree(tmp_root);
+    ref_rm_rf(tmp_root);
     return 0;
 }
 

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- group context */
 
@@ -296,4 +299,26 @@ void ref_gemm(bool ta, bool tb, size_t m, size_t n, size_t k, double alpha, cons
             double *cij = &c[i * ldc + j];
             *cij = beta == 0 ? (double)(alpha * acc) : (double)(alpha * acc + (long double)beta * *cij);
         }
+}
+
+/* ---------------------------------------------------------------- files */
+void ref_rm_rf(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) != 0) return;
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d)) != NULL) {
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+                char child[4096];
+                snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+                ref_rm_rf(child);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
 }

@@ -62,4 +62,7 @@ typedef clg_status (*ref_fn)(clg_context *ctx, clg_tensor *const *inputs, int n,
 void ref_gradcheck(clg_context *ctx, ref_fn f, clg_tensor *const *inputs, int n, void *user,
                    double h, double tol, const char *what);
 
+/* rm -rf: removes path and, for a folder, everything under it (symlinks are not followed). */
+void ref_rm_rf(const char *path);
+
 #endif
