@@ -16,6 +16,7 @@
 #include <clgrad.h>
 
 #include "models.h"
+#include "tool_clock.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
@@ -27,11 +28,6 @@ typedef struct options {
     int synthetic;
 } options;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Resident set size in bytes (second field of /proc/self/statm, in pages), or 0. */
 static size_t rss_bytes(void) {
@@ -222,7 +218,7 @@ int main(int argc, char **argv) {
     sample first = {0}, warm = {0}, last = {0};
     size_t rss_max_after_warm = 0;
     int pool_changed_at = 0;
-    const double t0 = now();
+    const double t0 = tool_now_seconds();
     int cursor = 0;
     for (int step = 1; step <= o.steps && st == CLG_OK; step++) {
         for (int i = 0; i < o.batch; i++, cursor = (cursor + 1) % n_img) {
@@ -245,7 +241,7 @@ int main(int argc, char **argv) {
         if (st != CLG_OK) break;
 
         /* Between steps: everything the step made is back in the pool. */
-        sample s = {step, l, now() - t0, clg_context_pool_stats(ctx), rss_bytes()};
+        sample s = {step, l, tool_now_seconds() - t0, clg_context_pool_stats(ctx), rss_bytes()};
         if (step == 1) first = s;
         if (step == o.warmup) warm = s;
         if (step > o.warmup) {

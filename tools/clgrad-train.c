@@ -15,6 +15,7 @@
 #include <clgrad.h>
 
 #include "models.h"
+#include "tool_clock.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
@@ -32,11 +33,6 @@ typedef struct dataset {
     int n, h, w;
 } dataset;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void usage(FILE *f) {
     char names[256];
@@ -279,7 +275,7 @@ static int evaluate(clg_context *ctx, clg_module *model, int classes, const data
 }
 
 static void progress(bool tty, int epoch, int epochs, int done, int total, double t0, double loss) {
-    double el = now() - t0, ips = el > 0 ? done / el : 0, eta = ips > 0 ? (total - done) / ips : 0;
+    double el = tool_now_seconds() - t0, ips = el > 0 ? done / el : 0, eta = ips > 0 ? (total - done) / ips : 0;
     if (tty) {
         int width = 30, fill = total ? (int)((long)width * done / total) : width;
         fprintf(stderr, "\repoch %d/%d [", epoch, epochs);
@@ -360,7 +356,7 @@ static int list_models(const options *o) {
 }
 
 int main(int argc, char **argv) {
-    double t_start = now();
+    double t_start = tool_now_seconds();
     options o;
     if (parse_args(argc, argv, &o)) return 2;
     if (o.list_models) return list_models(&o);
@@ -419,7 +415,7 @@ int main(int argc, char **argv) {
     bool first_step = true;
     for (int epoch = 1; epoch <= o.epochs; epoch++) {
         if (!o.no_shuffle) shuffle(order, train.n, o.seed, epoch);
-        double t0 = now(), last_shown = t0;
+        double t0 = tool_now_seconds(), last_shown = t0;
         batch_result r = {0, 0};
         int done_n = 0, next_line = train.n / 10;
         for (int start = 0; start < train.n; start += bs) {
@@ -427,17 +423,17 @@ int main(int argc, char **argv) {
             if (run_batch(ctx, model, classes, opt, &train, order + start, n, xbuf, ybuf, logits, &r)) goto done;
             done_n += n;
             if (first_step) {
-                printf("first step done %.2f s after start (cold start: data, device, kernel builds)\n", now() - t_start);
+                printf("first step done %.2f s after start (cold start: data, device, kernel builds)\n", tool_now_seconds() - t_start);
                 first_step = false;
             }
-            double t = now();
+            double t = tool_now_seconds();
             if ((tty && t - last_shown > 0.2) || (!tty && done_n >= next_line && done_n < train.n)) {
                 progress(tty, epoch, o.epochs, done_n, train.n, t0, r.loss_sum / done_n);
                 last_shown = t;
                 next_line += train.n / 10 > 0 ? train.n / 10 : 1;
             }
         }
-        double secs = now() - t0, ips = train.n / secs;
+        double secs = tool_now_seconds() - t0, ips = train.n / secs;
         if (tty) fprintf(stderr, "\r%*s\r", 110, "");
         if (evaluate(ctx, model, classes, &test, xbuf, ybuf, logits, eval_bs, &test_loss, &test_acc)) goto done;
         double train_loss = r.loss_sum / train.n, train_acc = (double)r.correct / train.n;

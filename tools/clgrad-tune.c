@@ -15,6 +15,7 @@
 
 #include "blas/tuning.h"
 #include "clgrad.h"
+#include "tool_clock.h"
 
 #if defined(__GNUC__)
 #define TUNE_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -26,11 +27,6 @@
 #define PACKED "packed"
 #define CLBLAST "clblast"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct tuner {
     clg_context *ctx;
@@ -56,7 +52,7 @@ static void progress(tuner *t, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    const double left = t->deadline - now();
+    const double left = t->deadline - tool_now_seconds();
     if (isfinite(left))
         fprintf(stderr, "\r%-100.100s %4.0f s left", line, left > 0 ? left : 0);
     else
@@ -70,10 +66,10 @@ static void progress(tuner *t, const char *fmt, ...) {
 static double run_once(tuner *t, const char *path, bool ta, bool tb, size_t m, size_t n, size_t k) {
     const size_t lda = ta ? m : k, ldb = tb ? k : n;
     cl_mem a = clg_tensor_cl_mem(t->a), b = clg_tensor_cl_mem(t->b), c = clg_tensor_cl_mem(t->c);
-    const double t0 = now();
+    const double t0 = tool_now_seconds();
     clg_status st = clg_blas_run_path(t->ctx, path, t->dt, ta, tb, m, n, k, 1, a, 0, lda, b, 0, ldb, 0, c, 0, n);
     if (st != CLG_OK || clg_context_finish(t->ctx) != CLG_OK) return INFINITY;
-    return now() - t0;
+    return tool_now_seconds() - t0;
 }
 
 static double time_gemm(tuner *t, const char *path, bool ta, bool tb, size_t m, size_t n, size_t k) {
@@ -274,14 +270,14 @@ static double search(tuner *t, const char *kernel, const param_space *sp, size_t
     int tried = 0;
     /* a candidate costs a CLBlast build (seconds on a CPU device): start one only if it
      * should end within the phase */
-    while (tried == 0 || now() + last < t->phase_end) {
-        const double t0 = now();
+    while (tried == 0 || tool_now_seconds() + last < t->phase_end) {
+        const double t0 = tool_now_seconds();
         clg_tune_kernel cand;
         sample(t, &cand, kernel, sp, nsp);
         if (clg_blas_clblast_override(t->ctx, &cand) != CLG_OK) continue;
         const double s = score(t, CLBLAST, sizes, nsizes);
         tried++;
-        last = now() - t0;
+        last = tool_now_seconds() - t0;
         if (s < best_s) {
             best_s = s;
             *best = cand;
@@ -311,8 +307,8 @@ static void tune_packed(tuner *t) {
     const size_t sizes[] = {256, 512, 1024};
     double best_s = INFINITY, last = 0;
     clg_packed_config best = def;
-    for (size_t i = 0; i < sizeof cands / sizeof *cands && (i == 0 || now() + last < t->phase_end); i++) {
-        const double t0 = now();
+    for (size_t i = 0; i < sizeof cands / sizeof *cands && (i == 0 || tool_now_seconds() + last < t->phase_end); i++) {
+        const double t0 = tool_now_seconds();
         if (clg_blas_packed_set_config(t->ctx, t->dt, cands[i]) != CLG_OK) continue;
         const double s = score(t, PACKED, sizes, 3);
         if (s < best_s && check_all(t, PACKED)) {
@@ -321,7 +317,7 @@ static void tune_packed(tuner *t) {
         }
         progress(t, "packed kernel: tile %dx%d (vector %d): %.2f ms; best %dx%d", cands[i].mr, cands[i].nr,
                  vw, s * 1e3, best.mr, best.nr);
-        last = now() - t0;
+        last = tool_now_seconds() - t0;
     }
     clg_blas_packed_set_config(t->ctx, t->dt, best);
     t->out->packed[t->dt == CLG_F64] = best;
@@ -337,12 +333,12 @@ static void tune_clblast(tuner *t, double share_direct, double share_xgemm, doub
     const double budget = t->budget;
     /* the direct kernel alone: switch-over above every size timed */
     routine_switch(t, &routine, 4096);
-    t->phase_end = now() + budget * share_direct;
+    t->phase_end = tool_now_seconds() + budget * share_direct;
     const double direct_s =
         search(t, "XgemmDirect", direct_space, sizeof direct_space / sizeof *direct_space, small, 2, &direct);
     /* the indirect kernel alone */
     routine_switch(t, &routine, 1);
-    t->phase_end = now() + budget * share_xgemm;
+    t->phase_end = tool_now_seconds() + budget * share_xgemm;
     const double xgemm_s =
         search(t, "Xgemm", xgemm_space, sizeof xgemm_space / sizeof *xgemm_space, large, 2, &xgemm);
     /* pre-processing kernels of the indirect path, on transposed and odd sizes */
@@ -351,7 +347,7 @@ static void tune_clblast(tuner *t, double share_direct, double share_xgemm, doub
     const param_space *spaces[4] = {copy_space, pad_space, tra_space, padtra_space};
     const size_t nspace[4] = {4, 4, 4, 3};
     for (int i = 0; i < 4; i++) {
-        t->phase_end = now() + budget * share_pre / 4;
+        t->phase_end = tool_now_seconds() + budget * share_pre / 4;
         const size_t sizes[] = {500};
         search(t, names[i], spaces[i], nspace[i], sizes, 1, &pre[i]);
     }
@@ -478,7 +474,7 @@ int main(int argc, char **argv) {
     }
     tuner t = {.ctx = ctx,
                .dt = dt,
-               .deadline = now() + seconds,
+               .deadline = tool_now_seconds() + seconds,
                .budget = seconds,
                .quiet = quiet,
                .rng = 12345,
@@ -510,7 +506,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "clgrad-tune: %s\n", clg_context_errmsg(ctx));
         return 1;
     }
-    const double start = now();
+    const double start = tool_now_seconds();
     /* shares of the budget: packed tile 10%, CLBlast direct 15%, indirect 25%, its copy and
      * transpose kernels 10%, then the switch-over and the path decisions in the rest. A
      * candidate is never cut short (CLBlast builds take many seconds on a CPU device) and
@@ -535,7 +531,7 @@ int main(int argc, char **argv) {
         printf("saved %s: packed tile %dx%d (vector %d), %zu CLBlast kernels, packed path in %zu of %zu size "
                "classes (%.0f s)\n",
                path, t.out->packed[dt == CLG_F64].mr, t.out->packed[dt == CLG_F64].nr,
-               t.out->packed[dt == CLG_F64].vw, t.out->n_clblast, packed, n, now() - start);
+               t.out->packed[dt == CLG_F64].vw, t.out->n_clblast, packed, n, tool_now_seconds() - start);
     }
     clg_tensor_free(t.a), clg_tensor_free(t.b), clg_tensor_free(t.c);
     free(t.out);

@@ -60,26 +60,21 @@ clg_status clg__disk_cache_load(const char *dir, uint64_t key, unsigned char **b
     *binary = NULL;
     char path[4200];
     file_path(dir, key, path, sizeof path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return CLG_IO_ERROR;
-    clg_status st = CLG_BAD_FORMAT;
-    unsigned char *data = NULL;
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    if (size > 32 && size < (1l << 30) && fseek(f, 0, SEEK_SET) == 0 &&
-        (data = malloc((size_t)size)) && fread(data, 1, (size_t)size, f) == (size_t)size) {
-        const unsigned char *payload;
-        size_t plen;
-        st = clg__disk_cache_parse(data, (size_t)size, key, &payload, &plen);
-        if (st == CLG_OK) {
-            memmove(data, payload, plen);
-            *binary = data;
-            *len = plen;
-            data = NULL;
-        }
+    unsigned char *data;
+    size_t size;
+    /* A missing file is CLG_IO_ERROR (a miss), one past 1 GiB or unreadable is not trusted. */
+    clg_status st = clg__read_file(path, (size_t)1 << 30, "program cache", &data, &size, NULL, 0);
+    if (st != CLG_OK) return st;
+    const unsigned char *payload;
+    size_t plen;
+    st = clg__disk_cache_parse(data, size, key, &payload, &plen);
+    if (st == CLG_OK) {
+        memmove(data, payload, plen);
+        *binary = data;
+        *len = plen;
+        data = NULL;
     }
     free(data);
-    fclose(f);
     return st;
 }
 

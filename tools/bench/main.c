@@ -9,12 +9,9 @@
 #include <time.h>
 
 #include "bench.h"
+#include "../tool_clock.h"
 
-double bench_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+double bench_now(void) { return tool_now_seconds(); }
 
 void bench_pause_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
