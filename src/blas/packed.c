@@ -113,7 +113,7 @@ clg_status clg_blas_packed_set_config(clg_context *ctx, clg_dtype dt, clg_packed
  * is known to lower it (PoCL's CPU devices): other compilers (Oclgrind's) leave an undefined
  * llvm.prefetch call and the kernels cannot be created; OpenCL's own prefetch() stands in. */
 static void build_options(const clg_context *ctx, clg_packed_config cfg, char *buf, size_t len) {
-    const bool pocl_cpu = ctx->info.type == CL_DEVICE_TYPE_CPU &&
+    const bool pocl_cpu = clg__device_is_plain_cpu(ctx) &&
                           strstr(ctx->info.platform_name, "Portable Computing Language") != NULL;
     snprintf(buf, len, "-DMR=%d -DNR=%d -DVW=%d -DKB=%d -DKBB=%d -DPG=%d%s", cfg.mr, cfg.nr, cfg.vw, PACK_KB,
              PACK_KBB, pack_pg(cfg), pocl_cpu ? " -DCLG_HAVE_BUILTIN_PREFETCH=1" : "");
@@ -338,6 +338,6 @@ static clg_status packed_prepare(clg_context *ctx, clg_dtype dt) {
 /* Shaped for a CPU (one work-item per group, a register tile, no local memory): the default
  * on devices that are CPUs and nothing else, where it ran 0.9x-4x OpenBLAS and 5-20x CLBlast's
  * untuned kernels (README, GEMM); simulators that report several device types are not. */
-static bool packed_suits(const clg_context *ctx) { return ctx->info.type == CL_DEVICE_TYPE_CPU; }
+static bool packed_suits(const clg_context *ctx) { return clg__device_is_plain_cpu(ctx); }
 
 const clg_gemm_path clg__gemm_path_packed = {"packed", packed_suits, packed_fits, packed_prepare, packed_run};

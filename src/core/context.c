@@ -116,10 +116,7 @@ static clg_status resolve_kernel_style(clg_context *ctx, clg_kernel_style param)
     if (style != CLG_KERNEL_STYLE_AUTO && style != CLG_KERNEL_STYLE_CPU && style != CLG_KERNEL_STYLE_GPU)
         return clg__fail(ctx, CLG_INVALID_ARGUMENT, "kernel_style %d: expected AUTO, CPU or GPU", (int)style);
     if (style == CLG_KERNEL_STYLE_AUTO)
-        style = (ctx->info.type & (CL_DEVICE_TYPE_CPU | CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR)) ==
-                        CL_DEVICE_TYPE_CPU
-                    ? CLG_KERNEL_STYLE_CPU
-                    : CLG_KERNEL_STYLE_GPU;
+        style = clg__device_is_plain_cpu(ctx) ? CLG_KERNEL_STYLE_CPU : CLG_KERNEL_STYLE_GPU;
     ctx->kernel_style = style;
     return CLG_OK;
 }

@@ -148,6 +148,13 @@ clg_status clg__launch(clg_context *ctx, cl_kernel k, cl_uint dims, const size_t
 size_t clg__elems_chunk(const clg_context *ctx, size_t n);
 clg_status clg__launch_elems(clg_context *ctx, cl_kernel k, size_t n, const clg_karg *args, cl_uint nargs,
                              const char *what);
+/* A device that is a CPU and nothing else (the DEFAULT bit aside): simulators such as Oclgrind
+ * report CPU | GPU | ACCELERATOR and are not. The one such test, for the kernel style and the
+ * GEMM path rule alike. */
+static inline bool clg__device_is_plain_cpu(const clg_context *ctx) {
+    return (ctx->info.type & (CL_DEVICE_TYPE_CPU | CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR)) ==
+           CL_DEVICE_TYPE_CPU;
+}
 /* True where kernels take the CPU form (runs of elements or whole rows per work-item,
  * sequential per-channel sums): ctx->kernel_style, decided once in context.c. */
 static inline bool clg__cpu_style(const clg_context *ctx) { return ctx->kernel_style == CLG_KERNEL_STYLE_CPU; }
