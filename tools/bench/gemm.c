@@ -106,7 +106,9 @@ static double time_round(gemm_env *e, int path, int reps) {
  * path's GFLOP/s is its median over rounds, and its ratio to OpenBLAS the median over rounds
  * of the per-round ratio. After OpenBLAS the round pauses: its idle worker threads spin for a
  * while after each call (OPENBLAS_THREAD_TIMEOUT, about 0.1 s by default) and would take
- * cores from the next path timed. */
+ * cores from the next path timed. Each timed round follows an untimed one of the same path:
+ * after a pause the VM's cores and PoCL's worker threads run up to 40% slower for ~0.1 s,
+ * which fell on whichever path came first in the round. */
 static int measure(gemm_env *e, const int *paths, int np, const gemm_opts *o, gemm_result *res) {
     int reps[P_COUNT];
     double t[P_COUNT][64];
@@ -124,6 +126,7 @@ static int measure(gemm_env *e, const int *paths, int np, const gemm_opts *o, ge
     for (; rounds < o->rounds && rounds < 64; rounds++) {
         for (int i = 0; i < np; i++) {
             bench_pause_ms(20);
+            if (time_round(e, paths[i], reps[i]) < 0) return -1; /* untimed: wakes the threads */
             if ((t[i][rounds] = time_round(e, paths[i], reps[i])) < 0) return -1;
             if (paths[i] == P_OPENBLAS) bench_pause_ms(blas_pause);
         }
