@@ -45,8 +45,6 @@ def main(root):
                 rel = os.path.relpath(path, root).replace(os.sep, "/")
                 parts = rel.split("/")
                 for header in quoted_includes(path):
-                    if header.endswith("internal.h"):
-                        problems.append(f"{rel}: includes \"{header}\": there is no catch-all private header")
                     if top == "src" and parts[1] in RANK:
                         check_floor_file(rel, parts[1], header, problems)
                     elif top == "src" and floor_of(header):
