@@ -83,6 +83,12 @@ CLG_API clg_status clg_max_pool2d(clg_context *ctx, const clg_tensor *x, clg_poo
 /* count_include_pad = true, PyTorch's default. */
 CLG_API clg_status clg_avg_pool2d(clg_context *ctx, const clg_tensor *x, clg_pool2d_params p, clg_tensor **out);
 
+/* ---- adaptive_avg_pool2d (src/ops/adaptive_pool2d.c): x (N, C, H, W) -> (N, C, out_h, out_w),
+ * PyTorch's windows: output row i averages rows [floor(i H / out_h), ceil((i + 1) H / out_h)),
+ * columns likewise (windows may overlap; out_h may exceed H). (1, 1) is global average pooling. */
+CLG_API clg_status clg_adaptive_avg_pool2d(clg_context *ctx, const clg_tensor *x, int out_h, int out_w,
+                                           clg_tensor **out);
+
 /* ---- batch_norm2d (src/ops/batchnorm.c) ----
  * training: normalises with the batch statistics and updates running_mean/var in place
  * (running = (1 - momentum) * running + momentum * batch, var unbiased), as PyTorch.
