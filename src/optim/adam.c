@@ -8,7 +8,15 @@
 #include "optim/optim.h"
 
 static clg_status adam_step(clg_optimizer *opt, size_t i, const clg_tensor *g);
-static const clg_optim_kind adam_kind = {"adam", adam_step};
+
+static size_t adam_state_names(const clg_optimizer *opt, const char *const **names) {
+    static const char *const moments[] = {"exp_avg", "exp_avg_sq"};
+    (void)opt;
+    *names = moments;
+    return 2;
+}
+
+static const clg_optim_kind adam_kind = {"adam", adam_step, adam_state_names};
 
 clg_adam_params clg_adam_default_params(void) {
     return (clg_adam_params){.lr = 1e-3,
@@ -21,6 +29,12 @@ clg_adam_params clg_adam_default_params(void) {
 
 clg_status clg_adam_create(clg_context *ctx, clg_tensor *const *params, size_t n, clg_adam_params p,
                            clg_optimizer **out) {
+    const clg_param_group one = clg_param_group_of(params, n);
+    return clg_adam_create_groups(ctx, &one, 1, p, out);
+}
+
+clg_status clg_adam_create_groups(clg_context *ctx, const clg_param_group *groups, size_t ngroups,
+                                  clg_adam_params p, clg_optimizer **out) {
     if (!ctx) return CLG_INVALID_ARGUMENT;
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "adam: out is NULL");
     *out = NULL;
@@ -34,7 +48,7 @@ clg_status clg_adam_create(clg_context *ctx, clg_tensor *const *params, size_t n
         return clg__fail(ctx, CLG_INVALID_ARGUMENT, "adam: beta2 %g is not in [0, 1)", p.beta2);
     if (!(p.weight_decay >= 0.0))
         return clg__fail(ctx, CLG_INVALID_ARGUMENT, "adam: weight_decay %g is not >= 0", p.weight_decay);
-    clg_status st = clg__optimizer_new(ctx, &adam_kind, params, n, p.lr, out);
+    clg_status st = clg__optimizer_new(ctx, &adam_kind, groups, ngroups, p.lr, p.weight_decay, out);
     if (st == CLG_OK) (*out)->hp.adam = p;
     return st;
 }
@@ -57,10 +71,11 @@ static clg_status adam_step(clg_optimizer *opt, size_t i, const clg_tensor *g) {
      * step gets its own bias correction. */
     const double t = (double)(e->steps + 1);
     const double bc1 = 1.0 - pow(hp->beta1, t), bc2 = 1.0 - pow(hp->beta2, t);
-    const double step_size = opt->lr / bc1, bc2_sqrt = sqrt(bc2);
+    const clg_optim_group *grp = &opt->groups[e->group];
+    const double step_size = grp->lr / bc1, bc2_sqrt = sqrt(bc2);
     /* Adam folds the decay into the gradient; AdamW shrinks the parameter first. */
-    const double wd = hp->decoupled_weight_decay ? 0.0 : hp->weight_decay;
-    const double decay = hp->decoupled_weight_decay ? 1.0 - opt->lr * hp->weight_decay : 1.0;
+    const double wd = hp->decoupled_weight_decay ? 0.0 : grp->weight_decay;
+    const double decay = hp->decoupled_weight_decay ? 1.0 - grp->lr * grp->weight_decay : 1.0;
 
     clg_real r[9];
     return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "adam", CLG_ARG(pm), CLG_ARG(gm), CLG_ARG(mm), CLG_ARG(vm),

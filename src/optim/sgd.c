@@ -7,7 +7,14 @@
 #include "optim/optim.h"
 
 static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g);
-static const clg_optim_kind sgd_kind = {"sgd", sgd_step};
+
+static size_t sgd_state_names(const clg_optimizer *opt, const char *const **names) {
+    static const char *const momentum[] = {"momentum_buffer"};
+    *names = momentum;
+    return opt->hp.sgd.momentum != 0.0 ? 1 : 0;
+}
+
+static const clg_optim_kind sgd_kind = {"sgd", sgd_step, sgd_state_names};
 
 clg_sgd_params clg_sgd_default_params(void) {
     return (clg_sgd_params){
@@ -16,6 +23,12 @@ clg_sgd_params clg_sgd_default_params(void) {
 
 clg_status clg_sgd_create(clg_context *ctx, clg_tensor *const *params, size_t n, clg_sgd_params p,
                           clg_optimizer **out) {
+    const clg_param_group one = clg_param_group_of(params, n);
+    return clg_sgd_create_groups(ctx, &one, 1, p, out);
+}
+
+clg_status clg_sgd_create_groups(clg_context *ctx, const clg_param_group *groups, size_t ngroups,
+                                 clg_sgd_params p, clg_optimizer **out) {
     if (!ctx) return CLG_INVALID_ARGUMENT;
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "sgd: out is NULL");
     *out = NULL;
@@ -32,7 +45,7 @@ clg_status clg_sgd_create(clg_context *ctx, clg_tensor *const *params, size_t n,
         return clg__fail(ctx, CLG_INVALID_ARGUMENT,
                          "sgd: nesterov needs momentum > 0 and dampening == 0 (momentum %g, dampening %g)",
                          p.momentum, p.dampening);
-    clg_status st = clg__optimizer_new(ctx, &sgd_kind, params, n, p.lr, out);
+    clg_status st = clg__optimizer_new(ctx, &sgd_kind, groups, ngroups, p.lr, p.weight_decay, out);
     if (st == CLG_OK) (*out)->hp.sgd = p;
     return st;
 }
@@ -46,8 +59,9 @@ static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g) {
     const int n = (int)p->numel;
     cl_mem pm = clg__mem(p), gm = clg__mem(g); // (numel) each
     clg_real a_lr, a_wd, a_mom, a_damp;
-    const clg_karg lr = clg__real(dt, &a_lr, opt->lr);
-    const clg_karg wd = clg__real(dt, &a_wd, hp->weight_decay);
+    const clg_optim_group *grp = &opt->groups[e->group];
+    const clg_karg lr = clg__real(dt, &a_lr, grp->lr);
+    const clg_karg wd = clg__real(dt, &a_wd, grp->weight_decay);
     cl_kernel k;
     clg_status st;
     if (hp->momentum == 0.0) {
@@ -55,10 +69,11 @@ static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g) {
         return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "sgd", CLG_ARG(pm), CLG_ARG(gm), lr, wd, CLG_ARG(n));
     }
     if ((st = clg__kernel_dt(ctx, "optim/sgd", "sgd_momentum_step", dt, NULL, &k))) return st;
+    /* PyTorch's buffer starts as a copy of the first d_p, not as zeros + (1 - dampening) d_p:
+     * "first" is "no buffer yet" (a loaded buffer counts). */
+    const int first = e->state[0] == NULL;
     if ((st = clg__optimizer_state(opt, i, 0))) return st;
     cl_mem bm = clg__mem(e->state[0]); // (numel) momentum buffer
-    /* PyTorch's buffer starts as a copy of the first d_p, not as zeros + (1 - dampening) d_p. */
-    const int first = e->steps == 0;
     const int nesterov = hp->nesterov;
     const clg_karg mom = clg__real(dt, &a_mom, hp->momentum);
     const clg_karg damp = clg__real(dt, &a_damp, 1.0 - hp->dampening);
