@@ -1,7 +1,7 @@
 /* src/io/idx.c - the IDX reader (MNIST / Fashion-MNIST): magic 00 00 08 ndims, ndims
  * big-endian u32 dims, then exactly prod(dims) unsigned bytes; gzip input is inflated with
  * zlib under a size cap. Host memory only (no context), so it compiles alone for
- * tests/fuzz/fuzz_idx.c. Tests: tests/io/test_idx.c.
+ * tests/fuzz/fuzz_idx.c (and, with src/io/file.c, fuzz_idx_read.c). Tests: tests/io/test_idx.c.
  */
 #include "clgrad/io.h"
 
@@ -116,11 +116,14 @@ done:
     return CLG_OK;
 }
 
-/* Parses raw IDX bytes; the data is copied into out. */
-static clg_status idx_parse_raw(const unsigned char *b, size_t len, size_t cap, clg_idx *out,
-                                char *err, size_t err_len) {
+/* Checks a raw IDX header against the length of the whole input (len bytes, of which the
+ * first avail are at b: at least min(len, IDX_MAX_HEADER)): magic, type, dims, and exactly
+ * prod(dims) data bytes after the header. Fills out->ndim and out->dims, *header and *total. */
+static clg_status idx_check_header(const unsigned char *b, size_t avail, uint64_t len, size_t cap, clg_idx *out,
+                                   size_t *header_out, size_t *total_out, char *err, size_t err_len) {
+    (void)avail;
     if (len < 4) {
-        clg__fmt(err, err_len, "IDX: %zu bytes, too short for the 4-byte magic", len);
+        clg__fmt(err, err_len, "IDX: %llu bytes, too short for the 4-byte magic", (unsigned long long)len);
         return CLG_BAD_FORMAT;
     }
     if (b[0] != 0 || b[1] != 0) {
@@ -139,8 +142,8 @@ static clg_status idx_parse_raw(const unsigned char *b, size_t len, size_t cap, 
     }
     size_t header = 4 + 4 * (size_t)ndim;
     if (len < header) {
-        clg__fmt(err, err_len, "IDX: %zu bytes, too short for the %zu-byte header of %d dims",
-                     len, header, ndim);
+        clg__fmt(err, err_len, "IDX: %llu bytes, too short for the %zu-byte header of %d dims",
+                     (unsigned long long)len, header, ndim);
         return CLG_BAD_FORMAT;
     }
     size_t total = 1;
@@ -162,19 +165,30 @@ static clg_status idx_parse_raw(const unsigned char *b, size_t len, size_t cap, 
         off += (size_t)snprintf(dims_str + off, sizeof dims_str - off, i ? ", %lu" : "%lu",
                                 (unsigned long)d);
     }
-    size_t have = len - header;
+    uint64_t have = len - header;
     if (have != total) {
-        clg__fmt(err, err_len, "IDX: dims (%s) need %zu data bytes but the file has %zu (%s)",
-                     dims_str, total, have, have > total ? "trailing bytes" : "truncated");
+        clg__fmt(err, err_len, "IDX: dims (%s) need %zu data bytes but the file has %llu (%s)",
+                     dims_str, total, (unsigned long long)have, have > total ? "trailing bytes" : "truncated");
         return CLG_BAD_FORMAT;
     }
+    out->ndim = ndim;
+    *header_out = header;
+    *total_out = total;
+    return CLG_OK;
+}
+
+/* Parses raw IDX bytes; the data is copied into out. */
+static clg_status idx_parse_raw(const unsigned char *b, size_t len, size_t cap, clg_idx *out,
+                                char *err, size_t err_len) {
+    size_t header, total;
+    clg_status st = idx_check_header(b, len, len, cap, out, &header, &total, err, err_len);
+    if (st != CLG_OK) return st;
     unsigned char *data = malloc(total);
     if (!data) {
         clg__fmt(err, err_len, "IDX: out of host memory for %zu bytes", total);
         return CLG_OUT_OF_HOST_MEMORY;
     }
     memcpy(data, b + header, total);
-    out->ndim = ndim;
     out->data = data;
     out->size = total;
     return CLG_OK;
@@ -208,25 +222,76 @@ CLG_API clg_status clg_idx_parse(const void *bytes, size_t len, clg_idx *out, ch
     return clg__idx_parse_capped(bytes, len, IDX_MAX_DATA, out, err, err_len);
 }
 
-CLG_API clg_status clg_idx_read(const char *path, clg_idx *out, char *err, size_t err_len) {
+/* Reads path under the cap, reading no more than it must: a regular file only (a FIFO or
+ * /dev/zero is refused before a byte is read); a raw file's header is checked against the
+ * file's size before the data is read, straight into out; a gzip file is read whole only when
+ * it is no bigger than the biggest IDX under the cap compresses to. */
+static clg_status idx_read_capped(const char *path, size_t cap, clg_idx *out, char *err, size_t err_len) {
+    io_file f;
+    clg_status st = io__open_regular(path, "IDX", &f, err, err_len);
+    if (st != CLG_OK) return st;
+    unsigned char head[IDX_MAX_HEADER];
+    size_t head_len = f.size < sizeof head ? (size_t)f.size : sizeof head;
+    unsigned char *buf = NULL;
+    if ((st = io__read_at(&f, 0, head, head_len, "IDX", path, err, err_len)) != CLG_OK) goto done;
+    if (head_len >= 2 && head[0] == 0x1f && head[1] == 0x8b) {
+        /* Deflate's worst case (stored blocks) adds 5 bytes per 64 KiB; members back to back
+         * and header fields add a little more: 1/64 and 64 KiB are far beyond both. */
+        const uint64_t max_gz = (uint64_t)cap + cap / 64 + ((uint64_t)1 << 16);
+        if (f.size > max_gz || f.size > SIZE_MAX - 1) {
+            clg__fmt(err, err_len, "IDX: a %llu-byte gzip file is more than any IDX under the %zu-byte cap "
+                     "compresses to", (unsigned long long)f.size, cap);
+            st = CLG_BAD_FORMAT;
+            goto done;
+        }
+        buf = malloc(f.size ? (size_t)f.size : 1);
+        if (!buf) {
+            clg__fmt(err, err_len, "IDX: out of host memory for %llu bytes", (unsigned long long)f.size);
+            st = CLG_OUT_OF_HOST_MEMORY;
+            goto done;
+        }
+        if ((st = io__read_at(&f, 0, buf, (size_t)f.size, "IDX", path, err, err_len)) != CLG_OK) goto done;
+        st = clg__idx_parse_capped(buf, (size_t)f.size, cap, out, err, err_len);
+        goto done;
+    }
+    size_t header, total;
+    if ((st = idx_check_header(head, head_len, f.size, cap, out, &header, &total, err, err_len)) != CLG_OK)
+        goto done;
+    out->data = malloc(total);
+    if (!out->data) {
+        clg__fmt(err, err_len, "IDX: out of host memory for %zu bytes", total);
+        st = CLG_OUT_OF_HOST_MEMORY;
+        goto done;
+    }
+    out->size = total;
+    st = io__read_at(&f, header, out->data, total, "IDX", path, err, err_len);
+done:
+    free(buf);
+    io__close(&f);
+    if (st != CLG_OK) clg_idx_free(out);
+    return st;
+}
+
+clg_status clg__idx_read_capped(const char *path, size_t cap, clg_idx *out, char *err, size_t err_len) {
     if (!out || !path) {
         clg__fmt(err, err_len, "clg_idx_read: path or out is NULL");
         return CLG_INVALID_ARGUMENT;
     }
     memset(out, 0, sizeof *out);
-    unsigned char *buf;
-    size_t size;
-    /* A raw file over the cap is refused before it is read whole; a gzip one is far smaller. */
-    clg_status st = clg__read_file(path, IDX_MAX_DATA + IDX_MAX_HEADER, "IDX", &buf, &size,
-                                      err, err_len);
-    if (st != CLG_OK)
-        return st;
     char why[400] = "";
-    st = clg__idx_parse_capped(buf, size, IDX_MAX_DATA, out, why, sizeof why);
-    free(buf);
-    if (st != CLG_OK) /* "IDX: <path>: <reason>" */
-        clg__fmt(err, err_len, "IDX: %s: %s", path, strncmp(why, "IDX: ", 5) == 0 ? why + 5 : why);
+    clg_status st = idx_read_capped(path, cap, out, why, sizeof why);
+    if (st != CLG_OK) { /* "IDX: <path>: <reason>", the path once */
+        const char *reason = strncmp(why, "IDX: ", 5) == 0 ? why + 5 : why;
+        if (strstr(reason, path))
+            clg__fmt(err, err_len, "IDX: %s", reason);
+        else
+            clg__fmt(err, err_len, "IDX: %s: %s", path, reason);
+    }
     return st;
+}
+
+CLG_API clg_status clg_idx_read(const char *path, clg_idx *out, char *err, size_t err_len) {
+    return clg__idx_read_capped(path, IDX_MAX_DATA, out, err, err_len);
 }
 
 CLG_API void clg_idx_free(clg_idx *idx) {

@@ -1,6 +1,7 @@
 /* src/io/io.h - what the readers and writers of src/io share: little/big-endian byte access
  * (files have a fixed byte order, the host may not) and bit patterns; whole-file reading, the
- * error formatter and checked sizes come from src/core/host.h. Nothing here needs a context or
+ * error formatter and checked sizes come from src/core/host.h; the readers open files through
+ * io__open_regular (src/io/file.c). Nothing here needs a context or
  * OpenCL, so the parsers compile alone for the fuzz targets in tests/fuzz.
  */
 #ifndef CLGRAD_IO_IO_H
@@ -21,6 +22,22 @@
 struct clg_idx;
 clg_status clg__idx_parse_capped(const void *bytes, size_t len, size_t cap, struct clg_idx *out,
                                  char *err, size_t err_len);
+/* clg_idx_read with the cap as a parameter. */
+clg_status clg__idx_read_capped(const char *path, size_t cap, struct clg_idx *out, char *err, size_t err_len);
+
+/* An open regular file for the readers (src/io/file.c). */
+typedef struct io_file {
+    int fd;
+    uint64_t size; /* from fstat at open */
+} io_file;
+/* Opens path for reading without blocking and refuses anything but a regular file (a FIFO,
+ * /dev/zero, a folder) with CLG_IO_ERROR; what prefixes messages ("IDX"). */
+clg_status io__open_regular(const char *path, const char *what, io_file *f, char *err, size_t err_len);
+/* Reads exactly len bytes at offset: CLG_BAD_FORMAT when the file ends first (it shrank),
+ * CLG_IO_ERROR on a read error. */
+clg_status io__read_at(const io_file *f, uint64_t offset, void *buf, size_t len, const char *what,
+                       const char *path, char *err, size_t err_len);
+void io__close(io_file *f);
 
 static inline uint64_t io__load_le64(const unsigned char *p) {
     uint64_t v = 0;

@@ -1,6 +1,8 @@
 /* src/io/safetensors.c - the safetensors reader: an 8-byte little-endian header length, a
  * JSON header (parsed by cJSON) naming each tensor's dtype, shape and byte range, then the
- * data block. Host memory only, so it compiles alone for tests/fuzz/fuzz_safetensors.c.
+ * data block. Host memory only, so it compiles alone for tests/fuzz/fuzz_safetensors.c (and,
+ * with src/io/file.c, fuzz_safetensors_read.c). clg_st_read checks the length and the header
+ * against the file's size before it reads the data.
  * The writer and module load/save (device side) are in src/io/checkpoint.c.
  * Tests: tests/io/test_safetensors.c.
  */
@@ -296,6 +298,83 @@ CLG_API clg_status clg_st_parse(const void *data, size_t size, clg_st_file *out,
     return st_parse_owned(copy, size, out, err, err_len);
 }
 
+/* How many bytes after the header the header's entries reach: the largest well-formed
+ * data_offsets end. Only sizes the read; st_parse_owned checks everything, so anything odd
+ * here just counts as 0. */
+static uint64_t st_header_reach(const unsigned char *header, size_t n) {
+    char *text = malloc(n + 1);
+    if (!text) return 0;
+    memcpy(text, header, n);
+    text[n] = '\0';
+    cJSON *root = cJSON_ParseWithLengthOpts(text, n, NULL, 0);
+    uint64_t reach = 0;
+    for (const cJSON *j = root && cJSON_IsObject(root) ? root->child : NULL; j; j = j->next) {
+        const cJSON *offs = cJSON_GetObjectItemCaseSensitive(j, "data_offsets");
+        uint64_t end;
+        if (cJSON_IsArray(offs) && cJSON_GetArraySize(offs) == 2 &&
+            st_json_uint(offs->child->next, ST_MAX_INT, &end) && end > reach)
+            reach = end;
+    }
+    cJSON_Delete(root);
+    free(text);
+    return reach;
+}
+
+/* Reads what a safetensors file needs and no more: a regular file only (a FIFO or /dev/zero
+ * is refused before any byte is read), the 8-byte length and the header checked against the
+ * file's size first, then only the data block the header's entries reach (bytes past it are
+ * not read, as st_parse_owned would ignore them); a header that reaches past the end of the
+ * file fails before any data is read. */
+static clg_status st_read_capped(const char *path, unsigned char **buf_out, size_t *size_out, char *err,
+                                 size_t err_len) {
+    clg_status st = CLG_OK;
+    unsigned char *buf = NULL;
+    io_file f;
+    *buf_out = NULL;
+    *size_out = 0;
+    st = io__open_regular(path, "safetensors", &f, err, err_len);
+    if (st != CLG_OK) return st;
+    unsigned char len_le[8];
+    if (f.size < 8)
+        ST_FAIL(CLG_BAD_FORMAT, "file is %llu bytes, too short for the 8-byte header length",
+                (unsigned long long)f.size);
+    if ((st = io__read_at(&f, 0, len_le, 8, "safetensors", path, err, err_len)) != CLG_OK) goto done;
+    uint64_t n = io__load_le64(len_le);
+    if (n > ST_MAX_HEADER)
+        ST_FAIL(CLG_BAD_FORMAT, "header length %llu is over the 100 MB limit", (unsigned long long)n);
+    if (n > f.size - 8)
+        ST_FAIL(CLG_BAD_FORMAT, "header length %llu is more than the %llu bytes after it (truncated?)",
+                (unsigned long long)n, (unsigned long long)(f.size - 8));
+    buf = malloc(8 + (size_t)n + 1);
+    if (!buf)
+        ST_FAIL(CLG_OUT_OF_HOST_MEMORY, "out of host memory for a %llu-byte header", (unsigned long long)n);
+    memcpy(buf, len_le, 8);
+    if ((st = io__read_at(&f, 8, buf + 8, (size_t)n, "safetensors", path, err, err_len)) != CLG_OK) goto done;
+    uint64_t block = f.size - 8 - n, reach = st_header_reach(buf + 8, (size_t)n);
+    if (reach > block) /* the data is not all there: nothing more is worth reading */
+        ST_FAIL(CLG_BAD_FORMAT, "data_offsets reach byte %llu of the data block, but the file has %llu "
+                "bytes after the header (truncated?)", (unsigned long long)reach, (unsigned long long)block);
+    block = reach;
+    uint64_t total = 8 + n + block;
+    if (total > SIZE_MAX - 1)
+        ST_FAIL(CLG_OUT_OF_HOST_MEMORY, "a %llu-byte file does not fit in memory", (unsigned long long)total);
+    if (block) {
+        unsigned char *grown = realloc(buf, (size_t)total);
+        if (!grown)
+            ST_FAIL(CLG_OUT_OF_HOST_MEMORY, "out of host memory for %llu bytes", (unsigned long long)total);
+        buf = grown;
+        if ((st = io__read_at(&f, 8 + n, buf + 8 + n, (size_t)block, "safetensors", path, err, err_len)) != CLG_OK)
+            goto done;
+    }
+    *buf_out = buf;
+    *size_out = (size_t)total;
+    buf = NULL;
+done:
+    free(buf);
+    io__close(&f);
+    return st;
+}
+
 CLG_API clg_status clg_st_read(const char *path, clg_st_file *out, char *err, size_t err_len) {
     if (!out || !path) {
         clg__fmt(err, err_len, "clg_st_read: path or out is NULL");
@@ -304,14 +383,16 @@ CLG_API clg_status clg_st_read(const char *path, clg_st_file *out, char *err, si
     memset(out, 0, sizeof *out);
     unsigned char *buf;
     size_t size;
-    clg_status st = clg__read_file(path, SIZE_MAX, "safetensors", &buf, &size, err, err_len);
-    if (st != CLG_OK)
-        return st;
     char why[512] = "";
-    st = st_parse_owned(buf, size, out, why, sizeof why);
-    if (st != CLG_OK) /* "safetensors: <path>: <reason>" */
-        clg__fmt(err, err_len, "safetensors: %s: %s", path,
-                     strncmp(why, "safetensors: ", 13) == 0 ? why + 13 : why);
+    clg_status st = st_read_capped(path, &buf, &size, why, sizeof why);
+    if (st == CLG_OK) st = st_parse_owned(buf, size, out, why, sizeof why);
+    if (st != CLG_OK) { /* "safetensors: <path>: <reason>", the path once */
+        const char *reason = strncmp(why, "safetensors: ", 13) == 0 ? why + 13 : why;
+        if (strstr(reason, path))
+            clg__fmt(err, err_len, "safetensors: %s", reason);
+        else
+            clg__fmt(err, err_len, "safetensors: %s: %s", path, reason);
+    }
     return st;
 }
 

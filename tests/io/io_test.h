@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "clgrad.h"
@@ -65,6 +67,18 @@ static inline void write_file(const char *path, const void *data, size_t len) {
     assert_non_null(f);
     assert_int_equal(fwrite(data, 1, len, f), len);
     assert_int_equal(fclose(f), 0);
+}
+
+/* A sparse file of size bytes starting with head (len bytes): big on paper, nothing on disk. */
+static inline void write_sparse(const char *path, const void *head, size_t len, off_t size) {
+    write_file(path, head, len);
+    assert_int_equal(truncate(path, size), 0);
+}
+
+/* A FIFO at path (mkfifo), or false where the file system has none. */
+static inline bool make_fifo(const char *path) {
+    unlink(path);
+    return mkfifo(path, 0600) == 0;
 }
 
 #endif

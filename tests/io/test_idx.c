@@ -240,6 +240,69 @@ static void test_idx_read_files(void **state) {
     free(b);
 }
 
+/* Only regular files: a FIFO (which used to hang the open) and /dev/zero (read up to the
+ * 1 GiB cap before) fail at once. */
+static void test_idx_read_not_regular(void **state) {
+    (void)state;
+    char path[256], err[512] = "";
+    clg_idx x;
+    tmp_path(path, sizeof path, "fifo-idx1-ubyte");
+    if (make_fifo(path)) {
+        assert_int_equal(clg_idx_read(path, &x, err, sizeof err), CLG_IO_ERROR);
+        assert_non_null(strstr(err, "a FIFO, not a regular file"));
+        assert_null(x.data);
+        unlink(path);
+    }
+    if (access("/dev/zero", R_OK) == 0) {
+        assert_int_equal(clg_idx_read("/dev/zero", &x, err, sizeof err), CLG_IO_ERROR);
+        assert_non_null(strstr(err, "a character device, not a regular file"));
+    }
+    assert_int_equal(clg_idx_read(tmp_root, &x, err, sizeof err), CLG_IO_ERROR);
+    assert_non_null(strstr(err, "a folder"));
+}
+
+/* The header is checked against the file's size before any data is read: a sparse 3 GiB
+ * file whose dims say 6 bytes is refused with its full size in the reason (the old reader
+ * read 1 GiB of it first); a gzip file too big for any IDX under the cap is refused unread. */
+static void test_idx_read_caps_before_reading(void **state) {
+    (void)state;
+    char path[256], err[512] = "";
+    clg_idx x;
+    tmp_path(path, sizeof path, "big-idx1-ubyte");
+    const uint32_t d1[1] = {6};
+    size_t len;
+    unsigned char *b = idx_build(1, d1, 0, &len);
+    write_sparse(path, b, len, (off_t)3 << 30);
+    assert_int_equal(clg_idx_read(path, &x, err, sizeof err), CLG_BAD_FORMAT);
+    char want[128];
+    snprintf(want, sizeof want, "need 6 data bytes but the file has %llu (trailing bytes)",
+             ((unsigned long long)3 << 30) - 8);
+    if (!strstr(err, want)) fail_msg("%s", err);
+    assert_null(x.data);
+    /* Dims that need more than the file holds: truncated, also before reading. */
+    const uint32_t d2[2] = {1000, 1000};
+    free(b);
+    b = idx_build(2, d2, 0, &len);
+    write_file(path, b, 12 + 10);
+    assert_int_equal(clg_idx_read(path, &x, err, sizeof err), CLG_BAD_FORMAT);
+    assert_non_null(strstr(err, "need 1000000 data bytes but the file has 10 (truncated)"));
+    /* The same with a small cap: refused on the dims. */
+    write_file(path, b, len);
+    assert_int_equal(clg__idx_read_capped(path, 1000, &x, err, sizeof err), CLG_BAD_FORMAT);
+    assert_non_null(strstr(err, "more than the 1000-byte cap"));
+    assert_int_equal(clg__idx_read_capped(path, 1000000, &x, err, sizeof err), CLG_OK);
+    assert_int_equal(x.size, 1000000);
+    clg_idx_free(&x);
+    /* gzip: a cap of 1000 bytes allows at most 1000 + 15 + 65536 compressed bytes. */
+    const unsigned char magic[2] = {0x1f, 0x8b};
+    write_sparse(path, magic, 2, 1000 + 15 + 65536 + 1);
+    assert_int_equal(clg__idx_read_capped(path, 1000, &x, err, sizeof err), CLG_BAD_FORMAT);
+    assert_non_null(strstr(err, "more than any IDX under the 1000-byte cap compresses to"));
+    assert_null(x.data);
+    free(b);
+    unlink(path);
+}
+
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
 
 static void test_idx_fashion_mnist(void **state) {
@@ -285,6 +348,8 @@ int main(void) {
         cmocka_unit_test(test_idx_gzip_rejects),
         cmocka_unit_test(test_idx_gzip_bomb_capped),
         cmocka_unit_test(test_idx_read_files),
+        cmocka_unit_test(test_idx_read_not_regular),
+        cmocka_unit_test(test_idx_read_caps_before_reading),
         cmocka_unit_test(test_idx_fashion_mnist),
     };
     if (make_tmp_root(NULL) != 0) return 1;

@@ -292,6 +292,75 @@ static void test_st_read_missing_file(void **state) {
     assert_non_null(strstr(err, "bytes after"));
 }
 
+/* Only regular files are read: a FIFO (which used to hang the open), /dev/zero (which used
+ * to be read until memory ran out) and a folder fail at once, with what they are. */
+static void test_st_read_not_regular(void **state) {
+    (void)state;
+    char path[256], err[512] = "";
+    clg_st_file f;
+    tmp_path(path, sizeof path, "fifo.safetensors");
+    if (make_fifo(path)) {
+        assert_int_equal(clg_st_read(path, &f, err, sizeof err), CLG_IO_ERROR);
+        assert_non_null(strstr(err, "a FIFO, not a regular file"));
+        assert_null(f.buffer);
+        unlink(path);
+    }
+    if (access("/dev/zero", R_OK) == 0) {
+        assert_int_equal(clg_st_read("/dev/zero", &f, err, sizeof err), CLG_IO_ERROR);
+        assert_non_null(strstr(err, "a character device, not a regular file"));
+        assert_non_null(strstr(err, "/dev/zero"));
+    }
+    assert_int_equal(clg_st_read(tmp_root, &f, err, sizeof err), CLG_IO_ERROR);
+    assert_non_null(strstr(err, "a folder"));
+}
+
+/* The length and the header are checked against the file's size before the rest is read,
+ * and only the data the header reaches is read: sparse files of many GiB show it (reading
+ * them would take the 8 GiB the old reader allocated). */
+static void test_st_read_caps_before_reading(void **state) {
+    (void)state;
+    char path[256], err[512] = "";
+    clg_st_file f;
+    tmp_path(path, sizeof path, "big.safetensors");
+    const off_t big = (off_t)8 << 30;
+
+    /* A header length of 2^40: refused on the 8 bytes alone. */
+    unsigned char len_only[8];
+    io__store_le64(len_only, (uint64_t)1 << 40);
+    write_sparse(path, len_only, 8, big);
+    assert_int_equal(clg_st_read(path, &f, err, sizeof err), CLG_BAD_FORMAT);
+    assert_non_null(strstr(err, "over the 100 MB limit"));
+
+    /* A header length beyond the file's end: refused against the size, nothing read. */
+    io__store_le64(len_only, 4096);
+    write_file(path, len_only, 8);
+    assert_int_equal(clg_st_read(path, &f, err, sizeof err), CLG_BAD_FORMAT);
+    assert_non_null(strstr(err, "more than the 0 bytes after it"));
+
+    /* A sound header and 4 data bytes, then 8 GiB of nothing: only 8 + header + 4 bytes are
+     * read, and the tensor is there. */
+    const float one = 1.5f;
+    size_t len;
+    unsigned char *b = st_build("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", &one, 4, &len);
+    write_sparse(path, b, len, big);
+    clg_status st = clg_st_read(path, &f, err, sizeof err);
+    if (st != CLG_OK) fail_msg("%s", err);
+    assert_int_equal(f.size, len);
+    assert_int_equal(f.n_entries, 1);
+    assert_memory_equal(f.entries[0].data, &one, 4);
+    clg_st_file_free(&f);
+
+    /* A header that reaches past the end of the file: refused before the data is read. */
+    free(b);
+    b = st_build("{\"t\":{\"dtype\":\"F32\",\"shape\":[1024],\"data_offsets\":[0,4096]}}", NULL, 100, &len);
+    write_file(path, b, len);
+    assert_int_equal(clg_st_read(path, &f, err, sizeof err), CLG_BAD_FORMAT);
+    assert_non_null(strstr(err, "reach byte 4096 of the data block, but the file has 100"));
+    assert_non_null(strstr(err, path));
+    free(b);
+    unlink(path);
+}
+
 /* A file written by the fixture script next to PyTorch (tests/fixtures/README.md): the
  * stored conv2d output must equal the conv2d of the stored input and weight. */
 static void test_st_read_pytorch_fixture(void **state) {
@@ -337,6 +406,8 @@ int main(void) {
         cmocka_unit_test(test_st_parse_truncated_and_mutated),
         cmocka_unit_test(test_st_parse_bad_args),
         cmocka_unit_test(test_st_read_missing_file),
+        cmocka_unit_test(test_st_read_not_regular),
+        cmocka_unit_test(test_st_read_caps_before_reading),
         cmocka_unit_test(test_st_read_pytorch_fixture),
     };
     if (make_tmp_root(NULL) != 0) return 1;
