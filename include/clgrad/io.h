@@ -1,8 +1,9 @@
 /* clgrad/io.h - outside data: safetensors checkpoints (read: src/io/safetensors.c; write and
  * module load/save: src/io/checkpoint.c) and IDX image sets (src/io/idx.c). Every reader
- * checks sizes before it reads; files are written to a temporary name and renamed, so a
- * crash never leaves a half-written checkpoint.
- * Tests: tests/io/ (test_safetensors.c, test_idx.c, test_checkpoint.c); fuzz targets in tests/fuzz (run.sh).
+ * takes regular files only and checks sizes before it reads (src/io/file.c); files are
+ * written to a temporary name and renamed, so a crash never leaves a half-written checkpoint.
+ * Tests: tests/io/ (test_safetensors.c, test_idx.c, test_checkpoint.c, test_checkpoint_crash.c);
+ * fuzz targets in tests/fuzz (run.sh).
  */
 #ifndef CLGRAD_IO_H
 #define CLGRAD_IO_H
@@ -14,18 +15,46 @@ extern "C" {
 #endif
 
 /* ---- safetensors ---- */
+/* What a save may do beyond the default. */
+typedef struct clg_save_params {
+    /* false (the default): a tensor holding a NaN or an infinity fails the save with
+     * CLG_INVALID_ARGUMENT, naming the tensor and the element, before the file at path is
+     * touched, so a diverged run never replaces a good checkpoint. true writes them as they
+     * are (safetensors has no objection; PyTorch loads them). */
+    bool allow_nonfinite;
+} clg_save_params;
+CLG_API clg_save_params clg_save_default_params(void);
+
 /* Writes entries (name -> tensor, F32 or F64, C order) atomically to path: in the given
- * order, the header padded with spaces to a multiple of 8, via "<path>.tmp.<pid>" + fsync +
- * rename, so a failure leaves any previous file at path as it was. */
+ * order, the header padded with spaces to a multiple of 8, every value checked finite (see
+ * clg_save_params), via the temp file "<path>.tmp" + fsync + rename, so a failure leaves any
+ * previous file at path as it was.
+ * - The temp name is one per path: a save that is killed leaves at most "<path>.tmp", and the
+ *   next save to path removes it. (A file of yours called "<path>.tmp" is not safe there.)
+ * - Saves to one path, from any process or thread, take turns: each holds an flock on its
+ *   temp file from creation to rename, a second waits for the first, and the last to finish
+ *   wins. (On a file system without flock they do not wait: the last rename wins, and a save
+ *   whose temp file another removed fails with CLG_IO_ERROR.)
+ * - Over an existing regular file, the new file keeps its permission bits (not its owner,
+ *   group, ACLs or extended attributes; hard links to the old file keep the old content).
+ * - A symlink at path is replaced by the new file, as rename does: the link's target is left
+ *   as it was. Resolve the link first (realpath) to write through it.
+ * Same-named entries, "__metadata__" as a name, or NULLs: CLG_INVALID_ARGUMENT. */
 CLG_API clg_status clg_safetensors_save(clg_context *ctx, const char *path,
                                         const clg_named_tensor *entries, size_t n);
+CLG_API clg_status clg_safetensors_save_with(clg_context *ctx, const char *path,
+                                             const clg_named_tensor *entries, size_t n,
+                                             clg_save_params params);
 /* Loads every tensor of the module's state from path: names and shapes must all match
  * (F64 files convert into F32 tensors and back; a file's shape [] counts as [1]). Extra or
  * missing names fail with CLG_BAD_FORMAT, other shapes with CLG_SHAPE_MISMATCH, all checked
  * before anything is written (only a failing device write can leave a partial load).
  * num_batches_tracked: PyTorch's I64 [] loads into clgrad's F32 (1); save writes F32 [1]. */
 CLG_API clg_status clg_module_load(clg_context *ctx, clg_module *m, const char *path);
+/* The module's state through clg_safetensors_save (default params) / _with (params). */
 CLG_API clg_status clg_module_save(clg_context *ctx, const clg_module *m, const char *path);
+CLG_API clg_status clg_module_save_with(clg_context *ctx, const clg_module *m, const char *path,
+                                        clg_save_params params);
 
 /* A parsed safetensors file held in host memory (for tools and fuzzing). */
 typedef struct clg_st_entry {
@@ -46,6 +75,10 @@ typedef struct clg_st_file {
 } clg_st_file;
 /* Parses size bytes at data (copied). err gets a reason. Free with clg_st_file_free. */
 CLG_API clg_status clg_st_parse(const void *data, size_t size, clg_st_file *out, char *err, size_t err_len);
+/* Reads and parses path. Only a regular file: a FIFO, a device (/dev/zero) or a folder fails
+ * with CLG_IO_ERROR before anything is read. The header length is checked (at most 100 MB,
+ * within the file) before the header is read, and only the data the header's entries reach
+ * is read after it (out->size counts what was read; trailing bytes are not). */
 CLG_API clg_status clg_st_read(const char *path, clg_st_file *out, char *err, size_t err_len);
 CLG_API void clg_st_file_free(clg_st_file *f);
 
@@ -58,7 +91,10 @@ typedef struct clg_idx {
 } clg_idx;
 /* Parses len bytes: raw IDX, or gzip of it (starts with 1f 8b). */
 CLG_API clg_status clg_idx_parse(const void *bytes, size_t len, clg_idx *out, char *err, size_t err_len);
-/* Reads path (gunzipping when it starts with the gzip magic). Caps the decoded size at 1 GiB. */
+/* Reads path (gunzipping when it starts with the gzip magic). Caps the decoded size at 1 GiB.
+ * Only a regular file (else CLG_IO_ERROR, nothing read); a raw file's header is checked
+ * against the file's size before its data is read; a gzip file bigger than 1 GiB + 1/64 +
+ * 64 KiB (more than any IDX under the cap compresses to) is refused unread. */
 CLG_API clg_status clg_idx_read(const char *path, clg_idx *out, char *err, size_t err_len);
 CLG_API void clg_idx_free(clg_idx *idx);
 

@@ -1,11 +1,16 @@
 /* src/io/checkpoint.c - the device side of safetensors checkpoints: clg_safetensors_save
- * (header by cJSON, spaces to a multiple of 8, written to "<path>.tmp.<pid>", fsync'd and
- * renamed) and clg_module_save / clg_module_load on clg_module_state. The reader it relies
- * on is src/io/safetensors.c. Tests: tests/io/test_checkpoint.c.
+ * (header by cJSON, spaces to a multiple of 8, every value checked finite, written to
+ * "<path>.tmp" under an flock, fsync'd and renamed) and clg_module_save / clg_module_load on
+ * clg_module_state. The reader it relies on is src/io/safetensors.c.
+ * Tests: tests/io/test_checkpoint.c, test_checkpoint_crash.c (kills, leftovers).
  */
+#define _DEFAULT_SOURCE /* flock (BSD, also in glibc and musl) */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -121,8 +126,92 @@ static void sync_parent_dir(const char *path) {
     close(fd);
 }
 
-CLG_API clg_status clg_safetensors_save(clg_context *ctx, const char *path,
-                                        const clg_named_tensor *entries, size_t n) {
+/* The first value of a host copy (numel of dtype) that is NaN or infinite: true and *at. */
+static bool find_nonfinite(const void *host, size_t numel, clg_dtype dtype, size_t *at, double *value) {
+    for (size_t i = 0; i < numel; i++) {
+        double v = dtype == CLG_F64 ? ((const double *)host)[i] : (double)((const float *)host)[i];
+        if (!isfinite(v)) {
+            *at = i;
+            *value = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Same file (device and inode). */
+static bool same_file(const struct stat *a, const struct stat *b) {
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* Creates and locks the temp file tmp for one save: *fd is a new, empty file that this save
+ * created (O_EXCL) and holds an exclusive flock on, still named tmp. A temp file some earlier
+ * save left (killed) is unlocked: it is removed and a new one made. One another save is
+ * writing is locked: this waits until that save has renamed or removed it, then starts anew.
+ * Where the file system has no flock, saves to one path are not serialised (last rename
+ * wins, or the other's rename fails). */
+static clg_status claim_temp(clg_context *ctx, const char *tmp, int *fd_out) {
+    *fd_out = -1;
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        bool created = true;
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+        if (fd < 0 && errno == EEXIST) {
+            created = false;
+            fd = open(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+            if (fd < 0 && errno == ENOENT) continue; /* renamed or removed meanwhile */
+        }
+        if (fd < 0)
+            return clg__fail(ctx, CLG_IO_ERROR, "clg_safetensors_save: cannot create %s: %s", tmp, strerror(errno));
+        int r;
+        while ((r = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
+        }
+        bool locked = r == 0;
+        if (!locked && errno != ENOLCK && errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL) {
+            int e = errno;
+            close(fd);
+            return clg__fail(ctx, CLG_IO_ERROR, "clg_safetensors_save: cannot lock %s: %s", tmp, strerror(e));
+        }
+        /* Locked, but is it still the file called tmp? Another save may have renamed it into
+         * place (or removed it) while this one waited. */
+        struct stat mine, named;
+        if (fstat(fd, &mine) != 0 || lstat(tmp, &named) != 0 || !same_file(&mine, &named)) {
+            close(fd);
+            continue;
+        }
+        if (!S_ISREG(mine.st_mode)) {
+            close(fd);
+            return clg__fail(ctx, CLG_IO_ERROR, "clg_safetensors_save: %s exists and is not a regular file", tmp);
+        }
+        if (!created) {
+            /* Ours now, and no save is writing it: left by a save that died. A fresh file,
+             * so its mode is this save's own. */
+            if (unlink(tmp) != 0 && errno != ENOENT) {
+                int e = errno;
+                close(fd);
+                return clg__fail(ctx, CLG_IO_ERROR, "clg_safetensors_save: cannot remove the stale %s: %s", tmp,
+                                 strerror(e));
+            }
+            close(fd);
+            continue;
+        }
+        *fd_out = fd;
+        return CLG_OK;
+    }
+    return clg__fail(ctx, CLG_IO_ERROR, "clg_safetensors_save: %s keeps changing (other saves to the same path?)",
+                     tmp);
+}
+
+CLG_API clg_save_params clg_save_default_params(void) {
+    return (clg_save_params){.allow_nonfinite = false};
+}
+
+CLG_API clg_status clg_safetensors_save(clg_context *ctx, const char *path, const clg_named_tensor *entries,
+                                        size_t n) {
+    return clg_safetensors_save_with(ctx, path, entries, n, clg_save_default_params());
+}
+
+CLG_API clg_status clg_safetensors_save_with(clg_context *ctx, const char *path, const clg_named_tensor *entries,
+                                             size_t n, clg_save_params params) {
     if (!ctx) return CLG_INVALID_ARGUMENT;
     if (!path || !*path || (!entries && n > 0))
         return clg__fail(ctx, CLG_INVALID_ARGUMENT, "clg_safetensors_save: path or entries is NULL");
@@ -132,6 +221,7 @@ CLG_API clg_status clg_safetensors_save(clg_context *ctx, const char *path,
     char *header = NULL, *tmp = NULL;
     unsigned char *host = NULL;
     FILE *f = NULL;
+    int fd = -1;
     bool created = false;
     st = build_header(ctx, entries, n, &header);
     if (st != CLG_OK) return st;
@@ -143,21 +233,24 @@ CLG_API clg_status clg_safetensors_save(clg_context *ctx, const char *path,
     for (size_t i = 0; i < n; i++)
         if (clg_tensor_bytes(entries[i].tensor) > max_bytes) max_bytes = clg_tensor_bytes(entries[i].tensor);
     host = malloc(max_bytes);
-    size_t tmp_len = strlen(path) + 32;
+    size_t tmp_len = strlen(path) + 8;
     tmp = malloc(tmp_len);
     if (!host || !tmp) {
         st = clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "clg_safetensors_save: out of host memory");
         goto done;
     }
-    /* The pid keeps two processes saving to one path from writing the same temp file. */
-    snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
-    f = fopen(tmp, "wb");
-    if (!f) {
-        st = clg__fail(ctx, CLG_IO_ERROR, "clg_safetensors_save: cannot create %s: %s", tmp,
-                       strerror(errno));
-        goto done;
-    }
+    /* One temp name per path, not per process: a save that is killed leaves at most this one
+     * file, and the next save to the path removes it (claim_temp). */
+    snprintf(tmp, tmp_len, "%s.tmp", path);
+    struct stat old;
+    bool keep_mode = lstat(path, &old) == 0 && S_ISREG(old.st_mode);
+    st = claim_temp(ctx, tmp, &fd);
+    if (st != CLG_OK) goto done;
     created = true;
+    /* Saving over a file keeps its permission bits (not its owner: only root could). */
+    if (keep_mode && fchmod(fd, old.st_mode & 07777) != 0) goto write_failed;
+    f = fdopen(fd, "wb");
+    if (!f) goto write_failed;
     unsigned char len_le[8];
     io__store_le64(len_le, (uint64_t)padded);
     bool ok = fwrite(len_le, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
@@ -175,17 +268,33 @@ CLG_API clg_status clg_safetensors_save(clg_context *ctx, const char *path,
                            entries[i].name, why);
             goto done;
         }
+        size_t at;
+        double bad;
+        if (!params.allow_nonfinite &&
+            find_nonfinite(host, clg_tensor_numel(t), clg_tensor_dtype(t), &at, &bad)) {
+            st = clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                           "clg_safetensors_save: \"%s\" holds %s at element %zu: not saved, %s left as it "
+                           "was (allow_nonfinite saves it anyway)",
+                           entries[i].name, isnan(bad) ? "NaN" : bad > 0 ? "+inf" : "-inf", at, path);
+            goto done;
+        }
         to_little_endian(host, bytes, clg_dtype_size(clg_tensor_dtype(t)));
         if (fwrite(host, 1, bytes, f) != bytes) goto write_failed;
     }
-    /* Data on disk before the rename, so the new name never points at a partial file. */
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) goto write_failed;
-    int closed = fclose(f);
-    f = NULL;
-    if (closed != 0) goto write_failed;
+    /* Data on disk before the rename, so the new name never points at a partial file; the
+     * rename happens under the lock (claim_temp), the close after it. */
+    if (fflush(f) != 0 || fsync(fd) != 0) goto write_failed;
     if (rename(tmp, path) != 0) {
         st = clg__fail(ctx, CLG_IO_ERROR, "clg_safetensors_save: cannot rename %s to %s: %s", tmp,
                        path, strerror(errno));
+        goto done;
+    }
+    created = false; /* renamed: nothing to remove */
+    int closed = fclose(f);
+    f = NULL;
+    fd = -1;
+    if (closed != 0) { /* data and rename are already durable; a late error still counts */
+        st = clg__fail(ctx, CLG_IO_ERROR, "clg_safetensors_save: closing %s: %s", path, strerror(errno));
         goto done;
     }
     sync_parent_dir(path);
@@ -195,8 +304,13 @@ write_failed:
     st = clg__fail(ctx, CLG_IO_ERROR, "clg_safetensors_save: cannot write %s: %s", tmp,
                    strerror(errno));
 done:
-    if (f) fclose(f);
-    if (st != CLG_OK && created) remove(tmp); /* the previous file at path is untouched */
+    /* Removed while still locked, so no other save takes it for its own meanwhile; the
+     * previous file at path is untouched. */
+    if (st != CLG_OK && created) unlink(tmp);
+    if (f)
+        fclose(f);
+    else if (fd >= 0)
+        close(fd);
     free(tmp);
     free(host);
     cJSON_free(header);
@@ -216,12 +330,17 @@ static clg_status module_state(clg_context *ctx, const clg_module *m, const char
 }
 
 CLG_API clg_status clg_module_save(clg_context *ctx, const clg_module *m, const char *path) {
+    return clg_module_save_with(ctx, m, path, clg_save_default_params());
+}
+
+CLG_API clg_status clg_module_save_with(clg_context *ctx, const clg_module *m, const char *path,
+                                        clg_save_params params) {
     if (!ctx) return CLG_INVALID_ARGUMENT;
     if (!m || !path) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "clg_module_save: module or path is NULL");
     clg_named_tensor *state;
     size_t n;
     clg_status st = module_state(ctx, m, "clg_module_save", &state, &n);
-    if (st == CLG_OK) st = clg_safetensors_save(ctx, path, state, n);
+    if (st == CLG_OK) st = clg_safetensors_save_with(ctx, path, state, n, params);
     free(state);
     return st;
 }

@@ -1,5 +1,6 @@
 /* tests/io/test_checkpoint.c - saving and loading on a device (src/io/checkpoint.c):
- * clg_safetensors_save round trips and failures (atomic, no temp files left), module
+ * clg_safetensors_save round trips and failures (atomic, no temp files left, non-finite
+ * values refused, modes kept, symlinks replaced), module
  * save/load round trips, rejected checkpoints, and a batch norm as PyTorch saves it.
  */
 #include "io_test.h"
@@ -17,14 +18,15 @@ static unsigned char *read_all(const char *path, size_t *len) {
     return buf;
 }
 
-/* Names in dir that contain ".tmp." (left-over temp files of a save). */
+/* Names in dir that contain ".tmp" (left-over temp files of a save: "<path>.tmp", and the
+ * "<path>.tmp.<pid>" of older versions). */
 static int count_tmp_files(const char *dir) {
     DIR *d = opendir(dir);
     assert_non_null(d);
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) n++;
+        if (strstr(e->d_name, ".tmp")) n++;
     closedir(d);
     return n;
 }
@@ -203,6 +205,136 @@ static void test_st_save_failures(void **state) {
     assert_int_equal(f.n_entries, 0);
     clg_st_file_free(&f);
     free_tensors(e, host, n);
+}
+
+/* NaN or an infinity in any tensor fails the save before the file at path is touched (a
+ * diverged run never replaces a good checkpoint); allow_nonfinite writes them bit for bit. */
+static void test_st_save_nonfinite(void **state) {
+    clg_context *ctx = *state;
+    const saved_tensor spec[] = {{"good", CLG_F32, 1, {4}}, {"bad", CLG_F32, 2, {3, 5}}, {"bad64", CLG_F64, 1, {6}}};
+    clg_named_tensor e[3];
+    void *host[3] = {0};
+    size_t n = make_tensors(ctx, spec, 3, e, host);
+    assert_true(n >= 2);
+    char path[256], err[512] = "";
+    tmp_path(path, sizeof path, "finite.safetensors");
+    REF_OK(ctx, clg_safetensors_save(ctx, path, e, n));
+    size_t old_len;
+    unsigned char *old = read_all(path, &old_len);
+
+    const float bad_f32[3] = {NAN, INFINITY, -INFINITY};
+    const char *names[3] = {"NaN", "+inf", "-inf"};
+    for (int k = 0; k < 3; k++) {
+        float *h = host[1];
+        h[7] = bad_f32[k];
+        REF_OK(ctx, clg_tensor_write(e[1].tensor, h, clg_tensor_bytes(e[1].tensor)));
+        assert_int_equal(clg_safetensors_save(ctx, path, e, n), CLG_INVALID_ARGUMENT);
+        char want[128];
+        snprintf(want, sizeof want, "\"bad\" holds %s at element 7", names[k]);
+        if (!strstr(clg_context_errmsg(ctx), want)) fail_msg("%s", clg_context_errmsg(ctx));
+        assert_non_null(strstr(clg_context_errmsg(ctx), "allow_nonfinite"));
+        size_t now_len;
+        unsigned char *now = read_all(path, &now_len);
+        assert_int_equal(now_len, old_len);
+        assert_memory_equal(now, old, old_len);
+        free(now);
+        assert_int_equal(count_tmp_files(tmp_root), 0);
+        h[7] = 0.5f;
+        REF_OK(ctx, clg_tensor_write(e[1].tensor, h, clg_tensor_bytes(e[1].tensor)));
+    }
+    if (n == 3) { /* f64 too (where the device has it) */
+        double *h = host[2];
+        h[5] = -INFINITY;
+        REF_OK(ctx, clg_tensor_write(e[2].tensor, h, clg_tensor_bytes(e[2].tensor)));
+        assert_int_equal(clg_safetensors_save(ctx, path, e, n), CLG_INVALID_ARGUMENT);
+        assert_non_null(strstr(clg_context_errmsg(ctx), "\"bad64\" holds -inf at element 5"));
+    }
+    /* Opted out: written as they are, NaN bits kept. */
+    float *h = host[1];
+    h[0] = NAN;
+    REF_OK(ctx, clg_tensor_write(e[1].tensor, h, clg_tensor_bytes(e[1].tensor)));
+    clg_save_params p = clg_save_default_params();
+    assert_false(p.allow_nonfinite);
+    p.allow_nonfinite = true;
+    REF_OK(ctx, clg_safetensors_save_with(ctx, path, e, n, p));
+    clg_st_file f;
+    assert_int_equal(clg_st_read(path, &f, err, sizeof err), CLG_OK);
+    assert_memory_equal(f.entries[1].data, host[1], clg_tensor_bytes(e[1].tensor));
+    clg_st_file_free(&f);
+    free(old);
+    free_tensors(e, host, n);
+}
+
+static mode_t file_mode(const char *path) {
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+    return st.st_mode;
+}
+
+/* What a save does to what is already there: a file keeps its permission bits, a symlink is
+ * replaced (its target untouched), a temp file left by a killed save is replaced, a symlink
+ * at the temp name is refused (never followed). */
+static void test_st_save_over_existing(void **state) {
+    clg_context *ctx = *state;
+    const saved_tensor spec[] = {{"w", CLG_F32, 1, {8}}};
+    clg_named_tensor e[1];
+    void *host[1] = {0};
+    assert_int_equal(make_tensors(ctx, spec, 1, e, host), 1);
+    char path[256], tmp[300], target[256], err[512] = "";
+    clg_st_file f;
+
+    /* A new file: the creation mode less the umask, as fopen. */
+    tmp_path(path, sizeof path, "modes.safetensors");
+    unlink(path);
+    mode_t mask = umask(022);
+    umask(mask);
+    REF_OK(ctx, clg_safetensors_save(ctx, path, e, 1));
+    assert_int_equal(file_mode(path) & 07777, 0666 & ~mask);
+    /* Over a file: its permission bits stay. */
+    assert_int_equal(chmod(path, 0640), 0);
+    REF_OK(ctx, clg_safetensors_save(ctx, path, e, 1));
+    assert_true(S_ISREG(file_mode(path)));
+    assert_int_equal(file_mode(path) & 07777, 0640);
+    assert_int_equal(chmod(path, 0600), 0);
+    REF_OK(ctx, clg_safetensors_save(ctx, path, e, 1));
+    assert_int_equal(file_mode(path) & 07777, 0600);
+
+    /* A temp file left by a killed save (any content, any mode) is replaced, and gone after. */
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    write_file(tmp, "half a checkpoint", 17);
+    assert_int_equal(chmod(tmp, 0400), 0);
+    REF_OK(ctx, clg_safetensors_save(ctx, path, e, 1));
+    assert_int_equal(access(tmp, F_OK), -1);
+    assert_int_equal(file_mode(path) & 07777, 0600);
+    assert_int_equal(clg_st_read(path, &f, err, sizeof err), CLG_OK);
+    clg_st_file_free(&f);
+
+    /* A symlink at path: replaced by the new file; what it pointed to stays as it was. */
+    tmp_path(target, sizeof target, "link-target");
+    write_file(target, "not a checkpoint", 16);
+    tmp_path(path, sizeof path, "link.safetensors");
+    unlink(path);
+    assert_int_equal(symlink(target, path), 0);
+    REF_OK(ctx, clg_safetensors_save(ctx, path, e, 1));
+    assert_true(S_ISREG(file_mode(path)));
+    size_t tlen;
+    unsigned char *t = read_all(target, &tlen);
+    assert_int_equal(tlen, 16);
+    assert_memory_equal(t, "not a checkpoint", 16);
+    free(t);
+    assert_int_equal(clg_st_read(path, &f, err, sizeof err), CLG_OK);
+    clg_st_file_free(&f);
+
+    /* A symlink at the temp name is not followed: the save fails, the target stays. */
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    assert_int_equal(symlink(target, tmp), 0);
+    assert_int_equal(clg_safetensors_save(ctx, path, e, 1), CLG_IO_ERROR);
+    t = read_all(target, &tlen);
+    assert_int_equal(tlen, 16);
+    free(t);
+    unlink(tmp);
+    assert_int_equal(count_tmp_files(tmp_root), 0);
+    free_tensors(e, host, 1);
 }
 
 /* ---------------------------------------------------------------- module load/save (device) */
@@ -420,6 +552,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_st_save_round_trip),
         cmocka_unit_test(test_st_save_failures),
+        cmocka_unit_test(test_st_save_nonfinite),
+        cmocka_unit_test(test_st_save_over_existing),
         cmocka_unit_test(test_module_save_load_round_trip),
         cmocka_unit_test(test_module_load_rejects),
         cmocka_unit_test(test_module_load_pytorch_batchnorm),
