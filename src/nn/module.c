@@ -152,15 +152,26 @@ clg_status clg__module_attach(clg_module *parent, const char *name, clg_module *
         return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: the child already belongs to a %s module", fn,
                          child->parent->def->kind);
     clg_status st = CLG_OK;
+    /* The name it will have: the one given, else its own, else (in a container with index
+     * names, as nn.Sequential and nn.ModuleList) its position. */
+    char index[24];
+    const char *final = name ? name : child->name;
+    if (!final[0] && parent->def->index_names) {
+        snprintf(index, sizeof index, "%zu", parent->n_children);
+        final = index;
+    }
     if (child->ctx != ctx)
         st = clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: the child belongs to another context", fn);
-    else if (name && strchr(name, '.'))
-        st = clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: the name \"%s\" has a '.'", fn, name);
+    else if (strchr(final, '.'))
+        st = clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: the name \"%s\" has a '.'", fn, final);
+    else if (final[0] && clg_module_get_child(parent, final))
+        st = clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: the %s module already has a child named \"%s\"", fn,
+                       parent->def->kind, final);
     if (st != CLG_OK) return clg__module_drop(child, st);
 
     /* Everything that can fail comes first (the new names, the grown array), so a failure
      * leaves parent as it was. */
-    char *nm = clg__strdup(name ? name : child->name);
+    char *nm = clg__strdup(final);
     const size_t n = name_slots(child, NULL, 0);
     char **fresh = calloc(n, sizeof *fresh);
     char ***slots = malloc(n * sizeof *slots);
@@ -216,6 +227,47 @@ clg_context *clg_module_context(const clg_module *m) { return m ? m->ctx : NULL;
 const char *clg_module_name(const clg_module *m) { return m ? m->name : NULL; }
 clg_module *clg_module_parent(const clg_module *m) { return m ? m->parent : NULL; }
 bool clg_module_is_training(const clg_module *m) { return m && m->training; }
+const char *clg_module_path(const clg_module *m) { return m ? m->path : NULL; }
+
+clg_module *clg_module_get_child(const clg_module *m, const char *name) {
+    if (!m || !name || !name[0]) return NULL;
+    for (size_t i = 0; i < m->n_children; i++)
+        if (strcmp(m->children[i]->name, name) == 0) return m->children[i];
+    return NULL;
+}
+
+/* The tensor at dotted path rel under m: "leaf", or "child.rest". Unnamed children add no
+ * component to state names, so the search looks through them as the names do. */
+static clg_tensor *find_tensor(const clg_module *m, const char *rel) {
+    const char *dot = strchr(rel, '.');
+    if (!dot) {
+        clg_tensor *t = clg_module_get_tensor(m, rel);
+        if (t) return t;
+    }
+    const size_t len = dot ? (size_t)(dot - rel) : 0;
+    for (size_t i = 0; i < m->n_children; i++) {
+        const clg_module *c = m->children[i];
+        clg_tensor *t = NULL;
+        if (!c->name[0])
+            t = find_tensor(c, rel);
+        else if (dot && strlen(c->name) == len && strncmp(c->name, rel, len) == 0)
+            t = find_tensor(c, dot + 1);
+        if (t) return t;
+    }
+    return NULL;
+}
+
+clg_tensor *clg_module_find_tensor(const clg_module *m, const char *name) {
+    return m && name && name[0] ? find_tensor(m, name) : NULL;
+}
+
+void clg_module_manual_seed(clg_module *m, uint64_t seed) {
+    if (!m) return;
+    m->gen_seed = seed;
+    m->gen_draws = 0;
+}
+
+uint64_t clg__module_next_seed(clg_module *m) { return clg__rand_u64(m->gen_seed, m->gen_draws++); }
 clg_dtype clg_module_dtype(const clg_module *m) { return m ? m->dtype : CLG_F32; }
 
 /* ---------------------------------------------------------------- the recursive operations */
@@ -238,6 +290,18 @@ void clg_module_free(clg_module *m) {
     free(m);
 }
 
+/* Puts the failing module's dotted path before the op's message ("encoder.fc2: linear: ..."),
+ * once: the innermost named module that failed adds it, and the containers it sits in see
+ * their own path already leading the message (a descendant's path starts with theirs). */
+static void name_failure(clg_module *m, clg_status st) {
+    const char *msg = clg_context_errmsg(m->ctx);
+    const size_t n = strlen(m->path);
+    if (!n || (strncmp(msg, m->path, n) == 0 && (msg[n] == ':' || msg[n] == '.'))) return;
+    char *copy = clg__strdup(msg);
+    if (copy) clg__fail(m->ctx, st, "%s: %s", m->path, copy);
+    free(copy);
+}
+
 clg_status clg_module_forward(clg_context *ctx, clg_module *m, const clg_tensor *x, clg_tensor **out) {
     if (!ctx) return CLG_INVALID_ARGUMENT;
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "clg_module_forward: out is NULL");
@@ -252,6 +316,7 @@ clg_status clg_module_forward(clg_context *ctx, clg_module *m, const clg_tensor 
         clg_tensor_free(*out);
         *out = NULL;
     }
+    if (st != CLG_OK) name_failure(m, st);
     return st;
 }
 
@@ -305,6 +370,42 @@ size_t clg_module_parameters(const clg_module *m, clg_tensor **params, size_t ca
     size_t n = 0;
     if (m) state_walk(m, NULL, params ? cap : 0, &n, true, params);
     return n;
+}
+
+size_t clg_module_named_parameters(const clg_module *m, clg_named_tensor *entries, size_t cap) {
+    size_t n = 0;
+    if (m) state_walk(m, entries, entries ? cap : 0, &n, true, NULL);
+    return n;
+}
+
+/* Every parameter of the tree, in state order, to fn. */
+static void each_parameter(clg_module *m, void (*fn)(clg_tensor *t, void *arg), void *arg) {
+    for (size_t i = 0; i < m->n_entries; i++)
+        if (m->entries[i].trainable) fn(m->entries[i].tensor, arg);
+    for (size_t i = 0; i < m->n_children; i++)
+        each_parameter(m->children[i], fn, arg);
+}
+
+static void count_elems(clg_tensor *t, void *arg) { *(size_t *)arg += t->numel; }
+static void zero_one(clg_tensor *t, void *arg) {
+    (void)arg;
+    clg_tensor_zero_grad(t);
+}
+/* A parameter that is not a leaf (registered from an op's result) keeps its flag. */
+static void set_one(clg_tensor *t, void *arg) { (void)clg_tensor_set_requires_grad(t, *(bool *)arg); }
+
+size_t clg_module_parameter_count(const clg_module *m) {
+    size_t n = 0;
+    if (m) each_parameter((clg_module *)m, count_elems, &n);
+    return n;
+}
+
+void clg_module_zero_grad(clg_module *m) {
+    if (m) each_parameter(m, zero_one, NULL);
+}
+
+void clg_module_requires_grad(clg_module *m, bool requires_grad) {
+    if (m) each_parameter(m, set_one, &requires_grad);
 }
 
 /* ---------------------------------------------------------------- dtype conversion */

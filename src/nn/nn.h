@@ -32,7 +32,14 @@ struct clg_module {
 
     clg_module_entry *entries; /* own parameters and buffers, in registration order */
     size_t n_entries, cap_entries;
+
+    /* The module's generator for the init helpers (nn_init.c): draw i is stream
+     * clg__rand_u64(gen_seed, i), so a model seeds once and inits every layer from it. */
+    uint64_t gen_seed, gen_draws;
 };
+
+/* The next seed of m's generator (advances it). */
+uint64_t clg__module_next_seed(clg_module *m);
 
 /* Shared by the layers' constructors: the checks every public constructor makes first. */
 #define CLG__CHECK_CREATE(ctx, out, fn)                                                              \

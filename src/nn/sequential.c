@@ -1,6 +1,7 @@
 /* src/nn/sequential.c - the sequential container: a module without parameters whose forward
- * runs its children in the order they were added. Tests: tests/nn/test_nn.c
- * (test_module_errors) and tests/nn/test_module.c.
+ * runs its children in the order they were added; unnamed children are named by their index
+ * ("0", "1", ...) as in nn.Sequential. Tests: tests/nn/test_nn.c (test_module_errors),
+ * tests/nn/test_module.c and tests/nn/test_containers.c.
  */
 #include "nn/nn.h"
 
@@ -19,7 +20,7 @@ static clg_status sequential_forward(clg_context *ctx, clg_module *m, const clg_
     return CLG_OK;
 }
 
-static const clg_module_def sequential_def = {.kind = "sequential", .forward = sequential_forward};
+static const clg_module_def sequential_def = {.kind = "sequential", .forward = sequential_forward, .index_names = true};
 
 clg_status clg_sequential_create(clg_context *ctx, clg_module **out) {
     CLG__CHECK_CREATE(ctx, out, "clg_sequential_create");
