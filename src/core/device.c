@@ -1,11 +1,15 @@
 /* src/core/device.c - device discovery and choice across every platform of the ICD loader:
- * first GPU, else accelerator, else CPU, unless a choice ("gpu", "cpu", "P:D", or a
- * case-insensitive substring of the device name) says otherwise. The choice logic itself is
- * pure (clg__device_choice_*, src/core/device_choice.h) so the fuzzer runs it without devices.
- * Tests: tests/core/test_context.c; fuzzing: tests/fuzz/fuzz_device_choice.c.
+ * first plain GPU, else accelerator, else CPU, devices of several types (simulators) last,
+ * unless a choice ("gpu", "cpu", "P:D", a case-insensitive substring of the device or platform
+ * name, "PLATFORM:" before any of them) says otherwise. The choice logic itself is pure
+ * (clg__device_choice_*, src/core/device_choice.h) so the fuzzer runs it without devices.
+ * The first enumeration in the process runs once, under a pthread_once guard (see below).
+ * Tests: tests/core/test_device_choice.c, test_context.c, test_threads.c; fuzzing:
+ * tests/fuzz/fuzz_device_choice.c.
  */
 #include <ctype.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +31,10 @@ typedef struct device_slot {
     int pi, di;
 } device_slot;
 
+static void get_str(cl_device_id d, cl_device_info what, char *buf, size_t len);
+
 /* Fills slots with every device; returns the count (0 when there is no platform). */
-static size_t enumerate(device_slot *slots, size_t cap) {
+static size_t enumerate_unguarded(device_slot *slots, size_t cap) {
     cl_platform_id plats[MAX_PLATFORMS];
     cl_uint np = 0;
     if (clGetPlatformIDs(MAX_PLATFORMS, plats, &np) != CL_SUCCESS) return 0;
@@ -43,6 +49,27 @@ static size_t enumerate(device_slot *slots, size_t cap) {
             slots[n++] = (device_slot){plats[p], devs[d], (int)p, (int)d};
     }
     return n;
+}
+
+/* The one process-wide state of clgrad (documented in clgrad/context.h): the ICD loader and
+ * drivers such as PoCL initialise lazily on the first clGetPlatformIDs / clGetDeviceIDs, and
+ * threads racing through that crashed or saw no platform. The first enumeration (platforms,
+ * devices, their names) therefore runs once, whatever thread gets there first; the others wait
+ * for it, and every later enumeration finds the drivers ready. */
+static pthread_once_t first_enumeration = PTHREAD_ONCE_INIT;
+
+static void enumerate_first(void) {
+    device_slot slots[MAX_DEVICES];
+    size_t n = enumerate_unguarded(slots, MAX_DEVICES);
+    for (size_t i = 0; i < n; i++) {
+        char name[256];
+        get_str(slots[i].device, CL_DEVICE_NAME, name, sizeof name);
+    }
+}
+
+static size_t enumerate(device_slot *slots, size_t cap) {
+    pthread_once(&first_enumeration, enumerate_first);
+    return enumerate_unguarded(slots, cap);
 }
 
 static void get_str(cl_device_id d, cl_device_info what, char *buf, size_t len) {
@@ -89,8 +116,8 @@ clg_status clg__device_fill_info(cl_platform_id platform, cl_device_id device, i
     return CLG_OK;
 }
 
-static bool contains_nocase(const char *hay, const char *needle) {
-    size_t n = strlen(needle);
+/* Is needle[0..n) inside hay, ignoring case? An empty needle is in nothing. */
+static bool contains_nocase(const char *hay, const char *needle, size_t n) {
     if (n == 0) return false;
     for (; *hay; hay++) {
         size_t i = 0;
@@ -117,9 +144,10 @@ static const char *parse_index(const char *s, long *v) {
     return s;
 }
 
-clg_device_choice clg__device_choice_parse(const char *choice) {
-    clg_device_choice c = {CLG_CHOICE_DEFAULT, -1, -1, NULL};
-    if (!choice || !*choice) return c;
+/* The forms without a platform: "", gpu, cpu, P:D, else a name. */
+static clg_device_choice parse_unqualified(const char *choice, bool allow_index) {
+    clg_device_choice c = {CLG_CHOICE_DEFAULT, -1, -1, NULL, NULL, 0, choice};
+    if (!*choice) return c;
     if (!strcmp(choice, "gpu") || !strcmp(choice, "GPU")) {
         c.kind = CLG_CHOICE_GPU;
         return c;
@@ -129,7 +157,7 @@ clg_device_choice clg__device_choice_parse(const char *choice) {
         return c;
     }
     long p, d;
-    const char *s = parse_index(choice, &p);
+    const char *s = allow_index ? parse_index(choice, &p) : NULL;
     if (s && *s == ':' && (s = parse_index(s + 1, &d)) && *s == '\0') {
         c.kind = CLG_CHOICE_INDEX;
         c.platform = p;
@@ -141,32 +169,92 @@ clg_device_choice clg__device_choice_parse(const char *choice) {
     return c;
 }
 
-static int first_of_type(const clg_device_desc *devs, size_t n, cl_device_type type) {
+clg_device_choice clg__device_choice_parse(const char *choice) {
+    if (!choice || !*choice) return (clg_device_choice){CLG_CHOICE_DEFAULT, -1, -1, NULL, NULL, 0, choice};
+    clg_device_choice c = parse_unqualified(choice, true);
+    const char *colon = strchr(choice, ':');
+    if (c.kind != CLG_CHOICE_NAME || !colon || !isalpha((unsigned char)choice[0])) return c;
+    /* "PLATFORM:REST" (PLATFORM starts with a letter, so "1:" stays a name): REST is "", gpu,
+     * cpu or a device name (no P:D inside a platform). */
+    c = parse_unqualified(colon + 1, false);
+    c.platform_name = choice;
+    c.platform_len = (size_t)(colon - choice);
+    c.whole = choice;
+    return c;
+}
+
+int clg__device_type_rank(cl_device_type type) {
+    switch (type & (CL_DEVICE_TYPE_CPU | CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR | CL_DEVICE_TYPE_CUSTOM)) {
+    case CL_DEVICE_TYPE_GPU: return 0;
+    case CL_DEVICE_TYPE_ACCELERATOR: return 1;
+    case CL_DEVICE_TYPE_CPU: return 2;
+    default: return 3;
+    }
+}
+
+static bool on_platform(const clg_device_choice *c, const clg_device_desc *d) {
+    return c->platform_len == 0 || contains_nocase(d->platform, c->platform_name, c->platform_len);
+}
+
+/* The first device of the best rank (among those of the choice's platform and, when name is
+ * set, whose platform contains it). */
+static int best_ranked(const clg_device_choice *c, const clg_device_desc *devs, size_t n, const char *name) {
+    int best = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!on_platform(c, &devs[i]) || (name && !contains_nocase(devs[i].platform, name, strlen(name)))) continue;
+        if (best < 0 || clg__device_type_rank(devs[i].type) < clg__device_type_rank(devs[best].type)) best = (int)i;
+    }
+    return best;
+}
+
+/* A plain device of that type first, else any with the type's bit. */
+static int first_of_type(const clg_device_choice *c, const clg_device_desc *devs, size_t n, cl_device_type type) {
     for (size_t i = 0; i < n; i++)
-        if (devs[i].type & type) return (int)i;
+        if (on_platform(c, &devs[i]) && (devs[i].type & ~(cl_device_type)CL_DEVICE_TYPE_DEFAULT) == type) return (int)i;
+    for (size_t i = 0; i < n; i++)
+        if (on_platform(c, &devs[i]) && (devs[i].type & type)) return (int)i;
     return -1;
 }
 
-int clg__device_choice_pick(const clg_device_choice *c, const clg_device_desc *devs, size_t n) {
+static int pick_once(const clg_device_choice *c, const clg_device_desc *devs, size_t n) {
     switch (c->kind) {
-    case CLG_CHOICE_DEFAULT: {
-        int i = first_of_type(devs, n, CL_DEVICE_TYPE_GPU);
-        if (i < 0) i = first_of_type(devs, n, CL_DEVICE_TYPE_ACCELERATOR);
-        if (i < 0) i = first_of_type(devs, n, CL_DEVICE_TYPE_CPU);
-        return i < 0 && n > 0 ? 0 : i;
-    }
-    case CLG_CHOICE_GPU: return first_of_type(devs, n, CL_DEVICE_TYPE_GPU);
-    case CLG_CHOICE_CPU: return first_of_type(devs, n, CL_DEVICE_TYPE_CPU);
+    case CLG_CHOICE_DEFAULT: return best_ranked(c, devs, n, NULL);
+    case CLG_CHOICE_GPU: return first_of_type(c, devs, n, CL_DEVICE_TYPE_GPU);
+    case CLG_CHOICE_CPU: return first_of_type(c, devs, n, CL_DEVICE_TYPE_CPU);
     case CLG_CHOICE_INDEX:
         for (size_t i = 0; i < n; i++)
             if (c->platform >= 0 && devs[i].pi == c->platform && devs[i].di == c->device) return (int)i;
         return -1;
     case CLG_CHOICE_NAME:
         for (size_t i = 0; i < n; i++)
-            if (contains_nocase(devs[i].name, c->name)) return (int)i;
-        return -1;
+            if (on_platform(c, &devs[i]) && contains_nocase(devs[i].name, c->name, strlen(c->name))) return (int)i;
+        return best_ranked(c, devs, n, c->name); /* "pocl", "oclgrind": a platform's best device */
     }
     return -1;
+}
+
+int clg__device_choice_pick(const clg_device_choice *c, const clg_device_desc *devs, size_t n) {
+    int i = pick_once(c, devs, n);
+    if (i < 0 && c->platform_len && c->whole && *c->whole) { /* "gfx90a:sramecc+": a device name */
+        const clg_device_choice whole = {CLG_CHOICE_NAME, -1, -1, c->whole, NULL, 0, c->whole};
+        i = pick_once(&whole, devs, n);
+    }
+    return i;
+}
+
+/* "GPU", "CPU", "accelerator", "custom", joined by '|', or "other". */
+static void type_words(cl_device_type t, char *buf, size_t len) {
+    static const struct {
+        cl_device_type bit;
+        const char *word;
+    } words[] = {{CL_DEVICE_TYPE_GPU, "GPU"}, {CL_DEVICE_TYPE_CPU, "CPU"},
+                 {CL_DEVICE_TYPE_ACCELERATOR, "accelerator"}, {CL_DEVICE_TYPE_CUSTOM, "custom"}};
+    buf[0] = '\0';
+    size_t w = 0;
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if ((t & words[i].bit) && w < len)
+            w += (size_t)snprintf(buf + w, len - w, "%s%s", w ? "|" : "", words[i].word);
+    if (!buf[0]) snprintf(buf, len, "other");
 }
 
 void clg__device_choice_explain(const char *choice, const clg_device_desc *devs, size_t n, char *err,
@@ -175,10 +263,10 @@ void clg__device_choice_explain(const char *choice, const clg_device_desc *devs,
     int w = snprintf(err, len, "no OpenCL device matches \"%s\"; devices:", choice ? choice : "");
     if (n == 0 && w >= 0 && (size_t)w < len) snprintf(err + w, len - (size_t)w, " none (is an ICD installed?)");
     for (size_t i = 0; i < n && w >= 0 && (size_t)w < len; i++) {
-        cl_device_type t = devs[i].type;
-        w += snprintf(err + w, len - (size_t)w, " %d:%d %s (%s)%s", devs[i].pi, devs[i].di, devs[i].name,
-                      t & CL_DEVICE_TYPE_GPU ? "GPU" : t & CL_DEVICE_TYPE_CPU ? "CPU" : "other",
-                      i + 1 < n ? ";" : "");
+        char types[64];
+        type_words(devs[i].type, types, sizeof types);
+        w += snprintf(err + w, len - (size_t)w, " %d:%d %s (%s; %s)%s", devs[i].pi, devs[i].di, devs[i].name, types,
+                      devs[i].platform, i + 1 < n ? ";" : "");
     }
 }
 
@@ -190,6 +278,13 @@ static size_t describe(const device_slot *slots, size_t n, clg_device_desc *devs
         clGetDeviceInfo(slots[i].device, CL_DEVICE_TYPE, sizeof devs[i].type, &devs[i].type, NULL);
         devs[i].pi = slots[i].pi;
         devs[i].di = slots[i].di;
+        char pname[128] = "", pvendor[120] = "";
+        if (clGetPlatformInfo(slots[i].platform, CL_PLATFORM_NAME, sizeof pname, pname, NULL) != CL_SUCCESS)
+            pname[0] = '\0';
+        if (clGetPlatformInfo(slots[i].platform, CL_PLATFORM_VENDOR, sizeof pvendor, pvendor, NULL) != CL_SUCCESS)
+            pvendor[0] = '\0';
+        pname[sizeof pname - 1] = pvendor[sizeof pvendor - 1] = '\0';
+        snprintf(devs[i].platform, sizeof devs[i].platform, "%s / %s", pname, pvendor);
     }
     return n;
 }

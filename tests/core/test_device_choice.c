@@ -1,8 +1,9 @@
 /* tests/core/test_device_choice.c - the device choice logic of src/core/device.c without
  * OpenCL (clg__device_choice_parse / _pick / _explain, src/core/device_choice.h) on made-up
- * device lists: each form, the edges sscanf used to get wrong (numbers past INT_MAX were
- * undefined behaviour), and the message cut to any buffer size. With real devices:
- * tests/core/test_context.c; fuzzed by tests/fuzz/fuzz_device_choice.c.
+ * device lists: each form, devices of several types (Oclgrind: ACCELERATOR | GPU | CPU) ranked
+ * after plain ones, platform-qualified choices ("pocl:cpu", "oclgrind"), the edges sscanf used
+ * to get wrong (numbers past INT_MAX were undefined behaviour), and the message cut to any
+ * buffer size. With real devices: tests/core/test_context.c; fuzzed by tests/fuzz/fuzz_device_choice.c.
  */
 #include <stdio.h>
 #include <string.h>
@@ -10,11 +11,19 @@
 #include "ref.h"
 #include "core/device_choice.h"
 
+#define POCL "Portable Computing Language / The pocl project"
+#define SIM_TYPE (CL_DEVICE_TYPE_ACCELERATOR | CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_CPU | CL_DEVICE_TYPE_DEFAULT)
 static const clg_device_desc devs[] = {
-    {"pthread-haswell-Intel(R) Core(TM) i7", CL_DEVICE_TYPE_CPU, 0, 0},
-    {"Intel(R) FPGA Emulation Device", CL_DEVICE_TYPE_ACCELERATOR, 1, 0},
-    {"NVIDIA GeForce RTX 3060", CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_DEFAULT, 2, 0},
-    {"NVIDIA GeForce GTX 1050", CL_DEVICE_TYPE_GPU, 2, 1},
+    {"pthread-haswell-Intel(R) Core(TM) i7", CL_DEVICE_TYPE_CPU, 0, 0, POCL},
+    {"Intel(R) FPGA Emulation Device", CL_DEVICE_TYPE_ACCELERATOR, 1, 0, "Intel(R) FPGA / Intel(R) Corporation"},
+    {"NVIDIA GeForce RTX 3060", CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_DEFAULT, 2, 0, "NVIDIA CUDA / NVIDIA Corporation"},
+    {"NVIDIA GeForce GTX 1050", CL_DEVICE_TYPE_GPU, 2, 1, "NVIDIA CUDA / NVIDIA Corporation"},
+};
+/* What this machine has with Oclgrind registered: the simulator on platform 0. */
+static const clg_device_desc with_sim[] = {
+    {"Oclgrind Simulator", SIM_TYPE, 0, 0, "Oclgrind / University of Bristol"},
+    {"pthread-skylake-avx512-AMD EPYC", CL_DEVICE_TYPE_CPU | CL_DEVICE_TYPE_DEFAULT, 1, 0, POCL},
+    {"gfx90a:sramecc+:xnack-", CL_DEVICE_TYPE_GPU, 2, 0, "AMD Accelerated Parallel Processing / Advanced Micro Devices, Inc."},
 };
 #define N_DEVS (sizeof devs / sizeof *devs)
 
@@ -43,6 +52,57 @@ static void test_forms(void **state) {
     assert_int_equal(pick("GeForce", N_DEVS), 2); /* the first match */
     assert_int_equal(pick("Gpu", N_DEVS), -1);    /* only gpu/GPU are the type; "Gpu" is a name */
     assert_int_equal(clg__device_choice_parse("Gpu").kind, CLG_CHOICE_NAME);
+}
+
+static int pick_in(const clg_device_desc *list, size_t n, const char *choice) {
+    const clg_device_choice c = clg__device_choice_parse(choice);
+    return clg__device_choice_pick(&c, list, n);
+}
+
+/* Oclgrind reports ACCELERATOR | GPU | CPU: neither the default nor "cpu" may pick it over
+ * PoCL; naming it does. */
+static void test_several_types_rank_last(void **state) {
+    (void)state;
+    assert_int_equal(clg__device_type_rank(CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_DEFAULT), 0);
+    assert_int_equal(clg__device_type_rank(CL_DEVICE_TYPE_ACCELERATOR), 1);
+    assert_int_equal(clg__device_type_rank(CL_DEVICE_TYPE_CPU), 2);
+    assert_int_equal(clg__device_type_rank(SIM_TYPE), 3);
+    assert_int_equal(clg__device_type_rank(CL_DEVICE_TYPE_CUSTOM), 3);
+    assert_int_equal(clg__device_type_rank(0), 3);
+    assert_int_equal(pick_in(with_sim, 2, NULL), 1);   /* PoCL, not the simulator */
+    assert_int_equal(pick_in(with_sim, 2, "cpu"), 1);  /* a plain CPU first */
+    assert_int_equal(pick_in(with_sim, 2, "gpu"), 0);  /* no plain GPU: any with the GPU bit */
+    assert_int_equal(pick_in(with_sim, 3, NULL), 2);   /* a real GPU beats both */
+    assert_int_equal(pick_in(with_sim, 3, "gpu"), 2);
+    assert_int_equal(pick_in(with_sim, 1, NULL), 0);   /* alone, the simulator is still a device */
+    assert_int_equal(pick_in(with_sim, 1, "cpu"), 0);
+    assert_int_equal(pick_in(with_sim, 2, "oclgrind"), 0);
+    assert_int_equal(pick_in(with_sim, 2, "0:0"), 0);
+}
+
+static void test_platform_qualified(void **state) {
+    (void)state;
+    clg_device_choice c = clg__device_choice_parse("pocl:cpu");
+    assert_int_equal(c.kind, CLG_CHOICE_CPU);
+    assert_int_equal(c.platform_len, 4);
+    assert_int_equal(pick_in(with_sim, 3, "pocl:cpu"), 1);
+    assert_int_equal(pick_in(with_sim, 3, "POCL:"), 1);       /* the platform's default */
+    assert_int_equal(pick_in(with_sim, 3, "pocl"), 1);        /* no device name has it: the platform */
+    assert_int_equal(pick_in(with_sim, 3, "Oclgrind:"), 0);
+    assert_int_equal(pick_in(with_sim, 3, "oclgrind:gpu"), 0);
+    assert_int_equal(pick_in(with_sim, 3, "bristol:cpu"), 0); /* the vendor counts too */
+    assert_int_equal(pick_in(with_sim, 3, "pocl:gpu"), -1);
+    assert_int_equal(pick_in(with_sim, 3, "pocl:epyc"), 1);
+    assert_int_equal(pick_in(with_sim, 3, "oclgrind:epyc"), -1);
+    assert_int_equal(pick_in(with_sim, 3, "nosuch:cpu"), -1);
+    /* A device name with colons: the qualified reading matches nothing, the whole name does. */
+    assert_int_equal(pick_in(with_sim, 3, "gfx90a:sramecc+"), 2);
+    assert_int_equal(pick_in(with_sim, 3, "amd:gfx90a"), 2);
+    assert_int_equal(pick_in(with_sim, 3, ":cpu"), -1); /* no platform: a name */
+    assert_int_equal(clg__device_choice_parse(":cpu").kind, CLG_CHOICE_NAME);
+    assert_int_equal(pick_in(devs, N_DEVS, "nvidia:gtx"), 3);
+    assert_int_equal(pick_in(devs, N_DEVS, "nvidia:"), 2);
+    assert_int_equal(pick_in(devs, N_DEVS, "intel:"), 1);     /* FPGA platform: its accelerator */
 }
 
 static void test_index_edges(void **state) {
@@ -77,8 +137,10 @@ static void test_explain(void **state) {
     clg__device_choice_explain("nope", devs, N_DEVS, full, sizeof full);
     assert_non_null(strstr(full, "\"nope\""));
     for (size_t i = 0; i < N_DEVS; i++) assert_non_null(strstr(full, devs[i].name));
-    assert_non_null(strstr(full, "2:1 NVIDIA GeForce GTX 1050 (GPU)"));
-    assert_non_null(strstr(full, "1:0 Intel(R) FPGA Emulation Device (other)"));
+    assert_non_null(strstr(full, "2:1 NVIDIA GeForce GTX 1050 (GPU; NVIDIA CUDA / NVIDIA Corporation)"));
+    assert_non_null(strstr(full, "1:0 Intel(R) FPGA Emulation Device (accelerator; Intel(R) FPGA"));
+    clg__device_choice_explain("x", with_sim, 1, full, sizeof full);
+    assert_non_null(strstr(full, "0:0 Oclgrind Simulator (GPU|CPU|accelerator; Oclgrind / University of Bristol)"));
     clg__device_choice_explain("nope", devs, 0, full, sizeof full);
     assert_non_null(strstr(full, "none"));
     /* Every buffer size: a prefix of the full text, NUL-terminated, never past the end. */
@@ -99,6 +161,8 @@ static void test_explain(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forms),
+        cmocka_unit_test(test_several_types_rank_last),
+        cmocka_unit_test(test_platform_qualified),
         cmocka_unit_test(test_index_edges),
         cmocka_unit_test(test_explain),
     };
