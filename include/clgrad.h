@@ -21,6 +21,7 @@
 #include "clgrad/nn.h"
 #include "clgrad/optim.h"
 #include "clgrad/io.h"
+#include "clgrad/loader.h"
 
 #define CLGRAD_VERSION_MAJOR 0
 #define CLGRAD_VERSION_MINOR 1
