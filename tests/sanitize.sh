@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/sanitize.sh - the test suite in an AddressSanitizer + UndefinedBehaviorSanitizer build
 # configures build-asan (or $ASAN_BUILD) with -Db_sanitize=address,undefined, builds,
-# and runs the floors' suites (core, tensor, blas, ops, nn, optim, io; skipped: tools trains for minutes, soak measures
+# and runs the floors' suites (core, tensor, blas, ops, nn, optim, io) and hostile (bad sizes at
+# the public API; skipped: tools trains for minutes, soak measures
 # RSS, which ASan's quarantine inflates, install links an example without the sanitizer
 # flags). Any ASan, UBSan or leak report in clgrad's code fails the run; tests/lsan.supp
 # silences leaks inside the OpenCL implementation only (PoCL and its LLVM). Called by .ci/run;
@@ -41,4 +42,4 @@ export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:print_
 export CLGRAD_DEVICE="${CLGRAD_DEVICE:-cpu}"
 
 # ASan makes everything 2-3x slower: longer timeouts.
-meson test -C "$build" --print-errorlogs --timeout-multiplier 4 --suite core --suite tensor --suite blas --suite ops --suite nn --suite optim --suite io "$@"
+meson test -C "$build" --print-errorlogs --timeout-multiplier 4 --suite core --suite tensor --suite blas --suite ops --suite nn --suite optim --suite io --suite hostile "$@"

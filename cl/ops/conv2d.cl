@@ -51,7 +51,9 @@ __kernel void im2col_cpu(__global const REAL *x, const ulong x_off, __global REA
     __global const REAL *plane = x + x_off + (size_t)(n * C + c) * H * W;
     /* Output columns [lo, hi) read inside the image: w = ow*SW + w0 in [0, W). */
     const int w0 = j * DW - PW;
-    const int lo = min(w0 >= 0 ? 0 : (-w0 + SW - 1) / SW, OW);
+    /* ceil(-w0 / SW) without forming -w0 + SW - 1, which overflows int for large SW (the
+     * host keeps W + 2 * PW within int, not PW + SW) */
+    const int lo = min(w0 >= 0 ? 0 : (-w0 - 1) / SW + 1, OW);
     const int hi = max(lo, min(W - 1 - w0 >= 0 ? (W - 1 - w0) / SW + 1 : 0, OW));
     for (int oh = 0; oh < OH; oh++) {
         __global REAL *row = dst + (size_t)oh * OW;
@@ -144,7 +146,7 @@ __kernel void col2im_cpu(__global const REAL *dcol, __global REAL *dx, const ulo
                 const int off = PW - j * DW;
                 const int lo = w0 + off, hi = w0 + wn - 1 + off;
                 if (hi < 0) break; /* hi only falls as j grows */
-                const int ow_lo = lo <= 0 ? 0 : (lo + SW - 1) / SW;
+                const int ow_lo = lo <= 0 ? 0 : (lo - 1) / SW + 1; /* ceil, without lo + SW overflowing */
                 const int ow_hi = min(hi / SW, OW - 1);
                 __global const REAL *src = base + (size_t)(i * KW + j) * cols + oh * OW;
                 for (int ow = ow_lo; ow <= ow_hi; ow++)

@@ -14,7 +14,7 @@
 inline void covering_range(const int i, const int k, const int s, const int pad, const int out, int *lo,
                            int *hi) {
     const int t = i + pad - k + 1; /* first window start that still reaches i */
-    *lo = t <= 0 ? 0 : (t + s - 1) / s;
+    *lo = t <= 0 ? 0 : (t - 1) / s + 1; /* ceil(t / s); t + s - 1 would overflow int for large s */
     *hi = min(out - 1, (i + pad) / s);
 }
 
@@ -206,23 +206,25 @@ __kernel void max_pool2d_bwd_tiled(__global REAL *dx, __global const REAL *dy, _
     }
 }
 
-/* count_include_pad = true: the divisor counts padded positions (not those beyond the padding). */
-inline int avg_divisor(const int hs, const int ws, const int H, const int W, const int kh, const int kw,
-                       const int ph, const int pw) {
-    return (min(hs + kh, H + ph) - hs) * (min(ws + kw, W + pw) - ws);
+/* count_include_pad = true: the divisor counts padded positions (not those beyond the padding).
+ * Each side fits an int (the host keeps H + 2 * ph within int); their product need not, so it
+ * is formed in long, as PyTorch forms it in int64. */
+inline REAL avg_divisor(const int hs, const int ws, const int H, const int W, const int kh, const int kw,
+                        const int ph, const int pw) {
+    return (REAL)((long)(min(hs + kh, H + ph) - hs) * (long)(min(ws + kw, W + pw) - ws));
 }
 
 /* The mean of output (oh, ow)'s window in plane (H, W). */
 inline REAL avg_window(__global const REAL *plane, const int oh, const int ow, const int H, const int W,
                        const int kh, const int kw, const int sh, const int sw, const int ph, const int pw) {
     const int hs0 = oh * sh - ph, ws0 = ow * sw - pw;
-    const int div = avg_divisor(hs0, ws0, H, W, kh, kw, ph, pw);
+    const REAL div = avg_divisor(hs0, ws0, H, W, kh, kw, ph, pw);
     const int he = min(hs0 + kh, H), we = min(ws0 + kw, W);
     REAL acc = 0;
     for (int h = max(hs0, 0); h < he; ++h)
         for (int w = max(ws0, 0); w < we; ++w)
             acc += plane[h * W + w];
-    return acc / (REAL)div;
+    return acc / div;
 }
 
 /* Per output element: y (N, C, OH, OW) from x (N, C, H, W). */
@@ -265,8 +267,8 @@ __kernel void avg_pool2d_bwd(__global REAL *dx, __global const REAL *dy, const i
         REAL acc = 0;
         for (int oh = oh0; oh <= oh1; ++oh)
             for (int ow = ow0; ow <= ow1; ++ow) {
-                const int div = avg_divisor(oh * sh - ph, ow * sw - pw, H, W, kh, kw, ph, pw);
-                acc += dy[base + oh * OW + ow] / (REAL)div;
+                const REAL div = avg_divisor(oh * sh - ph, ow * sw - pw, H, W, kh, kw, ph, pw);
+                acc += dy[base + oh * OW + ow] / div;
             }
         ACCUM(dx[i], acc);
     }

@@ -258,7 +258,10 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
          * element by element */
         const cl_mem bm = pack_b ? bp.mem : b;
         const cl_int boff = pack_b ? 0 : (cl_int)b_off;
-        const cl_int b_ps = pack_b ? (cl_int)k * cfg.nr : tb ? cfg.nr * (cl_int)ldb : cfg.nr;
+        /* NR * ldb (B transposed in place) is the step between column blocks: within the
+         * n * ldb elements packed_fits checked when there are two blocks or more, but a lone
+         * block (n < NR) never steps, and NR * ldb may then pass INT_MAX. */
+        const cl_int b_ps = pack_b ? (cl_int)k * cfg.nr : tb ? (tiles_n > 1 ? cfg.nr * (cl_int)ldb : 0) : cfg.nr;
         const cl_int b_rs = pack_b ? cfg.nr : tb ? 1 : (cl_int)ldb, b_cs = !pack_b && tb ? (cl_int)ldb : 1;
         const cl_int b_direct = !pack_b;
         const cl_int ctr = pl.swap;

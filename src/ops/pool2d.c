@@ -30,7 +30,13 @@ static clg_status pool_forward(clg_context *ctx, const char *kname, const pool_g
     if (st != CLG_OK) return st;
     cl_mem ym = clg__mem(y), xm = clg__mem(x), im = clg__mem(idx);
     const int rows = g->n * g->c * g->oh, n = (int)y->numel;
-    const size_t row_len = (size_t)g->ow * g->kh * g->kw; /* a row streams OW windows of kh * kw */
+    /* A row streams OW windows of kh * kw. Only the launch's rows per work-item follow from it,
+     * so it saturates at INT_MAX (one row per item long before) instead of wrapping a size_t for
+     * huge kernels, which are mostly padding. */
+    size_t row_len;
+    if (!clg__mul_size((size_t)g->ow, (size_t)g->kh, &row_len) || !clg__mul_size(row_len, (size_t)g->kw, &row_len) ||
+        row_len > INT_MAX)
+        row_len = INT_MAX;
     if (clg__cpu_style(ctx))
         return idx ? CLG_LAUNCH_ROWS(ctx, k, (size_t)rows, row_len, what, CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(im),
                                      POOL_GEOM(g), CLG_ARG(rows))
@@ -74,15 +80,27 @@ static clg_status pool_geom_make(clg_context *ctx, const clg_tensor *x, clg_pool
     g->sw = p.stride_w ? p.stride_w : p.kernel_w;
     g->ph = p.pad_h;
     g->pw = p.pad_w;
-    if (g->h + 2 * g->ph < g->kh || g->w + 2 * g->pw < g->kw)
+    /* The padded input in long long: h + 2 * pad overflows int once the kernel (and so the
+     * padding) passes INT_MAX / 2. */
+    const long long span_h = (long long)g->h + 2LL * g->ph, span_w = (long long)g->w + 2LL * g->pw;
+    if (span_h < g->kh || span_w < g->kw)
         return clg__fail(ctx, CLG_SHAPE_MISMATCH, "%s: kernel %dx%d does not fit input %s with padding %dx%d",
                          op, g->kh, g->kw, clg__shape_str(x, s, sizeof s), g->ph, g->pw);
-    g->oh = (g->h + 2 * g->ph - g->kh) / g->sh + 1;
-    g->ow = (g->w + 2 * g->pw - g->kw) / g->sw + 1;
+    /* The kernels compute window bounds oh * stride - pad + kernel in int: each lies within
+     * [-pad, h + pad], exact while the padded input fits an int. */
+    if (span_h > INT_MAX || span_w > INT_MAX)
+        return clg__fail(ctx, CLG_UNSUPPORTED,
+                         "%s: the padded input %lld x %lld (x %s, padding %dx%d) is too large for 32-bit "
+                         "kernel indexing",
+                         op, span_h, span_w, clg__shape_str(x, s, sizeof s), g->ph, g->pw);
+    g->oh = (int)((span_h - g->kh) / g->sh + 1);
+    g->ow = (int)((span_w - g->kw) / g->sw + 1);
     /* Kernels index with int. */
-    if (x->numel > INT_MAX || (size_t)g->n * g->c * g->oh * g->ow > INT_MAX)
-        return clg__fail(ctx, CLG_UNSUPPORTED, "%s: input %s has more than INT_MAX elements", op,
-                         clg__shape_str(x, s, sizeof s));
+    size_t outs;
+    if (x->numel > INT_MAX || !clg__mul_size((size_t)g->n * (size_t)g->c, (size_t)g->oh, &outs) ||
+        !clg__mul_size(outs, (size_t)g->ow, &outs) || outs > INT_MAX)
+        return clg__fail(ctx, CLG_UNSUPPORTED, "%s: input %s with kernel %dx%d is too large for 32-bit kernel indexing",
+                         op, clg__shape_str(x, s, sizeof s), g->kh, g->kw);
     return CLG_OK;
 }
 

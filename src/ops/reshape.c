@@ -56,8 +56,12 @@ clg_status clg_reshape(clg_context *ctx, const clg_tensor *x, int ndim, const in
         } else if (shape[i] <= 0) {
             return clg__fail(ctx, CLG_INVALID_ARGUMENT,
                              "reshape: dim %d of the new shape is %d (positive, or one -1)", i, shape[i]);
-        } else {
-            known *= (size_t)shape[i];
+        } else if (!clg__mul_size(known, (size_t)shape[i], &known) || known > (size_t)INT32_MAX) {
+            /* past what a tensor holds, and a product that wrapped could even be 0 (a division by
+             * zero below) or equal x's element count */
+            char want[64];
+            return clg__fail(ctx, CLG_SHAPE_MISMATCH, "reshape: the shape %s has more than %d elements",
+                             fmt_shape(ndim, shape, want, sizeof want), INT32_MAX);
         }
     }
     size_t numel = known;
