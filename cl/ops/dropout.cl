@@ -27,8 +27,8 @@ inline uint4 philox4x32_10(uint4 ctr, uint2 key) {
 /* Element i keeps its value when word (i % 4) of philox(counter = (i / 4, 0), key = seed),
  * read as an unsigned 32-bit integer, is >= threshold (= ceil(p * 2^32), so p = 1 keeps
  * nothing and p = 0 keeps everything). Kept values are scaled by scale = 1 / (1 - p).
- *   forward:  y = mask * scale * x             (beta = 0)
- *   backward: dx = beta * dx + mask * scale * dy
+ *   forward:  y = x * (mask * scale)             (beta = 0)
+ *   backward: dx = beta * dx + dy * (mask * scale)
  * One Philox call serves 4 elements: the loop runs over those groups of 4. */
 __kernel void dropout_apply(__global REAL *y, __global const REAL *x, const ulong seed, const ulong threshold,
                             const REAL scale, const REAL beta, const int n, const int chunk) {
@@ -40,7 +40,9 @@ __kernel void dropout_apply(__global REAL *y, __global const REAL *x, const ulon
         const uint words[4] = {r.x, r.y, r.z, r.w};
         for (int j = 0; j < 4 && base + j < n; ++j) {
             const int i = base + j;
-            const REAL v = (ulong)words[j] >= threshold ? x[i] * scale : (REAL)0;
+            /* x times the mask's value (scale or 0), as PyTorch's input * noise: a dropped NaN
+             * or infinity stays NaN (0 * NaN), it does not become 0 */
+            const REAL v = x[i] * ((ulong)words[j] >= threshold ? scale : (REAL)0);
             ACCUM(y[i], v);
         }
     }

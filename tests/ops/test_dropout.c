@@ -1,6 +1,7 @@
 /* tests/ops/test_dropout.c - dropout (src/ops/dropout.c, cl/ops/dropout.cl): a host
  * Philox-4x32-10 checked against Random123's known-answer vectors, the device mask equal to
- * it bit for bit in f32 and f64, its keep rate, modes, backward and bad input.
+ * it bit for bit in f32 and f64, its keep rate, modes, backward, bad input and NaN (kept as
+ * PyTorch keeps it: input * noise).
  */
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 
 #include "ref.h"
 #include "ref_ops.h"
+#include "nan_test.h"
 #include "ref_style.h"
 #include "ops/op.h"
 
@@ -245,6 +247,50 @@ static void test_bad_input(void **state) {
     clg_tensor_free(x);
 }
 
+/* ---------------------------------------------------------------- NaN */
+
+/* PyTorch's dropout is input * noise (noise = mask / (1 - p)): a NaN stays NaN where it is
+ * dropped too (NaN * 0), an infinity dropped is NaN (inf * 0); p = 1 is input * 0, NaN for
+ * NaN and infinities. Backward is dy * noise, so a NaN in dy stays NaN everywhere. Eval mode
+ * is the identity. */
+static void test_nan(void **state) {
+    clg_context *ctx = *state;
+    enum { N = 64 };
+    const int shape[1] = {N};
+    double xv[N], dyv[N], want[N];
+    for (int i = 0; i < N; i++) {
+        xv[i] = i % 3 == 0 ? NAN : i % 7 == 1 ? (i % 2 ? INFINITY : -INFINITY) : 0.25 * (i - 20);
+        dyv[i] = i % 5 == 2 ? NAN : 1.0 + i;
+    }
+    const double ps[3] = {0.5, 1.0, 0.0};
+    for (int d = 0; d < 2; d++) {
+        const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+        for (int k = 0; k < 3; k++) {
+            const double p = ps[k];
+            /* the scale as the kernel holds it: f32 rounds 1/(1-p) */
+            const double scale = p < 1 ? (d ? 1 / (1 - p) : (double)(float)(1 / (1 - p))) : 0.0;
+            clg_tensor *x = nan_tensor(ctx, dt, 1, shape, xv), *dy = nan_tensor(ctx, dt, 1, shape, dyv), *y = NULL;
+            REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+            REF_OK(ctx, clg_dropout(ctx, x, p, true, 9, &y));
+            for (int i = 0; i < N; i++)
+                want[i] = xv[i] * (ref_keep(9, (size_t)i, p) ? scale : 0.0);
+            char what[64];
+            snprintf(what, sizeof what, "dropout p %g forward with NaN", p);
+            nan_expect(y, want, N, nan_rtol(dt), 0, what, dt);
+            REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+            for (int i = 0; i < N; i++)
+                want[i] = dyv[i] * (ref_keep(9, (size_t)i, p) ? scale : 0.0);
+            snprintf(what, sizeof what, "dropout p %g backward with NaN", p);
+            nan_expect(clg_tensor_grad(x), want, N, nan_rtol(dt), 0, what, dt);
+            clg_tensor_free(y);
+            /* evaluation: the identity */
+            REF_OK(ctx, clg_dropout(ctx, x, p, false, 9, &y));
+            nan_expect(y, xv, N, 0, 0, "dropout eval with NaN", dt);
+            clg_tensor_free(y), clg_tensor_free(dy), clg_tensor_free(x);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_philox_known_answers),
@@ -255,6 +301,7 @@ int main(void) {
         cmocka_unit_test(test_backward),
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_nan),
     };
     return REF_RUN_BOTH_STYLES("dropout", tests);
 }

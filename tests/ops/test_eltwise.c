@@ -8,6 +8,7 @@
 
 #include "ref_style.h"
 #include "ref_ops.h"
+#include "nan_test.h"
 #include "ops/op.h"
 
 static const int SHAPE[3] = {2, 3, 5};
@@ -206,12 +207,58 @@ static void test_errors(void **state) {
     clg_tensor_free(c);
 }
 
+/* NaN (and infinity) in, NaN out as PyTorch: a + NaN, a * NaN, inf * 0 and NaN * 0 (scale by
+ * 0) are NaN forward; backward passes a NaN dy through (add, scale by 0) and multiplies it
+ * (mul: dy * b, dy * a), so NaN in dy or in the other factor gives NaN. */
+static void test_nan(void **state) {
+    clg_context *ctx = *state;
+    const int shape[1] = {6};
+    const double av[6] = {NAN, 1, 2, 3, INFINITY, -1}, bv[6] = {1, NAN, 0, 2, 0, NAN};
+    const double dyv[6] = {1, 1, 1, NAN, 1, 1};
+    for (int d = 0; d < 2; d++) {
+        const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+        const double rt = nan_rtol(dt);
+        clg_tensor *a = nan_tensor(ctx, dt, 1, shape, av), *b = nan_tensor(ctx, dt, 1, shape, bv);
+        clg_tensor *dy = nan_tensor(ctx, dt, 1, shape, dyv);
+        REF_OK(ctx, clg_tensor_set_requires_grad(a, true));
+        REF_OK(ctx, clg_tensor_set_requires_grad(b, true));
+        double want[6], wa[6], wb[6];
+        for (int op = 0; op < 4; op++) {
+            clg_tensor *y = NULL;
+            const double s = op == 3 ? 0.0 : 2.5;
+            if (op == 0) REF_OK(ctx, clg_add(ctx, a, b, &y));
+            if (op == 1) REF_OK(ctx, clg_mul(ctx, a, b, &y));
+            if (op >= 2) REF_OK(ctx, clg_scale(ctx, a, s, &y));
+            for (int i = 0; i < 6; i++) {
+                want[i] = op == 0 ? av[i] + bv[i] : op == 1 ? av[i] * bv[i] : s * av[i];
+                wa[i] = op == 0 ? dyv[i] : op == 1 ? dyv[i] * bv[i] : s * dyv[i];
+                wb[i] = op == 0 ? dyv[i] : dyv[i] * av[i];
+            }
+            static const char *const names[4] = {"add", "mul", "scale", "scale by 0"};
+            char what[64];
+            snprintf(what, sizeof what, "%s forward with NaN", names[op]);
+            nan_expect(y, want, 6, rt, 0, what, dt);
+            clg_tensor_zero_grad(a), clg_tensor_zero_grad(b);
+            REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+            snprintf(what, sizeof what, "%s backward (a) with NaN", names[op]);
+            nan_expect(clg_tensor_grad(a), wa, 6, rt, 0, what, dt);
+            if (op < 2) {
+                snprintf(what, sizeof what, "%s backward (b) with NaN", names[op]);
+                nan_expect(clg_tensor_grad(b), wb, 6, rt, 0, what, dt);
+            }
+            clg_tensor_free(y);
+        }
+        clg_tensor_free(a), clg_tensor_free(b), clg_tensor_free(dy);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_f32),    cmocka_unit_test(test_forward_f64),
         cmocka_unit_test(test_gradcheck),      cmocka_unit_test(test_square_grad_values),
         cmocka_unit_test(test_accumulate_f32), cmocka_unit_test(test_accumulate_f64),
         cmocka_unit_test(test_no_record),      cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_nan),
     };
     return REF_RUN_BOTH_STYLES("eltwise", tests);
 }

@@ -1,7 +1,7 @@
 /* tests/ops/test_linear.c - linear, y = x wT + b (src/ops/linear.c, cl/ops/linear.cl, GEMM
  * underneath): forward against host loops in f32 and f64 with and without bias, f64
  * finite-difference gradients of x, w and b, backward values against host loops, the beta
- * contract, PyTorch's values (1e-10 in f64), and bad input.
+ * contract, PyTorch's values (1e-10 in f64), bad input, and NaN propagation.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 
 #include "ref_style.h"
 #include "ref_ops.h"
+#include "nan_test.h"
 
 /* ---------------------------------------------------------------- forward */
 
@@ -219,12 +220,87 @@ static void test_errors(void **state) {
     clg_tensor_free(x1);
 }
 
+/* NaN in, NaN out as PyTorch (F.linear is addmm, which multiplies every term): a NaN in x
+ * makes its row of y NaN; a NaN in w makes its column NaN even where x is 0 (0 * NaN);
+ * backward: dx = dy w, dw = dyT x and db = column sums of dy carry NaN from any factor. Two
+ * sizes, so that both a tiny product and packed panels see it. */
+static void check_nan(clg_context *ctx, clg_dtype dt, int n, int in, int out) {
+    const int xs[2] = {n, in}, ws[2] = {out, in}, bs[1] = {out}, ys[2] = {n, out};
+    const size_t nx = (size_t)n * in, nw = (size_t)out * in, ny = (size_t)n * out;
+    double *xv = malloc(nx * sizeof *xv), *wv = malloc(nw * sizeof *wv), *bv = malloc((size_t)out * sizeof *bv);
+    double *dyv = malloc(ny * sizeof *dyv), *want = malloc((nx + nw + ny + (size_t)out) * sizeof *want);
+    assert_true(xv && wv && bv && dyv && want);
+    for (size_t i = 0; i < nx; i++)
+        xv[i] = (double)((i * 7) % 11) / 11.0 - 0.5;
+    for (size_t i = 0; i < nw; i++)
+        wv[i] = (double)((i * 5) % 13) / 13.0 - 0.5;
+    for (int o = 0; o < out; o++)
+        bv[o] = 0.25 * o;
+    for (size_t i = 0; i < ny; i++)
+        dyv[i] = 1.0 - (double)(i % 3);
+    xv[(size_t)(n - 1) * in + 1] = NAN;  /* row n-1 of y */
+    xv[0] = 0;                           /* ... and x = 0 meets */
+    wv[(size_t)(out - 1) * in] = NAN;    /* w's NaN: column out-1 of y, even in row 0 */
+    dyv[ny / 2] = NAN;                   /* one NaN in dy */
+    clg_tensor *x = nan_tensor(ctx, dt, 2, xs, xv), *w = nan_tensor(ctx, dt, 2, ws, wv);
+    clg_tensor *b = nan_tensor(ctx, dt, 1, bs, bv), *dy = nan_tensor(ctx, dt, 2, ys, dyv), *y = NULL;
+    REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+    REF_OK(ctx, clg_tensor_set_requires_grad(w, true));
+    REF_OK(ctx, clg_tensor_set_requires_grad(b, true));
+    REF_OK(ctx, clg_linear(ctx, x, w, b, &y));
+    REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+    double *wy = want, *wdx = wy + ny, *wdw = wdx + nx, *wdb = wdw + nw;
+    for (int r = 0; r < n; r++)
+        for (int o = 0; o < out; o++) {
+            double acc = bv[o];
+            for (int i = 0; i < in; i++)
+                acc += xv[(size_t)r * in + i] * wv[(size_t)o * in + i];
+            wy[(size_t)r * out + o] = acc;
+        }
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < in; i++) {
+            double acc = 0;
+            for (int o = 0; o < out; o++)
+                acc += dyv[(size_t)r * out + o] * wv[(size_t)o * in + i];
+            wdx[(size_t)r * in + i] = acc;
+        }
+    for (int o = 0; o < out; o++) {
+        for (int i = 0; i < in; i++) {
+            double acc = 0;
+            for (int r = 0; r < n; r++)
+                acc += dyv[(size_t)r * out + o] * xv[(size_t)r * in + i];
+            wdw[(size_t)o * in + i] = acc;
+        }
+        double acc = 0;
+        for (int r = 0; r < n; r++)
+            acc += dyv[(size_t)r * out + o];
+        wdb[o] = acc;
+    }
+    /* sums of `in` (or n, out) terms of size <= 1: the error grows with the length */
+    const double rt = nan_rtol(dt), at = nan_rtol(dt) * (in + n + out);
+    nan_expect(y, wy, ny, rt, at, "linear forward with NaN", dt);
+    nan_expect(clg_tensor_grad(x), wdx, nx, rt, at, "linear dx with NaN", dt);
+    nan_expect(clg_tensor_grad(w), wdw, nw, rt, at, "linear dw with NaN", dt);
+    nan_expect(clg_tensor_grad(b), wdb, (size_t)out, rt, at, "linear db with NaN", dt);
+    clg_tensor_free(x), clg_tensor_free(w), clg_tensor_free(b), clg_tensor_free(dy), clg_tensor_free(y);
+    free(xv), free(wv), free(bv), free(dyv), free(want);
+}
+
+static void test_nan(void **state) {
+    for (int d = 0; d < 2; d++) {
+        const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+        check_nan(*state, dt, 3, 4, 5);
+        check_nan(*state, dt, 70, 130, 66);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_f32),    cmocka_unit_test(test_forward_f64),
         cmocka_unit_test(test_gradcheck),      cmocka_unit_test(test_backward_values),
         cmocka_unit_test(test_accumulate_f32), cmocka_unit_test(test_accumulate_f64),
         cmocka_unit_test(test_pytorch),        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_nan),
     };
     return REF_RUN_BOTH_STYLES("linear", tests);
 }
