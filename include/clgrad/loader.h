@@ -37,6 +37,11 @@ typedef struct clg_loader_params {
     bool hflip;         /* a random horizontal flip, probability 1/2 */
     bool prefetch;      /* default true: the next batch on a background thread */
     clg_dtype dtype;    /* default CLG_F32 */
+    /* Sharding over world_size replicas (default 0 of 1), PyTorch's DistributedSampler: every
+     * replica draws the same epoch permutation, pads it by repeating its start to a multiple
+     * of world_size, and takes positions rank, rank + world_size, ... (ceil(n / world_size)
+     * images each); batch_size and drop_last then apply to that share. */
+    int rank, world_size;
 } clg_loader_params;
 CLG_API clg_loader_params clg_loader_default_params(void);
 
@@ -46,7 +51,7 @@ typedef struct clg_loader clg_loader;
 CLG_API clg_status clg_loader_create(clg_context *ctx, const clg_image_set *set, const clg_loader_params *p,
                                      clg_loader **out);
 CLG_API void clg_loader_free(clg_loader *l);
-/* Batches in one epoch. */
+/* Batches in one epoch (of this replica's share). */
 CLG_API int64_t clg_loader_batches(const clg_loader *l);
 /* Moves to batch `batch` of epoch `epoch` (0 <= batch <= batches; batches: the epoch's end). */
 CLG_API clg_status clg_loader_seek(clg_loader *l, uint64_t epoch, int64_t batch);
@@ -58,7 +63,8 @@ CLG_API void clg_loader_position(const clg_loader *l, uint64_t *epoch, int64_t *
 CLG_API clg_status clg_loader_next(clg_loader *l, clg_tensor **x, const int32_t **labels, int *count);
 /* What the loader does to image `index` in epoch `epoch`: the crop's top-left corner in the
  * padded image (0..2 * crop_padding each; crop_padding, crop_padding without cropping) and
- * whether it is flipped; and the image at position `pos` of the epoch's order. */
+ * whether it is flipped; and the image at position `pos` of the epoch's order (this replica's
+ * share; -1 past its end). */
 CLG_API void clg_loader_augment_of(const clg_loader *l, uint64_t epoch, int index, int *dy, int *dx, bool *flip);
 CLG_API int clg_loader_index_at(const clg_loader *l, uint64_t epoch, int pos);
 

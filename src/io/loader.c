@@ -23,7 +23,9 @@ struct clg_loader {
     clg_image_set set;
     clg_loader_params p;
     float *mean, *std; /* c each, owned; NULL: x / 255 */
-    int *order;        /* the epoch's permutation */
+    int *order;        /* this replica's share of the epoch's permutation: n_local entries */
+    int n_local;
+    int *full;         /* the whole permutation (n entries), scratch for make_order */
     uint64_t epoch;
     int64_t batch, batches;
     slot slots[2];
@@ -43,7 +45,7 @@ struct clg_loader {
 clg_loader_params clg_loader_default_params(void) {
     return (clg_loader_params){.batch_size = 64, .shuffle = true, .seed = 0, .drop_last = false,
                                .mean = NULL, .std = NULL, .crop_padding = 0, .hflip = false,
-                               .prefetch = true, .dtype = CLG_F32};
+                               .prefetch = true, .dtype = CLG_F32, .rank = 0, .world_size = 1};
 }
 
 static uint64_t mix(uint64_t z) {
@@ -53,19 +55,25 @@ static uint64_t mix(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-static void make_order(const clg_loader *l, uint64_t epoch, int *order) {
-    const int n = l->set.n;
+/* This replica's share of the epoch's permutation into order (n_local entries), through full
+ * (n entries): the permutation of all images, padded by repeating its start to a multiple of
+ * world_size, position rank + i * world_size for entry i. */
+static void make_order(const clg_loader *l, uint64_t epoch, int *order, int *full) {
+    const int n = l->set.n, world = l->p.world_size;
     for (int i = 0; i < n; i++)
-        order[i] = i;
-    if (!l->p.shuffle) return;
-    uint64_t state = mix(l->p.seed * 1000003u + epoch);
-    for (int i = n - 1; i > 0; i--) {
-        state = mix(state);
-        const int j = (int)(state % (uint64_t)(i + 1));
-        const int t = order[i];
-        order[i] = order[j];
-        order[j] = t;
+        full[i] = i;
+    if (l->p.shuffle) {
+        uint64_t state = mix(l->p.seed * 1000003u + epoch);
+        for (int i = n - 1; i > 0; i--) {
+            state = mix(state);
+            const int j = (int)(state % (uint64_t)(i + 1));
+            const int t = full[i];
+            full[i] = full[j];
+            full[j] = t;
+        }
     }
+    for (int i = 0; i < l->n_local; i++)
+        order[i] = full[((int64_t)l->p.rank + (int64_t)i * world) % n];
 }
 
 void clg_loader_augment_of(const clg_loader *l, uint64_t epoch, int index, int *dy, int *dx, bool *flip) {
@@ -78,13 +86,12 @@ void clg_loader_augment_of(const clg_loader *l, uint64_t epoch, int index, int *
 }
 
 int clg_loader_index_at(const clg_loader *l, uint64_t epoch, int pos) {
-    if (!l || pos < 0 || pos >= l->set.n) return -1;
+    if (!l || pos < 0 || pos >= l->n_local) return -1;
     if (epoch == l->epoch) return l->order[pos];
-    int *order = malloc(sizeof *order * (size_t)l->set.n);
-    if (!order) return -1;
-    make_order(l, epoch, order);
-    const int v = order[pos];
+    int *order = malloc(sizeof *order * (size_t)l->n_local), *full = malloc(sizeof *full * (size_t)l->set.n);
+    const int v = order && full ? (make_order(l, epoch, order, full), order[pos]) : -1;
     free(order);
+    free(full);
     return v;
 }
 
@@ -93,7 +100,7 @@ static void prepare(const clg_loader *l, int64_t b, slot *s) {
     const clg_image_set *d = &l->set;
     const int bs = l->p.batch_size, C = d->c, H = d->h, W = d->w, pad = l->p.crop_padding;
     const int64_t start = b * bs;
-    const int count = (int)((int64_t)d->n - start < bs ? (int64_t)d->n - start : bs);
+    const int count = (int)((int64_t)l->n_local - start < bs ? (int64_t)l->n_local - start : bs);
     const size_t plane = (size_t)H * (size_t)W, image = plane * (size_t)C;
     for (int i = 0; i < count; i++) {
         const int idx = l->order[start + i];
@@ -182,6 +189,7 @@ void clg_loader_free(clg_loader *l) {
     free(l->mean);
     free(l->std);
     free(l->order);
+    free(l->full);
     free(l);
 }
 
@@ -193,6 +201,7 @@ static clg_status check(clg_context *ctx, const clg_image_set *d, const clg_load
     else if (p->crop_padding < 0 || p->crop_padding > INT_MAX / 4) what = "crop_padding must be >= 0";
     else if (!p->mean != !p->std) what = "mean and std go together";
     else if (p->dtype != CLG_F32 && p->dtype != CLG_F64) what = "dtype must be f32 or f64";
+    else if (p->world_size < 1 || p->rank < 0 || p->rank >= p->world_size) what = "rank must be in [0, world_size)";
     if (!what && p->std)
         for (int c = 0; c < d->c; c++)
             if (!(p->std[c] > 0.0f) || !(p->mean[c] == p->mean[c])) what = "std must be > 0 and mean a number";
@@ -218,7 +227,9 @@ clg_status clg_loader_create(clg_context *ctx, const clg_image_set *set, const c
     l->p = *p;
     l->p.mean = l->p.std = NULL;
     const size_t vals = (size_t)p->batch_size * (size_t)set->c * (size_t)set->h * (size_t)set->w;
-    bool ok = (l->order = malloc(sizeof *l->order * (size_t)set->n)) != NULL;
+    l->n_local = (int)(((int64_t)set->n + p->world_size - 1) / p->world_size);
+    bool ok = (l->order = malloc(sizeof *l->order * (size_t)l->n_local)) != NULL &&
+              (l->full = malloc(sizeof *l->full * (size_t)set->n)) != NULL;
     for (int i = 0; ok && i < 2; i++)
         ok = (l->slots[i].x = malloc(vals * clg_dtype_size(p->dtype))) &&
              (l->slots[i].labels = malloc(sizeof(int32_t) * (size_t)p->batch_size));
@@ -233,9 +244,9 @@ clg_status clg_loader_create(clg_context *ctx, const clg_image_set *set, const c
         clg_loader_free(l);
         return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "loader: out of host memory for %zu values", vals);
     }
-    l->batches = p->drop_last ? set->n / p->batch_size : (set->n + p->batch_size - 1) / p->batch_size;
+    l->batches = p->drop_last ? l->n_local / p->batch_size : (l->n_local + p->batch_size - 1) / p->batch_size;
     l->job = l->done = -1;
-    make_order(l, 0, l->order);
+    make_order(l, 0, l->order, l->full);
     if (p->prefetch) {
         if (pthread_mutex_init(&l->mu, NULL) || pthread_cond_init(&l->cv, NULL) ||
             pthread_create(&l->thread, NULL, worker, l)) {
@@ -262,7 +273,7 @@ clg_status clg_loader_seek(clg_loader *l, uint64_t epoch, int64_t batch) {
                          (long long)l->batches);
     drain(l);
     l->done = -1;
-    if (epoch != l->epoch) make_order(l, epoch, l->order);
+    if (epoch != l->epoch) make_order(l, epoch, l->order, l->full);
     l->epoch = epoch;
     l->batch = batch;
     return CLG_OK;

@@ -174,6 +174,34 @@ static void test_batches_and_order(void **state) {
     clg_loader_free(l);
 }
 
+/* DistributedSampler: each replica takes positions rank, rank + W, ... of the one permutation
+ * padded by its start; shares have ceil(n / W) images. */
+static void test_sharding(void **state) {
+    clg_context *ctx = *state;
+    enum { WORLD = 3, LOCAL = (N + WORLD - 1) / WORLD };
+    clg_loader *all = make(ctx, false, false, 0, false);
+    for (int r = 0; r < WORLD; r++) {
+        clg_loader_params p = clg_loader_default_params();
+        p.batch_size = 5, p.seed = 99, p.rank = r, p.world_size = WORLD;
+        const clg_image_set set = the_set();
+        clg_loader *l = NULL;
+        REF_OK(ctx, clg_loader_create(ctx, &set, &p, &l));
+        assert_int_equal(clg_loader_batches(l), (LOCAL + 4) / 5);
+        for (uint64_t e = 0; e < 2; e++) {
+            for (int i = 0; i < LOCAL; i++)
+                assert_int_equal(clg_loader_index_at(l, e, i), clg_loader_index_at(all, e, (r + i * WORLD) % N));
+            assert_int_equal(clg_loader_index_at(l, e, LOCAL), -1);
+        }
+        static float x[LOCAL * C * H * W];
+        int32_t y[LOCAL];
+        assert_int_equal(read_epoch(ctx, l, x, y), LOCAL);
+        for (int i = 0; i < LOCAL; i++)
+            assert_int_equal(y[i], labels[clg_loader_index_at(l, 0, i)]);
+        clg_loader_free(l);
+    }
+    clg_loader_free(all);
+}
+
 static void test_bad_arguments(void **state) {
     clg_context *ctx = *state;
     clg_loader_params p = clg_loader_default_params();
@@ -203,6 +231,10 @@ static void test_bad_arguments(void **state) {
     set.images = NULL;
     assert_int_equal(clg_loader_create(ctx, &set, &p, &l), CLG_INVALID_ARGUMENT);
     set = the_set();
+    p.world_size = 2, p.rank = 2;
+    assert_int_equal(clg_loader_create(ctx, &set, &p, &l), CLG_INVALID_ARGUMENT);
+    assert_non_null(strstr(clg_context_errmsg(ctx), "rank"));
+    p = clg_loader_default_params();
     REF_OK(ctx, clg_loader_create(ctx, &set, &p, &l));
     assert_int_equal(clg_loader_seek(l, 0, clg_loader_batches(l) + 1), CLG_INVALID_ARGUMENT);
     assert_int_equal(clg_loader_next(l, NULL, NULL, NULL), CLG_INVALID_ARGUMENT);
@@ -217,6 +249,7 @@ int main(void) {
         cmocka_unit_test(test_reference),
         cmocka_unit_test(test_prefetch_and_seek),
         cmocka_unit_test(test_batches_and_order),
+        cmocka_unit_test(test_sharding),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests_name("loader", tests, ref_group_setup, ref_group_teardown);
