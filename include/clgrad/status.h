@@ -31,7 +31,8 @@ extern "C" {
     X(CLG_UNSUPPORTED, -9, "not supported on this device or build")                        \
     X(CLG_BAD_FORMAT, -10, "malformed, truncated or inconsistent data")                    \
     X(CLG_DEVICE_NOT_FOUND, -11, "no OpenCL device matches the choice")                    \
-    X(CLG_INVALID_STATE, -12, "the call does not fit the object's state (e.g. no graph)")
+    X(CLG_INVALID_STATE, -12, "the call does not fit the object's state (e.g. no graph)")  \
+    X(CLG_COMM_ERROR, -13, "communication between processes failed (MPI)")
 
 typedef enum clg_status {
 #define CLG_STATUS_ENUM_(name, value, text) name = value,
