@@ -44,7 +44,7 @@ static inline void nan_expect(const clg_tensor *t, const double *want, size_t n,
     assert_int_equal(clg_tensor_numel(t), n);
     double *got = ref_to_host_f64(t), *w = malloc(n * sizeof *w);
     assert_non_null(w);
-    char msg[128];
+    char msg[400];
     snprintf(msg, sizeof msg, "%s (%s)", what, clg_dtype_name(dt));
     /* an infinity must come out as that infinity (inf - inf would fail the closeness test) */
     for (size_t i = 0; i < n; i++) {

@@ -1,6 +1,6 @@
 /* tests/ops/test_batchnorm.c - batch_norm2d (src/ops/batchnorm.c, cl/ops/batchnorm.cl):
  * forward, running-stat updates and backward against a naive host reference below, f64
- * finite differences, the beta contract, PyTorch fixtures, determinism and bad input.
+ * finite differences, the beta contract, PyTorch fixtures, determinism, bad input and NaN.
  */
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 
 #include "ref.h"
 #include "ref_ops.h"
+#include "nan_test.h"
 #include "ref_style.h"
 #include "ops/op.h"
 
@@ -429,6 +430,66 @@ static void test_bad_input(void **state) {
     free_setup(&s);
 }
 
+/* ---------------------------------------------------------------- NaN */
+
+/* As PyTorch: a NaN in x makes its channel's statistics, output, running stats, dx and dw
+ * NaN (db = sum dy stays finite); a NaN in dy makes its channel's dx, dw and db NaN; in
+ * evaluation a NaN running mean makes its channel's y and dw NaN while dx = dy w invstd stays
+ * finite; a NaN weight makes its channel's y and dx NaN. The naive reference above is plain
+ * IEEE arithmetic, so it gives NaN exactly there. */
+static void test_nan(void **state) {
+    clg_context *ctx = *state;
+    const int shape[4] = {2, 3, 2, 2}, cs[1] = {3};
+    const bn_dims d = {2, 3, 4};
+    enum { NX = 24 };
+    for (int dd = 0; dd < 2; dd++) {
+        const clg_dtype dt = dd ? CLG_F64 : CLG_F32;
+        for (int k = 0; k < 4; k++) {
+            const bool training = k < 2;
+            double xv[NX], dyv[NX], wv[3] = {1.5, 0.5, -1}, bv[3] = {0.1, 0.2, 0.3}, rm[3] = {0.5, -0.5, 1},
+                                            rv[3] = {1, 2, 0.5};
+            for (int i = 0; i < NX; i++)
+                xv[i] = (double)((i * 7) % 10) / 4 - 1, dyv[i] = (double)((i * 3) % 5) / 2 - 1;
+            if (k == 0) xv[AT(d, 1, 0, 2)] = NAN;  /* x, channel 0 */
+            if (k == 1) dyv[AT(d, 0, 1, 3)] = NAN; /* dy, channel 1 */
+            if (k == 2) rm[2] = NAN;               /* running mean, channel 2 (evaluation) */
+            if (k == 3) wv[1] = NAN;               /* weight, channel 1 (evaluation) */
+            clg_tensor *x = nan_tensor(ctx, dt, 4, shape, xv), *w = nan_tensor(ctx, dt, 1, cs, wv);
+            clg_tensor *b = nan_tensor(ctx, dt, 1, cs, bv), *trm = nan_tensor(ctx, dt, 1, cs, rm);
+            clg_tensor *trv = nan_tensor(ctx, dt, 1, cs, rv), *dy = nan_tensor(ctx, dt, 4, shape, dyv), *y = NULL;
+            REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+            REF_OK(ctx, clg_tensor_set_requires_grad(w, true));
+            REF_OK(ctx, clg_tensor_set_requires_grad(b, true));
+            clg_batch_norm2d_params p = clg_batch_norm2d_default_params();
+            p.training = training;
+            REF_OK(ctx, clg_batch_norm2d(ctx, x, w, b, trm, trv, p, &y));
+            REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+            double wy[NX], mean[3], invstd[3], wdx[NX], wdw[3], wdb[3];
+            ref_bn_forward(d, xv, wv, bv, rm, rv, training, p.momentum, p.eps, wy, mean, invstd);
+            ref_bn_backward(d, xv, wv, dyv, mean, invstd, training, wdx, wdw, wdb);
+            char what[64];
+            /* sums of 8 values of size ~1, then a normalisation: a few units of rounding, the
+             * relative tolerance scaled by the sums' length */
+            const double rt = 8 * nan_rtol(dt);
+            snprintf(what, sizeof what, "batch_norm2d case %d forward with NaN", k);
+            nan_expect(y, wy, NX, rt, rt, what, dt);
+            snprintf(what, sizeof what, "batch_norm2d case %d running mean", k);
+            nan_expect(trm, rm, 3, rt, rt, what, dt);
+            snprintf(what, sizeof what, "batch_norm2d case %d running var", k);
+            nan_expect(trv, rv, 3, rt, rt, what, dt);
+            snprintf(what, sizeof what, "batch_norm2d case %d dx with NaN", k);
+            nan_expect(clg_tensor_grad(x), wdx, NX, rt, rt, what, dt);
+            snprintf(what, sizeof what, "batch_norm2d case %d dw with NaN", k);
+            nan_expect(clg_tensor_grad(w), wdw, 3, rt, rt, what, dt);
+            snprintf(what, sizeof what, "batch_norm2d case %d db with NaN", k);
+            nan_expect(clg_tensor_grad(b), wdb, 3, rt, rt, what, dt);
+            clg_tensor *all[] = {x, w, b, trm, trv, dy, y};
+            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+                clg_tensor_free(all[i]);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vs_ref),
@@ -439,6 +500,7 @@ int main(void) {
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_no_grad),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_nan),
     };
     return REF_RUN_BOTH_STYLES("batchnorm", tests);
 }

@@ -1,12 +1,13 @@
 /* tests/ops/test_conv2d.c - conv2d (src/ops/conv2d.c, cl/ops/conv2d.cl): the worked example
  * to the digit, forward and all three gradients against the naive direct convolution
  * (ref_conv2d_* in tests/ref/ref_ops.c) over a grid of shapes, PyTorch's numbers, finite
- * differences in f64, and bad input; in both kernel styles. The beta contract and chunking:
+ * differences in f64, bad input, and NaN as PyTorch propagates it; in both kernel styles. The beta contract and chunking:
  * tests/ops/test_conv2d_chunks.c.
  */
 #include <math.h>
 
 #include "test_conv2d.h"
+#include "nan_test.h"
 
 /* Forward and the three gradients of one case against the naive reference. Gradients start
  * as NaN, so beta = 0 must overwrite without reading. tol scales with how many terms each
@@ -394,12 +395,102 @@ static void test_bad_input(void **state) {
         clg_tensor_free(all[i]);
 }
 
+/* ---------------------------------------------------------------- NaN */
+
+/* conv2d as PyTorch computes it (im2col and GEMM): every tap multiplies, a padded one with 0,
+ * so 0 * NaN is NaN. y = b + sum x_or_0 * w; dw = sum dy * x_or_0; dx gathers w * dy over
+ * the taps that land inside the image; db = sum dy. PyTorch 2.x (CPU) gives NaN exactly where
+ * this does: a NaN weight makes its output channel NaN everywhere, padded or not; a NaN dy
+ * makes its whole dw row NaN. */
+static void nan_ref(const conv_case *c, const double *x, const double *w, const double *b, const double *dy,
+                    double *y, double *dx, double *dw, double *db) {
+    const int OH = ref_conv_out_h(c), OW = ref_conv_out_w(c), G = c->p.groups, Cg = c->C / G, Kg = c->K / G;
+    const size_t nx = (size_t)c->N * c->C * c->H * c->W, nw = (size_t)c->K * Cg * c->KH * c->KW;
+    for (size_t i = 0; i < nx; i++)
+        dx[i] = 0;
+    for (size_t i = 0; i < nw; i++)
+        dw[i] = 0;
+    for (int k = 0; k < c->K; k++)
+        db[k] = 0;
+    for (int n = 0; n < c->N; n++)
+        for (int k = 0; k < c->K; k++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    const size_t o = (((size_t)n * c->K + k) * OH + oh) * OW + ow;
+                    double acc = b ? b[k] : 0;
+                    db[k] += dy[o];
+                    for (int cg = 0; cg < Cg; cg++)
+                        for (int i = 0; i < c->KH; i++)
+                            for (int j = 0; j < c->KW; j++) {
+                                const int ch = k / Kg * Cg + cg;
+                                const int h = oh * c->p.stride_h - c->p.pad_h + i * c->p.dilation_h;
+                                const int ww = ow * c->p.stride_w - c->p.pad_w + j * c->p.dilation_w;
+                                const bool in = h >= 0 && h < c->H && ww >= 0 && ww < c->W;
+                                const size_t xi = (((size_t)n * c->C + ch) * c->H + (in ? h : 0)) * c->W + (in ? ww : 0);
+                                const size_t wi = (((size_t)k * Cg + cg) * c->KH + i) * c->KW + j;
+                                const double xv = in ? x[xi] : 0.0;
+                                acc += xv * w[wi];
+                                dw[wi] += dy[o] * xv;
+                                if (in) dx[xi] += w[wi] * dy[o];
+                            }
+                    y[o] = acc;
+                }
+}
+
+static void test_nan(void **state) {
+    clg_context *ctx = *state;
+    const conv_case cases[2] = {
+        {2, 2, 4, 4, 3, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true},
+        {1, 4, 6, 5, 4, 2, 2, P_(2, 1, 1, 2, 2, 1, 2), true},
+    };
+    for (int d = 0; d < 2; d++) {
+        const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+        for (int ci = 0; ci < 2; ci++) {
+            const conv_case *c = &cases[ci];
+            for (int where = 0; where < 3; where++) { /* NaN in x, in w, in dy */
+                case_tensors t;
+                case_make(ctx, dt, c, 700 + (uint64_t)ci, &t);
+                const size_t nx = clg_tensor_numel(t.x), nw = clg_tensor_numel(t.w), ny = clg_tensor_numel(t.dy);
+                if (where == 0) t.hx[nx / 2 + 1] = NAN;
+                if (where == 1) t.hw[0] = NAN; /* the first tap: it lands on padding at the edges */
+                if (where == 2) t.hdy[ny / 3] = NAN;
+                clg_tensor *x = nan_tensor(ctx, dt, 4, t.xs, t.hx), *w = nan_tensor(ctx, dt, 4, t.ws, t.hw);
+                clg_tensor *dy = nan_tensor(ctx, dt, 4, t.ys, t.hdy), *y = NULL;
+                double *rx = ref_to_host_f64(x), *rw = ref_to_host_f64(w), *rdy = ref_to_host_f64(dy);
+                double *rb = ref_to_host_f64(t.b);
+                REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+                REF_OK(ctx, clg_tensor_set_requires_grad(w, true));
+                REF_OK(ctx, clg_tensor_set_requires_grad(t.b, true));
+                REF_OK(ctx, clg_conv2d(ctx, x, w, t.b, c->p, &y));
+                REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+                double *wy = malloc(ny * sizeof *wy), *wdx = malloc(nx * sizeof *wdx), *wdw = malloc(nw * sizeof *wdw);
+                double *wdb = malloc((size_t)c->K * sizeof *wdb);
+                assert_true(wy && wdx && wdw && wdb);
+                nan_ref(c, rx, rw, rb, rdy, wy, wdx, wdw, wdb);
+                char what[320], name[32];
+                static const char *const where_s[3] = {"x", "w", "dy"};
+                /* sums of up to C*KH*KW (or N*OH*OW) products of values in [-1, 1] */
+                const double rt = nan_rtol(dt), at = nan_rtol(dt) * 64;
+                snprintf(name, sizeof name, "NaN in %s", where_s[where]);
+                case_name(c, name, what, sizeof what);
+                nan_expect(y, wy, ny, rt, at, what, dt);
+                nan_expect(clg_tensor_grad(x), wdx, nx, rt, at, what, dt);
+                nan_expect(clg_tensor_grad(w), wdw, nw, rt, at, what, dt);
+                nan_expect(clg_tensor_grad(t.b), wdb, (size_t)c->K, rt, at, what, dt);
+                free(wy), free(wdx), free(wdw), free(wdb), free(rx), free(rw), free(rdy), free(rb);
+                clg_tensor_free(x), clg_tensor_free(w), clg_tensor_free(dy), clg_tensor_free(y);
+                case_free(&t);
+            }
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_worked_example_f32), cmocka_unit_test(test_worked_example_f64),
         cmocka_unit_test(test_pytorch_fixture),    cmocka_unit_test(test_grid_f32),
         cmocka_unit_test(test_grid_f64),           cmocka_unit_test(test_gradcheck),
-        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_bad_input),          cmocka_unit_test(test_nan),
     };
     return REF_RUN_BOTH_STYLES("conv2d", tests);
 }

@@ -1,7 +1,8 @@
 /* tests/ops/test_loss.c - softmax_cross_entropy, mse_loss, sum_of_squares
  * (src/ops/loss.c, cl/ops/loss.cl): forward against host loops in f32 and f64 (sizes past
  * one work-group, logits large enough to overflow a naive exp), f64 finite-difference
- * gradients, the beta contract, PyTorch's values (1e-10 in f64), determinism, bad input.
+ * gradients, the beta contract, PyTorch's values (1e-10 in f64), determinism, bad input, NaN
+ * and infinities as PyTorch propagates them.
  */
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "ref_style.h"
 #include "ref_ops.h"
+#include "nan_test.h"
 
 static double item(clg_context *ctx, const clg_tensor *t) {
     double v = 0;
@@ -295,6 +297,84 @@ static void test_errors(void **state) {
     clg_tensor_free(x3);
 }
 
+/* ---------------------------------------------------------------- NaN */
+
+/* PyTorch's cross-entropy, written as it computes it: logsumexp with the row max (NaN when
+ * the row holds NaN) subtracted, so a NaN logit or a +inf one (inf - inf) makes the loss and
+ * that row's gradient NaN; a -inf logit elsewhere is an ordinary 0 probability. */
+static void ce_ref(const double *x, const int32_t *t, int n, int c, double dy, double *loss, double *dx) {
+    double total = 0;
+    for (int r = 0; r < n; r++) {
+        const double *row = x + (size_t)r * c;
+        double m = row[0];
+        for (int j = 1; j < c; j++)
+            m = isnan(m) || isnan(row[j]) ? NAN : row[j] > m ? row[j] : m;
+        double sum = 0;
+        for (int j = 0; j < c; j++)
+            sum += exp(row[j] - m);
+        const double lse = m + log(sum);
+        total += lse - row[t[r]];
+        for (int j = 0; j < c; j++)
+            dx[(size_t)r * c + j] = dy / n * (exp(row[j] - lse) - (j == t[r] ? 1.0 : 0.0));
+    }
+    *loss = total / n;
+}
+
+static void test_nan(void **state) {
+    clg_context *ctx = *state;
+    enum { N = 4, C = 3 };
+    const int ls[2] = {N, C}, one[1] = {1};
+    const int32_t t[N] = {0, 2, 1, 1};
+    /* row 0 NaN, row 1 +inf, row 2 -inf off the target, row 3 plain */
+    const double x[N * C] = {1, NAN, 3, 1, INFINITY, 3, -INFINITY, 0.5, 2, 0.1, 0.2, 0.3};
+    const double x_plain[N * C] = {1, 2, 3, 1, 2, 3, -1, 0.5, 2, 0.1, 0.2, 0.3};
+    for (int d = 0; d < 2; d++) {
+        const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+        const double rt = nan_rtol(dt);
+        double want_loss, want_dx[N * C];
+        /* softmax_cross_entropy: NaN logits, and then a NaN upstream gradient on plain logits */
+        for (int k = 0; k < 2; k++) {
+            const double *xv = k ? x_plain : x, dyv = k ? NAN : 1.5;
+            clg_tensor *lg = nan_tensor(ctx, dt, 2, ls, xv), *y = NULL, *dy = nan_filled(ctx, dt, 1, one, dyv);
+            REF_OK(ctx, clg_tensor_set_requires_grad(lg, true));
+            REF_OK(ctx, clg_softmax_cross_entropy(ctx, lg, t, N, &y));
+            REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+            ce_ref(xv, t, N, C, dyv, &want_loss, want_dx);
+            nan_expect(y, &want_loss, 1, rt, 0, k ? "cross-entropy forward" : "cross-entropy forward with NaN", dt);
+            nan_expect(clg_tensor_grad(lg), want_dx, N * C, rt, rt, k ? "cross-entropy backward with NaN dy"
+                                                                    : "cross-entropy backward with NaN", dt);
+            clg_tensor_free(lg), clg_tensor_free(y), clg_tensor_free(dy);
+        }
+        /* mse and sum of squares: NaN in pred, in target; the gradient NaN only there */
+        const int vs[1] = {5};
+        const double pv[5] = {1, NAN, 3, 4, 5}, tv[5] = {0, 0, 0, NAN, 1};
+        clg_tensor *pr = nan_tensor(ctx, dt, 1, vs, pv), *tg = nan_tensor(ctx, dt, 1, vs, tv), *y = NULL;
+        REF_OK(ctx, clg_tensor_set_requires_grad(pr, true));
+        REF_OK(ctx, clg_tensor_set_requires_grad(tg, true));
+        REF_OK(ctx, clg_mse_loss(ctx, pr, tg, &y));
+        REF_OK(ctx, clg_backward(ctx, y));
+        double wl = 0, wp[5], wt[5];
+        for (int i = 0; i < 5; i++) {
+            wl += (pv[i] - tv[i]) * (pv[i] - tv[i]) / 5;
+            wp[i] = 2.0 / 5 * (pv[i] - tv[i]);
+            wt[i] = -wp[i];
+        }
+        nan_expect(y, &wl, 1, rt, 0, "mse forward with NaN", dt);
+        nan_expect(clg_tensor_grad(pr), wp, 5, rt, 0, "mse backward (pred) with NaN", dt);
+        nan_expect(clg_tensor_grad(tg), wt, 5, rt, 0, "mse backward (target) with NaN", dt);
+        clg_tensor_free(y);
+        clg_tensor_zero_grad(pr);
+        REF_OK(ctx, clg_sum_of_squares(ctx, pr, &y));
+        REF_OK(ctx, clg_backward(ctx, y));
+        wl = 0;
+        for (int i = 0; i < 5; i++)
+            wl += pv[i] * pv[i], wp[i] = 2 * pv[i];
+        nan_expect(y, &wl, 1, rt, 0, "sum_of_squares forward with NaN", dt);
+        nan_expect(clg_tensor_grad(pr), wp, 5, rt, 0, "sum_of_squares backward with NaN", dt);
+        clg_tensor_free(y), clg_tensor_free(pr), clg_tensor_free(tg);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_f32),
@@ -307,6 +387,7 @@ int main(void) {
         cmocka_unit_test(test_accumulate_f64),
         cmocka_unit_test(test_pytorch),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_nan),
     };
     return REF_RUN_BOTH_STYLES("loss", tests);
 }

@@ -1,6 +1,6 @@
 /* tests/ops/test_pool2d.c - max_pool2d and avg_pool2d (src/ops/pool2d.c, cl/ops/pool2d.cl):
  * forward and backward against naive host references below, f64 finite differences, the
- * beta contract, NaN propagation, PyTorch fixtures (tests/fixtures/ops.safetensors) and bad
+ * beta contract, NaN propagation (in x and in dy), PyTorch fixtures (tests/fixtures/ops.safetensors) and bad
  * input.
  */
 #include <math.h>
@@ -10,6 +10,7 @@
 
 #include "ref.h"
 #include "ref_ops.h"
+#include "nan_test.h"
 #include "ref_style.h"
 #include "ops/op.h"
 
@@ -327,6 +328,56 @@ static void test_max_pool_nan(void **state) {
     }
 }
 
+/* NaN in dy as well (and NaN in x for the average): PyTorch's max pool sends a NaN dy to its
+ * window's argmax only, the average spreads dy / divisor over the window, so a NaN in x
+ * makes every window holding it NaN and a NaN dy every input its window covers. */
+static void check_nan_dy(clg_context *ctx, bool is_max) {
+    for (int d = 0; d < 2; d++) {
+        const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+        for (size_t c = 0; c < N_CASES; c++) {
+            const pool_case *pc = &cases[c];
+            const geom g = geom_of(pc->shape, pc->p);
+            clg_tensor *x0 = distinct_tensor(ctx, pc->shape, 600 + c), *x = NULL, *y = NULL;
+            const size_t nx = clg_tensor_numel(x0);
+            double *xh = ref_to_host_f64(x0);
+            if (!is_max) /* max pool's NaN in x is test_max_pool_nan's */
+                for (size_t i = 3; i < nx; i += 11)
+                    xh[i] = NAN;
+            x = nan_tensor(ctx, dt, 4, pc->shape, xh);
+            double *xr = ref_to_host_f64(x); /* the values the op sees (f32 rounded) */
+            REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+            REF_OK(ctx, is_max ? clg_max_pool2d(ctx, x, pc->p, &y) : clg_avg_pool2d(ctx, x, pc->p, &y));
+            const size_t ny = clg_tensor_numel(y);
+            double *dyh = malloc(ny * sizeof *dyh), *yw = malloc(ny * sizeof *yw), *want = malloc(nx * sizeof *want);
+            size_t *arg = malloc(ny * sizeof *arg);
+            assert_true(dyh && yw && want && arg);
+            for (size_t i = 0; i < ny; i++)
+                dyh[i] = i % 5 == 1 ? NAN : 0.5 + (double)(i % 4);
+            clg_tensor *dy = nan_tensor(ctx, dt, 4, clg_tensor_shape(y), dyh);
+            REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+            if (is_max) {
+                ref_max_pool(&g, xr, yw, arg);
+                ref_max_pool_backward(&g, arg, dyh, want);
+            } else {
+                ref_avg_pool(&g, xr, yw);
+                ref_avg_pool_backward(&g, dyh, want);
+            }
+            char what[96];
+            snprintf(what, sizeof what, "%s_pool2d %s forward with NaN", is_max ? "max" : "avg", pc->name);
+            nan_expect(y, yw, ny, nan_rtol(dt), nan_rtol(dt), what, dt);
+            snprintf(what, sizeof what, "%s_pool2d %s backward with NaN dy", is_max ? "max" : "avg", pc->name);
+            nan_expect(clg_tensor_grad(x), want, nx, nan_rtol(dt), nan_rtol(dt), what, dt);
+            free(xh), free(xr), free(dyh), free(yw), free(want), free(arg);
+            clg_tensor *all[] = {dy, y, x, x0};
+            for (size_t i = 0; i < 4; i++)
+                clg_tensor_free(all[i]);
+        }
+    }
+}
+
+static void test_max_pool_nan_dy(void **state) { check_nan_dy(*state, true); }
+static void test_avg_pool_nan(void **state) { check_nan_dy(*state, false); }
+
 /* ---------------------------------------------------------------- gradients */
 
 typedef struct gc_user {
@@ -489,6 +540,8 @@ int main(void) {
         cmocka_unit_test(test_max_pool_eval_matches),
         cmocka_unit_test(test_max_pool_ties),
         cmocka_unit_test(test_max_pool_nan),
+        cmocka_unit_test(test_max_pool_nan_dy),
+        cmocka_unit_test(test_avg_pool_nan),
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_accumulate),
         cmocka_unit_test(test_pytorch_fixtures),
