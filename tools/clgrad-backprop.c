@@ -12,6 +12,8 @@
 
 #include <clgrad.h>
 
+#include "tool_args.h"
+
 #define IH 4
 #define IW 4
 #define KS 2
@@ -142,30 +144,35 @@ static int usage(FILE *f) {
     fprintf(f, "usage: clgrad-backprop [--device D] [--lr RATE] [--steps N]\n"
                "  --device D   gpu, cpu, P:D or part of a device name (default: CLGRAD_DEVICE, "
                "else the first GPU)\n"
-               "  --lr RATE    learning rate (default 1e-5)\n"
-               "  --steps N    gradient-descent steps; the loss is shown after each (default 1)\n");
+               "  --lr RATE    learning rate, finite >= 0 (default 1e-5)\n"
+               "  --steps N    gradient-descent steps, 1..1000000; the loss is shown after each (default 1)\n");
     return f == stdout ? 0 : 2;
 }
 
 int main(int argc, char **argv) {
+    static const char *T = "clgrad-backprop";
     const char *device = NULL;
     double lr = 1e-5;
-    long steps = 1;
+    long long steps = 1;
     for (int i = 1; i < argc; i++) {
-        const bool has = i + 1 < argc;
-        char *end = NULL;
-        errno = 0;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
-        if (!strcmp(argv[i], "--device") && has) {
-            device = argv[++i];
-        } else if (!strcmp(argv[i], "--lr") && has) {
-            lr = strtod(argv[++i], &end);
-            if (*end || errno) return usage(stderr);
-        } else if (!strcmp(argv[i], "--steps") && has) {
-            steps = strtol(argv[++i], &end, 10);
-            if (*end || errno || steps < 1 || steps > 1000000) return usage(stderr);
-        } else {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
+        if (strcmp(a, "--device") && strcmp(a, "--lr") && strcmp(a, "--steps")) {
+            fprintf(stderr, "%s: unknown option '%s'\n", T, a);
             return usage(stderr);
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "%s: %s needs a value\n", T, a);
+            return usage(stderr);
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--device")) {
+            device = v;
+        } else if (!strcmp(a, "--lr")) {
+            /* a negative rate climbs the loss, a NaN one poisons the kernel: not the example */
+            if (!tool_parse_real(T, "--lr", v, 0, INFINITY, &lr)) return 2;
+        } else if (!tool_parse_int(T, "--steps", v, 1, 1000000, &steps)) {
+            return 2;
         }
     }
 
@@ -202,7 +209,7 @@ int main(int argc, char **argv) {
     printf("Goal: make every output 0, i.e. minimise loss = sum of the outputs squared.\n\n");
 
     double before = 0, after = 0;
-    for (long s = 1; s <= steps; s++) {
+    for (long long s = 1; s <= steps; s++) {
         if (step(&r, lr, s == 1, &before)) goto out;
         if (eval_loss(&r, &after)) goto out;
         if (s == 1) {
@@ -218,7 +225,7 @@ int main(int argc, char **argv) {
                    after, before);
             if (steps > 1) printf("\nMore steps, the loss after each:\n");
         }
-        if (steps > 1) printf("   step %ld: loss %.10g -> %.10g\n", s, before, after);
+        if (steps > 1) printf("   step %lld: loss %.10g -> %.10g\n", s, before, after);
     }
     rc = 0;
 out:

@@ -16,6 +16,7 @@
 #include <clgrad.h>
 
 #include "models.h"
+#include "tool_args.h"
 #include "tool_clock.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
@@ -25,8 +26,12 @@ typedef struct options {
     const model_entry *entry;
     int steps, batch, subset, every, warmup;
     double rss_slack_mib;
-    int synthetic;
+    int synthetic, data_set;
 } options;
+
+#define MAX_STEPS 100000000
+#define MAX_BATCH 65536
+#define MAX_SUBSET 1000000
 
 
 /* Resident set size in bytes (second field of /proc/self/statm, in pages), or 0. */
@@ -45,12 +50,12 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: clgrad-soak [options]\n"
             "  --model %-13s model of clgrad-train (default cnn)\n"
-            "  --steps N             training steps (default 2000)\n"
-            "  --batch N             batch size (default 64)\n"
-            "  --subset N            the first N training images, repeated (default 640)\n"
+            "  --steps N             training steps, 2..100000000 (default 2000)\n"
+            "  --batch N             batch size, 1..65536 (default 64)\n"
+            "  --subset N            the first N training images, repeated, 1..1000000 (default 640)\n"
             "  --every N             print a line every N steps (default 100)\n"
-            "  --warmup N            steps after which nothing may grow (default 10)\n"
-            "  --rss-slack MIB       RSS growth allowed after warm-up (default 8)\n"
+            "  --warmup N            steps after which nothing may grow, below --steps (default 10)\n"
+            "  --rss-slack MIB       RSS growth allowed after warm-up, finite >= 0 (default 8)\n"
             "  --data DIR            Fashion-MNIST IDX files (default " DEFAULT_DATA ")\n"
             "  --synthetic           generated images instead of the data set\n"
             "  --device CHOICE       gpu, cpu, P:D or a device-name substring\n"
@@ -60,7 +65,7 @@ static void usage(FILE *f) {
 }
 
 static int parse_args(int argc, char **argv, options *o) {
-    *o = (options){"cnn", DEFAULT_DATA, NULL, NULL, 2000, 64, 640, 100, 10, 8.0, 0};
+    *o = (options){"cnn", DEFAULT_DATA, NULL, NULL, 2000, 64, 640, 100, 10, 8.0, 0, 0};
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},  {"steps", required_argument, 0, 's'},
         {"batch", required_argument, 0, 'b'},  {"subset", required_argument, 0, 'n'},
@@ -68,28 +73,27 @@ static int parse_args(int argc, char **argv, options *o) {
         {"rss-slack", required_argument, 0, 'r'}, {"data", required_argument, 0, 'd'},
         {"synthetic", no_argument, 0, 'S'},    {"device", required_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    static const char *T = "clgrad-soak";
     int c;
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        char *end = NULL;
+    long long v;
+    bool ok = true;
+    while (ok && (c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
-        case 's': o->steps = (int)strtol(optarg, &end, 10); break;
-        case 'b': o->batch = (int)strtol(optarg, &end, 10); break;
-        case 'n': o->subset = (int)strtol(optarg, &end, 10); break;
-        case 'e': o->every = (int)strtol(optarg, &end, 10); break;
-        case 'w': o->warmup = (int)strtol(optarg, &end, 10); break;
-        case 'r': o->rss_slack_mib = strtod(optarg, &end); break;
-        case 'd': o->data = optarg; break;
+        case 's': ok = tool_parse_int(T, "--steps", optarg, 2, MAX_STEPS, &v), o->steps = (int)v; break;
+        case 'b': ok = tool_parse_int(T, "--batch", optarg, 1, MAX_BATCH, &v), o->batch = (int)v; break;
+        case 'n': ok = tool_parse_int(T, "--subset", optarg, 1, MAX_SUBSET, &v), o->subset = (int)v; break;
+        case 'e': ok = tool_parse_int(T, "--every", optarg, 1, MAX_STEPS, &v), o->every = (int)v; break;
+        case 'w': ok = tool_parse_int(T, "--warmup", optarg, 1, MAX_STEPS - 1, &v), o->warmup = (int)v; break;
+        case 'r': ok = tool_parse_real(T, "--rss-slack", optarg, 0, INFINITY, &o->rss_slack_mib); break;
+        case 'd': o->data = optarg, o->data_set = 1; break;
         case 'S': o->synthetic = 1; break;
         case 'D': o->device = optarg; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
-        if (end && (*end != '\0' || end == optarg)) {
-            fprintf(stderr, "clgrad-soak: bad number '%s'\n", optarg);
-            return -1;
-        }
     }
+    if (!ok) return -1;
     if (optind < argc) {
         fprintf(stderr, "clgrad-soak: unexpected argument '%s'\n", argv[optind]);
         return -1;
@@ -105,10 +109,12 @@ static int parse_args(int argc, char **argv, options *o) {
         fprintf(stderr, "clgrad-soak: model %s does not take 28x28 grey images in 10 classes\n", o->model);
         return -1;
     }
-    if (o->steps < 1 || o->batch < 1 || o->subset < 1 || o->every < 1 || o->warmup < 1 ||
-        o->warmup >= o->steps || !(o->rss_slack_mib >= 0)) {
-        fprintf(stderr, "clgrad-soak: --steps, --batch, --subset, --every, --warmup must be positive "
-                        "(warmup < steps), --rss-slack >= 0\n");
+    if (o->warmup >= o->steps) {
+        fprintf(stderr, "clgrad-soak: --warmup (%d) must be below --steps (%d)\n", o->warmup, o->steps);
+        return -1;
+    }
+    if (o->synthetic && o->data_set) {
+        fprintf(stderr, "clgrad-soak: --data and --synthetic exclude each other\n");
         return -1;
     }
     return 0;

@@ -15,6 +15,7 @@
 #include <clgrad.h>
 
 #include "models.h"
+#include "tool_args.h"
 #include "tool_clock.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
@@ -24,7 +25,8 @@ typedef struct options {
     int epochs, batch, limit, test_limit;
     double lr, momentum, weight_decay;
     unsigned long long seed;
-    int no_shuffle, eval_only, list_models, json;
+    int no_shuffle, eval_only, list_models, json, allow_nonfinite;
+    bool lr_set, momentum_set;
     const model_entry *entry;
 } options;
 
@@ -33,6 +35,12 @@ typedef struct dataset {
     int n, h, w;
 } dataset;
 
+/* The exit status when the training loss became NaN or infinite (1: other failures, 2: bad
+ * usage). */
+#define EXIT_NONFINITE 3
+/* Ranges of the numeric options: a batch that big would not fit a host buffer anyway. */
+#define MAX_EPOCHS 1000000
+#define MAX_BATCH (1 << 20)
 
 static void usage(FILE *f) {
     char names[256];
@@ -41,30 +49,33 @@ static void usage(FILE *f) {
             "usage: clgrad-train [options]\n"
             "  --model %-15s model (default cnn)\n"
             "  --list-models [--json]  the models, with --json also their state names and shapes\n"
-            "  --epochs N              epochs (default 5)\n"
-            "  --batch N               batch size (default 64)\n"
+            "  --epochs N              epochs, 0..%d (default 5; 0 only evaluates)\n"
+            "  --batch N               batch size, 1..%d (default 64)\n"
             "  --optimizer sgd|adam    default: the model's (below)\n"
-            "  --lr X                  default: the model's with its optimizer, else the optimizer's\n"
-            "  --momentum X            SGD momentum (default 0.9)\n"
-            "  --weight-decay X        default 0\n"
+            "  --lr X                  >= 0; default: the model's with its optimizer, else the optimizer's\n"
+            "  --momentum X            SGD momentum in [0, 1] (default 0.9)\n"
+            "  --weight-decay X        >= 0 (default 0)\n"
             "  --seed N                initialisation, shuffling and dropout seed (default 1)\n"
-            "  --limit N               use the first N training images\n"
-            "  --test-limit N          use the first N test images\n"
+            "  --limit N               use the first N training images (0: all)\n"
+            "  --test-limit N          use the first N test images (0: all)\n"
             "  --no-shuffle            fixed order: the same batches every run\n"
             "  --data DIR              IDX files (default " DEFAULT_DATA ")\n"
             "  --device CHOICE         gpu, cpu, P:D or a device-name substring\n"
-            "  --save FILE             write a safetensors checkpoint after each epoch\n"
+            "  --save FILE             write a safetensors checkpoint after each epoch (never one\n"
+            "                          holding NaN or infinity: the last finite one stays)\n"
             "  --load FILE             start from a safetensors checkpoint\n"
             "  --eval-only             only evaluate (use with --load)\n"
             "  --metrics FILE.csv      per-epoch metrics as CSV\n"
+            "  --allow-nonfinite       go on when the training loss becomes NaN or infinite\n"
+            "                          (else training stops there, exit status %d)\n"
             "models:\n",
-            names);
+            names, MAX_EPOCHS, MAX_BATCH, EXIT_NONFINITE);
     model_print_list(f, "  ");
 }
 
 static int parse_args(int argc, char **argv, options *o) {
-    *o = (options){"cnn", NULL, DEFAULT_DATA, NULL, NULL, NULL, NULL, 5, 64, 0, 0, -1, MODEL_SGD_MOMENTUM,
-                   0, 1, 0, 0, 0, 0, NULL};
+    *o = (options){"cnn", NULL, DEFAULT_DATA, NULL, NULL, NULL, NULL, 5, 64, 0, 0, 0, MODEL_SGD_MOMENTUM,
+                   0, 1, 0, 0, 0, 0, 0, false, false, NULL};
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},     {"epochs", required_argument, 0, 'e'},
         {"batch", required_argument, 0, 'b'},     {"lr", required_argument, 0, 'l'},
@@ -76,22 +87,23 @@ static int parse_args(int argc, char **argv, options *o) {
         {"load", required_argument, 0, 'L'},      {"eval-only", no_argument, 0, 'E'},
         {"metrics", required_argument, 0, 'C'},   {"help", no_argument, 0, 'h'},
         {"list-models", no_argument, 0, 'Z'},     {"json", no_argument, 0, 'J'},
-        {0, 0, 0, 0}};
+        {"allow-nonfinite", no_argument, 0, 'F'}, {0, 0, 0, 0}};
+    static const char *T = "clgrad-train";
     int c;
-    char *end;
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        end = NULL;
+    long long v;
+    bool ok = true;
+    while (ok && (c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
-        case 'e': o->epochs = (int)strtol(optarg, &end, 10); break;
-        case 'b': o->batch = (int)strtol(optarg, &end, 10); break;
-        case 'l': o->lr = strtod(optarg, &end); break;
-        case 'M': o->momentum = strtod(optarg, &end); break;
+        case 'e': ok = tool_parse_int(T, "--epochs", optarg, 0, MAX_EPOCHS, &v), o->epochs = (int)v; break;
+        case 'b': ok = tool_parse_int(T, "--batch", optarg, 1, MAX_BATCH, &v), o->batch = (int)v; break;
+        case 'l': ok = tool_parse_real(T, "--lr", optarg, 0, INFINITY, &o->lr), o->lr_set = true; break;
+        case 'M': ok = tool_parse_real(T, "--momentum", optarg, 0, 1, &o->momentum), o->momentum_set = true; break;
         case 'o': o->optimizer = optarg; break;
-        case 'w': o->weight_decay = strtod(optarg, &end); break;
-        case 's': o->seed = strtoull(optarg, &end, 10); break;
-        case 'n': o->limit = (int)strtol(optarg, &end, 10); break;
-        case 't': o->test_limit = (int)strtol(optarg, &end, 10); break;
+        case 'w': ok = tool_parse_real(T, "--weight-decay", optarg, 0, INFINITY, &o->weight_decay); break;
+        case 's': ok = tool_parse_u64(T, "--seed", optarg, &o->seed); break;
+        case 'n': ok = tool_parse_int(T, "--limit", optarg, 0, INT_MAX, &v), o->limit = (int)v; break;
+        case 't': ok = tool_parse_int(T, "--test-limit", optarg, 0, INT_MAX, &v), o->test_limit = (int)v; break;
         case 'N': o->no_shuffle = 1; break;
         case 'd': o->data = optarg; break;
         case 'D': o->device = optarg; break;
@@ -101,16 +113,18 @@ static int parse_args(int argc, char **argv, options *o) {
         case 'C': o->metrics = optarg; break;
         case 'Z': o->list_models = 1; break;
         case 'J': o->json = 1; break;
+        case 'F': o->allow_nonfinite = 1; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
-        if (end && (*end != '\0' || end == optarg)) {
-            fprintf(stderr, "clgrad-train: bad number '%s'\n", optarg);
-            return -1;
-        }
     }
+    if (!ok) return -1;
     if (optind < argc) {
         fprintf(stderr, "clgrad-train: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (o->json && !o->list_models) {
+        fprintf(stderr, "clgrad-train: --json goes with --list-models only\n");
         return -1;
     }
     if (!(o->entry = model_find(o->model))) {
@@ -121,18 +135,27 @@ static int parse_args(int argc, char **argv, options *o) {
     }
     if (!o->optimizer) o->optimizer = o->entry->optimizer;
     if (strcmp(o->optimizer, "sgd") && strcmp(o->optimizer, "adam")) {
-        fprintf(stderr, "clgrad-train: --optimizer must be sgd or adam\n");
+        fprintf(stderr, "clgrad-train: --optimizer must be sgd or adam, not '%s'\n", o->optimizer);
+        return -1;
+    }
+    if (o->momentum_set && strcmp(o->optimizer, "sgd")) {
+        fprintf(stderr, "clgrad-train: --momentum is SGD's; the optimizer is %s\n", o->optimizer);
         return -1;
     }
     /* the model's rate belongs to its own optimizer; another optimizer keeps its own default */
-    if (o->lr < 0)
+    if (!o->lr_set)
         o->lr = !strcmp(o->optimizer, o->entry->optimizer) ? o->entry->lr
                 : !strcmp(o->optimizer, "sgd")             ? clg_sgd_default_params().lr
                                                            : clg_adam_default_params().lr;
-    if (o->epochs < 0 || o->batch < 1 || o->limit < 0 || o->test_limit < 0) {
-        fprintf(stderr, "clgrad-train: --epochs, --batch, --limit and --test-limit must be positive\n");
+    /* Outputs only a training run writes; where they go is checked now, not after an epoch. */
+    const bool trains = !o->eval_only && o->epochs > 0;
+    if ((o->save || o->metrics || o->allow_nonfinite) && !trains && !o->list_models) {
+        fprintf(stderr, "clgrad-train: --save, --metrics and --allow-nonfinite need training (--epochs >= 1, "
+                        "no --eval-only)\n");
         return -1;
     }
+    if (o->save && !tool_check_writable(T, "--save", o->save)) return -1;
+    if (o->metrics && !tool_check_writable(T, "--metrics", o->metrics)) return -1;
     return 0;
 }
 
@@ -213,6 +236,7 @@ static void shuffle(int *order, int n, uint64_t seed, int epoch) {
 typedef struct batch_result {
     double loss_sum; /* sum over the batch (mean * n) */
     int correct;
+    double last; /* the last batch's mean loss */
 } batch_result;
 
 static int fail(clg_context *ctx, const char *what, clg_status st) {
@@ -245,6 +269,7 @@ static int run_batch(clg_context *ctx, clg_module *model, int classes, clg_optim
     clg_tensor_free(x);
     if (st != CLG_OK) return fail(ctx, opt ? "training step" : "evaluation", st);
     r->loss_sum += l * n;
+    r->last = l;
     for (int i = 0; i < n; i++) {
         int best = 0;
         for (int c = 1; c < classes; c++)
@@ -258,7 +283,7 @@ static int evaluate(clg_context *ctx, clg_module *model, int classes, const data
                     int32_t *ybuf, float *logits, int bs, double *loss, double *acc) {
     bool was = clg_set_grad_enabled(ctx, false);
     clg_module_train(model, false);
-    batch_result r = {0, 0};
+    batch_result r = {0, 0, 0};
     int *idx = malloc((size_t)bs * sizeof *idx);
     int rc = idx ? 0 : -1;
     for (int start = 0; rc == 0 && start < d->n; start += bs) {
@@ -288,10 +313,12 @@ static void progress(bool tty, int epoch, int epochs, int done, int total, doubl
     }
 }
 
-/* Rewrites the whole CSV through a temp file + rename, so a crash never leaves half a file. */
+/* Rewrites the whole CSV through a temp file + rename, so a crash never leaves half a file.
+ * The temp name is one per path ("<path>.tmp"), so a killed run leaves at most that one, which
+ * the next write replaces. */
 static int write_metrics(const char *path, const char *rows) {
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) return -1;
     int ok = fputs("epoch,train_loss,train_accuracy,test_loss,test_accuracy,images_per_s,seconds\n", f) >= 0 &&
@@ -412,16 +439,37 @@ int main(int argc, char **argv) {
     bool tty = isatty(fileno(stderr)) && isatty(fileno(stdout));
     for (int i = 0; i < train.n; i++) order[i] = i;
     clg_module_train(model, true);
-    bool first_step = true;
+    bool first_step = true, nonfinite = false;
+    int saved_epoch = 0;
     for (int epoch = 1; epoch <= o.epochs; epoch++) {
         if (!o.no_shuffle) shuffle(order, train.n, o.seed, epoch);
         double t0 = tool_now_seconds(), last_shown = t0;
-        batch_result r = {0, 0};
+        batch_result r = {0, 0, 0};
         int done_n = 0, next_line = train.n / 10;
         for (int start = 0; start < train.n; start += bs) {
             int n = train.n - start < bs ? train.n - start : bs;
             if (run_batch(ctx, model, classes, opt, &train, order + start, n, xbuf, ybuf, logits, &r)) goto done;
             done_n += n;
+            /* A NaN or infinite loss: the step just taken spread it into the parameters, and
+             * every later step trains on garbage. Stop, unless told to go on. */
+            if (!isfinite(r.last) && !nonfinite) {
+                nonfinite = true;
+                if (tty) fprintf(stderr, "\r%*s\r", 110, "");
+                fprintf(stderr, "clgrad-train: the training loss is %g at epoch %d, batch %d (images %d..%d of the "
+                        "epoch)", r.last, epoch, start / bs + 1, start, start + n - 1);
+                if (!o.allow_nonfinite) {
+                    fprintf(stderr, ": stopping (the parameters are no longer finite; lower --lr, or "
+                            "--allow-nonfinite to go on)");
+                    if (o.save && saved_epoch)
+                        fprintf(stderr, "; %s holds epoch %d", o.save, saved_epoch);
+                    else if (o.save)
+                        fprintf(stderr, "; nothing saved to %s (as it was before this run)", o.save);
+                    fprintf(stderr, "\n");
+                    rc = EXIT_NONFINITE;
+                    goto done;
+                }
+                fprintf(stderr, ": going on (--allow-nonfinite)\n");
+            }
             if (first_step) {
                 printf("first step done %.2f s after start (cold start: data, device, kernel builds)\n", tool_now_seconds() - t_start);
                 first_step = false;
@@ -453,9 +501,18 @@ int main(int argc, char **argv) {
                 goto done;
             }
         }
-        if (o.save && (st = clg_module_save(ctx, model, o.save))) {
-            fail(ctx, o.save, st);
-            goto done;
+        if (o.save) {
+            st = clg_module_save(ctx, model, o.save);
+            if (st == CLG_INVALID_ARGUMENT && nonfinite) {
+                /* refused by the library: NaN or infinity in the state; the good file stays */
+                fprintf(stderr, "clgrad-train: epoch %d not saved: %s; %s\n", epoch, clg_context_errmsg(ctx),
+                        saved_epoch ? "the file holds the last finite epoch" : "no finite epoch to save");
+            } else if (st) {
+                fail(ctx, o.save, st);
+                goto done;
+            } else {
+                saved_epoch = epoch;
+            }
         }
     }
     printf("test_loss=%.6f\ntest_accuracy=%.4f\n", test_loss, test_acc);
