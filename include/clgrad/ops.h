@@ -89,6 +89,11 @@ CLG_API clg_status clg_avg_pool2d(clg_context *ctx, const clg_tensor *x, clg_poo
 CLG_API clg_status clg_adaptive_avg_pool2d(clg_context *ctx, const clg_tensor *x, int out_h, int out_w,
                                            clg_tensor **out);
 
+/* ---- cat (src/ops/cat.c): torch.cat of n (1..CLG_CAT_MAX) tensors along dim; every other
+ * dimension and the dtype equal. A tensor may appear twice (its gradient gets both slices). */
+#define CLG_CAT_MAX 5
+CLG_API clg_status clg_cat(clg_context *ctx, int n, const clg_tensor *const *xs, int dim, clg_tensor **out);
+
 /* ---- batch_norm2d (src/ops/batchnorm.c) ----
  * training: normalises with the batch statistics and updates running_mean/var in place
  * (running = (1 - momentum) * running + momentum * batch, var unbiased), as PyTorch.
