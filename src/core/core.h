@@ -42,6 +42,8 @@ typedef struct clg_program_entry {
     cl_program program;
     clg_kernel_entry *kernels;
     size_t n_kernels;
+    bool from_disk; /* loaded from the disk tier (rebuilt from source when a kernel is missing) */
+    bool retired;   /* replaced by a rebuild; kept, never found, until the context is freed */
 } clg_program_entry;
 
 /* ---------------------------------------------------------------- context (context.c) */

@@ -1,8 +1,11 @@
 /* src/core/program_cache.c - kernel sources (embedded registry or CLGRAD_KERNEL_DIR),
  * programs compiled lazily once per (name, options) per context with a disk tier
- * (disk_cache.c) underneath, kernels created once, and the launch helper.
+ * (disk_cache.c) underneath, kernels created once, and the launch helper. The disk key covers
+ * everything compiled (a kernel folder's includes too); a cached binary whose kernels are not
+ * the source's is rebuilt, at load or when a kernel it should hold is missing.
  * Tests: tests/core/test_program_cache.c.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,12 +58,111 @@ clg_status clg__kernel_source(clg_context *ctx, const char *name, char **source,
     return clg__fail(ctx, CLG_INVALID_ARGUMENT, "kernel source: no program named \"%s\"", name);
 }
 
+/* The next line of src[*pos..len) as [*line, *line + *line_len); false at the end. */
+static bool next_line(const char *src, size_t len, size_t *pos, const char **line, size_t *line_len) {
+    if (*pos >= len) return false;
+    const char *nl = memchr(src + *pos, '\n', len - *pos);
+    size_t end = nl ? (size_t)(nl - src) : len;
+    *line = src + *pos;
+    *line_len = end - *pos;
+    *pos = end + 1;
+    return true;
+}
+
+/* `#include "x"` on this line (blanks allowed around '#'): x as [*name, *name + *name_len). */
+static bool include_of(const char *line, size_t n, const char **name, size_t *name_len) {
+    const char *p = line, *end = line + n;
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    if (p >= end || *p++ != '#') return false;
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    if ((size_t)(end - p) < 8 || strncmp(p, "include", 7) != 0) return false;
+    p += 7;
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    if (p >= end || *p++ != '"') return false;
+    const char *q = memchr(p, '"', (size_t)(end - p));
+    if (!q) return false;
+    *name = p;
+    *name_len = (size_t)(q - p);
+    return true;
+}
+
+/* Hashes every file src includes from the kernel folder, recursively (the compiler reads them
+ * through -I): a changed common/defs.h must change the key. Embedded sources have theirs
+ * inlined by tools/cl2c.c already. A missing include hashes as missing (the build then fails). */
+static uint64_t hash_includes(const clg_context *ctx, uint64_t h, const char *src, size_t len, int depth) {
+    size_t pos = 0, line_len, name_len;
+    const char *line, *name;
+    while (next_line(src, len, &pos, &line, &line_len)) {
+        if (!include_of(line, line_len, &name, &name_len)) continue;
+        h = clg__fnv1a(h, name, name_len);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%.*s", ctx->kernel_dir, (int)name_len, name);
+        unsigned char *inc = NULL;
+        size_t inc_len = 0;
+        if (depth >= 16 || clg__read_file(path, (size_t)64 << 20, "kernel include", &inc, &inc_len, NULL, 0) != CLG_OK) {
+            h = clg__fnv1a(h, "\0missing", 9);
+            continue;
+        }
+        h = clg__fnv1a(h, inc, inc_len);
+        h = hash_includes(ctx, h, (const char *)inc, inc_len, depth + 1);
+        free(inc);
+    }
+    return h;
+}
+
 static uint64_t cache_key(const clg_context *ctx, const char *src, size_t len, const char *opts) {
     uint64_t h = CLG_FNV1A_START;
     const char *parts[] = {CACHE_FORMAT_VERSION, opts, ctx->info.platform_name,
                            ctx->info.platform_version, ctx->info.name, ctx->info.driver_version};
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) h = clg__fnv1a(h, parts[i], strlen(parts[i]) + 1);
-    return clg__fnv1a(h, src, len);
+    h = clg__fnv1a(h, src, len);
+    return ctx->kernel_dir ? hash_includes(ctx, h, src, len, 0) : h;
+}
+
+/* Is `name` (n bytes) declared as a kernel in src: "__kernel" or "kernel", attributes, "void",
+ * then the name? Used to check a cached binary holds this source's kernels and no other's. */
+static bool declares_kernel(const char *src, size_t len, const char *name, size_t n) {
+    for (const char *p = src, *end = src + len; p < end; p++) {
+        const char *k = p;
+        if ((size_t)(end - k) > 8 && !strncmp(k, "__kernel", 8)) k += 8;
+        else if ((size_t)(end - k) > 6 && !strncmp(k, "kernel", 6) && (k == src || !(isalnum((unsigned char)k[-1]) || k[-1] == '_'))) k += 6;
+        else continue;
+        if (!isspace((unsigned char)*k)) continue;
+        while (k < end && isspace((unsigned char)*k)) k++;
+        if ((size_t)(end - k) > 13 && !strncmp(k, "__attribute__", 13)) { /* skip ((...)) */
+            k += 13;
+            int depth = 0;
+            for (; k < end; k++) {
+                if (*k == '(') depth++;
+                else if (*k == ')' && --depth == 0) break;
+            }
+            if (k < end) k++;
+            while (k < end && isspace((unsigned char)*k)) k++;
+        }
+        if ((size_t)(end - k) <= 4 || strncmp(k, "void", 4) != 0 || !isspace((unsigned char)k[4])) continue;
+        k += 4;
+        while (k < end && isspace((unsigned char)*k)) k++;
+        if ((size_t)(end - k) > n && !strncmp(k, name, n) && !(isalnum((unsigned char)k[n]) || k[n] == '_')) return true;
+    }
+    return false;
+}
+
+/* A binary's kernels must all be kernels of the source (and there must be some): a binary
+ * of another program, stored under this key with a valid header, fails here. */
+static bool kernels_match_source(cl_program prog, const char *src, size_t len) {
+    size_t names_len = 0;
+    if (clGetProgramInfo(prog, CL_PROGRAM_KERNEL_NAMES, 0, NULL, &names_len) != CL_SUCCESS || names_len < 2) return false;
+    char *names = malloc(names_len + 1);
+    if (!names) return false;
+    bool ok = clGetProgramInfo(prog, CL_PROGRAM_KERNEL_NAMES, names_len, names, NULL) == CL_SUCCESS;
+    names[names_len] = '\0';
+    for (char *n = names; ok && *n;) {
+        size_t k = strcspn(n, ";");
+        if (k && !declares_kernel(src, len, n, k)) ok = false;
+        n += k + (n[k] == ';');
+    }
+    free(names);
+    return ok;
 }
 
 static clg_status build_failed(clg_context *ctx, cl_program prog, cl_int e, const char *name) {
@@ -73,14 +175,14 @@ static clg_status build_failed(clg_context *ctx, cl_program prog, cl_int e, cons
         log[log_len] = '\0';
     }
     clg_status st = clg__fail(ctx, e == CL_BUILD_PROGRAM_FAILURE ? CLG_BUILD_FAILED : CLG_OPENCL_ERROR,
-                              "clBuildProgram: %s: program \"%s\": %s", clg__cl_error_name(e), name,
-                              log ? log : "(no log)");
+                              "clBuildProgram: %s: program \"%s\" on %s: %s", clg__cl_error_name(e), name,
+                              ctx->info.name, log ? log : "(no log)");
     free(log);
     return st;
 }
 
-/* Tries the disk tier; returns a built program or NULL. */
-static cl_program load_cached(clg_context *ctx, uint64_t key, const char *options) {
+/* Tries the disk tier; returns a built program holding src's kernels, or NULL. */
+static cl_program load_cached(clg_context *ctx, uint64_t key, const char *options, const char *src, size_t src_len) {
     unsigned char *bin = NULL;
     size_t len = 0;
     clg_status st = clg__disk_cache_load(ctx->cache_dir, key, &bin, &len);
@@ -92,6 +194,12 @@ static cl_program load_cached(clg_context *ctx, uint64_t key, const char *option
     free(bin);
     if (e != CL_SUCCESS) return NULL;
     if (bin_status != CL_SUCCESS || clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL) != CL_SUCCESS) {
+        clReleaseProgram(prog);
+        return NULL;
+    }
+    if (!kernels_match_source(prog, src, src_len)) {
+        clg__log(ctx, CLG_LOG_WARN, "clgrad: cache file %016llx holds other kernels than its source; rebuilding",
+                 (unsigned long long)key);
         clReleaseProgram(prog);
         return NULL;
     }
@@ -110,14 +218,15 @@ static void store_cached(clg_context *ctx, uint64_t key, cl_program prog) {
     free(bin);
 }
 
-clg_status clg__program(clg_context *ctx, const char *name, const char *options,
-                        clg_program_entry **out, clg_build_report *report) {
+/* clg__program; skip_disk builds from source (and rewrites the disk entry). */
+static clg_status program_get(clg_context *ctx, const char *name, const char *options, bool skip_disk,
+                              clg_program_entry **out, clg_build_report *report) {
     double t0 = clg__now_seconds();
     if (!options) options = "";
     if (report) memset(report, 0, sizeof *report);
     for (size_t i = 0; i < ctx->n_programs; i++) {
         clg_program_entry *p = &ctx->programs[i];
-        if (!strcmp(p->name, name) && !strcmp(p->options, options)) {
+        if (!p->retired && !strcmp(p->name, name) && !strcmp(p->options, options)) {
             *out = p;
             if (report) report->from_memory = true, report->seconds = clg__now_seconds() - t0;
             return CLG_OK;
@@ -141,7 +250,7 @@ clg_status clg__program(clg_context *ctx, const char *name, const char *options,
 
     uint64_t key = cache_key(ctx, src, len, full_opts);
     bool from_disk = false;
-    cl_program prog = ctx->cache_dir ? load_cached(ctx, key, full_opts) : NULL;
+    cl_program prog = ctx->cache_dir && !skip_disk ? load_cached(ctx, key, full_opts, src, len) : NULL;
     if (prog) {
         from_disk = true;
     } else {
@@ -177,12 +286,17 @@ clg_status clg__program(clg_context *ctx, const char *name, const char *options,
     }
     ctx->programs = grown;
     clg_program_entry *p = &ctx->programs[ctx->n_programs++];
-    *p = (clg_program_entry){n, o, prog, NULL, 0};
+    *p = (clg_program_entry){n, o, prog, NULL, 0, from_disk, false};
     clg__log(ctx, CLG_LOG_DEBUG, "clgrad: program %s [%s] %s in %.3f s", name, options,
              from_disk ? "loaded from cache" : "built", clg__now_seconds() - t0);
     *out = p;
     if (report) report->from_disk = from_disk, report->seconds = clg__now_seconds() - t0;
     return CLG_OK;
+}
+
+clg_status clg__program(clg_context *ctx, const char *name, const char *options,
+                        clg_program_entry **out, clg_build_report *report) {
+    return program_get(ctx, name, options, false, out, report);
 }
 
 clg_status clg_program_prepare(clg_context *ctx, const char *name, const char *options,
@@ -191,6 +305,25 @@ clg_status clg_program_prepare(clg_context *ctx, const char *name, const char *o
     if (!name) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "clg_program_prepare: name is NULL");
     clg_program_entry *p;
     return clg__program(ctx, name, options, &p, report);
+}
+
+/* "clCreateKernel: <error>: kernel "k" in program "p" on <device>; build log: ..." */
+static clg_status kernel_failed(clg_context *ctx, const clg_program_entry *p, cl_int e, const char *program,
+                                const char *kernel) {
+    size_t log_len = 0;
+    char *log = NULL;
+    if (clGetProgramBuildInfo(p->program, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_len) == CL_SUCCESS &&
+        (log = malloc(log_len + 1))) {
+        if (clGetProgramBuildInfo(p->program, ctx->device, CL_PROGRAM_BUILD_LOG, log_len, log, NULL) != CL_SUCCESS)
+            log_len = 0;
+        log[log_len] = '\0';
+    }
+    clg_status st = clg__fail(ctx, e == CL_OUT_OF_HOST_MEMORY ? CLG_OUT_OF_HOST_MEMORY : CLG_OPENCL_ERROR,
+                              "clCreateKernel: %s: kernel \"%s\" in program \"%s\" [%s] on %s (%s); build log: %s",
+                              clg__cl_error_name(e), kernel, program, p->options, ctx->info.name,
+                              ctx->info.platform_name, log && log[0] ? log : "(empty)");
+    free(log);
+    return st;
 }
 
 clg_status clg__kernel(clg_context *ctx, const char *program, const char *kernel,
@@ -206,9 +339,17 @@ clg_status clg__kernel(clg_context *ctx, const char *program, const char *kernel
     }
     cl_int e;
     cl_kernel k = clCreateKernel(p->program, kernel, &e);
-    if (e != CL_SUCCESS)
-        return clg__fail(ctx, CLG_OPENCL_ERROR, "clCreateKernel: %s: kernel \"%s\" in program \"%s\"",
-                         clg__cl_error_name(e), kernel, program);
+    if (e != CL_SUCCESS && p->from_disk) {
+        /* The cached binary lacks a kernel its source has: rebuild from source. The old entry
+         * stays (retired) until the context goes, since kernels made from it may be in use. */
+        clg__log(ctx, CLG_LOG_WARN, "clgrad: cached program %s has no kernel %s (%s); rebuilding", program, kernel,
+                 clg__cl_error_name(e));
+        p->retired = true;
+        st = program_get(ctx, program, options, true, &p, NULL);
+        if (st != CLG_OK) return st;
+        k = clCreateKernel(p->program, kernel, &e);
+    }
+    if (e != CL_SUCCESS) return kernel_failed(ctx, p, e, program, kernel);
     clg_kernel_entry *grown = realloc(p->kernels, (p->n_kernels + 1) * sizeof *grown);
     char *n = clg__strdup(kernel);
     if (!grown || !n) {

@@ -1,7 +1,9 @@
 /* tests/core/test_context.c - creating and freeing a context (src/core/context.c, device.c):
  * device choice in every CLGRAD_DEVICE form against the real device list, unknown choices
  * and their errors, a fresh context's defaults, device info, and adopting an application's
- * OpenCL objects (references retained and released).
+ * OpenCL objects (references retained and released). With Oclgrind registered (the oclgrind
+ * suite, tests/oclgrind/run.sh), the default and "cpu" still pick a plain device and
+ * "oclgrind" picks the simulator.
  */
 #include "context_test.h"
 
@@ -34,10 +36,24 @@ static size_t first_name_match(const clg_device_info *d, size_t n, const char *n
     return (size_t)-1;
 }
 
+#define TYPE_BITS (CL_DEVICE_TYPE_CPU | CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR | CL_DEVICE_TYPE_CUSTOM)
+
+/* The rule of clgrad/context.h: a device of exactly that type first, else any with its bit. */
 static size_t first_of_type(const clg_device_info *d, size_t n, cl_device_type type) {
+    for (size_t i = 0; i < n; i++)
+        if ((d[i].type & TYPE_BITS) == type) return i;
     for (size_t i = 0; i < n; i++)
         if (d[i].type & type) return i;
     return (size_t)-1;
+}
+
+/* The default: plain GPU, plain accelerator, plain CPU, then devices of several types. */
+static size_t default_device(const clg_device_info *d, size_t n) {
+    const cl_device_type order[] = {CL_DEVICE_TYPE_GPU, CL_DEVICE_TYPE_ACCELERATOR, CL_DEVICE_TYPE_CPU};
+    for (size_t o = 0; o < 3; o++)
+        for (size_t i = 0; i < n; i++)
+            if ((d[i].type & TYPE_BITS) == order[o]) return i;
+    return n ? 0 : (size_t)-1;
 }
 
 #define MAX_DEVS 32
@@ -79,11 +95,8 @@ static void test_devices_list(void **state) {
     assert_int_equal(clg_device_choose("", &def2, err, sizeof err), CLG_OK);
     assert_int_equal(def, def2);
     assert_true(def < n_devs);
-    /* Default: first GPU, else accelerator, else CPU. */
-    size_t want = first_of_type(devs, n_devs, CL_DEVICE_TYPE_GPU);
-    if (want == (size_t)-1) want = first_of_type(devs, n_devs, CL_DEVICE_TYPE_ACCELERATOR);
-    if (want == (size_t)-1) want = first_of_type(devs, n_devs, CL_DEVICE_TYPE_CPU);
-    if (want != (size_t)-1) assert_int_equal(def, want);
+    /* Default: first plain GPU, else accelerator, else CPU, else a device of several types. */
+    assert_int_equal(def, default_device(devs, n_devs));
 }
 
 /* One choice checked three ways: clg_device_choose, params.device, and CLGRAD_DEVICE. */
@@ -174,6 +187,30 @@ static void test_choice_gpu(void **state) {
         return;
     }
     check_choice("gpu", want);
+}
+
+/* Oclgrind reports ACCELERATOR | GPU | CPU. Registered beside PoCL (OCL_ICD_VENDORS, as the
+ * oclgrind suite does), neither the default nor "cpu" may pick it; "oclgrind" and
+ * "oclgrind:" do. Skipped where Oclgrind is not registered. */
+static void test_choice_simulator(void **state) {
+    (void)state;
+    load_devices();
+    size_t sim = (size_t)-1, plain_cpu = (size_t)-1;
+    for (size_t i = 0; i < n_devs; i++) {
+        if (strstr(devs[i].platform_name, "Oclgrind") && sim == (size_t)-1) sim = i;
+        if ((devs[i].type & TYPE_BITS) == CL_DEVICE_TYPE_CPU && plain_cpu == (size_t)-1) plain_cpu = i;
+    }
+    if (sim == (size_t)-1) skip();
+    size_t def = 99;
+    assert_int_equal(clg_device_choose(NULL, &def, NULL, 0), CLG_OK);
+    if (n_devs > 1 && def == sim) fail_msg("the default choice is the simulator %s", devs[sim].name);
+    if (plain_cpu != (size_t)-1) {
+        check_choice("cpu", plain_cpu);
+        if (strstr(devs[plain_cpu].platform_name, "Portable Computing Language")) check_choice("pocl:cpu", plain_cpu);
+    }
+    check_choice("oclgrind", sim);
+    check_choice("oclgrind:", sim);
+    check_choice("Oclgrind:cpu", sim);
 }
 
 static void check_unknown(const char *choice) {
@@ -428,6 +465,7 @@ int main(void) {
         cmocka_unit_test(test_choice_platform_device),
         cmocka_unit_test(test_choice_name_substring),
         cmocka_unit_test(test_choice_gpu),
+        cmocka_unit_test(test_choice_simulator),
         cmocka_unit_test(test_choice_unknown),
         cmocka_unit_test(test_fresh_context),
         cmocka_unit_test(test_device_info),

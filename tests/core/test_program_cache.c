@@ -1,9 +1,13 @@
 /* tests/core/test_program_cache.c - building programs (src/core/program_cache.c) and the
  * on-disk binary cache (src/core/disk_cache.c): build failures that carry the compiler log,
  * a kernel folder from params or CLGRAD_KERNEL_DIR, unknown programs, cache hits, corrupt
- * cache files rebuilt, and where the cache folder comes from (params, environment, "off").
+ * cache files rebuilt, a kernel folder's includes in the cache key, another program's binary
+ * under a valid header rebuilt (at load, or when a kernel is missing), and where the cache
+ * folder comes from (params, environment, "off").
  */
 #include "context_test.h"
+#include "core/core.h"
+#include "core/disk_cache.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -361,6 +365,195 @@ static void test_disk_cache_corrupt_rebuilt(void **state) {
     free(dir);
 }
 
+/* A kernel folder with its own copy of cl/common/defs.h (so a test may break it) and
+ * kern/good.cl including it, kern/two.cl (kernels one and two), kern/one.cl (one only). */
+static const char two_cl[] = "__kernel void one(__global float *y) { y[0] = 1.0f; }\n"
+                             "__kernel void two(__global float *y) { y[0] = 2.0f; }\n";
+static const char one_cl[] = "__kernel void one(__global float *y) { y[0] = 3.0f; }\n";
+
+static char *make_copied_kernel_dir(void) {
+    char *dir = make_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/common", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/kern", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/common/defs.h", CLG_TEST_CL_DIR);
+    unsigned char *defs = read_file(path, &len);
+    snprintf(path, sizeof path, "%s/common/defs.h", dir);
+    write_file(path, defs, len);
+    free(defs);
+    const struct {
+        const char *name, *text;
+    } files[] = {{"kern/good.cl", good_cl}, {"kern/two.cl", two_cl}, {"kern/one.cl", one_cl}};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
+        write_file(path, files[i].text, strlen(files[i].text));
+    }
+    return dir;
+}
+
+static void append_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "ab");
+    if (!f) fail_msg("fopen(%s): %s", path, strerror(errno));
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+static clg_build_report prepare_in(clg_context *ctx, const char *program, clg_status want) {
+    clg_build_report rep = {.seconds = -1, .from_memory = true, .from_disk = true};
+    REF_EXPECT(ctx, clg_program_prepare(ctx, program, unique_options(), &rep), want);
+    return rep;
+}
+
+/* A kernel folder's include is part of what is compiled, so part of the key: a broken
+ * common/defs.h must fail the build, not load the binary built before it broke. */
+static void test_disk_cache_key_covers_includes(void **state) {
+    (void)state;
+    char *kdir = make_copied_kernel_dir(), *cdir = make_tmpdir();
+    char defs[4200];
+    snprintf(defs, sizeof defs, "%s/common/defs.h", kdir);
+    size_t defs_len = 0;
+    unsigned char *defs_orig = read_file(defs, &defs_len);
+
+    clg_context *c = make_ctx(NULL, cdir, kdir);
+    assert_false(prepare_in(c, "kern/good", CLG_OK).from_disk);
+    clg_context_free(c);
+    c = make_ctx(NULL, cdir, kdir);
+    assert_true(prepare_in(c, "kern/good", CLG_OK).from_disk);
+    clg_context_free(c);
+
+    append_file(defs, "\n#error clg_broken_defs_h_17\n");
+    c = make_ctx(NULL, cdir, kdir);
+    clg_status st = clg_program_prepare(c, "kern/good", unique_options(), NULL);
+    if (st != CLG_BUILD_FAILED)
+        fail_msg("with a broken common/defs.h, prepare -> %s (want CLG_BUILD_FAILED): the cache key misses includes",
+                 clg_status_name(st));
+    if (!strstr(clg_context_errmsg(c), "clg_broken_defs_h_17"))
+        fail_msg("the build log of the broken include is missing: %s", clg_context_errmsg(c));
+    clg_context_free(c);
+
+    /* A harmless edit is a new key too (built, then loaded); the original text finds its
+     * old entry again. */
+    write_file(defs, defs_orig, defs_len);
+    append_file(defs, "\n/* an edit */\n");
+    c = make_ctx(NULL, cdir, kdir);
+    assert_false(prepare_in(c, "kern/good", CLG_OK).from_disk);
+    clg_context_free(c);
+    write_file(defs, defs_orig, defs_len);
+    c = make_ctx(NULL, cdir, kdir);
+    assert_true(prepare_in(c, "kern/good", CLG_OK).from_disk);
+    clg_context_free(c);
+    free(defs_orig);
+    ref_rm_rf(kdir);
+    ref_rm_rf(cdir);
+    free(kdir);
+    free(cdir);
+}
+
+/* The key of the one cache file that appeared in dir since `before`. */
+static uint64_t new_file_key(const char *dir, const file_list *before) {
+    file_list now = list_files(dir);
+    uint64_t key = 0;
+    int found = 0;
+    for (size_t i = 0; i < now.n; i++) {
+        if (list_has(before, now.paths[i])) continue;
+        const char *base = strrchr(now.paths[i], '/') + 1;
+        unsigned long long k = 0;
+        if (sscanf(base, "%16llx.bin", &k) == 1) key = (uint64_t)k, found++;
+    }
+    file_list_free(&now);
+    if (found != 1) fail_msg("%d new cache files, want 1", found);
+    return key;
+}
+
+/* The binary payload of the cache file with that key. */
+static unsigned char *cached_payload(const char *dir, uint64_t key, size_t *len) {
+    unsigned char *bin = NULL;
+    assert_int_equal(clg__disk_cache_load(dir, key, &bin, len), CLG_OK);
+    return bin;
+}
+
+/* Another program's binary stored under a key with a valid header (a checksum that holds):
+ * the load must notice its kernels are not the source's and rebuild, never end in
+ * CL_INVALID_KERNEL_NAME. Where the stray binary's kernels are a subset of the source's, the
+ * load cannot tell: the missing kernel then rebuilds the program. */
+static void test_disk_cache_foreign_binary_rebuilt(void **state) {
+    (void)state;
+    char *kdir = make_copied_kernel_dir(), *cdir = make_tmpdir();
+    uint64_t key_good, key_two, key_one;
+    file_list before = list_files(cdir);
+    clg_context *c = make_ctx(NULL, cdir, kdir);
+    prepare_in(c, "kern/good", CLG_OK);
+    key_good = new_file_key(cdir, &before);
+    file_list_free(&before);
+    before = list_files(cdir);
+    prepare_in(c, "kern/two", CLG_OK);
+    key_two = new_file_key(cdir, &before);
+    file_list_free(&before);
+    before = list_files(cdir);
+    prepare_in(c, "kern/one", CLG_OK);
+    key_one = new_file_key(cdir, &before);
+    file_list_free(&before);
+    clg_context_free(c);
+
+    /* good's key now holds two's binary: other kernel names, caught at load. */
+    size_t len = 0;
+    unsigned char *bin = cached_payload(cdir, key_two, &len);
+    assert_int_equal(clg__disk_cache_store(cdir, key_good, bin, len), CLG_OK);
+    free(bin);
+    c = make_ctx(NULL, cdir, kdir);
+    assert_false(prepare_in(c, "kern/good", CLG_OK).from_disk);
+    cl_kernel k = NULL;
+    REF_OK(c, clg__kernel(c, "kern/good", "good", unique_options(), &k));
+    clg_context_free(c);
+    c = make_ctx(NULL, cdir, kdir); /* rewritten: the next context loads it */
+    assert_true(prepare_in(c, "kern/good", CLG_OK).from_disk);
+    clg_context_free(c);
+
+    /* two's key holds one's binary (kernel one only): loads, then kernel two rebuilds it. */
+    bin = cached_payload(cdir, key_one, &len);
+    assert_int_equal(clg__disk_cache_store(cdir, key_two, bin, len), CLG_OK);
+    free(bin);
+    c = make_ctx(NULL, cdir, kdir);
+    REF_OK(c, clg__kernel(c, "kern/two", "one", unique_options(), &k));
+    REF_OK(c, clg__kernel(c, "kern/two", "two", unique_options(), &k));
+    /* Both kernels run from the rebuilt program: one writes 1, two writes 2. */
+    cl_int e;
+    cl_mem buf = clCreateBuffer(clg_context_cl_context(c), CL_MEM_READ_WRITE, sizeof(float), NULL, &e);
+    assert_int_equal(e, CL_SUCCESS);
+    const char *names[] = {"one", "two"};
+    for (int i = 0; i < 2; i++) {
+        REF_OK(c, clg__kernel(c, "kern/two", names[i], unique_options(), &k));
+        size_t one_item = 1;
+        assert_int_equal(clSetKernelArg(k, 0, sizeof buf, &buf), CL_SUCCESS);
+        assert_int_equal(clEnqueueNDRangeKernel(clg_context_cl_queue(c), k, 1, NULL, &one_item, &one_item, 0, NULL, NULL),
+                         CL_SUCCESS);
+        float y = 0;
+        assert_int_equal(clEnqueueReadBuffer(clg_context_cl_queue(c), buf, CL_TRUE, 0, sizeof y, &y, 0, NULL, NULL),
+                         CL_SUCCESS);
+        if (y != (float)(i + 1)) fail_msg("kernel %s wrote %g, want %d (a stale binary)", names[i], y, i + 1);
+    }
+    clReleaseMemObject(buf);
+    /* A kernel no source has still fails, naming the device and carrying the build log. */
+    assert_int_equal(clg__kernel(c, "kern/two", "three", unique_options(), &k), CLG_OPENCL_ERROR);
+    clg_device_info info;
+    assert_int_equal(clg_context_device_info(c, &info), CLG_OK);
+    const char *msg = clg_context_errmsg(c);
+    if (!strstr(msg, "three") || !strstr(msg, info.name) || !strstr(msg, "build log"))
+        fail_msg("the kernel error lacks the kernel, the device or the build log: %s", msg);
+    clg_context_free(c);
+    c = make_ctx(NULL, cdir, kdir);
+    assert_true(prepare_in(c, "kern/two", CLG_OK).from_disk);
+    REF_OK(c, clg__kernel(c, "kern/two", "two", unique_options(), &k));
+    clg_context_free(c);
+    ref_rm_rf(kdir);
+    ref_rm_rf(cdir);
+    free(kdir);
+    free(cdir);
+}
+
 static bool dir_is_empty(const char *dir) {
     file_list l = list_files(dir);
     const bool empty = l.n == 0;
@@ -439,6 +632,8 @@ int main(void) {
         cmocka_unit_test(test_unknown_program),
         cmocka_unit_test(test_disk_cache_hit),
         cmocka_unit_test(test_disk_cache_corrupt_rebuilt),
+        cmocka_unit_test(test_disk_cache_key_covers_includes),
+        cmocka_unit_test(test_disk_cache_foreign_binary_rebuilt),
         cmocka_unit_test(test_cache_dir_sources),
     };
     return cmocka_run_group_tests(tests, ref_group_setup, ref_group_teardown);
