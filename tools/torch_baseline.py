@@ -7,6 +7,7 @@ forward / forward+backward GFLOP/s on three shapes. Medians of timed runs after 
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -39,7 +40,12 @@ def median_time(fn, warmup, reps, budget_s):
     return statistics.median(times), len(times)
 
 
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def train_step_rate(name, batch, args):
+    rss0 = peak_rss_mib()
     torch.manual_seed(0)
     model = MODELS[name]()
     model.train()
@@ -53,8 +59,9 @@ def train_step_rate(name, batch, args):
         opt.step()
 
     t, n = median_time(step, args.warmup, args.reps, args.budget)
+    # growth of the process's peak RSS over this model's steps (0 when an earlier model peaked higher)
     return {"model": name, "batch": batch, "step_ms": t * 1e3, "images_per_s": batch / t,
-            "timed_steps": n}
+            "timed_steps": n, "peak_rss_growth_mib": peak_rss_mib() - rss0}
 
 
 def conv_rate(shape, args):
