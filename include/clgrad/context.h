@@ -2,6 +2,13 @@
  * cache, the buffer pool and the last error message. Implemented in src/core/context.c
  * (device choice in src/core/device.c, programs in src/core/program_cache.c).
  * Tests: tests/core/test_context.c.
+ *
+ * Threads: a context and everything made from it is used by one thread at a time; different
+ * contexts are independent, also while being created from several threads at once. clgrad's
+ * one process-wide state is a once-guard (pthread_once) around the first device enumeration
+ * of the process: OpenCL's ICD loader and drivers initialise lazily and are not safe to
+ * initialise from several threads at once, so the first clg_context_create, clg_devices_list
+ * or clg_device_choose runs it once while other threads wait (tests/core/test_threads.c).
  */
 #ifndef CLGRAD_CONTEXT_H
 #define CLGRAD_CONTEXT_H
@@ -40,8 +47,13 @@ typedef enum clg_kernel_style {
 
 typedef struct clg_context_params {
     /* Device choice: NULL reads CLGRAD_DEVICE, and without it picks the first GPU, else
-     * accelerator, else CPU across all platforms. Forms: "gpu", "cpu", "P:D" (platform and
-     * device index), or a case-insensitive substring of the device name. */
+     * accelerator, else CPU across all platforms, counting only devices of exactly that type:
+     * a device reporting several types (the Oclgrind simulator says ACCELERATOR | GPU | CPU)
+     * comes after all of them. Forms: "gpu" / "cpu" (a device of exactly that type first, else
+     * any with that type bit), "P:D" (platform and device index), or a case-insensitive
+     * substring of the device name, else of the platform's name or vendor ("oclgrind", "pocl").
+     * "PLATFORM:FORM" limits a choice to platforms whose name or vendor contains PLATFORM:
+     * "pocl:cpu", "oclgrind:", "nvidia:gpu". */
     const char *device;
     /* Binary program cache folder: NULL reads CLGRAD_CACHE_DIR, else $XDG_CACHE_HOME/clgrad,
      * else ~/.cache/clgrad. "off" disables the on-disk tier. */
