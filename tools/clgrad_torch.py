@@ -115,7 +115,68 @@ class CNN(nn.Module):
         return self.fc2(x)
 
 
-MODELS = {"lenet": LeNet, "cnn": CNN}
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock (expansion 1) with its state names."""
+
+    def __init__(self, inplanes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNetSmall(nn.Module):
+    """clg_resnet_small_create: stem conv3x3-16 + BN + ReLU, stages of BasicBlocks at 16/32/64
+    channels (stride 2 at stages 2-3), global average pool, linear; torchvision's init
+    (kaiming_normal_ fan_out relu for convs, BN 1/0)."""
+
+    def __init__(self, in_channels=3, blocks=(1, 1, 1), classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        inplanes = 16
+        for i, (planes, stride) in enumerate([(16, 1), (32, 2), (64, 2)]):
+            layers = []
+            for b in range(blocks[i]):
+                layers.append(BasicBlock(inplanes, planes, stride if b == 0 else 1))
+                inplanes = planes
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(64, classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class ResNet(ResNetSmall):
+    optimizer, lr, input_shape, classes = "sgd", 0.1, (1, 28, 28), 10
+
+    def __init__(self, blocks=1):
+        super().__init__(in_channels=1, blocks=(blocks, blocks, blocks), classes=10)
+
+
+MODELS = {"lenet": LeNet, "cnn": CNN, "resnet": ResNet}
 
 
 SGD_MOMENTUM = 0.9  # tools/models.h MODEL_SGD_MOMENTUM

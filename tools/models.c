@@ -1,5 +1,6 @@
-/* tools/models.c - the catalogue of tools/models.h: the lenet and cnn models layer by layer
- * (the same as tools/clgrad_torch.py's LeNet and CNN), their training defaults and shapes.
+/* tools/models.c - the catalogue of tools/models.h: the lenet and cnn models layer by layer and
+ * the small ResNet (clg_resnet_small_create), the same as tools/clgrad_torch.py's LeNet, CNN
+ * and ResNet, with their training defaults and shapes.
  * A new model is one builder and one catalogue row here, plus its torch twin.
  */
 #include <string.h>
@@ -70,10 +71,19 @@ static clg_status build_cnn(clg_context *ctx, uint64_t seed, clg_module **out) {
     return finish(seq, st, out);
 }
 
+/* Stem conv3x3-16 + BN + ReLU, one BasicBlock per stage at 16/32/64 channels (stride 2 at
+ * stages 2-3), global average pool, linear 10; torchvision's init from the seed. */
+static clg_status build_resnet(clg_context *ctx, uint64_t seed, clg_module **out) {
+    const int blocks[3] = {1, 1, 1};
+    return clg_resnet_small_create(ctx, 1, blocks, 10, seed, out);
+}
+
 const model_entry model_catalogue[] = {
     {"lenet", build_lenet, "sgd", 0.01, 1, 28, 28, 10, "LeNet-5: two 5x5 convolutions, three linear layers"},
     {"cnn", build_cnn, "adam", 0.001, 1, 28, 28, 10,
      "two 3x3 convolutions with batch norm, two linear layers with dropout"},
+    {"resnet", build_resnet, "sgd", 0.1, 1, 28, 28, 10,
+     "ResNet: 3x3 stem, three stages of BasicBlocks at 16/32/64 channels, global average pool"},
 };
 const int model_count = (int)(sizeof model_catalogue / sizeof *model_catalogue);
 
