@@ -1,8 +1,9 @@
 /* tests/nn/test_module.c - the generic module core of src/nn/module.c through the public
  * definition (clg_module_def): a custom module with a learnable scalar and a custom container
  * with a named child, their state names inside a sequential, forward/backward against the
- * closed form, an f64 gradient check, to_dtype, the train hook and kind-state freeing, and the
- * registration rules. Built-in layers: test_nn.c.
+ * closed form, an f64 gradient check, to_dtype, the train hook and kind-state freeing, a
+ * two-branch block joined by clg_cat (gradient-checked), and the registration rules. Built-in
+ * layers: test_nn.c; containers: test_containers.c.
  */
 #include "nn_test.h"
 
@@ -187,6 +188,71 @@ static void test_custom_to_dtype_gradcheck(void **state) {
     assert_int_equal(freed, 1);
 }
 
+/* ---------------------------------------------------------------- a two-branch block with concat */
+
+/* y = cat(branch3x3(x), branch1x1(x)) along channels, GoogLeNet-style: a module that is not a
+ * chain, written with the public API only. Its children are found by name, so the forward
+ * does not depend on the order they were added in. */
+static clg_status mixed_forward(clg_context *ctx, clg_module *m, const clg_tensor *x, clg_tensor **out) {
+    clg_tensor *a = NULL, *b = NULL;
+    clg_status st = clg_module_forward(ctx, clg_module_get_child(m, "branch3x3"), x, &a);
+    if (st == CLG_OK) st = clg_module_forward(ctx, clg_module_get_child(m, "branch1x1"), x, &b);
+    const clg_tensor *parts[2] = {a, b};
+    if (st == CLG_OK) st = clg_cat(ctx, 2, parts, 1, out);
+    clg_tensor_free(a);
+    clg_tensor_free(b);
+    return st;
+}
+
+static const clg_module_def mixed_def = {.kind = "mixed", .forward = mixed_forward};
+
+/* (N, 2, 4, 4) -> mixed: branch3x3 = sequential(conv 2->3 3x3 pad 1, relu), branch1x1 = conv
+ * 2->2 1x1 -> (N, 5, 4, 4) -> flatten -> fc (80 -> 3). */
+static clg_module *mixed_model(clg_context *ctx) {
+    clg_module *root = NULL, *mixed = NULL, *b3 = NULL, *m = NULL;
+    REF_OK(ctx, clg_sequential_create(ctx, &root));
+    REF_OK(ctx, clg_module_create(ctx, &mixed_def, "mixed", &mixed));
+    REF_OK(ctx, clg_sequential_create(ctx, &b3));
+    add(ctx, b3, clg_conv2d_module_create(ctx, NULL, 2, 3, 3, 3, pad(1), true, 21, &m), &m);
+    add(ctx, b3, clg_relu_module_create(ctx, &m), &m);
+    REF_OK(ctx, clg_module_add_child(mixed, "branch3x3", b3));
+    REF_OK(ctx, clg_conv2d_module_create(ctx, NULL, 2, 2, 1, 1, pad(0), true, 22, &m));
+    REF_OK(ctx, clg_module_add_child(mixed, "branch1x1", m));
+    REF_OK(ctx, clg_sequential_add(root, mixed));
+    add(ctx, root, clg_flatten_module_create(ctx, &m), &m);
+    add(ctx, root, clg_linear_module_create(ctx, "fc", 80, 3, true, 23, &m), &m);
+    return root;
+}
+
+static void test_two_branch_concat(void **state) {
+    clg_context *ctx = *state;
+    clg_module *net = mixed_model(ctx);
+    static const char *const names[] = {"mixed.branch3x3.0.weight", "mixed.branch3x3.0.bias",
+                                        "mixed.branch1x1.weight", "mixed.branch1x1.bias", "fc.weight", "fc.bias"};
+    clg_named_tensor e[8];
+    assert_int_equal(clg_module_state(net, e, 8), 6);
+    for (size_t i = 0; i < 6; i++)
+        assert_string_equal(e[i].name, names[i]);
+    assert_int_equal(clg_module_parameter_count(net), 3 * 2 * 9 + 3 + 2 * 2 + 2 + 80 * 3 + 3);
+    REF_OK(ctx, clg_module_to_dtype(net, CLG_F64));
+    const int xs[4] = {2, 2, 4, 4};
+    clg_tensor *in[7] = {ref_rand_f64(ctx, 4, xs, 71, -1, 1)}, *y = NULL;
+    REF_OK(ctx, clg_tensor_set_requires_grad(in[0], true));
+    /* The block alone: 3 + 2 channels. */
+    REF_OK(ctx, clg_module_forward(ctx, clg_module_child(net, 0), in[0], &y));
+    assert_int_equal(clg_tensor_shape(y)[1], 5);
+    clg_tensor_free(y);
+    assert_int_equal(clg_module_parameters(net, in + 1, 6), 6);
+    ref_gradcheck(ctx, module_fn, in, 7, net, 1e-6, 1e-6, "two-branch concat block");
+    /* zero_grad over the module, as PyTorch's set_to_none. */
+    assert_non_null(clg_tensor_grad(in[1]));
+    clg_module_zero_grad(net);
+    for (int i = 1; i < 7; i++)
+        assert_null(clg_tensor_grad(in[i]));
+    clg_tensor_free(in[0]);
+    clg_module_free(net);
+}
+
 /* ---------------------------------------------------------------- registration rules */
 
 static void test_registration_errors(void **state) {
@@ -249,6 +315,7 @@ int main(void) {
         cmocka_unit_test(test_custom_state_names),
         cmocka_unit_test(test_custom_forward_backward),
         cmocka_unit_test(test_custom_to_dtype_gradcheck),
+        cmocka_unit_test(test_two_branch_concat),
         cmocka_unit_test(test_registration_errors),
     };
     return REF_RUN_BOTH_STYLES("module", tests);
