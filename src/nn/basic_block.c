@@ -10,7 +10,8 @@ typedef struct clg_basic_block {
     clg_module *conv1, *bn1, *relu, *conv2, *bn2, *downsample; /* downsample may be NULL */
 } clg_basic_block;
 
-static clg_status basic_block_forward(clg_context *ctx, clg_module *m, const clg_tensor *x, clg_tensor **out) {
+static clg_status basic_block_forward(clg_context *ctx, clg_module *m, const clg_tensor *x,
+                                      clg_tensor **out) {
     const clg_basic_block *b = m->state;
     clg_tensor *t[6] = {NULL}, *shortcut = NULL;
     clg_status st = clg_module_forward(ctx, b->conv1, x, &t[0]);
@@ -45,8 +46,8 @@ clg_status clg_basic_block_create(clg_context *ctx, const char *name, int inplan
     CLG__CHECK_CREATE(ctx, out, "clg_basic_block_create");
     if (inplanes <= 0 || planes <= 0 || stride <= 0)
         return clg__fail(ctx, CLG_INVALID_ARGUMENT,
-                         "clg_basic_block_create: inplanes %d, planes %d and stride %d must be positive", inplanes,
-                         planes, stride);
+                         "clg_basic_block_create: inplanes %d, planes %d and stride %d must be positive",
+                         inplanes, planes, stride);
     clg_module *m, *c = NULL;
     clg_status st = clg_module_create(ctx, &basic_block_def, name, &m);
     if (st != CLG_OK) return st;
@@ -56,19 +57,28 @@ clg_status clg_basic_block_create(clg_context *ctx, const char *name, int inplan
     p3.pad_h = p3.pad_w = 1;
     p1.stride_h = p1.stride_w = stride;
     /* Independent sub-streams of seed per conv, so blocks seeded 1, 2, ... share no weights. */
-    st = child(m, "conv1", clg_conv2d_module_create(ctx, NULL, inplanes, planes, 3, 3, p3, false, clg__rand_u64(seed, 0), &c), &c, &b->conv1);
-    if (st == CLG_OK) st = child(m, "bn1", clg_batch_norm2d_module_create(ctx, NULL, planes, 1e-5, 0.1, &c), &c, &b->bn1);
+    st = child(
+        m, "conv1",
+        clg_conv2d_module_create(ctx, NULL, inplanes, planes, 3, 3, p3, false, clg__rand_u64(seed, 0), &c),
+        &c, &b->conv1);
+    if (st == CLG_OK)
+        st = child(m, "bn1", clg_batch_norm2d_module_create(ctx, NULL, planes, 1e-5, 0.1, &c), &c, &b->bn1);
     if (st == CLG_OK) st = child(m, "relu", clg_relu_module_create(ctx, &c), &c, &b->relu);
     p3.stride_h = p3.stride_w = 1;
     if (st == CLG_OK)
-        st = child(m, "conv2", clg_conv2d_module_create(ctx, NULL, planes, planes, 3, 3, p3, false, clg__rand_u64(seed, 1), &c), &c, &b->conv2);
-    if (st == CLG_OK) st = child(m, "bn2", clg_batch_norm2d_module_create(ctx, NULL, planes, 1e-5, 0.1, &c), &c, &b->bn2);
+        st = child(
+            m, "conv2",
+            clg_conv2d_module_create(ctx, NULL, planes, planes, 3, 3, p3, false, clg__rand_u64(seed, 1), &c),
+            &c, &b->conv2);
+    if (st == CLG_OK)
+        st = child(m, "bn2", clg_batch_norm2d_module_create(ctx, NULL, planes, 1e-5, 0.1, &c), &c, &b->bn2);
     if (st == CLG_OK && (stride != 1 || inplanes != planes)) {
         clg_module *ds = NULL;
         st = clg_sequential_create(ctx, &ds);
         if (st == CLG_OK) st = child(m, "downsample", st, &ds, &b->downsample);
         if (st == CLG_OK)
-            st = clg_conv2d_module_create(ctx, NULL, inplanes, planes, 1, 1, p1, false, clg__rand_u64(seed, 2), &c);
+            st = clg_conv2d_module_create(ctx, NULL, inplanes, planes, 1, 1, p1, false,
+                                          clg__rand_u64(seed, 2), &c);
         if (st == CLG_OK) st = clg_sequential_add(ds, c);
         if (st == CLG_OK) st = clg_batch_norm2d_module_create(ctx, NULL, planes, 1e-5, 0.1, &c);
         if (st == CLG_OK) st = clg_sequential_add(ds, c);

@@ -8,11 +8,12 @@
 static clg_status no_forward(clg_context *ctx, clg_module *m, const clg_tensor *x, clg_tensor **out) {
     (void)x;
     (void)out;
-    return clg__fail(ctx, CLG_UNSUPPORTED, "%s: a %s has no forward; its parent runs its children", m->def->kind,
-                     m->def->kind);
+    return clg__fail(ctx, CLG_UNSUPPORTED, "%s: a %s has no forward; its parent runs its children",
+                     m->def->kind, m->def->kind);
 }
 
-static const clg_module_def module_list_def = {.kind = "module_list", .forward = no_forward, .index_names = true};
+static const clg_module_def module_list_def = {
+    .kind = "module_list", .forward = no_forward, .index_names = true};
 static const clg_module_def module_dict_def = {.kind = "module_dict", .forward = no_forward};
 
 clg_status clg_module_list_create(clg_context *ctx, clg_module **out) {

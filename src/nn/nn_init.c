@@ -10,30 +10,42 @@
 double clg_init_calculate_gain(clg_nonlinearity nl, double param) {
     switch (nl) {
     case CLG_NONLINEARITY_LINEAR:
-    case CLG_NONLINEARITY_SIGMOID: return 1.0;
-    case CLG_NONLINEARITY_TANH: return 5.0 / 3.0;
-    case CLG_NONLINEARITY_RELU: return sqrt(2.0);
-    case CLG_NONLINEARITY_LEAKY_RELU: return sqrt(2.0 / (1.0 + param * param));
-    case CLG_NONLINEARITY_SELU: return 0.75;
+    case CLG_NONLINEARITY_SIGMOID:
+        return 1.0;
+    case CLG_NONLINEARITY_TANH:
+        return 5.0 / 3.0;
+    case CLG_NONLINEARITY_RELU:
+        return sqrt(2.0);
+    case CLG_NONLINEARITY_LEAKY_RELU:
+        return sqrt(2.0 / (1.0 + param * param));
+    case CLG_NONLINEARITY_SELU:
+        return 0.75;
     }
     return NAN;
 }
 
 /* The checks every filling makes: t exists; gen (when one is needed) is in t's context. */
 static clg_status check(clg_module *gen, bool need_gen, const clg_tensor *t, const char *fn) {
-    if (!t) return gen ? clg__fail(gen->ctx, CLG_INVALID_ARGUMENT, "%s: the tensor is NULL", fn) : CLG_INVALID_ARGUMENT;
-    if (need_gen && !gen) return clg__fail(t->ctx, CLG_INVALID_ARGUMENT, "%s: gen (the module whose generator draws) is NULL", fn);
+    if (!t)
+        return gen ? clg__fail(gen->ctx, CLG_INVALID_ARGUMENT, "%s: the tensor is NULL", fn)
+                   : CLG_INVALID_ARGUMENT;
+    if (need_gen && !gen)
+        return clg__fail(t->ctx, CLG_INVALID_ARGUMENT, "%s: gen (the module whose generator draws) is NULL",
+                         fn);
     if (gen && gen->ctx != t->ctx)
-        return clg__fail(t->ctx, CLG_INVALID_ARGUMENT, "%s: the module and the tensor belong to other contexts", fn);
+        return clg__fail(t->ctx, CLG_INVALID_ARGUMENT,
+                         "%s: the module and the tensor belong to other contexts", fn);
     return CLG_OK;
 }
 
 /* t = numbers of the given distribution drawn host-side from gen's next seed. */
-static clg_status fill_random(clg_module *gen, clg_tensor *t, bool normal, double a, double b, const char *fn) {
+static clg_status fill_random(clg_module *gen, clg_tensor *t, bool normal, double a, double b,
+                              const char *fn) {
     clg_status st = check(gen, true, t, fn);
     if (st != CLG_OK) return st;
     if (!(isfinite(a) && isfinite(b)) || (normal ? b < 0 : a > b))
-        return clg__fail(t->ctx, CLG_INVALID_ARGUMENT, "%s: bad %s %g, %g", fn, normal ? "mean, std" : "bounds", a, b);
+        return clg__fail(t->ctx, CLG_INVALID_ARGUMENT, "%s: bad %s %g, %g", fn,
+                         normal ? "mean, std" : "bounds", a, b);
     clg_tensor *r = NULL;
     const uint64_t seed = clg__module_next_seed(gen);
     st = normal ? clg_tensor_rand_normal(t->ctx, t->dtype, t->ndim, t->shape, a, b, seed, &r)
@@ -78,7 +90,8 @@ static clg_status xavier(clg_module *gen, clg_tensor *t, double gain, bool norma
     if (st == CLG_OK) st = fans(t, &fi, &fo, fn);
     if (st != CLG_OK) return st;
     const double std = gain * sqrt(2.0 / (fi + fo));
-    return normal ? fill_random(gen, t, true, 0.0, std, fn) : fill_random(gen, t, false, -sqrt(3.0) * std, sqrt(3.0) * std, fn);
+    return normal ? fill_random(gen, t, true, 0.0, std, fn)
+                  : fill_random(gen, t, false, -sqrt(3.0) * std, sqrt(3.0) * std, fn);
 }
 
 clg_status clg_init_xavier_uniform_(clg_module *gen, clg_tensor *t, double gain) {
@@ -97,10 +110,11 @@ static clg_status kaiming(clg_module *gen, clg_tensor *t, double a, clg_fan_mode
     if (st != CLG_OK) return st;
     const double gain = clg_init_calculate_gain(nl, a);
     if (isnan(gain) || (mode != CLG_FAN_IN && mode != CLG_FAN_OUT))
-        return clg__fail(t->ctx, CLG_INVALID_ARGUMENT, "%s: unknown nonlinearity %d or fan mode %d", fn, (int)nl,
-                         (int)mode);
+        return clg__fail(t->ctx, CLG_INVALID_ARGUMENT, "%s: unknown nonlinearity %d or fan mode %d", fn,
+                         (int)nl, (int)mode);
     const double std = gain / sqrt(mode == CLG_FAN_IN ? fi : fo);
-    return normal ? fill_random(gen, t, true, 0.0, std, fn) : fill_random(gen, t, false, -sqrt(3.0) * std, sqrt(3.0) * std, fn);
+    return normal ? fill_random(gen, t, true, 0.0, std, fn)
+                  : fill_random(gen, t, false, -sqrt(3.0) * std, sqrt(3.0) * std, fn);
 }
 
 clg_status clg_init_kaiming_uniform_(clg_module *gen, clg_tensor *t, double a, clg_fan_mode mode,

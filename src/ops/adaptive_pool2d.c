@@ -26,9 +26,9 @@ static clg_status adaptive_check_grads(clg_context *ctx, const adaptive_geom *g,
         for (int d = 0; ok && d < 4; ++d)
             ok = ts[t]->shape[d] == want[t][d];
         if (!ok)
-            return clg__fail(ctx, CLG_SHAPE_MISMATCH,
-                             "adaptive_avg_pool2d backward: %s must be (%d, %d, %d, %d): got %s", names[t],
-                             want[t][0], want[t][1], want[t][2], want[t][3], clg__shape_str(ts[t], s, sizeof s));
+            return clg__fail(
+                ctx, CLG_SHAPE_MISMATCH, "adaptive_avg_pool2d backward: %s must be (%d, %d, %d, %d): got %s",
+                names[t], want[t][0], want[t][1], want[t][2], want[t][3], clg__shape_str(ts[t], s, sizeof s));
     }
     if (dy->dtype != dx->dtype)
         return clg__fail(ctx, CLG_INVALID_ARGUMENT, "adaptive_avg_pool2d backward: dy is %s but dx is %s",
@@ -64,7 +64,8 @@ static clg_status adaptive_avg_pool2d_backward(clg_context *ctx, clg_node *node,
 
 static const clg_op_def adaptive_avg_pool2d_op = {"adaptive_avg_pool2d", adaptive_avg_pool2d_backward};
 
-clg_status clg_adaptive_avg_pool2d(clg_context *ctx, const clg_tensor *x, int out_h, int out_w, clg_tensor **out) {
+clg_status clg_adaptive_avg_pool2d(clg_context *ctx, const clg_tensor *x, int out_h, int out_w,
+                                   clg_tensor **out) {
     if (!ctx) return CLG_INVALID_ARGUMENT;
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "adaptive_avg_pool2d: out is NULL");
     *out = NULL;
@@ -75,8 +76,8 @@ clg_status clg_adaptive_avg_pool2d(clg_context *ctx, const clg_tensor *x, int ou
         return clg__fail(ctx, CLG_SHAPE_MISMATCH, "adaptive_avg_pool2d: x must be 4-D (N, C, H, W): got %s",
                          clg__shape_str(x, s, sizeof s));
     if (out_h < 1 || out_w < 1)
-        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "adaptive_avg_pool2d: output size must be positive: got %dx%d",
-                         out_h, out_w);
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "adaptive_avg_pool2d: output size must be positive: got %dx%d", out_h, out_w);
     const adaptive_geom g = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], out_h, out_w};
     /* The kernels index with int, and form (o + 1) * in and (i + 1) * out. */
     if (x->numel > INT_MAX || (size_t)g.n * g.c * g.oh * g.ow > INT_MAX ||
@@ -89,7 +90,8 @@ clg_status clg_adaptive_avg_pool2d(clg_context *ctx, const clg_tensor *x, int ou
     clg_tensor *y = NULL;
     st = clg__tensor_new(ctx, x->dtype, 4, yshape, &y); // (N, C, OH, OW)
     cl_kernel k;
-    if (st == CLG_OK) st = clg__op_kernel(ctx, "ops/adaptive_pool2d", "adaptive_avg_pool2d_fwd", x->dtype, NULL, &k);
+    if (st == CLG_OK)
+        st = clg__op_kernel(ctx, "ops/adaptive_pool2d", "adaptive_avg_pool2d_fwd", x->dtype, NULL, &k);
     if (st == CLG_OK) {
         cl_mem ym = clg__mem(y), xm = clg__mem(x);
         /* Each output element reads about ceil(H / OH) * ceil(W / OW) inputs. */
@@ -101,8 +103,8 @@ clg_status clg_adaptive_avg_pool2d(clg_context *ctx, const clg_tensor *x, int ou
                                  CLG_ARG(rows));
         } else {
             const int n = (int)y->numel;
-            st = CLG_LAUNCH_ELEMS(ctx, k, y->numel, "adaptive_avg_pool2d", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(g.h),
-                                  CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(n));
+            st = CLG_LAUNCH_ELEMS(ctx, k, y->numel, "adaptive_avg_pool2d", CLG_ARG(ym), CLG_ARG(xm),
+                                  CLG_ARG(g.h), CLG_ARG(g.w), CLG_ARG(g.oh), CLG_ARG(g.ow), CLG_ARG(n));
         }
     }
     const clg_tensor *inputs[1] = {x};

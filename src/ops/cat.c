@@ -18,8 +18,8 @@ typedef struct cat_geom {
 } cat_geom;
 
 /* Copies x (input i) into y, or dy's slice into dx (backward: beta given). */
-static clg_status cat_launch(clg_context *ctx, const cat_geom *g, int i, clg_tensor *dst, const clg_tensor *src,
-                             const double *beta, const char *what) {
+static clg_status cat_launch(clg_context *ctx, const cat_geom *g, int i, clg_tensor *dst,
+                             const clg_tensor *src, const double *beta, const char *what) {
     cl_kernel k;
     clg_status st = clg__op_kernel(ctx, "ops/cat", beta ? "cat_bwd" : "cat_fwd", dst->dtype, NULL, &k);
     if (st != CLG_OK) return st;
@@ -32,14 +32,15 @@ static clg_status cat_launch(clg_context *ctx, const cat_geom *g, int i, clg_ten
             return CLG_LAUNCH_ROWS(ctx, k, (size_t)rows, (size_t)g->inner, what, CLG_ARG(dm), CLG_ARG(sm),
                                    CLG_ARG(g->D), CLG_ARG(g->d[i]), CLG_ARG(g->off[i]), CLG_ARG(g->inner), bk,
                                    CLG_ARG(rows));
-        return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, what, CLG_ARG(dm), CLG_ARG(sm), CLG_ARG(g->D), CLG_ARG(g->d[i]),
-                                CLG_ARG(g->off[i]), CLG_ARG(g->inner), bk, CLG_ARG(n));
+        return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, what, CLG_ARG(dm), CLG_ARG(sm), CLG_ARG(g->D),
+                                CLG_ARG(g->d[i]), CLG_ARG(g->off[i]), CLG_ARG(g->inner), bk, CLG_ARG(n));
     }
     if (clg__cpu_style(ctx))
-        return CLG_LAUNCH_ROWS(ctx, k, (size_t)rows, (size_t)g->inner, what, CLG_ARG(dm), CLG_ARG(sm), CLG_ARG(g->D),
-                               CLG_ARG(g->d[i]), CLG_ARG(g->off[i]), CLG_ARG(g->inner), CLG_ARG(rows));
-    return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, what, CLG_ARG(dm), CLG_ARG(sm), CLG_ARG(g->D), CLG_ARG(g->d[i]),
-                            CLG_ARG(g->off[i]), CLG_ARG(g->inner), CLG_ARG(n));
+        return CLG_LAUNCH_ROWS(ctx, k, (size_t)rows, (size_t)g->inner, what, CLG_ARG(dm), CLG_ARG(sm),
+                               CLG_ARG(g->D), CLG_ARG(g->d[i]), CLG_ARG(g->off[i]), CLG_ARG(g->inner),
+                               CLG_ARG(rows));
+    return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, what, CLG_ARG(dm), CLG_ARG(sm), CLG_ARG(g->D),
+                            CLG_ARG(g->d[i]), CLG_ARG(g->off[i]), CLG_ARG(g->inner), CLG_ARG(n));
 }
 
 static clg_status cat_backward(clg_context *ctx, clg_node *node, const clg_tensor *dy, clg_tensor *const *dx,
@@ -74,7 +75,8 @@ clg_status clg_cat(clg_context *ctx, int n, const clg_tensor *const *xs, int dim
     if (st != CLG_OK) return st;
     const clg_tensor *x0 = xs[0];
     if (dim < 0 || dim >= x0->ndim)
-        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "cat: dim %d out of range for %d-D tensors", dim, x0->ndim);
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "cat: dim %d out of range for %d-D tensors", dim,
+                         x0->ndim);
     char s0[64], s1[64];
     cat_geom g = {.n = n, .outer = 1, .inner = 1};
     for (int d = 0; d < dim; d++)
@@ -90,8 +92,8 @@ clg_status clg_cat(clg_context *ctx, int n, const clg_tensor *const *xs, int dim
         if (!fits)
             return clg__fail(ctx, CLG_SHAPE_MISMATCH,
                              "cat: input %d %s %s does not fit input 0 %s %s outside dim %d", i,
-                             clg_dtype_name(x->dtype), clg__shape_str(x, s1, sizeof s1), clg_dtype_name(x0->dtype),
-                             clg__shape_str(x0, s0, sizeof s0), dim);
+                             clg_dtype_name(x->dtype), clg__shape_str(x, s1, sizeof s1),
+                             clg_dtype_name(x0->dtype), clg__shape_str(x0, s0, sizeof s0), dim);
         g.d[i] = x->shape[dim];
         g.off[i] = (int)total;
         total += x->shape[dim];
@@ -106,7 +108,8 @@ clg_status clg_cat(clg_context *ctx, int n, const clg_tensor *const *xs, int dim
     st = clg__tensor_new(ctx, x0->dtype, x0->ndim, yshape, &y);
     for (int i = 0; i < n && st == CLG_OK; i++)
         st = cat_launch(ctx, &g, i, y, xs[i], NULL, "cat");
-    if (st == CLG_OK && clg__needs_grad(ctx, n, xs)) st = clg__record(ctx, &cat_op, y, n, xs, &g, sizeof g, NULL);
+    if (st == CLG_OK && clg__needs_grad(ctx, n, xs))
+        st = clg__record(ctx, &cat_op, y, n, xs, &g, sizeof g, NULL);
     if (st != CLG_OK) {
         clg_tensor_free(y);
         return st;

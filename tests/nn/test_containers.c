@@ -25,8 +25,13 @@ static void test_sequential_index_names(void **state) {
     REF_OK(ctx, clg_sequential_create(ctx, &inner));
     add(ctx, inner, clg_batch_norm2d_module_create(ctx, NULL, 2, 1e-5, 0.1, &m), &m);
     REF_OK(ctx, clg_module_add_child(seq, "features", inner));
-    static const char *const want[] = {"0.weight", "0.bias", "head.weight", "features.0.weight",
-                                       "features.0.bias", "features.0.running_mean", "features.0.running_var",
+    static const char *const want[] = {"0.weight",
+                                       "0.bias",
+                                       "head.weight",
+                                       "features.0.weight",
+                                       "features.0.bias",
+                                       "features.0.running_mean",
+                                       "features.0.running_var",
                                        "features.0.num_batches_tracked"};
     expect_names(seq, want, 8);
     assert_string_equal(clg_module_name(clg_module_child(seq, 1)), "1"); /* the relu */
@@ -129,7 +134,8 @@ static void test_error_names_the_layer(void **state) {
     clg_tensor *x = ref_rand(ctx, CLG_F32, 2, xs, 1, -1, 1), *y = NULL;
     REF_EXPECT(ctx, clg_module_forward(ctx, root, x, &y), CLG_SHAPE_MISMATCH);
     const char *msg = clg_context_errmsg(ctx);
-    if (strncmp(msg, "encoder.fc2: linear: ", 21) != 0) fail_msg("message \"%s\" does not name encoder.fc2", msg);
+    if (strncmp(msg, "encoder.fc2: linear: ", 21) != 0)
+        fail_msg("message \"%s\" does not name encoder.fc2", msg);
     /* Once: no second prefix from the containers around it. */
     assert_null(strstr(msg + 1, "encoder"));
     /* A parameterless layer by its index. */
@@ -193,9 +199,12 @@ static void test_parameterless_blocks(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sequential_index_names), cmocka_unit_test(test_add_child_rules),
-        cmocka_unit_test(test_module_list),            cmocka_unit_test(test_module_dict),
-        cmocka_unit_test(test_error_names_the_layer),  cmocka_unit_test(test_parameterless_blocks),
+        cmocka_unit_test(test_sequential_index_names),
+        cmocka_unit_test(test_add_child_rules),
+        cmocka_unit_test(test_module_list),
+        cmocka_unit_test(test_module_dict),
+        cmocka_unit_test(test_error_names_the_layer),
+        cmocka_unit_test(test_parameterless_blocks),
     };
     return REF_RUN_BOTH_STYLES("containers", tests);
 }

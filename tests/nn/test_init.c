@@ -134,7 +134,8 @@ static void test_generator(void **state) {
     const int one = 4;
     clg_tensor *v = NULL;
     REF_OK(ctx, clg_tensor_zeros(ctx, CLG_F32, 1, &one, &v));
-    REF_EXPECT(ctx, clg_init_kaiming_normal_(gen, v, 0, CLG_FAN_IN, CLG_NONLINEARITY_RELU), CLG_INVALID_ARGUMENT);
+    REF_EXPECT(ctx, clg_init_kaiming_normal_(gen, v, 0, CLG_FAN_IN, CLG_NONLINEARITY_RELU),
+               CLG_INVALID_ARGUMENT);
     assert_non_null(strstr(clg_context_errmsg(ctx), "2 or more dimensions"));
     REF_EXPECT(ctx, clg_init_xavier_uniform_(gen, v, 1), CLG_INVALID_ARGUMENT);
     REF_EXPECT(ctx, clg_init_uniform_(NULL, v, 0, 1), CLG_INVALID_ARGUMENT);

@@ -11,8 +11,8 @@
 #include "nn_test.h"
 
 static const int BLOCKS[3] = {2, 1, 1}; /* the fixture's model */
-#define N_STATE 68                       /* tensors in its state_dict */
-#define N_PARAMS 82714                   /* sum(p.numel() for p in model.parameters()) */
+#define N_STATE 68                      /* tensors in its state_dict */
+#define N_PARAMS 82714                  /* sum(p.numel() for p in model.parameters()) */
 
 static void fixture_path(char *buf, size_t len, const char *file) {
     const char *dir = getenv("CLGRAD_FIXTURES");
@@ -75,8 +75,11 @@ static void test_state_names_match_torch(void **state) {
             assert_int_equal(clg_tensor_shape(e[i].tensor)[d], f.entries[i].shape[d]);
     }
     clg_st_file_free(&f);
-    static const char *const some[] = {"conv1.weight", "layer1.1.bn2.running_var", "layer2.0.downsample.0.weight",
-                                       "layer2.0.downsample.1.num_batches_tracked", "layer3.0.conv2.weight",
+    static const char *const some[] = {"conv1.weight",
+                                       "layer1.1.bn2.running_var",
+                                       "layer2.0.downsample.0.weight",
+                                       "layer2.0.downsample.1.num_batches_tracked",
+                                       "layer3.0.conv2.weight",
                                        "fc.bias"};
     for (size_t i = 0; i < sizeof some / sizeof *some; i++)
         assert_non_null(clg_module_find_tensor(m, some[i]));
@@ -220,7 +223,8 @@ static void test_torchvision_init(void **state) {
     static const struct {
         const char *name;
         int fan_out;
-    } convs[] = {{"conv1.weight", 16 * 9}, {"layer3.0.conv2.weight", 64 * 9}, {"layer2.0.downsample.0.weight", 32}};
+    } convs[] = {
+        {"conv1.weight", 16 * 9}, {"layer3.0.conv2.weight", 64 * 9}, {"layer2.0.downsample.0.weight", 32}};
     for (size_t i = 0; i < 3; i++) {
         const clg_tensor *t = clg_module_find_tensor(a, convs[i].name);
         const size_t n = clg_tensor_numel(t);
@@ -269,7 +273,8 @@ static void test_basic_block_gradcheck(void **state) {
         /* Affine parameters away from 1 / 0. */
         for (size_t i = 1; i <= np; i++)
             if (clg_tensor_ndim(in[i]) == 1) REF_OK(ctx, clg_init_uniform_(b, in[i], 0.5, 1.5));
-        ref_gradcheck(ctx, block_fn, in, (int)np + 1, b, 1e-6, 1e-6, down ? "basic block, downsample" : "basic block");
+        ref_gradcheck(ctx, block_fn, in, (int)np + 1, b, 1e-6, 1e-6,
+                      down ? "basic block, downsample" : "basic block");
         clg_tensor_free(in[0]);
         clg_module_free(b);
     }

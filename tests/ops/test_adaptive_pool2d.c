@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/op.h"
 #include "ref.h"
 #include "ref_ops.h"
 #include "ref_style.h"
-#include "ops/op.h"
 
 /* ---------------------------------------------------------------- host reference */
 
@@ -57,7 +57,7 @@ static void ref_backward(const geom *g, const double *dy, double *dx) {
 /* Global pooling, exact tiling, overlapping windows (7 -> 3, 9 -> 4), an output larger than
  * the input (windows of one element, repeated), the identity, and one row or column. */
 static const geom cases[] = {
-    {2, 3, 5, 7, 1, 1}, {2, 3, 8, 8, 2, 4}, {2, 3, 7, 9, 3, 4}, {1, 2, 3, 4, 5, 6},
+    {2, 3, 5, 7, 1, 1}, {2, 3, 8, 8, 2, 4}, {2, 3, 7, 9, 3, 4},  {1, 2, 3, 4, 5, 6},
     {1, 2, 4, 4, 4, 4}, {2, 2, 1, 9, 1, 4}, {1, 3, 10, 3, 3, 1},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
@@ -158,7 +158,8 @@ static void test_accumulate(void **state) {
             REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
             REF_OK(ctx, clg_adaptive_avg_pool2d(ctx, x, g->oh, g->ow, &y));
             char nm[64], what[128];
-            snprintf(what, sizeof what, "adaptive_avg_pool2d %s %s", case_name(g, nm, sizeof nm), clg_dtype_name(dt));
+            snprintf(what, sizeof what, "adaptive_avg_pool2d %s %s", case_name(g, nm, sizeof nm),
+                     clg_dtype_name(dt));
             ref_check_accumulate(ctx, y, &x, 1, what);
             clg_tensor_free(y);
             clg_tensor_free(x);
@@ -175,7 +176,8 @@ static void test_nan(void **state) {
             const geom *g = &cases[c];
             const int xs[4] = {g->n, g->c, g->h, g->w}, ys[4] = {g->n, g->c, g->oh, g->ow};
             const size_t nx = (size_t)g->n * g->c * g->h * g->w, ny = (size_t)g->n * g->c * g->oh * g->ow;
-            clg_tensor *x0 = ref_rand(ctx, dt, 4, xs, 400 + c, -1.0, 1.0), *dy0 = ref_rand(ctx, dt, 4, ys, 500 + c, -1, 1);
+            clg_tensor *x0 = ref_rand(ctx, dt, 4, xs, 400 + c, -1.0, 1.0),
+                       *dy0 = ref_rand(ctx, dt, 4, ys, 500 + c, -1, 1);
             double *xh = ref_to_host_f64(x0), *dyh = ref_to_host_f64(dy0);
             for (size_t i = 0; i < nx; i += 5)
                 xh[i] = NAN;
@@ -196,9 +198,11 @@ static void test_nan(void **state) {
             ref_forward(g, xh, yw);
             ref_backward(g, dyh, dxw);
             char nm[64], what[128];
-            snprintf(what, sizeof what, "%s %s forward with NaN", case_name(g, nm, sizeof nm), clg_dtype_name(dt));
+            snprintf(what, sizeof what, "%s %s forward with NaN", case_name(g, nm, sizeof nm),
+                     clg_dtype_name(dt));
             ref_assert_close_nan(got_y, yw, ny, d ? 1e-14 : 1e-6, d ? 1e-15 : 1e-6, what);
-            snprintf(what, sizeof what, "%s %s backward with NaN", case_name(g, nm, sizeof nm), clg_dtype_name(dt));
+            snprintf(what, sizeof what, "%s %s backward with NaN", case_name(g, nm, sizeof nm),
+                     clg_dtype_name(dt));
             ref_assert_close_nan(got_dx, dxw, nx, d ? 1e-14 : 1e-6, d ? 1e-15 : 1e-6, what);
             free(xh), free(dyh), free(got_y), free(got_dx), free(yw), free(dxw);
             clg_tensor *all[] = {y, dy, x, dy0, x0};
@@ -238,7 +242,8 @@ static void test_pytorch_fixtures(void **state) {
 
 static void expect_fail(clg_context *ctx, clg_status got, clg_status want, const char *needle) {
     if (got != want)
-        fail_msg("expected %s, got %s (%s)", clg_status_name(want), clg_status_name(got), clg_context_errmsg(ctx));
+        fail_msg("expected %s, got %s (%s)", clg_status_name(want), clg_status_name(got),
+                 clg_context_errmsg(ctx));
     if (!strstr(clg_context_errmsg(ctx), needle))
         fail_msg("error message \"%s\" does not mention \"%s\"", clg_context_errmsg(ctx), needle);
 }
@@ -265,9 +270,9 @@ static void test_bad_input(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vs_ref),     cmocka_unit_test(test_global_is_mean),
-        cmocka_unit_test(test_gradcheck),  cmocka_unit_test(test_accumulate),
-        cmocka_unit_test(test_nan),        cmocka_unit_test(test_pytorch_fixtures),
+        cmocka_unit_test(test_vs_ref),    cmocka_unit_test(test_global_is_mean),
+        cmocka_unit_test(test_gradcheck), cmocka_unit_test(test_accumulate),
+        cmocka_unit_test(test_nan),       cmocka_unit_test(test_pytorch_fixtures),
         cmocka_unit_test(test_bad_input),
     };
     return REF_RUN_BOTH_STYLES("adaptive_pool2d", tests);

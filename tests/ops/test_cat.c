@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/op.h"
 #include "ref.h"
 #include "ref_ops.h"
 #include "ref_style.h"
-#include "ops/op.h"
 
 typedef struct cat_case {
     int ndim, dim, n;
@@ -121,7 +121,8 @@ static void run_case(clg_context *ctx, const cat_case *c, clg_dtype dt, bool nan
     ref_cat_backward(c, dyh, dxw);
     for (int i = 0; i < c->n; i++) {
         double *g = ref_to_host_f64(clg_tensor_grad(x[i]));
-        snprintf(what, sizeof what, "cat %s %s dx[%d]%s", c->name, clg_dtype_name(dt), i, nan ? " with NaN" : "");
+        snprintf(what, sizeof what, "cat %s %s dx[%d]%s", c->name, clg_dtype_name(dt), i,
+                 nan ? " with NaN" : "");
         ref_assert_close_nan(g, dxw[i], numel(c->shape[i], c->ndim), 0, 0, what);
         free(g);
         free(dxw[i]);
@@ -222,8 +223,8 @@ static void test_bad_input(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vs_ref),           cmocka_unit_test(test_gradcheck),
-        cmocka_unit_test(test_accumulate),       cmocka_unit_test(test_same_tensor_twice),
+        cmocka_unit_test(test_vs_ref),     cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_accumulate), cmocka_unit_test(test_same_tensor_twice),
         cmocka_unit_test(test_bad_input),
     };
     return REF_RUN_BOTH_STYLES("cat", tests);
