@@ -3,13 +3,14 @@
  * time on its own context, then every state tensor (parameters and batch-norm buffers) and
  * every step's loss compared bit for bit (memcmp). Once per GEMM path forced, and once in
  * automatic mode, whose choice is a fixed rule or a saved measurement (src/blas/choose.c),
- * never a timing taken on the spot, so two contexts take the same path.
+ * never a timing taken on the spot, so two contexts take the same path. Both kernel styles.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ref.h"
+#include "ref_style.h"
 #include "tiny_model.h"
 
 #define STEPS 5
@@ -112,5 +113,5 @@ int main(void) {
         cmocka_unit_test(test_auto),
         cmocka_unit_test(test_paths_compared),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return REF_RUN_BOTH_STYLES_ENV("determinism", tests);
 }

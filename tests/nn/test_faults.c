@@ -8,7 +8,8 @@
  * the step (input, output, loss; this drops the graph they carry) and zero the gradients
  * (clg_optimizer_zero_grad), since a failed backward may have written some gradients and
  * not others. A failed optimizer step may have moved some parameters and not others; the
- * model stays usable. Programs whose build failed are built again on next use.
+ * model stays usable. Programs whose build failed are built again on next use. Both kernel
+ * styles (CLGRAD_KERNEL_STYLE per group: tiny_context makes the contexts).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "ref.h"
+#include "ref_style.h"
 #include "tiny_model.h"
 
 /* The GEMM path is forced in every sweep (tiny_context): each path's events are swept on
@@ -243,5 +245,5 @@ int main(void) {
         cmocka_unit_test(test_build),
         cmocka_unit_test(test_load),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return REF_RUN_BOTH_STYLES_ENV("faults", tests);
 }
