@@ -3,7 +3,8 @@
  * of tests/fixtures/make_fixtures.py's ResNetSmall in order, loads torch's own state_dict file
  * by name, and matches torch's logits, loss, every gradient and the BN buffers after one
  * training step in f64 (tests/fixtures/resnet_small*.safetensors); then freezing, zero_grad,
- * save/load and the torchvision init. Both kernel styles.
+ * save/load and the torchvision init, in both kernel styles; and (default style) every
+ * allocation and enqueue of building it and its first step failing in turn.
  */
 #include <float.h>
 #include <unistd.h>
@@ -302,6 +303,71 @@ static void test_resnet_errors(void **state) {
     clg_module_free(m);
 }
 
+/* ---------------------------------------------------------------- fault injection */
+
+/* Builds the model and runs one training forward and backward; frees what it made on failure
+ * (the caller frees the model on success). */
+static clg_status build_and_step(clg_context *ctx, const clg_tensor *x, const int32_t *t, clg_module **m) {
+    clg_tensor *logits = NULL, *loss = NULL;
+    clg_status st = clg_resnet_small_create(ctx, 3, BLOCKS, 10, 1, m);
+    if (st == CLG_OK) st = clg_module_forward(ctx, *m, x, &logits);
+    if (st == CLG_OK) st = clg_softmax_cross_entropy(ctx, logits, t, 2, &loss);
+    if (st == CLG_OK) st = clg_backward(ctx, loss);
+    clg_tensor_free(loss);
+    clg_tensor_free(logits);
+    if (st != CLG_OK) {
+        clg_module_free(*m);
+        *m = NULL;
+    }
+    return st;
+}
+
+/* Every device allocation and every enqueue of building the ResNet and its first training
+ * step fails in turn (the pool emptied first, so every buffer comes from the driver): each
+ * comes back as the right status with the injected message, leaves no device memory in use,
+ * and the same context then builds and steps again. */
+static void test_faults(void **state) {
+    clg_context *ctx = *state;
+    const int xs[4] = {2, 3, 8, 8};
+    const int32_t t[2] = {1, 7};
+    clg_tensor *x = ref_rand(ctx, CLG_F32, 4, xs, 8, -1, 1);
+    clg_module *m = NULL;
+    REF_OK(ctx, build_and_step(ctx, x, t, &m)); /* programs built */
+    clg_module_free(m);
+    const size_t base = clg_context_pool_stats(ctx).bytes_in_use;
+    const clg_fault_kind kinds[2] = {CLG_FAULT_ALLOC, CLG_FAULT_ENQUEUE};
+    for (int k = 0; k < 2; k++) {
+        clg_context_pool_trim(ctx);
+        uint64_t before = clg_context_inject_fault(ctx, kinds[k], 0);
+        REF_OK(ctx, build_and_step(ctx, x, t, &m));
+        clg_module_free(m);
+        const uint64_t total = clg_context_inject_fault(ctx, kinds[k], 0) - before;
+        assert_true(total > 20);
+        for (uint64_t n = 1; n <= total; n++) {
+            clg_context_pool_trim(ctx);
+            before = clg_context_inject_fault(ctx, kinds[k], n);
+            const clg_status st = build_and_step(ctx, x, t, &m);
+            const clg_status want = kinds[k] == CLG_FAULT_ALLOC ? CLG_OUT_OF_DEVICE_MEMORY : CLG_OPENCL_ERROR;
+            if (st == CLG_OK)
+                fail_msg("fault %d/%llu of %llu was swallowed", k, (unsigned long long)n,
+                         (unsigned long long)total);
+            if ((st != want && st != CLG_BLAS_ERROR) || !strstr(clg_context_errmsg(ctx), "injected fault"))
+                fail_msg("fault %d/%llu came back as %s: %s", k, (unsigned long long)n, clg_status_name(st),
+                         clg_context_errmsg(ctx));
+            assert_null(m);
+            clg_context_inject_fault(ctx, kinds[k], 0);
+            if (clg_context_pool_stats(ctx).bytes_in_use != base)
+                fail_msg("fault %d/%llu: %zu bytes in use after, %zu before", k, (unsigned long long)n,
+                         clg_context_pool_stats(ctx).bytes_in_use, base);
+        }
+        REF_OK(ctx, build_and_step(ctx, x, t, &m));
+        clg_module_free(m);
+        print_message("%s faults: %llu in building the ResNet and its first step\n",
+                      kinds[k] == CLG_FAULT_ALLOC ? "alloc" : "enqueue", (unsigned long long)total);
+    }
+    clg_tensor_free(x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_names_match_torch), cmocka_unit_test(test_pytorch_resnet_step),
@@ -309,5 +375,7 @@ int main(void) {
         cmocka_unit_test(test_torchvision_init),        cmocka_unit_test(test_basic_block_gradcheck),
         cmocka_unit_test(test_resnet_errors),
     };
-    return REF_RUN_BOTH_STYLES("resnet", tests);
+    const struct CMUnitTest faults[] = {cmocka_unit_test(test_faults)};
+    return REF_RUN_BOTH_STYLES("resnet", tests) |
+           cmocka_run_group_tests_name("resnet faults", faults, ref_group_setup, ref_group_teardown);
 }
