@@ -19,6 +19,11 @@ static clg_status add_uniform(clg_module *m, const char *leaf, int ndim, const i
  * numbers. */
 clg_status clg__init_weight_and_bias(clg_module *m, int ndim, const int *wshape, int out_features,
                                      double fan_in, bool bias, uint64_t seed) {
+    /* A fan-in of 0 (or NaN) would make the bound infinite (or NaN) and every weight NaN. The
+     * layers check their sizes first; this is the last line. */
+    if (!(isfinite(fan_in) && fan_in > 0))
+        return clg__fail(m->ctx, CLG_INVALID_ARGUMENT, "%s: init: fan_in %g must be a finite number > 0",
+                         m->name ? m->name : "module", fan_in);
     const double bound = 1.0 / sqrt(fan_in);
     clg_status st = add_uniform(m, "weight", ndim, wshape, bound, seed * 2);
     if (st != CLG_OK || !bias) return st;
@@ -27,6 +32,9 @@ clg_status clg__init_weight_and_bias(clg_module *m, int ndim, const int *wshape,
 
 clg_status clg__init_filled(clg_module *m, const char *leaf, int n, double value, bool trainable,
                             bool persistent) {
+    if (!isfinite(value) || n < 1)
+        return clg__fail(m->ctx, CLG_INVALID_ARGUMENT, "%s: init: \"%s\" filled with %g over %d elements "
+                         "(want a finite value, n >= 1)", m->name ? m->name : "module", leaf, value, n);
     clg_tensor *t = NULL;
     clg_status st = clg__tensor_new(m->ctx, CLG_F32, 1, &n, &t);
     if (st == CLG_OK) st = clg_tensor_fill(t, value);
