@@ -33,7 +33,7 @@ static clg_optimizer *make_opt(clg_context *ctx, clg_tensor **w, const double *l
 static void run_case(clg_context *ctx, const clg_st_file *f, const sched_case *c) {
     char name[64];
     snprintf(name, sizeof name, "sched.%s", c->name);
-    const clg_st_entry *e;
+    const clg_st_entry *e = NULL;
     double *want = optim_fixture_f64(f, name, &e);
     assert_int_equal(e->ndim, 2);
     assert_int_equal((size_t)e->shape[0], c->groups);
