@@ -70,8 +70,10 @@ clg_status clg_cat(clg_context *ctx, int n, const clg_tensor *const *xs, int dim
     if (n < 1 || n > CLG_CAT_MAX || !xs)
         return clg__fail(ctx, CLG_INVALID_ARGUMENT, "cat: takes 1 to %d tensors, got %d", CLG_CAT_MAX, n);
     clg_status st = CLG_OK;
+    /* Each input indexes with int (so its outer * d * inner products below fit one). */
     for (int i = 0; i < n && st == CLG_OK; i++)
-        st = clg__check(ctx, xs[i], "cat", "an input");
+        if ((st = clg__check(ctx, xs[i], "cat", "an input")) == CLG_OK)
+            st = clg__check_int_index(ctx, xs[i], "cat");
     if (st != CLG_OK) return st;
     const clg_tensor *x0 = xs[0];
     if (dim < 0 || dim >= x0->ndim)
@@ -98,7 +100,7 @@ clg_status clg_cat(clg_context *ctx, int n, const clg_tensor *const *xs, int dim
         g.off[i] = (int)total;
         total += x->shape[dim];
     }
-    if (total * g.outer * g.inner > INT_MAX)
+    if (total > INT_MAX / ((long long)g.outer * g.inner))
         return clg__fail(ctx, CLG_UNSUPPORTED, "cat: the result has more than INT_MAX elements");
     g.D = (int)total;
     int yshape[CLG_MAX_DIMS];
