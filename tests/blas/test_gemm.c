@@ -1,7 +1,8 @@
 /* tests/blas/test_gemm.c - clg_gemm (include/clgrad/ops.h, src/blas/gemm.c) against a naive
  * host loop accumulating in double: all four transpose combinations, square and
  * non-square sizes, alpha/beta, offsets and padded leading dimensions, f32 and f64; and
- * every bad input returning its status with a message naming the sizes.
+ * every bad input returning its status with a message naming the sizes; NaN and infinities
+ * propagating as in PyTorch's matmul.
  */
 #include "ref.h"
 
@@ -136,6 +137,83 @@ static void test_gemm_beta0_ignores_c(void **state) {
     }
 }
 
+/* ---------------------------------------------------------------- NaN */
+
+/* NaN propagates as in PyTorch's matmul (BLAS multiplies every term): a NaN in A makes its
+ * row of C NaN, a NaN in B its column, also where the other factor is 0 (0 * NaN), an
+ * infinity times 0 is NaN, and beta = 1 keeps a NaN already in C. Tiny products and large
+ * ones, so every plan of the packed path (dot products, B gathered, panels packed) sees it. */
+static void test_gemm_nan(void **state) {
+    clg_context *ctx = *state;
+    static const size_t nsz[][3] = {{3, 4, 5}, {70, 66, 130}, {1, 130, 600}, {130, 9, 700}};
+    for (int d = 0; d < 2; d++) {
+        const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+        for (size_t si = 0; si < sizeof nsz / sizeof nsz[0]; si++)
+            for (int t = 0; t < 4; t++) {
+                const bool ta = t & 1, tb = (t >> 1) & 1;
+                const size_t m = nsz[si][0], n = nsz[si][1], k = nsz[si][2];
+                double *av = malloc(m * k * sizeof *av), *bv = malloc(k * n * sizeof *bv);
+                double *cv = malloc(m * n * sizeof *cv), *want = malloc(m * n * sizeof *want);
+                assert_true(av && bv && cv && want);
+                /* op(A)(i, p) = av[ta ? p*m + i : i*k + p]; op(B)(p, j) = bv[tb ? j*k + p : p*n + j] */
+                for (size_t i = 0; i < m * k; i++)
+                    av[i] = (double)((i * 7) % 17) / 17 - 0.5;
+                for (size_t i = 0; i < k * n; i++)
+                    bv[i] = (double)((i * 5) % 13) / 13 - 0.5;
+                for (size_t i = 0; i < m * n; i++)
+                    cv[i] = (double)(i % 3);
+#define A_AT(i, p) av[ta ? (p) * m + (i) : (i) * k + (p)]
+#define B_AT(p, j) bv[tb ? (j) * k + (p) : (p) * n + (j)]
+                A_AT(m - 1, k / 2) = NAN;            /* row m-1 of C */
+                B_AT(k / 2, 0) = 0;                  /* ... meets a 0 */
+                B_AT(k - 1, n - 1) = NAN;            /* column n-1 of C */
+                if (m > 1) A_AT(0, k - 1) = 0;       /* ... meets a 0 in row 0 */
+                if (n > 2) B_AT(0, 1) = INFINITY;    /* column 1: inf * a, and inf * 0 below */
+                if (m > 1 && n > 2) A_AT(1, 0) = 0;  /* row 1, column 1: inf * 0 */
+                cv[m * n / 2] = NAN;                 /* kept by beta = 1 */
+                for (size_t i = 0; i < m; i++)
+                    for (size_t j = 0; j < n; j++) {
+                        double acc = 0;
+                        for (size_t p = 0; p < k; p++)
+                            acc += A_AT(i, p) * B_AT(p, j);
+                        want[i * n + j] = 0.5 * acc + cv[i * n + j];
+                    }
+#undef A_AT
+#undef B_AT
+                const int as[1] = {(int)(m * k)}, bs[1] = {(int)(k * n)}, cs[1] = {(int)(m * n)};
+                clg_tensor *a = NULL, *b = NULL, *c = NULL;
+                if (dt == CLG_F64) {
+                    REF_OK(ctx, clg_tensor_from_host(ctx, dt, 1, as, av, &a));
+                    REF_OK(ctx, clg_tensor_from_host(ctx, dt, 1, bs, bv, &b));
+                    REF_OK(ctx, clg_tensor_from_host(ctx, dt, 1, cs, cv, &c));
+                } else {
+                    a = ref_tensor_f64(ctx, 1, as, av), b = ref_tensor_f64(ctx, 1, bs, bv), c = ref_tensor_f64(ctx, 1, cs, cv);
+                    clg_tensor *t32[3];
+                    REF_OK(ctx, clg_tensor_cast(a, CLG_F32, &t32[0]));
+                    REF_OK(ctx, clg_tensor_cast(b, CLG_F32, &t32[1]));
+                    REF_OK(ctx, clg_tensor_cast(c, CLG_F32, &t32[2]));
+                    clg_tensor_free(a), clg_tensor_free(b), clg_tensor_free(c);
+                    a = t32[0], b = t32[1], c = t32[2];
+                }
+                REF_OK(ctx, clg_gemm(ctx, ta, tb, m, n, k, 0.5, a, 0, ta ? m : k, b, 0, tb ? k : n, 1.0, c, 0, n));
+                double *got = ref_to_host_f64(c);
+                /* finite entries: k products of values <= 1/2 (the f32 inputs are the rounded
+                 * values, |rounding| <= 2^-25 each), summed in any order */
+                const double tol = dt == CLG_F64 ? 1e-13 * (double)k : 1e-6 * (double)k;
+                for (size_t i = 0; i < m * n; i++) {
+                    const bool ok = isnan(want[i]) ? isnan(got[i])
+                                    : isinf(want[i]) ? got[i] == want[i]
+                                                     : !isnan(got[i]) && fabs(got[i] - want[i]) <= tol;
+                    if (!ok)
+                        fail_msg("%s ta=%d tb=%d %zux%zux%zu: C[%zu] = %g, want %g (NaN where PyTorch's is)",
+                                 clg_dtype_name(dt), ta, tb, m, n, k, i, got[i], want[i]);
+                }
+                free(got), free(av), free(bv), free(cv), free(want);
+                clg_tensor_free(a), clg_tensor_free(b), clg_tensor_free(c);
+            }
+    }
+}
+
 /* ---------------------------------------------------------------- bad input */
 
 static void assert_msg_has(clg_context *ctx, const char *p1, const char *p2, const char *p3) {
@@ -239,6 +317,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_f32),
         cmocka_unit_test(test_gemm_f64),
         cmocka_unit_test(test_gemm_beta0_ignores_c),
+        cmocka_unit_test(test_gemm_nan),
         cmocka_unit_test(test_gemm_bad_input),
     };
     return cmocka_run_group_tests(tests, ref_group_setup, ref_group_teardown);

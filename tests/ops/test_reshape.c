@@ -1,12 +1,14 @@
 /* tests/ops/test_reshape.c - reshape and flatten (src/ops/reshape.c): views that share
  * the input's buffer, -1 inference, f64 finite-difference gradients through a chain, the
- * beta contract, and bad shapes; in both kernel styles (the gradients run element kernels).
+ * beta contract, bad shapes (and shapes whose product wraps a size_t), NaN; in both kernel
+ * styles (the gradients run element kernels).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "ref_ops.h"
 #include "ref_style.h"
+#include "nan_test.h"
 
 static const int SHAPE[4] = {2, 3, 4, 5};
 
@@ -150,12 +152,52 @@ static void test_errors(void **state) {
     clg_tensor_free(x);
 }
 
+/* A view moves values, NaN included; backward hands a NaN dy back in the input's shape. */
+static void test_nan(void **state) {
+    clg_context *ctx = *state;
+    const int xs[2] = {2, 3}, ys[3] = {3, 1, 2};
+    const double xv[6] = {NAN, 1, -INFINITY, 3, NAN, 5}, dyv[6] = {1, NAN, 2, 3, 4, NAN};
+    for (int d = 0; d < 2; d++) {
+        const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+        for (int k = 0; k < 2; k++) {
+            clg_tensor *x = nan_tensor(ctx, dt, 2, xs, xv), *y = NULL;
+            REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+            REF_OK(ctx, k ? clg_flatten(ctx, x, &y) : clg_reshape(ctx, x, 3, ys, &y));
+            clg_tensor *dy = nan_tensor(ctx, dt, clg_tensor_ndim(y), clg_tensor_shape(y), dyv);
+            nan_expect(y, xv, 6, 0, 0, k ? "flatten of NaN" : "reshape of NaN", dt);
+            REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+            nan_expect(clg_tensor_grad(x), dyv, 6, 0, 0, k ? "flatten backward of NaN" : "reshape backward of NaN", dt);
+            clg_tensor_free(dy), clg_tensor_free(y), clg_tensor_free(x);
+        }
+    }
+}
+
+/* Known dims whose product wraps a size_t: 2^21 * 2^21 * 2^22 = 2^64 was 0, and inferring the
+ * -1 divided by it (SIGFPE); 65536^4 wrapped to 0 too. Refused, naming the shape. */
+static void test_wrapping_shapes(void **state) {
+    clg_context *ctx = *state;
+    clg_tensor *x = ref_rand_f64(ctx, 1, (const int[]){8}, 8, -1, 1), *y = (clg_tensor *)&y;
+    const int a[4] = {-1, 1 << 21, 1 << 21, 1 << 22}, b[4] = {65536, 65536, 65536, 65536};
+    const int c[4] = {2, 2, 2, 1 << 30}; /* 2^33: past INT_MAX, no wrap */
+    const int *shapes[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(clg_reshape(ctx, x, 4, shapes[i], &y), CLG_SHAPE_MISMATCH);
+        assert_null(y);
+        assert_non_null(strstr(clg_context_errmsg(ctx), "reshape"));
+    }
+    assert_non_null(strstr(clg_context_errmsg(ctx), "(2, 2, 2, 1073741824)"));
+    REF_OK(ctx, clg_reshape(ctx, x, 2, (const int[]){-1, 4}, &y));
+    assert_int_equal(clg_tensor_shape(y)[0], 2);
+    clg_tensor_free(y), clg_tensor_free(x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_view_f32),        cmocka_unit_test(test_view_f64),
         cmocka_unit_test(test_identity_shapes), cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_accumulate_f32),  cmocka_unit_test(test_accumulate_f64),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_errors),          cmocka_unit_test(test_nan),
+        cmocka_unit_test(test_wrapping_shapes),
     };
     return REF_RUN_BOTH_STYLES("reshape", tests);
 }

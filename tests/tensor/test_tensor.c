@@ -1,7 +1,7 @@
 /* tests/tensor/test_tensor.c - tensors and the buffer pool (include/clgrad/tensor.h,
  * src/tensor/, src/core/pool.c): round trips, fill/copy/cast/item, the seeded generators,
- * pool reuse and statistics, and every bad input returning its status with the context
- * still usable afterwards.
+ * pool reuse and statistics, every bad input returning its status with the context still
+ * usable afterwards, and NaN kept through transfers, casts and gradient accumulation.
  */
 #include "ref.h"
 
@@ -548,6 +548,83 @@ static void test_requires_grad_state(void **state) {
     clg_tensor_free(t);
 }
 
+/* A 1-D tensor of dtype dt holding v (NaN stays NaN through the f32 conversion). */
+static clg_tensor *nan_tensor(clg_context *ctx, clg_dtype dt, int ndim, const int *shape, const double *v) {
+    assert_int_equal(ndim, 1);
+    clg_tensor *t = NULL;
+    float f[8];
+    assert_true(shape[0] <= 8);
+    for (int i = 0; i < shape[0]; i++)
+        f[i] = (float)v[i];
+    REF_OK(ctx, clg_tensor_from_host(ctx, dt, 1, shape, dt == CLG_F64 ? (const void *)v : (const void *)f, &t));
+    return t;
+}
+
+static clg_tensor *nan_filled(clg_context *ctx, clg_dtype dt, int ndim, const int *shape, double v) {
+    clg_tensor *t = NULL;
+    REF_OK(ctx, clg_tensor_zeros(ctx, dt, ndim, shape, &t));
+    REF_OK(ctx, clg_tensor_fill(t, v));
+    return t;
+}
+
+/* t holds want exactly: the same NaN positions, the same infinities and values. */
+static void nan_expect(const clg_tensor *t, const double *want, size_t n, double rtol, double atol,
+                       const char *what, clg_dtype dt) {
+    (void)rtol, (void)atol;
+    assert_non_null(t);
+    assert_int_equal(clg_tensor_numel(t), n);
+    double *got = ref_to_host_f64(t);
+    for (size_t i = 0; i < n; i++)
+        if (isnan(want[i]) ? !isnan(got[i]) : got[i] != want[i])
+            fail_msg("%s (%s): [%zu] = %g, want %g", what, clg_dtype_name(dt), i, got[i], want[i]);
+    free(got);
+}
+
+/* NaN and infinities survive every tensor operation as PyTorch's do: write/read, fill, copy,
+ * cast both ways, item, and the gradient accumulation (a tensor used twice sums its two
+ * gradients with clg__axpby: NaN + x is NaN; beta = 0 after zero_grad overwrites an old NaN). */
+static void test_nan(void **state) {
+    clg_context *ctx = *state;
+    const int shape[1] = {5};
+    const double v[5] = {NAN, INFINITY, -INFINITY, -0.0, 1.5};
+    for (int d = 0; d < 2; d++) {
+        const clg_dtype dt = d ? CLG_F64 : CLG_F32, other = d ? CLG_F32 : CLG_F64;
+        clg_tensor *x = nan_tensor(ctx, dt, 1, shape, v), *c = NULL, *cc = NULL, *y = NULL;
+        nan_expect(x, v, 5, 0, 0, "write and read of NaN", dt);
+        REF_OK(ctx, clg_tensor_cast(x, other, &c));
+        nan_expect(c, v, 5, 0, 0, "cast of NaN", other);
+        REF_OK(ctx, clg_tensor_cast(c, dt, &cc));
+        nan_expect(cc, v, 5, 0, 0, "cast back of NaN", dt);
+        REF_OK(ctx, clg_tensor_fill(cc, NAN));
+        const double all_nan[5] = {NAN, NAN, NAN, NAN, NAN};
+        nan_expect(cc, all_nan, 5, 0, 0, "fill with NaN", dt);
+        REF_OK(ctx, clg_tensor_copy(cc, x));
+        nan_expect(cc, v, 5, 0, 0, "copy of NaN", dt);
+        clg_tensor *one = nan_filled(ctx, dt, 1, (const int[]){1}, NAN);
+        double item = 0;
+        REF_OK(ctx, clg_tensor_item(one, &item));
+        assert_true(isnan(item));
+        /* gradient accumulation: y = x + x, dy with a NaN: dx = 2 dy; then a finite dy after
+         * zero_grad overwrites the NaN */
+        REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+        const double dyv[5] = {1, NAN, 2, 3, 4};
+        clg_tensor *dy = nan_tensor(ctx, dt, 1, shape, dyv);
+        REF_OK(ctx, clg_add(ctx, x, x, &y));
+        REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+        const double want[5] = {2, NAN, 4, 6, 8};
+        nan_expect(clg_tensor_grad(x), want, 5, 0, 0, "accumulated gradient with NaN", dt);
+        clg_tensor_free(y);
+        clg_tensor_zero_grad(x);
+        REF_OK(ctx, clg_tensor_fill(dy, 1.0));
+        REF_OK(ctx, clg_add(ctx, x, x, &y));
+        REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+        const double twos[5] = {2, 2, 2, 2, 2};
+        nan_expect(clg_tensor_grad(x), twos, 5, 0, 0, "gradient after zero_grad over NaN", dt);
+        clg_tensor_free(y), clg_tensor_free(dy), clg_tensor_free(one);
+        clg_tensor_free(x), clg_tensor_free(c), clg_tensor_free(cc);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dtype),
@@ -563,6 +640,7 @@ int main(void) {
         cmocka_unit_test(test_huge_allocation),
         cmocka_unit_test(test_alloc_fault),
         cmocka_unit_test(test_requires_grad_state),
+        cmocka_unit_test(test_nan),
     };
     return cmocka_run_group_tests(tests, ref_group_setup, ref_group_teardown);
 }
