@@ -22,6 +22,7 @@
 #include "clgrad/optim.h"
 #include "clgrad/io.h"
 #include "clgrad/loader.h"
+#include "clgrad/image_folder.h"
 
 #define CLGRAD_VERSION_MAJOR 0
 #define CLGRAD_VERSION_MINOR 1
