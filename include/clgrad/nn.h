@@ -52,7 +52,7 @@ typedef struct clg_module clg_module;
  *
  * Errors: when a module's forward fails, the context's message starts with the dotted path of
  * the innermost named module that failed, then the op's own message:
- * "encoder.fc2: linear: x (4, 30) does not fit w (10, 20) ...". */
+ * "encoder.fc2: linear: x (4, 30) and w (10, 20) do not fit: want x (N, in) and w (out, in)". */
 
 /* What one kind of module does. The core never copies the definition: keep it alive as long
  * as any module of that kind (a static const object is the usual choice). */
@@ -73,6 +73,10 @@ typedef struct clg_module_def {
     void (*train)(clg_module *m, bool training);
     /* Unnamed children get their position as name ("0", "1", ...), as in nn.Sequential. */
     bool index_names;
+    /* Optional: re-initialises the module's own parameters and buffers as its constructor did
+     * (PyTorch's reset_parameters), drawing random numbers from gen's generator (see
+     * clg_init_uniform_). Called by clg_module_reset_parameters. */
+    clg_status (*reset_parameters)(clg_module *m, clg_module *gen);
 } clg_module_def;
 
 /* A module of kind def, named name (copied; NULL or "" for none), in training mode, f32, with
@@ -246,6 +250,12 @@ typedef enum clg_nonlinearity {
 CLG_API double clg_init_calculate_gain(clg_nonlinearity nl, double param);
 /* Starts m's generator over at seed (a new module's generator starts at seed 0). */
 CLG_API void clg_module_manual_seed(clg_module *m, uint64_t seed);
+/* Re-initialises every module of the tree that has a reset_parameters hook (conv2d and linear:
+ * PyTorch's default kaiming_uniform_(a = sqrt(5)) weight and U(+-1/sqrt(fan_in)) bias; batch
+ * norm: 1, 0 and fresh running statistics), depth first in state order, all drawing from m's
+ * generator: clg_module_manual_seed(net, 42) then this gives the whole model from one seed,
+ * whatever seeds its layers were created with. Stops at the first failure. */
+CLG_API clg_status clg_module_reset_parameters(clg_module *m);
 CLG_API clg_status clg_init_uniform_(clg_module *gen, clg_tensor *t, double a, double b);
 CLG_API clg_status clg_init_normal_(clg_module *gen, clg_tensor *t, double mean, double std);
 CLG_API clg_status clg_init_constant_(clg_tensor *t, double value);

@@ -25,8 +25,22 @@ static clg_status batch_norm2d_forward(clg_context *ctx, clg_module *m, const cl
     return st;
 }
 
-static const clg_module_def batch_norm2d_def = {
-    .kind = "batch_norm2d", .state_size = sizeof(clg_batch_norm2d_module), .forward = batch_norm2d_forward};
+/* PyTorch's reset_parameters (with reset_running_stats): weight 1, bias 0, running_mean 0,
+ * running_var 1, num_batches_tracked 0. Draws nothing. */
+static clg_status batch_norm2d_reset(clg_module *m, clg_module *gen) {
+    (void)gen;
+    static const char *const leaves[5] = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
+    static const double values[5] = {1, 0, 0, 1, 0};
+    clg_status st = CLG_OK;
+    for (int i = 0; i < 5 && st == CLG_OK; i++)
+        st = clg_init_constant_(clg_module_get_tensor(m, leaves[i]), values[i]);
+    return st;
+}
+
+static const clg_module_def batch_norm2d_def = {.kind = "batch_norm2d",
+                                               .state_size = sizeof(clg_batch_norm2d_module),
+                                               .forward = batch_norm2d_forward,
+                                               .reset_parameters = batch_norm2d_reset};
 
 clg_status clg_batch_norm2d_module_create(clg_context *ctx, const char *name, int channels, double eps,
                                           double momentum, clg_module **out) {

@@ -13,8 +13,10 @@ static clg_status conv2d_forward(clg_context *ctx, clg_module *m, const clg_tens
     return clg_conv2d(ctx, x, clg_module_get_tensor(m, "weight"), clg_module_get_tensor(m, "bias"), s->p, out);
 }
 
-static const clg_module_def conv2d_def = {
-    .kind = "conv2d", .state_size = sizeof(clg_conv2d_module), .forward = conv2d_forward};
+static const clg_module_def conv2d_def = {.kind = "conv2d",
+                                         .state_size = sizeof(clg_conv2d_module),
+                                         .forward = conv2d_forward,
+                                         .reset_parameters = clg__reset_weight_and_bias};
 
 clg_status clg_conv2d_module_create(clg_context *ctx, const char *name, int in_channels, int out_channels,
                                     int kernel_h, int kernel_w, clg_conv2d_params p, bool bias, uint64_t seed,

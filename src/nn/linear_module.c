@@ -7,7 +7,8 @@ static clg_status linear_forward(clg_context *ctx, clg_module *m, const clg_tens
     return clg_linear(ctx, x, clg_module_get_tensor(m, "weight"), clg_module_get_tensor(m, "bias"), out);
 }
 
-static const clg_module_def linear_def = {.kind = "linear", .forward = linear_forward};
+static const clg_module_def linear_def = {
+    .kind = "linear", .forward = linear_forward, .reset_parameters = clg__reset_weight_and_bias};
 
 clg_status clg_linear_module_create(clg_context *ctx, const char *name, int in_features, int out_features,
                                     bool bias, uint64_t seed, clg_module **out) {

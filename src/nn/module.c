@@ -268,6 +268,15 @@ void clg_module_manual_seed(clg_module *m, uint64_t seed) {
 }
 
 uint64_t clg__module_next_seed(clg_module *m) { return clg__rand_u64(m->gen_seed, m->gen_draws++); }
+
+static clg_status reset_walk(clg_module *m, clg_module *gen) {
+    clg_status st = m->def->reset_parameters ? m->def->reset_parameters(m, gen) : CLG_OK;
+    for (size_t i = 0; st == CLG_OK && i < m->n_children; i++)
+        st = reset_walk(m->children[i], gen);
+    return st;
+}
+
+clg_status clg_module_reset_parameters(clg_module *m) { return m ? reset_walk(m, m) : CLG_INVALID_ARGUMENT; }
 clg_dtype clg_module_dtype(const clg_module *m) { return m ? m->dtype : CLG_F32; }
 
 /* ---------------------------------------------------------------- the recursive operations */

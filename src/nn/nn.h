@@ -40,6 +40,9 @@ struct clg_module {
 
 /* The next seed of m's generator (advances it). */
 uint64_t clg__module_next_seed(clg_module *m);
+/* PyTorch's reset_parameters of conv and linear (nn_init.c): "weight" kaiming_uniform_(a =
+ * sqrt(5)), "bias" (when present) U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from gen. */
+clg_status clg__reset_weight_and_bias(clg_module *m, clg_module *gen);
 
 /* Shared by the layers' constructors: the checks every public constructor makes first. */
 #define CLG__CHECK_CREATE(ctx, out, fn)                                                              \

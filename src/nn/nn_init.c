@@ -122,6 +122,15 @@ clg_status clg_init_kaiming_uniform_(clg_module *gen, clg_tensor *t, double a, c
     return kaiming(gen, t, a, mode, nl, false, "clg_init_kaiming_uniform_");
 }
 
+clg_status clg__reset_weight_and_bias(clg_module *m, clg_module *gen) {
+    clg_tensor *w = clg_module_get_tensor(m, "weight"), *b = clg_module_get_tensor(m, "bias");
+    clg_status st = clg_init_kaiming_uniform_(gen, w, sqrt(5.0), CLG_FAN_IN, CLG_NONLINEARITY_LEAKY_RELU);
+    double fi = 1, fo = 1;
+    if (st == CLG_OK && b && (st = fans(w, &fi, &fo, "reset_parameters")) == CLG_OK)
+        st = clg_init_uniform_(gen, b, -1 / sqrt(fi), 1 / sqrt(fi));
+    return st;
+}
+
 clg_status clg_init_kaiming_normal_(clg_module *gen, clg_tensor *t, double a, clg_fan_mode mode,
                                     clg_nonlinearity nl) {
     return kaiming(gen, t, a, mode, nl, true, "clg_init_kaiming_normal_");

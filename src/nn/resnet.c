@@ -49,7 +49,7 @@ clg_status clg_resnet_small_create(clg_context *ctx, int in_channels, const int 
     clg_module_manual_seed(net, seed);
     clg_conv2d_params p = clg_conv2d_default_params();
     p.pad_h = p.pad_w = 1;
-    st = put(st, net, "conv1", clg_conv2d_module_create(ctx, NULL, in_channels, 16, 3, 3, p, false, seed, &c),
+    st = put(st, net, "conv1", clg_conv2d_module_create(ctx, NULL, in_channels, 16, 3, 3, p, false, 0, &c),
              &c);
     st = put(st, net, "bn1", clg_batch_norm2d_module_create(ctx, NULL, 16, 1e-5, 0.1, &c), &c);
     st = put(st, net, "relu", clg_relu_module_create(ctx, &c), &c);
@@ -60,17 +60,16 @@ clg_status clg_resnet_small_create(clg_context *ctx, int in_channels, const int 
         clg_module *stage = NULL;
         st = put(st, net, names[s], clg_sequential_create(ctx, &stage), &stage);
         for (int b = 0; b < blocks[s] && st == CLG_OK; b++) {
-            const uint64_t bseed = clg__rand_u64(seed, 16 * (uint64_t)s + (uint64_t)b + 1);
             st = put(st, stage, NULL,
-                     clg_basic_block_create(ctx, NULL, inplanes, planes, b == 0 && s > 0 ? 2 : 1, bseed, &c),
-                     &c);
+                     clg_basic_block_create(ctx, NULL, inplanes, planes, b == 0 && s > 0 ? 2 : 1, 0, &c), &c);
             inplanes = planes;
         }
     }
     st = put(st, net, "avgpool", clg_adaptive_avg_pool2d_module_create(ctx, 1, 1, &c), &c);
     st = put(st, net, "flatten", clg_flatten_module_create(ctx, &c), &c);
-    st = put(st, net, "fc",
-             clg_linear_module_create(ctx, NULL, 64, classes, true, clg__rand_u64(seed, 0), &c), &c);
+    st = put(st, net, "fc", clg_linear_module_create(ctx, NULL, 64, classes, true, 0, &c), &c);
+    /* The layers' own seeds do not matter: everything is drawn again from net's generator. */
+    if (st == CLG_OK) st = clg_module_reset_parameters(net);
     if (st == CLG_OK) st = init_convs(net);
     if (st != CLG_OK) return clg__module_drop(net, st);
     *out = net;

@@ -1,8 +1,9 @@
 /* tests/nn/test_init.c - torch.nn.init's functions of src/nn/nn_init.c: calculate_gain, the
  * bounds and spreads of kaiming_*, xavier_*, uniform_ and normal_ (by PyTorch's formulas), the
- * constant fills, and the module generator (one seed for a whole model, reproducible, the same
- * numbers in f32 and f64). The draws are seeded, so each check is deterministic; its margin (6
- * standard errors of the sample statistic) only says the formula is right, not luck.
+ * constant fills, the module generator (one seed for a whole model, reproducible, the same
+ * numbers in f32 and f64) and clg_module_reset_parameters. The draws are seeded, so each check is
+ * deterministic; its margin (6 standard errors of the sample statistic) only says the formula is right, not
+ * luck.
  */
 #include "nn_test.h"
 
@@ -149,11 +150,71 @@ static void test_generator(void **state) {
     clg_module_free(gen);
 }
 
+/* reset_parameters from one seed: two models built with different per-layer seeds become
+ * the same model; conv and linear get PyTorch's default init (bound 1 / sqrt(fan_in) for
+ * weight and bias), batch norm 1 / 0 and fresh running statistics. */
+static clg_module *tiny(clg_context *ctx, uint64_t seed) {
+    clg_module *seq = NULL, *m = NULL;
+    REF_OK(ctx, clg_sequential_create(ctx, &seq));
+    add(ctx, seq, clg_conv2d_module_create(ctx, "conv", 3, 8, 3, 3, pad(1), true, seed, &m), &m);
+    add(ctx, seq, clg_batch_norm2d_module_create(ctx, "bn", 8, 1e-5, 0.1, &m), &m);
+    add(ctx, seq, clg_flatten_module_create(ctx, &m), &m);
+    add(ctx, seq, clg_linear_module_create(ctx, "fc", 8 * 4 * 4, 5, true, seed + 1, &m), &m);
+    return seq;
+}
+
+static void test_reset_parameters(void **state) {
+    clg_context *ctx = *state;
+    clg_module *a = tiny(ctx, 1), *b = tiny(ctx, 2);
+    /* Buffers moved by a training forward, to see them reset. */
+    const int xs[4] = {2, 3, 4, 4};
+    clg_tensor *x = ref_rand(ctx, CLG_F32, 4, xs, 3, -1, 1), *y = NULL;
+    REF_OK(ctx, clg_module_forward(ctx, a, x, &y));
+    clg_tensor_free(y);
+    clg_tensor_free(x);
+    clg_module_manual_seed(a, 9);
+    clg_module_manual_seed(b, 9);
+    REF_OK(ctx, clg_module_reset_parameters(a));
+    REF_OK(ctx, clg_module_reset_parameters(b));
+    clg_named_tensor ea[16], eb[16];
+    const size_t n = clg_module_state(a, ea, 16);
+    assert_int_equal(n, 9);
+    assert_int_equal(clg_module_state(b, eb, 16), n);
+    for (size_t i = 0; i < n; i++) {
+        double *va = ref_to_host_f64(ea[i].tensor);
+        assert_tensor_close(eb[i].tensor, va, clg_tensor_numel(ea[i].tensor), 0, 0, ea[i].name);
+        free(va);
+    }
+    double mean, var, lo, hi;
+    moments(clg_module_find_tensor(a, "conv.weight"), &mean, &var, &lo, &hi);
+    assert_true(lo >= -1 / sqrt(27.0) && hi <= 1 / sqrt(27.0));
+    check_uniform(clg_module_find_tensor(a, "fc.weight"), 1 / sqrt(128.0), "fc.weight after reset");
+    moments(clg_module_find_tensor(a, "fc.bias"), &mean, &var, &lo, &hi);
+    assert_true(lo >= -1 / sqrt(128.0) && hi <= 1 / sqrt(128.0) && lo < hi);
+    static const char *const bn[5] = {"bn.weight", "bn.bias", "bn.running_mean", "bn.running_var",
+                                      "bn.num_batches_tracked"};
+    static const double want[5] = {1, 0, 0, 1, 0};
+    for (int i = 0; i < 5; i++) {
+        moments(clg_module_find_tensor(a, bn[i]), &mean, &var, &lo, &hi);
+        if (lo != want[i] || hi != want[i]) fail_msg("%s after reset: [%g, %g]", bn[i], lo, hi);
+    }
+    /* Another seed, another model. */
+    clg_module_manual_seed(b, 10);
+    REF_OK(ctx, clg_module_reset_parameters(b));
+    double *va = ref_to_host_f64(ea[0].tensor), *vb = ref_to_host_f64(eb[0].tensor);
+    assert_true(memcmp(va, vb, clg_tensor_numel(ea[0].tensor) * sizeof *va) != 0);
+    free(va), free(vb);
+    assert_int_equal(clg_module_reset_parameters(NULL), CLG_INVALID_ARGUMENT);
+    clg_module_free(a);
+    clg_module_free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_calculate_gain),
         cmocka_unit_test(test_fan_based),
         cmocka_unit_test(test_generator),
+        cmocka_unit_test(test_reset_parameters),
     };
     return cmocka_run_group_tests_name("init", tests, ref_group_setup, ref_group_teardown);
 }
