@@ -38,7 +38,8 @@ bool clg_blas_tune_file(clg_context *ctx, char *buf, size_t len) {
 /* ---------------------------------------------------------------- reading */
 static int json_int(const cJSON *obj, const char *key, int lo, int hi, bool *ok) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(j) || j->valuedouble < lo || j->valuedouble > hi) {
+    /* written so that NaN fails too: converting it to int is undefined */
+    if (!cJSON_IsNumber(j) || !(j->valuedouble >= lo && j->valuedouble <= hi)) {
         *ok = false;
         return lo;
     }
@@ -90,7 +91,7 @@ static bool tune_parse(const char *text, const clg_device_info *info, clg_tune_d
         strcpy(tk->kernel, name->valuestring);
         cJSON_ArrayForEach(p, params) {
             if (tk->n == CLG_TUNE_MAX_PARAMS || !p->string || strlen(p->string) >= sizeof tk->names[0] ||
-                !cJSON_IsNumber(p) || p->valuedouble < 0 || p->valuedouble > 1e9) {
+                !cJSON_IsNumber(p) || !(p->valuedouble >= 0 && p->valuedouble <= 1e9)) {
                 ok = false;
                 break;
             }
