@@ -80,9 +80,12 @@ clg_status clg_adaptive_avg_pool2d(clg_context *ctx, const clg_tensor *x, int ou
                          "adaptive_avg_pool2d: output size must be positive: got %dx%d", out_h, out_w);
     const adaptive_geom g = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], out_h, out_w};
     /* The kernels index with int, and form (o + 1) * in and (i + 1) * out. */
-    if (x->numel > INT_MAX || (size_t)g.n * g.c * g.oh * g.ow > INT_MAX ||
-        (long long)(g.oh + 1) * g.h > INT_MAX || (long long)(g.ow + 1) * g.w > INT_MAX ||
-        (long long)(g.h + 1) * g.oh > INT_MAX || (long long)(g.w + 1) * g.ow > INT_MAX)
+    /* (checked: n * c * oh * ow can wrap a size_t, and oh + 1 overflows int at INT_MAX) */
+    size_t outs;
+    if (x->numel > INT_MAX || !clg__mul_size((size_t)g.n * (size_t)g.c, (size_t)g.oh, &outs) ||
+        !clg__mul_size(outs, (size_t)g.ow, &outs) || outs > INT_MAX ||
+        ((long long)g.oh + 1) * g.h > INT_MAX || ((long long)g.ow + 1) * g.w > INT_MAX ||
+        ((long long)g.h + 1) * g.oh > INT_MAX || ((long long)g.w + 1) * g.ow > INT_MAX)
         return clg__fail(ctx, CLG_UNSUPPORTED, "adaptive_avg_pool2d: input %s to %dx%d exceeds the int index",
                          clg__shape_str(x, s, sizeof s), out_h, out_w);
 

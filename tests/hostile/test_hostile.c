@@ -349,6 +349,24 @@ static void test_pool2d_params(void **state) {
     clg_tensor_free(x);
 }
 
+/* Output sizes near INT_MAX: oh + 1 overflowed int in the host's index check, and
+ * N * C * OH * OW can wrap a size_t (65536 * 2^24 * 2^24 = 2^64). */
+static void test_adaptive_pool2d_sizes(void **state) {
+    clg_context *ctx = *state;
+    clg_tensor *x = filled(ctx, CLG_F32, 4, (const int[]){1, 1, 2, 2}, 1), *y = (clg_tensor *)&y;
+    clg_tensor *xc = filled(ctx, CLG_F32, 4, (const int[]){1, 65536, 1, 1}, 1);
+    const int I = INT_MAX;
+    const int sizes[][2] = {{I, 1}, {1, I}, {I, I}, {1 << 30, 2}, {0, 1}, {1, -1}, {INT_MIN, INT_MIN}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        y = (clg_tensor *)&y;
+        REFUSED(ctx, clg_adaptive_avg_pool2d(ctx, x, sizes[i][0], sizes[i][1], &y), CLG_OK, "adaptive_avg_pool2d");
+        assert_null(y);
+    }
+    REFUSED(ctx, clg_adaptive_avg_pool2d(ctx, xc, 1 << 24, 1 << 24, &y), CLG_OK, "");
+    assert_null(y);
+    clg_tensor_free(xc), clg_tensor_free(x);
+}
+
 /* Legal however odd. A 65537 x 65537 window (padding 32768) over one pixel: the average's
  * divisor 65537^2 passes INT_MAX (it was an int product); and a stride of INT_MAX, where the
  * backward's ceil(t / s) was (t + s - 1) / s, which overflowed and sent gradient to inputs
@@ -436,6 +454,15 @@ static void test_other_ops(void **state) {
         bp = clg_batch_norm2d_default_params(), bp.momentum = mom[i];
         REFUSED(ctx, clg_batch_norm2d(ctx, x4, NULL, NULL, rm, rv, bp, &y), CLG_INVALID_ARGUMENT, "batch_norm2d");
     }
+    /* cat: counts and dims out of range (n is read before xs: never past the array) */
+    const clg_tensor *two[2] = {x, x};
+    const int ns[] = {0, -1, INT_MIN, INT_MAX, CLG_CAT_MAX + 1};
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+        REFUSED(ctx, clg_cat(ctx, ns[i], two, 0, &y), CLG_INVALID_ARGUMENT, "cat");
+    const int dims[] = {2, -1, INT_MIN, INT_MAX};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        REFUSED(ctx, clg_cat(ctx, 2, two, dims[i], &y), CLG_INVALID_ARGUMENT, "cat");
+    REFUSED(ctx, clg_cat(ctx, 2, NULL, 0, &y), CLG_INVALID_ARGUMENT, "cat");
     clg_tensor *all[] = {x, w, wb, v, x4, rm, rv};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         clg_tensor_free(all[i]);
@@ -471,6 +498,7 @@ int main(void) {
         cmocka_unit_test(test_conv2d_huge_stride_legal),
         cmocka_unit_test(test_pool2d_params),
         cmocka_unit_test(test_pool2d_huge_legal),
+        cmocka_unit_test(test_adaptive_pool2d_sizes),
         cmocka_unit_test(test_other_ops),
         cmocka_unit_test(test_module_sizes),
     };
