@@ -11,6 +11,7 @@ import os
 import struct
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -74,8 +75,16 @@ def write_safetensors(path, arrays):
 # ---- the models ----------------------------------------------------------------------------
 # The same catalogue as tools/models.c: each class carries the entry's defaults and shapes,
 # and tests/tools/check_models.py fails when the two differ (names, state, defaults).
+# A training recipe: what clgrad-train does by default for the model (tools/models.c's recipe).
+PLAIN = dict(batch=64, nesterov=False, weight_decay=0.0, schedule="none", warmup_epochs=0.0,
+             warmup_start_factor=1.0, crop_padding=0, hflip=False, normalize=False)
+RESNET_RECIPE = dict(batch=128, nesterov=True, weight_decay=5e-4, schedule="cosine", warmup_epochs=0.5,
+                     warmup_start_factor=0.01, crop_padding=2, hflip=True, normalize=True)
+
+
 class LeNet(nn.Module):
     optimizer, lr, input_shape, classes = "sgd", 0.01, (1, 28, 28), 10
+    recipe = PLAIN
 
     def __init__(self):
         super().__init__()
@@ -96,6 +105,7 @@ class LeNet(nn.Module):
 
 class CNN(nn.Module):
     optimizer, lr, input_shape, classes = "adam", 0.001, (1, 28, 28), 10
+    recipe = PLAIN
 
     def __init__(self):
         super().__init__()
@@ -171,6 +181,7 @@ class ResNetSmall(nn.Module):
 
 class ResNet(ResNetSmall):
     optimizer, lr, input_shape, classes = "sgd", 0.1, (1, 28, 28), 10
+    recipe = RESNET_RECIPE
 
     def __init__(self, blocks=1):
         super().__init__(in_channels=1, blocks=(blocks, blocks, blocks), classes=10)
@@ -183,11 +194,52 @@ SGD_MOMENTUM = 0.9  # tools/models.h MODEL_SGD_MOMENTUM
 
 
 def make_optimizer(name, params):
-    """The model's default optimizer and rate, as clgrad-train trains it."""
+    """The model's default optimizer and rate, as clgrad-train trains it: SGD with momentum
+    (nesterov and weight decay on weights only, biases and norm parameters without, when the
+    recipe says so) or Adam."""
     m = MODELS[name]
+    r = m.recipe
+    params = list(params)
+    if r["weight_decay"] > 0:
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": r["weight_decay"]},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    else:
+        groups = params
     if m.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=m.lr, momentum=SGD_MOMENTUM)
-    return torch.optim.Adam(params, lr=m.lr)
+        return torch.optim.SGD(groups, lr=m.lr, momentum=SGD_MOMENTUM, nesterov=r["nesterov"])
+    return torch.optim.Adam(groups, lr=m.lr)
+
+
+def make_scheduler(name, opt, steps_per_epoch, epochs):
+    """Linear warm-up over warmup_epochs, then cosine to 0 over the rest (clgrad's
+    CLG_LR_COSINE with warmup_steps); None for a constant rate. Stepped after every batch."""
+    r = MODELS[name].recipe
+    if r["schedule"] == "none":
+        return None
+    total = steps_per_epoch * epochs
+    warm = int(round(r["warmup_epochs"] * steps_per_epoch))
+    cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total - warm))
+    if warm == 0:
+        return cos
+    lin = torch.optim.lr_scheduler.LinearLR(opt, start_factor=r["warmup_start_factor"], total_iters=warm)
+    # SequentialLR steps its schedules with an epoch argument, which torch 1.13 warns about
+    warnings.filterwarnings("ignore", message="The epoch parameter", category=UserWarning)
+    return torch.optim.lr_scheduler.SequentialLR(opt, [lin, cos], milestones=[warm])
+
+
+def augment(xb, pad, hflip, gen):
+    """torchvision's RandomCrop(28, padding=pad) and RandomHorizontalFlip per image, on [0, 1]
+    images before normalisation (the padding is black, as PIL pads)."""
+    n, _, h, w = xb.shape
+    if pad > 0:
+        padded = F.pad(xb, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        xb = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    if hflip:
+        flip = torch.rand(n, generator=gen) < 0.5
+        xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
+    return xb
 
 
 # ---- checkpoints ---------------------------------------------------------------------------
@@ -267,29 +319,38 @@ def cmd_eval(args):
 
 def cmd_train(args):
     torch.manual_seed(args.seed)
-    model = MODELS[args.model]()
+    cls = MODELS[args.model]
+    r = cls.recipe
+    batch = args.batch or r["batch"]
+    model = cls()
     opt = make_optimizer(args.model, model.parameters())
     xtr, ytr = load_split(args.data, "train")
     if args.limit:
         xtr, ytr = xtr[:args.limit], ytr[:args.limit]
     xte, yte = load_split(args.data, "test")
+    mean, std = (xtr.mean().item(), xtr.std().item()) if r["normalize"] else (0.0, 1.0)
+    steps_per_epoch = (len(xtr) + batch - 1) // batch
+    sched = make_scheduler(args.model, opt, steps_per_epoch, args.epochs)
     gen = torch.Generator().manual_seed(args.seed)
+    print(f"model {args.model}, batch {batch}, recipe {r}, mean {mean:.4f} std {std:.4f}", flush=True)
     for epoch in range(1, args.epochs + 1):
         model.train()
         perm = torch.randperm(len(xtr), generator=gen)
         total_loss, seen = 0.0, 0
         t0 = time.perf_counter()
-        for i in range(0, len(xtr), args.batch):
-            idx = perm[i:i + args.batch]
-            xb, yb = xtr[idx], ytr[idx]
+        for i in range(0, len(xtr), batch):
+            idx = perm[i:i + batch]
+            xb, yb = augment(xtr[idx], r["crop_padding"], r["hflip"], gen), ytr[idx]
             opt.zero_grad()
-            loss = F.cross_entropy(model(xb), yb)
+            loss = F.cross_entropy(model((xb - mean) / std), yb)
             loss.backward()
             opt.step()
+            if sched:
+                sched.step()
             total_loss += loss.item() * len(idx)
             seen += len(idx)
         dt = time.perf_counter() - t0
-        acc = accuracy(model, xte, yte)
+        acc = accuracy(model, (xte - mean) / std, yte)
         print(f"epoch {epoch}: train_loss={total_loss / seen:.4f} test_accuracy={acc:.4f} "
               f"images_per_s={seen / dt:.1f} time_s={dt:.1f}", flush=True)
     if args.save:
@@ -311,7 +372,7 @@ def main(argv=None):
     t.add_argument("--epochs", type=int, default=1)
     t.add_argument("--save")
     t.add_argument("--limit", type=int, default=0, help="use only the first N training images")
-    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--batch", type=int, default=0, help="default: the model's recipe (64; resnet 128)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data", default=DEFAULT_DATA)
     args = ap.parse_args(argv)
