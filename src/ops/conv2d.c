@@ -118,6 +118,15 @@ static clg_status conv_check(clg_context *ctx, const char *fn, const clg_tensor 
     }
     /* The padded input in long long: H + 2 * pad overflows int for pads past INT_MAX / 2. */
     const long long span_h = (long long)d->H + 2LL * p->pad_h, span_w = (long long)d->W + 2LL * p->pad_w;
+    /* The kernels compute input positions oh * stride - pad + i * dilation in int: every such
+     * term lies in [-pad, H + pad), so a padded input that fits an int keeps them exact (and
+     * the output size fits too: clg_conv2d_out_size's -1 below then means the kernel does not
+     * fit, not an output past INT_MAX). */
+    if (span_h > INT_MAX || span_w > INT_MAX)
+        return clg__fail(ctx, CLG_UNSUPPORTED,
+                         "%s: the padded input %lld x %lld (x %s, padding %d x %d) is too large for 32-bit "
+                         "kernel indexing",
+                         fn, span_h, span_w, clg__shape_str(x, s1, sizeof s1), p->pad_h, p->pad_w);
     d->OH = clg_conv2d_out_size(d->H, d->KH, p->stride_h, p->pad_h, p->dilation_h);
     d->OW = clg_conv2d_out_size(d->W, d->KW, p->stride_w, p->pad_w, p->dilation_w);
     if (d->OH < 1 || d->OW < 1)
@@ -126,18 +135,12 @@ static clg_status conv_check(clg_context *ctx, const char *fn, const clg_tensor 
                          "%lld x %lld (x %s, padding %d x %d)",
                          fn, d->KH, d->KW, p->dilation_h, p->dilation_w, span_h, span_w,
                          clg__shape_str(x, s1, sizeof s1), p->pad_h, p->pad_w);
-    /* The kernels compute input positions oh * stride - pad + i * dilation in int: every such
-     * term lies in [-pad, H + pad), so a padded input that fits an int keeps them exact. */
-    if (span_h > INT_MAX || span_w > INT_MAX)
-        return clg__fail(ctx, CLG_UNSUPPORTED,
-                         "%s: the padded input %lld x %lld (x %s, padding %d x %d) is too large for 32-bit "
-                         "kernel indexing",
-                         fn, span_h, span_w, clg__shape_str(x, s1, sizeof s1), p->pad_h, p->pad_w);
     /* Kernels index one image's rows and one chunk with int: refuse what does not fit. */
     d->ckk = (size_t)d->C * d->KH * d->KW;
     d->cgkk = (size_t)d->Cg * d->KH * d->KW;
-    const size_t P = (size_t)d->OH * d->OW;
-    if (P > INT_MAX || d->ckk * P > INT_MAX || (size_t)d->K * P > INT_MAX ||
+    const size_t P = (size_t)d->OH * d->OW; /* both below 2^31: no wrap */
+    size_t col_len;
+    if (P > INT_MAX || !clg__mul_size(d->ckk, P, &col_len) || col_len > INT_MAX || (size_t)d->K * P > INT_MAX ||
         (size_t)d->C * d->H * d->W > INT_MAX || (size_t)d->N * P > INT_MAX)
         return clg__fail(ctx, CLG_UNSUPPORTED, "%s: x %s with w %s is too large for 32-bit kernel indexing",
                          fn, clg__shape_str(x, s1, sizeof s1), clg__shape_str(w, s2, sizeof s2));

@@ -258,6 +258,11 @@ static void test_conv2d_params(void **state) {
         REFUSED(ctx, clg_conv2d_forward(ctx, x, w, NULL, bad[i], yv), CLG_OK, "clg_conv2d_forward");
         REFUSED(ctx, clg_conv2d_backward(ctx, x, w, yv, bad[i], x, w, NULL, 0), CLG_OK, "clg_conv2d_backward");
     }
+    /* the padded size printed right, and said to be too large (not a kernel that does not fit) */
+    REFUSED(ctx, clg_conv2d(ctx, x, w, NULL, conv_p(1, 1, I, 0, 1, 1, 1), &y), CLG_UNSUPPORTED,
+            "padded input 4294967299 x 5");
+    REFUSED(ctx, clg_conv2d(ctx, x, w, NULL, conv_p(1, 1, 0, 0, I, 1, 1), &y), CLG_SHAPE_MISMATCH,
+            "larger than the padded input 5 x 5");
     /* the output size helper: -1 for what does not fit, never a wrapped value */
     assert_int_equal(clg_conv2d_out_size(5, 3, 1, I, 1), -1);
     assert_int_equal(clg_conv2d_out_size(I, 1, 1, I, 1), -1);
