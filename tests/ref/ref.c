@@ -4,6 +4,7 @@
  * references live beside it in ref_<stem>.c. Used by every folder of tests/.
  */
 #include "ref.h"
+#include "core/core.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -13,6 +14,16 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* ---------------------------------------------------------------- test filter */
+
+/* CLGRAD_TEST_SKIP: a cmocka pattern (* and ?) of test cases not to run, set before main so
+ * every group of the executable sees it. The oclgrind suite (tests/meson.build) uses it for the
+ * few cases too slow under a simulator. */
+__attribute__((constructor)) static void ref_skip_filter(void) {
+    const char *skip = getenv("CLGRAD_TEST_SKIP");
+    if (skip && *skip) cmocka_set_skip_filter(skip);
+}
 
 /* ---------------------------------------------------------------- group context */
 
@@ -32,8 +43,23 @@ int ref_group_setup_params(void **state, clg_context_params p) {
         *state = NULL;
         return -1;
     }
+    /* CLGRAD_TEST_NO_FP64=1: the context acts as a device without fp64 (the f64 tests must
+     * skip with a message, not fail; tests/core/test_no_fp64 runs suites this way). */
+    const char *no_fp64 = getenv("CLGRAD_TEST_NO_FP64");
+    if (no_fp64 && !strcmp(no_fp64, "1")) ctx->info.fp64 = false;
     *state = ctx;
     return 0;
+}
+
+void ref_skip_without_fp64(const clg_context *ctx, clg_status st) {
+    clg_device_info info;
+    if (st != CLG_UNSUPPORTED || !ctx || clg_context_device_info(ctx, &info) != CLG_OK || info.fp64) return;
+    if (!strstr(clg_context_errmsg(ctx), "fp64")) return;
+    print_message("[  SKIP    ] f64 on %s, which has no fp64: %s\n", info.name, clg_context_errmsg(ctx));
+    /* The group's context goes on to the next test: leave no fault armed. */
+    for (int k = CLG_FAULT_ALLOC; k <= CLG_FAULT_ENQUEUE; k++)
+        clg_context_inject_fault((clg_context *)ctx, (clg_fault_kind)k, 0);
+    skip();
 }
 
 int ref_group_teardown(void **state) {
