@@ -24,6 +24,8 @@ prefix=$(pkg-config --variable=prefix clgrad)
 pcx() { pkg-config --define-variable=prefix="$tmp/root$prefix" "$@" clgrad; }
 libdir=$(pcx --variable=libdir)
 [ -f "$(pcx --variable=includedir)/clgrad.h" ] || fail "clgrad.h is not in the installed includedir"
+# Cflags carry what the public headers need, not the private libraries' folders.
+case " $(pcx --cflags) " in *cjson* | *libpng* | *clblast*) fail "private include folders in Cflags: $(pcx --cflags)" ;; esac
 
 # Shared: exactly what a user types.
 # shellcheck disable=SC2046
