@@ -26,6 +26,11 @@ typedef struct build_times {
 } build_times;
 
 static const char *type_name(cl_device_type t) {
+    /* Several type bits (the Oclgrind simulator reports all three): say so, as clgrad's
+     * device choice ranks such a device after plain ones. */
+    if ((t & (CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_CPU | CL_DEVICE_TYPE_ACCELERATOR)) ==
+        (CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_CPU | CL_DEVICE_TYPE_ACCELERATOR))
+        return "GPU|CPU|accelerator";
     if (t & CL_DEVICE_TYPE_GPU) return "GPU";
     if (t & CL_DEVICE_TYPE_ACCELERATOR) return "accelerator";
     if (t & CL_DEVICE_TYPE_CPU) return "CPU";
