@@ -73,6 +73,9 @@ typedef struct clg_context_params {
     size_t conv_workspace_bytes;
     /* Kernel form; AUTO reads CLGRAD_KERNEL_STYLE, then decides by device type. */
     clg_kernel_style kernel_style;
+    /* true (or CLGRAD_PROFILE=1): the queue records timestamps, so that clg_profiler_start can
+     * time kernels. Off, the queue has no profiling property and launches make no events. */
+    bool profiling;
 } clg_context_params;
 
 CLG_API clg_context_params clg_context_default_params(void);
@@ -152,6 +155,33 @@ typedef struct clg_pool_stats {
 CLG_API clg_pool_stats clg_context_pool_stats(const clg_context *ctx);
 /* Releases every cached (unused) buffer to the driver, like torch.cuda.empty_cache(). */
 CLG_API void clg_context_pool_trim(clg_context *ctx);
+
+/* ---- profiler (src/core/profile.c) ----
+ * Between start and stop, every kernel launch on the context (CLBlast's GEMMs included) is
+ * recorded: its op name, its phase (forward, backward inside clg_backward, optimizer inside
+ * clg_optimizer_step), the device time from OpenCL's event profiling, and the host time spent
+ * enqueueing it and since the previous launch. Needs a context made with params.profiling (or
+ * CLGRAD_PROFILE=1): CLG_INVALID_STATE otherwise. Stopped (the default) a launch pays one
+ * flag test. */
+CLG_API clg_status clg_profiler_start(clg_context *ctx);
+CLG_API void clg_profiler_stop(clg_context *ctx);
+/* Forgets what was recorded (and releases its events). */
+CLG_API void clg_profiler_reset(clg_context *ctx);
+typedef struct clg_profile_row {
+    const char *name;     /* the op, e.g. "conv2d", "gemm (clblast)"; owned by the context */
+    const char *phase;    /* "forward", "backward" or "optimizer" */
+    uint64_t launches;
+    double device_ms;     /* kernel execution, summed */
+    double enqueue_ms;    /* host time inside the enqueue calls */
+    double host_gap_ms;   /* host time between the previous launch and this op's launches */
+} clg_profile_row;
+/* Waits for the queue and fills up to cap rows, one per (op, phase), by device time, most first;
+ * *n_rows gets how many there are. Names stay valid until clg_context_free. */
+CLG_API clg_status clg_profiler_summary(clg_context *ctx, clg_profile_row *rows, size_t cap, size_t *n_rows);
+/* The recorded launches as a Chrome trace JSON file (Perfetto, chrome://tracing; the format
+ * torch.profiler exports): a host track with the enqueues and a device track with the kernels,
+ * written atomically. */
+CLG_API clg_status clg_profiler_write_trace(clg_context *ctx, const char *path);
 
 /* ---- autograd switch (per context, no global state) ---- */
 /* false: ops record no graph (evaluation). Returns the previous value. */

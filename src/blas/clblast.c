@@ -40,12 +40,15 @@ static clg_status clblast_run(clg_context *ctx, const clg_gemm_args *g) {
     CLBlastStatusCode s;
     const CLBlastTranspose ta = g->ta ? CLBlastTransposeYes : CLBlastTransposeNo;
     const CLBlastTranspose tb = g->tb ? CLBlastTransposeYes : CLBlastTransposeNo;
+    double t0;
+    cl_event *ev = ctx->profiling ? clg__profile_begin(ctx, "gemm (clblast)", &t0) : NULL;
     if (g->dt == CLG_F64)
         s = CLBlastDgemm(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k, g->alpha, g->a, g->a_off, g->lda, g->b,
-                         g->b_off, g->ldb, g->beta, g->c, g->c_off, g->ldc, &ctx->queue, NULL);
+                         g->b_off, g->ldb, g->beta, g->c, g->c_off, g->ldc, &ctx->queue, ev);
     else
         s = CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k, (float)g->alpha, g->a, g->a_off, g->lda,
-                         g->b, g->b_off, g->ldb, (float)g->beta, g->c, g->c_off, g->ldc, &ctx->queue, NULL);
+                         g->b, g->b_off, g->ldb, (float)g->beta, g->c, g->c_off, g->ldc, &ctx->queue, ev);
+    if (ev) clg__profile_end(ctx, ev, s == CLBlastSuccess);
     if (s == CLBlastSuccess) return CLG_OK;
     clg_status st = CLG_BLAS_ERROR;
     if (s == CLBlastTempBufferAllocFailure || s == CLBlastOpenCLOutOfResources) st = CLG_OUT_OF_DEVICE_MEMORY;

@@ -140,6 +140,7 @@ static void context_destroy(clg_context *ctx) {
         free(p->options);
     }
     free(ctx->programs);
+    clg__profiler_free(ctx);
     clg__pool_destroy(&ctx->pool);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->cl_ctx) clReleaseContext(ctx->cl_ctx);
@@ -202,7 +203,11 @@ clg_status clg_context_create(const clg_context_params *params, clg_context **ou
         }
         cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform, 0};
         ctx->cl_ctx = clCreateContext(props, 1, &ctx->device, NULL, NULL, &e);
-        if (e == CL_SUCCESS) ctx->queue = clCreateCommandQueue(ctx->cl_ctx, ctx->device, 0, &e);
+        /* Timestamps only when asked for: a profiling queue may cost a little on every command. */
+        const char *prof = getenv("CLGRAD_PROFILE");
+        const bool profiling = p.profiling || (prof && !strcmp(prof, "1"));
+        if (e == CL_SUCCESS)
+            ctx->queue = clCreateCommandQueue(ctx->cl_ctx, ctx->device, profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &e);
         if (e != CL_SUCCESS) {
             context_destroy(ctx);
             clg__fmt(err, err_len, "clg_context_create: clCreateContext/clCreateCommandQueue: %s",

@@ -83,9 +83,23 @@ struct clg_context {
     clg_kernel_style kernel_style; /* CPU or GPU, decided once at creation (context.c) */
 
     uint64_t backward_epoch; /* marks nodes visited by the current backward */
+    /* profiler (src/core/profile.c): NULL until first started */
+    struct clg_profiler *profiler;
+    bool profiling;  /* launches record events now */
+    int phase;       /* clg_phase of the launches being made */
     uint64_t fault_seen[3];
     uint64_t fault_at[3]; /* absolute event number that fails; 0 = disarmed */
 };
+
+/* What the launches being made are part of, for the profiler: autograd's backward walk and
+ * the optimizers set it around their work. */
+typedef enum clg_phase { CLG_PHASE_FORWARD = 0, CLG_PHASE_BACKWARD = 1, CLG_PHASE_OPTIMIZER = 2 } clg_phase;
+typedef struct clg_profiler clg_profiler;
+/* Around one enqueue: begin returns the event slot to pass to the enqueue (NULL when not
+ * profiling: pass NULL), end records it (enqueued: the enqueue succeeded). */
+cl_event *clg__profile_begin(clg_context *ctx, const char *what, double *t0);
+void clg__profile_end(clg_context *ctx, cl_event *ev, bool enqueued);
+void clg__profiler_free(clg_context *ctx);
 
 /* Sets the context's message to "fmt..." and returns status: the one way errors are made. */
 clg_status clg__fail(clg_context *ctx, clg_status status, const char *fmt, ...) CLG_PRINTF(3, 4);

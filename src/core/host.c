@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 void clg__fmt(char *buf, size_t len, const char *fmt, ...) {
     if (!buf || len == 0) return;
@@ -119,4 +121,25 @@ clg_status clg__read_file(const char *path, size_t cap, const char *what, unsign
     *data = buf;
     *size = len;
     return CLG_OK;
+}
+
+clg_status clg__write_file_atomic(const char *path, const void *data, size_t len) {
+    const size_t n = strlen(path) + sizeof ".tmp";
+    char *tmp = malloc(n);
+    if (!tmp) return CLG_OUT_OF_HOST_MEMORY;
+    clg__fmt(tmp, n, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    bool ok = fd >= 0;
+    for (size_t done = 0; ok && done < len;) {
+        ssize_t n = write(fd, (const char *)data + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        ok = n > 0;
+        done += ok ? (size_t)n : 0;
+    }
+    ok = ok && fsync(fd) == 0;
+    if (fd >= 0) ok = close(fd) == 0 && ok;
+    ok = ok && rename(tmp, path) == 0;
+    if (!ok && fd >= 0) unlink(tmp);
+    free(tmp);
+    return ok ? CLG_OK : CLG_IO_ERROR;
 }

@@ -32,6 +32,9 @@ bool clg__mkdirs(const char *dir);
  * CLG_BAD_FORMAT when the file is longer than cap bytes. what prefixes the message ("IDX"). */
 clg_status clg__read_file(const char *path, size_t cap, const char *what, unsigned char **data, size_t *size,
                           char *err, size_t err_len);
+/* Writes len bytes to path through "<path>.tmp" + fsync + rename: a reader sees the old file
+ * or the new one, never a part. CLG_IO_ERROR on failure (the temp file removed). */
+clg_status clg__write_file_atomic(const char *path, const void *data, size_t len);
 /* FNV-1a 64 continued from h (start with CLG_FNV1A_START). */
 #define CLG_FNV1A_START 0xcbf29ce484222325ull
 uint64_t clg__fnv1a(uint64_t h, const void *data, size_t len);

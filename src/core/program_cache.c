@@ -392,7 +392,10 @@ clg_status clg__launch(clg_context *ctx, cl_kernel k, cl_uint dims, const size_t
     }
     if (clg__fault(ctx, CLG_FAULT_ENQUEUE))
         return clg__fail(ctx, CLG_OPENCL_ERROR, "clEnqueueNDRangeKernel(%s): injected fault", what);
-    cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, dims, NULL, g, local, 0, NULL, NULL);
+    double t0;
+    cl_event *ev = ctx->profiling ? clg__profile_begin(ctx, what, &t0) : NULL;
+    cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, dims, NULL, g, local, 0, NULL, ev);
+    if (ev) clg__profile_end(ctx, ev, e == CL_SUCCESS);
     if (e != CL_SUCCESS) {
         char call[160];
         snprintf(call, sizeof call, "clEnqueueNDRangeKernel(%s)", what);

@@ -149,14 +149,17 @@ clg_status clg_optimizer_step(clg_optimizer *opt) {
         if (!(opt->groups[g].lr >= 0.0))
             return clg__fail(opt->ctx, CLG_INVALID_ARGUMENT, "%s: step: group %zu: learning rate %g is not >= 0",
                              opt->kind->name, g, opt->groups[g].lr);
-    for (size_t i = 0; i < opt->n; i++) {
+    const int phase = opt->ctx->phase;
+    opt->ctx->phase = CLG_PHASE_OPTIMIZER;
+    clg_status st = CLG_OK;
+    for (size_t i = 0; i < opt->n && st == CLG_OK; i++) {
         const clg_tensor *g = clg_tensor_grad(opt->params[i].param);
         if (!g) continue; /* no gradient: PyTorch leaves the parameter and its state alone */
-        clg_status st = opt->kind->step(opt, i, g);
-        if (st != CLG_OK) return st;
-        opt->params[i].steps++;
+        st = opt->kind->step(opt, i, g);
+        if (st == CLG_OK) opt->params[i].steps++;
     }
-    return CLG_OK;
+    opt->ctx->phase = phase;
+    return st;
 }
 
 void clg_optimizer_zero_grad(clg_optimizer *opt) {

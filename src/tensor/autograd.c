@@ -168,6 +168,8 @@ clg_status clg_backward_grad(clg_context *ctx, clg_tensor *y, const clg_tensor *
     root->grad_valid = true;
 
     /* order is post-order: consumers come after their inputs, so walk it backwards. */
+    const int phase = ctx->phase;
+    ctx->phase = CLG_PHASE_BACKWARD;
     for (size_t i = n; i-- > 0;) {
         clg_node *node = order[i];
         if (st == CLG_OK && node->grad_valid) {
@@ -180,6 +182,7 @@ clg_status clg_backward_grad(clg_context *ctx, clg_tensor *y, const clg_tensor *
         node->released = true;
         clg__node_release(node);
     }
+    ctx->phase = phase;
     free(order);
     return st;
 }
