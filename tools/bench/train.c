@@ -26,9 +26,38 @@
     "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE MALLOC_MMAP_THRESHOLD_=4000000000 "              \
     "MALLOC_TRIM_THRESHOLD_=10000000000 OPENBLAS_NUM_THREADS=1 "
 
+/* The profile of `steps` training steps: per op and phase, per step, device time first; and
+ * the trace file clgrad-bench-<model>-trace.json. */
+static void print_profile(clg_context *ctx, const char *model, int steps) {
+    clg_profile_row rows[256];
+    size_t n = 0;
+    if (clg_profiler_summary(ctx, rows, 256, &n) != CLG_OK) {
+        fprintf(stderr, "clgrad-bench train: profile: %s\n", clg_context_errmsg(ctx));
+        return;
+    }
+    double dev = 0, enq = 0, gap = 0;
+    uint64_t launches = 0;
+    for (size_t i = 0; i < n && i < 256; i++) {
+        dev += rows[i].device_ms, enq += rows[i].enqueue_ms, gap += rows[i].host_gap_ms;
+        launches += rows[i].launches;
+    }
+    printf("profile of %s, per step (%d steps): %.1f launches, device %.2f ms, enqueue %.2f ms, host between "
+           "launches %.2f ms\n%-24s %-9s %9s %10s %7s %10s %10s\n", model, steps, (double)launches / steps,
+           dev / steps, enq / steps, gap / steps, "op", "phase", "launches", "device ms", "share", "enqueue ms",
+           "gap ms");
+    for (size_t i = 0; i < n && i < 256; i++)
+        printf("%-24s %-9s %9.1f %10.3f %6.1f%% %10.3f %10.3f\n", rows[i].name, rows[i].phase,
+               (double)rows[i].launches / steps, rows[i].device_ms / steps,
+               dev > 0 ? 100 * rows[i].device_ms / dev : 0, rows[i].enqueue_ms / steps, rows[i].host_gap_ms / steps);
+    char path[256];
+    snprintf(path, sizeof path, "clgrad-bench-%s-trace.json", model);
+    if (clg_profiler_write_trace(ctx, path) == CLG_OK) printf("trace: %s (Perfetto, chrome://tracing)\n", path);
+}
+
 /* Median seconds per training step of one model; -1 on error. *pool_bytes: the pool's
  * footprint afterwards (in use + cached: every buffer the steps needed at once). */
-static double clgrad_step(clg_context *ctx, const model_entry *me, int batch, int steps, double *pool_bytes) {
+static double clgrad_step(clg_context *ctx, const model_entry *me, int batch, int steps, double *pool_bytes,
+                          bool profile) {
     clg_module *model = NULL;
     clg_optimizer *opt = NULL;
     double median = -1;
@@ -43,6 +72,10 @@ static double clgrad_step(clg_context *ctx, const model_entry *me, int batch, in
     if (st != CLG_OK) goto done;
     int shape[4] = {batch, me->channels, me->height, me->width};
     for (int s = -3; s < steps; s++) { /* three warm-up steps build kernels and fill the pool */
+        if (s == 0 && profile && clg_profiler_start(ctx) != CLG_OK) {
+            fprintf(stderr, "clgrad-bench train: %s\n", clg_context_errmsg(ctx));
+            goto done;
+        }
         double t0 = bench_now();
         clg_tensor *xt = NULL, *out = NULL, *loss = NULL;
         double l = 0;
@@ -61,6 +94,11 @@ static double clgrad_step(clg_context *ctx, const model_entry *me, int batch, in
             goto done;
         }
         if (s >= 0) t[s] = bench_now() - t0;
+    }
+    if (profile) {
+        clg_profiler_stop(ctx);
+        print_profile(ctx, me->name, steps);
+        clg_profiler_reset(ctx);
     }
     qsort(t, (size_t)steps, sizeof *t, bench_cmp_double);
     median = t[steps / 2];
@@ -107,7 +145,7 @@ static void torch_rates(const char *script, const char *env_prefix, int batch, d
 }
 
 int bench_train(int argc, char **argv) {
-    int steps = 20, batch = 64, json = 0;
+    int steps = 20, batch = 64, json = 0, profile = 0;
     const char *script = "tools/torch_baseline.py", *device = NULL, *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
@@ -116,12 +154,13 @@ int bench_train(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-torch")) script = NULL;
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
         else if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--profile")) profile = 1;
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) only = argv[++i];
         else {
             char names[256];
             model_names(names, sizeof names, "|");
             fprintf(stderr, "usage: clgrad-bench train [--steps N] [--batch N] [--model %s] [--device D]\n"
-                            "                          [--torch SCRIPT | --no-torch] [--json]\n"
+                            "                          [--torch SCRIPT | --no-torch] [--json] [--profile]\n"
                             "models (default: all):\n", names);
             model_print_list(stderr, "  ");
             return strcmp(argv[i], "--help") ? 2 : 0;
@@ -134,6 +173,7 @@ int bench_train(int argc, char **argv) {
     if (steps < 1 || batch < 1 || model_count > 64) return 2;
     clg_context_params cp = clg_context_default_params();
     cp.device = device;
+    cp.profiling = profile; /* timestamps on the queue only when asked for */
     clg_context *ctx = NULL;
     char err[1024];
     if (clg_context_create(&cp, &ctx, err, sizeof err) != CLG_OK) {
@@ -147,7 +187,7 @@ int bench_train(int argc, char **argv) {
         ours[m] = pool[m] = 0;
         if (only && strcmp(only, model_catalogue[m].name)) continue;
         clg_context_pool_trim(ctx); /* each model's footprint alone */
-        ours[m] = clgrad_step(ctx, &model_catalogue[m], batch, steps, &pool[m]);
+        ours[m] = clgrad_step(ctx, &model_catalogue[m], batch, steps, &pool[m], profile && !json);
     }
     clg_context_free(ctx);
     for (int m = 0; m < model_count; m++) asis[m] = best[m] = rss_asis[m] = rss_best[m] = 0;
