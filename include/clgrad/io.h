@@ -9,6 +9,7 @@
 #define CLGRAD_IO_H
 
 #include "nn.h"
+#include "optim.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -22,6 +23,10 @@ typedef struct clg_save_params {
      * touched, so a diverged run never replaces a good checkpoint. true writes them as they
      * are (safetensors has no objection; PyTorch loads them). */
     bool allow_nonfinite;
+    /* The file's "__metadata__": n_metadata (key, value) string pairs, metadata[2i] the key and
+     * metadata[2i + 1] its value (both copied into the file; NULL with 0 for none). */
+    const char *const *metadata;
+    size_t n_metadata;
 } clg_save_params;
 CLG_API clg_save_params clg_save_default_params(void);
 
@@ -72,6 +77,8 @@ typedef struct clg_st_file {
     size_t size;
     clg_st_entry *entries; /* owned */
     size_t n_entries;
+    char **metadata;       /* owned: n_metadata (key, value) pairs of "__metadata__", in file order */
+    size_t n_metadata;
 } clg_st_file;
 /* Parses size bytes at data (copied). err gets a reason. Free with clg_st_file_free. */
 CLG_API clg_status clg_st_parse(const void *data, size_t size, clg_st_file *out, char *err, size_t err_len);
@@ -97,6 +104,31 @@ CLG_API clg_status clg_idx_parse(const void *bytes, size_t len, clg_idx *out, ch
  * 64 KiB (more than any IDX under the cap compresses to) is refused unread. */
 CLG_API clg_status clg_idx_read(const char *path, clg_idx *out, char *err, size_t err_len);
 CLG_API void clg_idx_free(clg_idx *idx);
+
+/* ---- training state (src/io/train_state.c): exact resume ----
+ * One safetensors file holding everything a run needs to continue bit for bit:
+ * - the model's state under its own names (as clg_module_save writes it);
+ * - per parameter (by its state name P): "optim.P.S" for each optimizer state slot S that
+ *   exists (momentum_buffer, exp_avg, exp_avg_sq) and "optim.P.step" (F64 [1]);
+ * - "optim.group_lr" (F64 [groups]): each group's current rate;
+ * - "rng.M" (F64 [1]) for each module M with a random-draw counter (dropout);
+ * - "train.counters" (F64 [4]): epoch, batch (the next batch of that epoch), global step and
+ *   the schedule's last step (-1 without one);
+ * - __metadata__: format "clgrad-train-state-1", the optimizer's kind and hyper-parameters.
+ * The optimizer must be over the module's parameters (any order, any groups). Loading checks
+ * every name and shape before it writes anything, and needs a model, optimizer (same kind)
+ * and schedule built as the saved run's were. Written atomically (clg_safetensors_save). */
+typedef struct clg_train_counters {
+    uint64_t epoch;
+    int64_t batch; /* the next batch of epoch */
+    int64_t step;  /* optimizer steps taken */
+} clg_train_counters;
+CLG_API clg_status clg_train_state_save(clg_context *ctx, const char *path, const clg_module *m,
+                                        const clg_optimizer *opt, const clg_lr_scheduler *sched,
+                                        const clg_train_counters *counters);
+/* sched may be NULL (then the file's schedule step is ignored); counters gets the saved ones. */
+CLG_API clg_status clg_train_state_load(clg_context *ctx, const char *path, clg_module *m, clg_optimizer *opt,
+                                        clg_lr_scheduler *sched, clg_train_counters *counters);
 
 #ifdef __cplusplus
 }

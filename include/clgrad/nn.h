@@ -77,6 +77,10 @@ typedef struct clg_module_def {
      * (PyTorch's reset_parameters), drawing random numbers from gen's generator (see
      * clg_init_uniform_). Called by clg_module_reset_parameters. */
     clg_status (*reset_parameters)(clg_module *m, clg_module *gen);
+    /* Optional: the module's random-draw counter (dropout's count of training forwards), which
+     * a training checkpoint saves and restores (clg_train_state_save) so that a resumed run
+     * draws what the uninterrupted one would have. */
+    uint64_t *(*rng_counter)(clg_module *m);
 } clg_module_def;
 
 /* A module of kind def, named name (copied; NULL or "" for none), in training mode, f32, with

@@ -45,10 +45,27 @@ static int cmp_name_ptr(const void *a, const void *b) {
 
 /* The header JSON in entry order, offsets increasing, no gaps. */
 static clg_status build_header(clg_context *ctx, const clg_named_tensor *entries, size_t n,
-                               char **text) {
+                               const clg_save_params *params, char **text) {
     *text = NULL;
     cJSON *root = cJSON_CreateObject();
     if (!root) return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "clg_safetensors_save: out of host memory");
+    if (params->n_metadata > 0) {
+        cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
+        bool ok = meta != NULL;
+        for (size_t i = 0; ok && i < params->n_metadata; i++) {
+            const char *k = params->metadata[2 * i], *v = params->metadata[2 * i + 1];
+            if (!k || !v || cJSON_GetObjectItemCaseSensitive(meta, k)) {
+                cJSON_Delete(root);
+                return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                                 "clg_safetensors_save: metadata pair %zu is NULL or repeats a key", i);
+            }
+            ok = cJSON_AddStringToObject(meta, k, v) != NULL;
+        }
+        if (!ok) {
+            cJSON_Delete(root);
+            return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "clg_safetensors_save: out of host memory");
+        }
+    }
     size_t offset = 0;
     for (size_t i = 0; i < n; i++) {
         const clg_tensor *t = entries[i].tensor;
@@ -202,7 +219,7 @@ static clg_status claim_temp(clg_context *ctx, const char *tmp, int *fd_out) {
 }
 
 CLG_API clg_save_params clg_save_default_params(void) {
-    return (clg_save_params){.allow_nonfinite = false};
+    return (clg_save_params){.allow_nonfinite = false, .metadata = NULL, .n_metadata = 0};
 }
 
 CLG_API clg_status clg_safetensors_save(clg_context *ctx, const char *path, const clg_named_tensor *entries,
@@ -223,7 +240,9 @@ CLG_API clg_status clg_safetensors_save_with(clg_context *ctx, const char *path,
     FILE *f = NULL;
     int fd = -1;
     bool created = false;
-    st = build_header(ctx, entries, n, &header);
+    if (params.n_metadata > 0 && !params.metadata)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "clg_safetensors_save: metadata is NULL");
+    st = build_header(ctx, entries, n, &params, &header);
     if (st != CLG_OK) return st;
     /* The reference writer pads the header with spaces so the data block starts 8-aligned. */
     size_t hlen = strlen(header);

@@ -215,10 +215,22 @@ static clg_status st_parse_owned(unsigned char *buf, size_t size, clg_st_file *o
                 ST_FAIL(CLG_BAD_FORMAT, "duplicate name \"__metadata__\"");
             if (!cJSON_IsObject(j))
                 ST_FAIL(CLG_BAD_FORMAT, "\"__metadata__\" is not an object");
-            for (const cJSON *m = j->child; m; m = m->next)
+            size_t nm = 0;
+            for (const cJSON *m = j->child; m; m = m->next) {
                 if (!cJSON_IsString(m))
                     ST_FAIL(CLG_BAD_FORMAT, "\"__metadata__\" value of \"%s\" is not a string",
                             m->string ? m->string : "");
+                nm++;
+            }
+            f.metadata = calloc(2 * nm + 1, sizeof *f.metadata);
+            if (!f.metadata) ST_FAIL(CLG_OUT_OF_HOST_MEMORY, "out of host memory for the metadata");
+            for (const cJSON *m = j->child; m; m = m->next) {
+                char **kv = &f.metadata[2 * f.n_metadata];
+                kv[0] = clg__strdup(m->string ? m->string : "");
+                kv[1] = clg__strdup(m->valuestring);
+                f.n_metadata++; /* counted now so both are freed on failure */
+                if (!kv[0] || !kv[1]) ST_FAIL(CLG_OUT_OF_HOST_MEMORY, "out of host memory for the metadata");
+            }
             continue;
         }
         clg_st_entry *e = &f.entries[f.n_entries];
@@ -399,6 +411,11 @@ CLG_API clg_status clg_st_read(const char *path, clg_st_file *out, char *err, si
 CLG_API void clg_st_file_free(clg_st_file *f) {
     if (!f)
         return;
+    for (size_t i = 0; i < 2 * f->n_metadata; i++)
+        free(f->metadata[i]);
+    free(f->metadata);
+    f->metadata = NULL;
+    f->n_metadata = 0;
     for (size_t i = 0; i < f->n_entries; i++)
         free(f->entries[i].name);
     free(f->entries);

@@ -16,8 +16,12 @@ static clg_status dropout_forward(clg_context *ctx, clg_module *m, const clg_ten
     return clg_dropout(ctx, x, s->p, m->training, seed, out);
 }
 
-static const clg_module_def dropout_def = {
-    .kind = "dropout", .state_size = sizeof(clg_dropout_module), .forward = dropout_forward};
+static uint64_t *dropout_counter(clg_module *m) { return &((clg_dropout_module *)m->state)->calls; }
+
+static const clg_module_def dropout_def = {.kind = "dropout",
+                                           .state_size = sizeof(clg_dropout_module),
+                                           .forward = dropout_forward,
+                                           .rng_counter = dropout_counter};
 
 clg_status clg_dropout_module_create(clg_context *ctx, double p, uint64_t seed, clg_module **out) {
     CLG__CHECK_CREATE(ctx, out, "clg_dropout_module_create");
