@@ -13,15 +13,16 @@
 #include "tool_args.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: clgrad-plot [options] -o OUT.png|OUT.svg|OUT.pdf RUN.csv [RUN.csv ...]\n"
-               "  RUN.csv               a clgrad-train --metrics file (epoch,train_loss,train_accuracy,\n"
-               "                        test_loss,test_accuracy,...); RUN.steps.csv beside it (columns\n"
-               "                        epoch,loss: one row per step) adds the smoothed per-step loss\n"
-               "  -o, --output FILE     the chart; the extension picks the format\n"
-               "  --label TEXT          legend name of the next run (default: its file name)\n"
-               "  --title TEXT          a title above the chart\n"
-               "  --width N, --height N size in pixels (points for SVG/PDF), default 1200 x 480\n"
-               "  --smooth X            EMA weight of the past for the per-step loss, [0, 1) (default 0.9)\n");
+    fprintf(f,
+            "usage: clgrad-plot [options] -o OUT.png|OUT.svg|OUT.pdf RUN.csv [RUN.csv ...]\n"
+            "  RUN.csv               a clgrad-train --metrics file (epoch,train_loss,train_accuracy,\n"
+            "                        test_loss,test_accuracy,...); RUN.steps.csv beside it (columns\n"
+            "                        epoch,loss: one row per step) adds the smoothed per-step loss\n"
+            "  -o, --output FILE     the chart; the extension picks the format\n"
+            "  --label TEXT          legend name of the next run (default: its file name)\n"
+            "  --title TEXT          a title above the chart\n"
+            "  --width N, --height N size in pixels (points for SVG/PDF), default 1200 x 480\n"
+            "  --smooth X            EMA weight of the past for the per-step loss, [0, 1) (default 0.9)\n");
 }
 
 /* RUN.csv -> RUN.steps.csv; NULL when out of memory. */
@@ -72,9 +73,15 @@ int main(int argc, char **argv) {
             continue;
         }
         switch (c) {
-        case 'o': out = optarg; break;
-        case 'l': pending = optarg; break;
-        case 't': o.title = optarg; break;
+        case 'o':
+            out = optarg;
+            break;
+        case 'l':
+            pending = optarg;
+            break;
+        case 't':
+            o.title = optarg;
+            break;
         case 'W':
             if (!tool_parse_int("clgrad-plot", "--width", optarg, 200, 16384, &v)) return 2;
             o.width = (int)v;
@@ -87,8 +94,12 @@ int main(int argc, char **argv) {
             if (!tool_parse_real("clgrad-plot", "--smooth", optarg, 0, 0.999999, &d)) return 2;
             o.smooth = d;
             break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!out || n == 0) {
@@ -102,7 +113,8 @@ int main(int argc, char **argv) {
     char err[1024], name[256];
     for (int i = 0; !rc && i < n; i++) {
         char *steps = steps_path_of(files[i]);
-        if (!steps || plot_read_metrics(files[i], steps, labels[i] ? labels[i] : base_label(files[i], name, sizeof name),
+        if (!steps || plot_read_metrics(files[i], steps,
+                                        labels[i] ? labels[i] : base_label(files[i], name, sizeof name),
                                         &runs[i], err, sizeof err)) {
             fprintf(stderr, "clgrad-plot: %s\n", steps ? err : "out of memory");
             rc = 1;

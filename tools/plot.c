@@ -29,7 +29,8 @@ plot_options plot_default_options(void) { return (plot_options){1200, 480, 0.9, 
 static int grow(void **p, int *cap, int need, size_t elem) {
     if (need <= *cap) return 0;
     int ncap = *cap ? *cap * 2 : 64;
-    while (ncap < need) ncap *= 2;
+    while (ncap < need)
+        ncap *= 2;
     void *q = realloc(*p, (size_t)ncap * elem);
     if (!q) return -1;
     *p = q, *cap = ncap;
@@ -73,9 +74,11 @@ static int split_csv(char *line, char **fields) {
         if (n == MAX_COLS) return -1;
         char *end = strchr(s, ',');
         if (end) *end = '\0';
-        while (isspace((unsigned char)*s)) s++;
+        while (isspace((unsigned char)*s))
+            s++;
         char *t = s + strlen(s);
-        while (t > s && isspace((unsigned char)t[-1])) *--t = '\0';
+        while (t > s && isspace((unsigned char)t[-1]))
+            *--t = '\0';
         fields[n++] = s;
         if (!end) break;
         s = end + 1;
@@ -139,13 +142,14 @@ static int csv_row(csv *c, const char *path, double *v, char *err, size_t err_le
         if (c->line[strspn(c->line, " \t\r\n")] == '\0') continue;
         int n = split_csv(c->line, fields);
         if (n != c->ncols) {
-            snprintf(err, err_len, "%s:%d: %d fields, the header has %d", path, c->lineno, n < 0 ? MAX_COLS : n,
-                     c->ncols);
+            snprintf(err, err_len, "%s:%d: %d fields, the header has %d", path, c->lineno,
+                     n < 0 ? MAX_COLS : n, c->ncols);
             return -1;
         }
         for (int i = 0; i < n; i++)
             if (parse_value(fields[i], &v[i])) {
-                snprintf(err, err_len, "%s:%d: %s is '%s', not a number", path, c->lineno, c->names[i], fields[i]);
+                snprintf(err, err_len, "%s:%d: %s is '%s', not a number", path, c->lineno, c->names[i],
+                         fields[i]);
                 return -1;
             }
         return 1;
@@ -179,7 +183,8 @@ static int read_steps(const char *path, plot_run *run, char *err, size_t err_len
     /* Spread each epoch's steps over (epoch - 1, epoch]. */
     for (int i = 0; !rc && i < tmp.n_steps;) {
         int j = i;
-        while (j < tmp.n_steps && tmp.step_x[j] == tmp.step_x[i]) j++;
+        while (j < tmp.n_steps && tmp.step_x[j] == tmp.step_x[i])
+            j++;
         for (int k = i; k < j; k++)
             if (plot_run_add_step(run, tmp.step_x[i] - 1 + (double)(k - i + 1) / (j - i), tmp.step_loss[k])) {
                 snprintf(err, err_len, "%s: out of memory", path);
@@ -200,14 +205,17 @@ int plot_read_metrics(const char *path, const char *steps_path, const char *labe
         csv_close(&c);
         return -1;
     }
-    static const char *const names[5] = {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy"};
+    static const char *const names[5] = {"epoch", "train_loss", "train_accuracy", "test_loss",
+                                         "test_accuracy"};
     int col[5], known = 0;
     for (int i = 0; i < 5; i++)
         known += (col[i] = csv_col(&c, names[i])) >= 0 && i > 0;
     int rc = 0;
     if (col[0] < 0 || !known) {
-        snprintf(err, err_len, "%s: the header has no epoch column or none of train_loss, train_accuracy, test_loss, "
-                 "test_accuracy (not a clgrad-train --metrics file?)", path);
+        snprintf(err, err_len,
+                 "%s: the header has no epoch column or none of train_loss, train_accuracy, test_loss, "
+                 "test_accuracy (not a clgrad-train --metrics file?)",
+                 path);
         rc = -1;
     }
     run->label = strdup(label ? label : path);
@@ -240,10 +248,10 @@ int plot_read_metrics(const char *path, const char *steps_path, const char *labe
 }
 
 /* ---- drawing ---- */
-static const double palette[10][3] = {
-    {0.122, 0.467, 0.706}, {1.000, 0.498, 0.055}, {0.173, 0.627, 0.173}, {0.839, 0.153, 0.157},
-    {0.580, 0.404, 0.741}, {0.549, 0.337, 0.294}, {0.890, 0.467, 0.761}, {0.498, 0.498, 0.498},
-    {0.737, 0.741, 0.133}, {0.090, 0.745, 0.812}};
+static const double palette[10][3] = {{0.122, 0.467, 0.706}, {1.000, 0.498, 0.055}, {0.173, 0.627, 0.173},
+                                      {0.839, 0.153, 0.157}, {0.580, 0.404, 0.741}, {0.549, 0.337, 0.294},
+                                      {0.890, 0.467, 0.761}, {0.498, 0.498, 0.498}, {0.737, 0.741, 0.133},
+                                      {0.090, 0.745, 0.812}};
 
 typedef struct range {
     double lo, hi, step; /* ticks at multiples of step in [lo, hi] */
@@ -275,8 +283,12 @@ typedef struct panel {
     range rx, ry;
 } panel;
 
-static double px(const panel *p, double x) { return p->x0 + (x - p->rx.lo) / (p->rx.hi - p->rx.lo) * (p->x1 - p->x0); }
-static double py(const panel *p, double y) { return p->y1 - (y - p->ry.lo) / (p->ry.hi - p->ry.lo) * (p->y1 - p->y0); }
+static double px(const panel *p, double x) {
+    return p->x0 + (x - p->rx.lo) / (p->rx.hi - p->rx.lo) * (p->x1 - p->x0);
+}
+static double py(const panel *p, double y) {
+    return p->y1 - (y - p->ry.lo) / (p->ry.hi - p->ry.lo) * (p->y1 - p->y0);
+}
 
 static void text_at(cairo_t *cr, double x, double y, const char *s, double ax, double ay) {
     cairo_text_extents_t e;
@@ -291,7 +303,8 @@ static void tick_label(char *buf, size_t len, double v, double step) {
     snprintf(buf, len, "%.*f", digits, fabs(v) < step * 1e-9 ? 0.0 : v);
 }
 
-static void draw_frame(cairo_t *cr, const panel *p, const char *title, const char *xlabel, const char *ylabel) {
+static void draw_frame(cairo_t *cr, const panel *p, const char *title, const char *xlabel,
+                       const char *ylabel) {
     cairo_set_font_size(cr, 12);
     cairo_set_line_width(cr, 1);
     char buf[64];
@@ -350,8 +363,10 @@ static void series(cairo_t *cr, const panel *p, const double *x, const double *y
             open = false;
             continue;
         }
-        if (open) cairo_line_to(cr, px(p, xv), py(p, yv));
-        else cairo_move_to(cr, px(p, xv), py(p, yv));
+        if (open)
+            cairo_line_to(cr, px(p, xv), py(p, yv));
+        else
+            cairo_move_to(cr, px(p, xv), py(p, yv));
         open = true;
     }
     cairo_stroke(cr);
@@ -406,7 +421,8 @@ static void legend_item(cairo_t *cr, double *x, double y, const double *rgb, enu
     *x += 34 + e.x_advance + 22;
 }
 
-static void draw(cairo_t *cr, const plot_run *runs, int n_runs, const plot_options *o, double *const *smooth) {
+static void draw(cairo_t *cr, const plot_run *runs, int n_runs, const plot_options *o,
+                 double *const *smooth) {
     const double W = o->width, H = o->height;
     cairo_set_source_rgb(cr, 1, 1, 1);
     cairo_paint(cr);
@@ -502,17 +518,23 @@ static bool ends_with(const char *s, const char *suffix) {
     return true;
 }
 
-int plot_write(const char *path, const plot_run *runs, int n_runs, const plot_options *opt, char *err, size_t err_len) {
+int plot_write(const char *path, const plot_run *runs, int n_runs, const plot_options *opt, char *err,
+               size_t err_len) {
     plot_options o = opt ? *opt : plot_default_options();
-    if (o.width < 200 || o.height < 150 || o.width > 16384 || o.height > 16384 || !(o.smooth >= 0 && o.smooth < 1)) {
-        snprintf(err, err_len, "plot: size %d x %d outside 200..16384 x 150..16384, or smoothing %g outside [0, 1)",
+    if (o.width < 200 || o.height < 150 || o.width > 16384 || o.height > 16384 ||
+        !(o.smooth >= 0 && o.smooth < 1)) {
+        snprintf(err, err_len,
+                 "plot: size %d x %d outside 200..16384 x 150..16384, or smoothing %g outside [0, 1)",
                  o.width, o.height, o.smooth);
         return -1;
     }
     enum { PNG, SVG, PDF } kind;
-    if (ends_with(path, ".png")) kind = PNG;
-    else if (ends_with(path, ".svg")) kind = SVG;
-    else if (ends_with(path, ".pdf")) kind = PDF;
+    if (ends_with(path, ".png"))
+        kind = PNG;
+    else if (ends_with(path, ".svg"))
+        kind = SVG;
+    else if (ends_with(path, ".pdf"))
+        kind = PDF;
     else {
         snprintf(err, err_len, "plot: %s: the name must end in .png, .svg or .pdf", path);
         return -1;

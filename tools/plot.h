@@ -16,8 +16,8 @@ typedef struct plot_epoch {
 
 /* One run: its rows and, optionally, its per-step training losses. */
 typedef struct plot_run {
-    char *label;         /* legend text (owned) */
-    plot_epoch *epochs;  /* n_epochs rows (owned) */
+    char *label;        /* legend text (owned) */
+    plot_epoch *epochs; /* n_epochs rows (owned) */
     int n_epochs, cap_epochs;
     /* Per-step losses with their position on the epoch axis: step k of epoch e (1-based) of
      * an epoch of n steps sits at e - 1 + (k + 1) / n. Owned. */
@@ -48,6 +48,7 @@ int plot_read_metrics(const char *path, const char *steps_path, const char *labe
 
 /* Draws the runs to path: .png, .svg or .pdf (by the extension, any case). 0, or -1 with a
  * message in err. */
-int plot_write(const char *path, const plot_run *runs, int n_runs, const plot_options *o, char *err, size_t err_len);
+int plot_write(const char *path, const plot_run *runs, int n_runs, const plot_options *o, char *err,
+               size_t err_len);
 
 #endif

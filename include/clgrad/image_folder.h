@@ -75,8 +75,9 @@ typedef struct clg_image_folder {
  *  @return CLG_OK; CLG_IO_ERROR (a folder or file cannot be read), CLG_BAD_FORMAT (a bad file,
  *  no classes, an empty class), CLG_INVALID_ARGUMENT, CLG_OUT_OF_HOST_MEMORY, CLG_UNSUPPORTED (a
  *  format this build has no decoder for: see clg_image_folder_supports) */
-CLG_API clg_status clg_image_folder_read(const char *root, const clg_image_folder_params *p, clg_image_folder *out,
-                                         clg_image_folder *held_out, char *err, size_t err_len);
+CLG_API clg_status clg_image_folder_read(const char *root, const clg_image_folder_params *p,
+                                         clg_image_folder *out, clg_image_folder *held_out, char *err,
+                                         size_t err_len);
 
 /** Frees what clg_image_folder_read filled in and zeroes *f; NULL and an empty folder are fine. */
 CLG_API void clg_image_folder_free(clg_image_folder *f);

@@ -127,10 +127,11 @@ static bool has_image_ext(const char *name) {
 
 /* Appends the image files under dir (recursively, sorted as os.walk + sorted would list the
  * files of one folder: a folder's files, then its subfolders') with label to files/labels. */
-static clg_status walk(const char *dir, int depth, int label, strlist *files, uint8_t **labels, size_t *lab_cap,
-                       char *err, size_t err_len) {
+static clg_status walk(const char *dir, int depth, int label, strlist *files, uint8_t **labels,
+                       size_t *lab_cap, char *err, size_t err_len) {
     if (depth > IF_MAX_DEPTH) {
-        clg__fmt(err, err_len, IF_WHAT ": %s: folders nested deeper than %d (a symlink loop?)", dir, IF_MAX_DEPTH);
+        clg__fmt(err, err_len, IF_WHAT ": %s: folders nested deeper than %d (a symlink loop?)", dir,
+                 IF_MAX_DEPTH);
         return CLG_BAD_FORMAT;
     }
     strlist names = {0}, subdirs = {0};
@@ -152,8 +153,10 @@ static clg_status walk(const char *dir, int depth, int label, strlist *files, ui
                 }
                 *labels = grown, *lab_cap = cap;
             }
-            if (!strlist_push(files, path)) st = CLG_OUT_OF_HOST_MEMORY;
-            else (*labels)[files->n - 1] = (uint8_t)label;
+            if (!strlist_push(files, path))
+                st = CLG_OUT_OF_HOST_MEMORY;
+            else
+                (*labels)[files->n - 1] = (uint8_t)label;
         } else {
             free(path);
         }
@@ -181,7 +184,8 @@ static bool ensure(decoded *d, uint64_t bytes) {
     return true;
 }
 
-static clg_status size_ok(const char *path, const char *fmt, uint64_t w, uint64_t h, char *err, size_t err_len) {
+static clg_status size_ok(const char *path, const char *fmt, uint64_t w, uint64_t h, char *err,
+                          size_t err_len) {
     if (w == 0 || h == 0 || w * h > IF_MAX_PIXELS) {
         clg__fmt(err, err_len, IF_WHAT ": %s: %s of %llu x %llu pixels (at most %llu pixels)", path, fmt,
                  (unsigned long long)w, (unsigned long long)h, (unsigned long long)IF_MAX_PIXELS);
@@ -248,8 +252,8 @@ static clg_status decode_jpeg(const char *path, const unsigned char *buf, size_t
     if (tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &subsamp, &cs) != 0) {
         clg__fmt(err, err_len, IF_WHAT ": %s: corrupt JPEG: %s", path, tjGetErrorStr2(tj));
         st = CLG_BAD_FORMAT;
-    } else if ((st = size_ok(path, "a JPEG", (uint64_t)(w > 0 ? w : 0), (uint64_t)(h > 0 ? h : 0), err, err_len)) ==
-               CLG_OK) {
+    } else if ((st = size_ok(path, "a JPEG", (uint64_t)(w > 0 ? w : 0), (uint64_t)(h > 0 ? h : 0), err,
+                             err_len)) == CLG_OK) {
         const bool gray = cs == TJCS_GRAY;
         const int c = gray ? 1 : 3;
         if (!ensure(d, (uint64_t)w * (uint64_t)h * (uint64_t)c)) {
@@ -308,11 +312,12 @@ static clg_status decode_file(const char *path, unsigned char **buf, size_t *buf
         return CLG_BAD_FORMAT;
     }
     if (is_png != named_png) {
-        clg__fmt(err, err_len, IF_WHAT ": %s: mislabelled: %s data under a %s name", path, is_png ? "PNG" : "JPEG",
-                 named_png ? "PNG" : "JPEG");
+        clg__fmt(err, err_len, IF_WHAT ": %s: mislabelled: %s data under a %s name", path,
+                 is_png ? "PNG" : "JPEG", named_png ? "PNG" : "JPEG");
         return CLG_BAD_FORMAT;
     }
-    return is_png ? decode_png(path, *buf, len, d, err, err_len) : decode_jpeg(path, *buf, len, d, err, err_len);
+    return is_png ? decode_png(path, *buf, len, d, err, err_len)
+                  : decode_jpeg(path, *buf, len, d, err, err_len);
 }
 
 /* ---- into the set: channels, then size ---- */
@@ -348,8 +353,9 @@ static void place(const decoded *d, int c, int h, int w, uint8_t *dst) {
             int x0 = (int)fx, x1 = x0 + 1 < d->w ? x0 + 1 : x0;
             const double ax = fx - x0;
             for (int ch = 0; ch < c; ch++) {
-                const double v = (1 - ay) * ((1 - ax) * px_at(d, x0, y0, ch, c) + ax * px_at(d, x1, y0, ch, c)) +
-                                 ay * ((1 - ax) * px_at(d, x0, y1, ch, c) + ax * px_at(d, x1, y1, ch, c));
+                const double v =
+                    (1 - ay) * ((1 - ax) * px_at(d, x0, y0, ch, c) + ax * px_at(d, x1, y0, ch, c)) +
+                    ay * ((1 - ax) * px_at(d, x0, y1, ch, c) + ax * px_at(d, x1, y1, ch, c));
                 dst[((size_t)ch * (size_t)h + (size_t)y) * (size_t)w + (size_t)x] = (uint8_t)lrint(v);
             }
         }
@@ -443,8 +449,9 @@ static void warn(const clg_image_folder_params *p, const char *msg) {
     if (p->log) p->log(p->log_user, CLG_LOG_WARN, msg);
 }
 
-clg_status clg_image_folder_read(const char *root, const clg_image_folder_params *params, clg_image_folder *out,
-                                 clg_image_folder *held_out, char *err, size_t err_len) {
+clg_status clg_image_folder_read(const char *root, const clg_image_folder_params *params,
+                                 clg_image_folder *out, clg_image_folder *held_out, char *err,
+                                 size_t err_len) {
     clg_image_folder_params p = params ? *params : clg_image_folder_default_params();
     if (out) memset(out, 0, sizeof *out);
     if (held_out) memset(held_out, 0, sizeof *held_out);
@@ -452,8 +459,9 @@ clg_status clg_image_folder_read(const char *root, const clg_image_folder_params
         (p.channels != 0 && p.channels != 1 && p.channels != 3) || p.height < 0 || p.width < 0 ||
         (p.height > 0) != (p.width > 0) || (uint64_t)p.height * (uint64_t)p.width > IF_MAX_PIXELS) {
         clg__fmt(err, err_len,
-                 IF_WHAT ": invalid arguments (root and out non-NULL, holdout in [0, 1) with held_out, channels 0, 1 "
-                         "or 3, height and width both 0 or both > 0)");
+                 IF_WHAT
+                 ": invalid arguments (root and out non-NULL, holdout in [0, 1) with held_out, channels 0, 1 "
+                 "or 3, height and width both 0 or both > 0)");
         return CLG_INVALID_ARGUMENT;
     }
     strlist classes = {0}, files = {0};
@@ -468,9 +476,12 @@ clg_status clg_image_folder_read(const char *root, const clg_image_folder_params
     size_t nc = 0;
     for (size_t i = 0; i < classes.n && st == CLG_OK; i++) {
         char *path = join(root, classes.v[i]);
-        if (!path) st = CLG_OUT_OF_HOST_MEMORY;
-        else if (is_dir(path)) classes.v[nc++] = classes.v[i];
-        else free(classes.v[i]);
+        if (!path)
+            st = CLG_OUT_OF_HOST_MEMORY;
+        else if (is_dir(path))
+            classes.v[nc++] = classes.v[i];
+        else
+            free(classes.v[i]);
         free(path);
     }
     if (st == CLG_OK) classes.n = nc;
@@ -507,7 +518,8 @@ clg_status clg_image_folder_read(const char *root, const clg_image_folder_params
             img = (size_t)c * (size_t)h * (size_t)w;
         }
         if (fs == CLG_OK && !p.height && (d.h != h || d.w != w)) {
-            clg__fmt(msg, sizeof msg, IF_WHAT ": %s: %d x %d pixels, not %d x %d as %s (set height and width to resize)",
+            clg__fmt(msg, sizeof msg,
+                     IF_WHAT ": %s: %d x %d pixels, not %d x %d as %s (set height and width to resize)",
                      files.v[i], d.w, d.h, w, h, kept ? files.v[0] : "the first image");
             fs = CLG_BAD_FORMAT;
         }
@@ -528,7 +540,9 @@ clg_status clg_image_folder_read(const char *root, const clg_image_folder_params
             if (ncap > files.n) ncap = files.n;
             if (!clg__mul_size(ncap, img, &bytes) || bytes > p.max_bytes) {
                 uint64_t need = (uint64_t)files.n * img;
-                clg__fmt(err, err_len, IF_WHAT ": %s: %zu images of %d x %d x %d need %llu bytes, more than max_bytes (%llu)",
+                clg__fmt(err, err_len,
+                         IF_WHAT
+                         ": %s: %zu images of %d x %d x %d need %llu bytes, more than max_bytes (%llu)",
                          root, files.n, c, h, w, (unsigned long long)need, (unsigned long long)p.max_bytes);
                 st = CLG_OUT_OF_HOST_MEMORY;
                 break;

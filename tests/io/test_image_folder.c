@@ -5,10 +5,10 @@
  * corrupt, truncated and mislabelled files (the message names the file; fail or skip), and a
  * tiny model trained on the folder through the public API to high held-out accuracy.
  */
+#include <cmocka.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -108,8 +108,10 @@ static int make_root(void **state) {
     for (int k = 0; k < PER_CLASS; k++) {
         shape(0, k, g);
         /* Crosses: gray PNGs, the last few in a nested folder. */
-        if (k >= PER_CLASS - 3) snprintf(p, sizeof p, "%s/cross/more/img%03d.png", root, k);
-        else path_of(p, sizeof p, "cross", k, "png");
+        if (k >= PER_CLASS - 3)
+            snprintf(p, sizeof p, "%s/cross/more/img%03d.png", root, k);
+        else
+            path_of(p, sizeof p, "cross", k, "png");
         write_png(p, g, S, S, 1);
         /* Squares: RGB with R = G = B (luma gives the value back exactly). */
         shape(1, k, g);
@@ -218,7 +220,7 @@ static void test_color(void **state) {
     prm.channels = 1;
     assert_int_equal(clg_image_folder_read(dir, &prm, &f, NULL, err, sizeof err), CLG_OK);
     assert_int_equal(f.set.c, 1);
-    assert_int_equal(f.set.images[0], (255 * 19595 + 0x8000) >> 16);                         /* 76 */
+    assert_int_equal(f.set.images[0], (255 * 19595 + 0x8000) >> 16);                          /* 76 */
     assert_int_equal(f.set.images[1], (10 * 19595 + 200 * 38470 + 30 * 7471 + 0x8000) >> 16); /* 124 */
     clg_image_folder_free(&f);
     ref_rm_rf(dir);
@@ -259,7 +261,8 @@ static void test_sizes(void **state) {
     for (int y = 0; y < 4; y++)
         for (int x = 0; x < 4; x++) {
             const double ay = pos[y], ax = pos[x];
-            const double v = (1 - ay) * ((1 - ax) * two[0] + ax * two[1]) + ay * ((1 - ax) * two[2] + ax * two[3]);
+            const double v =
+                (1 - ay) * ((1 - ax) * two[0] + ax * two[1]) + ay * ((1 - ax) * two[2] + ax * two[3]);
             assert_int_equal(f.set.images[y * 4 + x], (int)lrint(v));
         }
     clg_image_folder_free(&f);
@@ -408,7 +411,8 @@ static void test_bad_folders(void **state) {
     (void)state;
     char dir[256], p[300], err[512] = "";
     clg_image_folder out;
-    assert_int_equal(clg_image_folder_read("/nonexistent/clgrad", NULL, &out, NULL, err, sizeof err), CLG_IO_ERROR);
+    assert_int_equal(clg_image_folder_read("/nonexistent/clgrad", NULL, &out, NULL, err, sizeof err),
+                     CLG_IO_ERROR);
     assert_non_null(strstr(err, "/nonexistent/clgrad"));
     snprintf(dir, sizeof dir, "%s-empty", root);
     assert_int_equal(mkdir(dir, 0755), 0);
@@ -580,12 +584,8 @@ static int teardown(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_read),
-        cmocka_unit_test(test_color),
-        cmocka_unit_test(test_sizes),
-        cmocka_unit_test(test_holdout),
-        cmocka_unit_test(test_bad_files),
-        cmocka_unit_test(test_bad_folders),
+        cmocka_unit_test(test_read),    cmocka_unit_test(test_color),     cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_holdout), cmocka_unit_test(test_bad_files), cmocka_unit_test(test_bad_folders),
 #ifdef CLG_TEST_JPEG
         cmocka_unit_test(test_jpeg),
 #endif

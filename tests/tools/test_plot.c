@@ -3,10 +3,10 @@
  * line), per-step losses spread over their epoch, and charts read back: a PNG of the asked
  * size with each run's colour on it, an SVG document, refusals. The CLI: test_plot.sh.
  */
+#include <cmocka.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
 
 #include <cairo.h>
 #include <math.h>
@@ -38,8 +38,9 @@ static void test_read_metrics(void **state) {
     path_in(p, sizeof p, "run.csv");
     path_in(s, sizeof s, "run.steps.csv");
     char text[1024];
-    snprintf(text, sizeof text, "%s1,0.900000,0.700000,0.800000,0.720000,1000.0,1.500\n"
-                                "2,0.500000,0.820000,,0.840000,1010.0,1.400\n\n",
+    snprintf(text, sizeof text,
+             "%s1,0.900000,0.700000,0.800000,0.720000,1000.0,1.500\n"
+             "2,0.500000,0.820000,,0.840000,1010.0,1.400\n\n",
              HEADER);
     write_text(p, text);
     write_text(s, "epoch,loss\n1,1.0\n1,0.8\n1,0.7\n1,0.6\n2,0.5\n2,0.4\n");
@@ -96,7 +97,8 @@ static void make_runs(plot_run runs[2]) {
             assert_int_equal(plot_run_add_epoch(&runs[r], row), 0);
             for (int s = 0; s < 50; s++) {
                 const double x = e - 1 + (s + 1) / 50.0;
-                assert_int_equal(plot_run_add_step(&runs[r], x, 1.3 / (x * k + 0.2) * (1 + 0.3 * sin(s * 2.1 + r))), 0);
+                assert_int_equal(
+                    plot_run_add_step(&runs[r], x, 1.3 / (x * k + 0.2) * (1 + 0.3 * sin(s * 2.1 + r))), 0);
             }
         }
     }
@@ -135,7 +137,8 @@ static void test_png(void **state) {
     cairo_surface_flush(img);
     /* The two runs' colours (tab10 blue and orange) are drawn; the background is white. */
     const double blue[3] = {0.122, 0.467, 0.706}, orange[3] = {1.000, 0.498, 0.055}, white[3] = {1, 1, 1};
-    const int nb = count_colour(img, blue, 12), no = count_colour(img, orange, 12), nw = count_colour(img, white, 0);
+    const int nb = count_colour(img, blue, 12), no = count_colour(img, orange, 12),
+              nw = count_colour(img, white, 0);
     print_message("900 x 400 PNG: %d blue, %d orange, %d white pixels\n", nb, no, nw);
     assert_true(nb > 500 && no > 500);
     assert_true(nw > 900 * 400 / 2);
