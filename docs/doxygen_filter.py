@@ -3,7 +3,8 @@
 reads clgrad's plain C comments as documentation, keeping every line where it was (warnings
 point at the real lines). The file's opening comment becomes its @file text; a comment that
 starts a line documents the declaration below it; a comment after code on the same line
-documents that member (/**< */); section rules ("/* ---- x ---- */") stay plain comments.
+documents that member (/**< */); section rules ("/* ---- x ---- */") stay plain comments
+unless they describe what follows ("/* ---- linear (src/ops/linear.c): x (N, in) ... ---- */").
 A comment above a run of declarations (no blank line between them: "these three functions")
 documents each of them (repeated in front of each on its first line). Words in angle
 brackets ("ops/<stem>.c") are escaped so Doxygen does not read them as HTML. Comments already
@@ -14,7 +15,7 @@ import sys
 
 RULE = re.compile(r"^\s*/\*\s*-{2,}.*-{2,}\s*\*/\s*$")
 LEADING = re.compile(r"^(\s*)/\*(?![*!])")
-TRAILING = re.compile(r"^(\s*\S.*?[;,{(]\s*|\s*\S.*?\)\s*)/\*(?![*!<])")
+TRAILING = re.compile(r"^(\s*#define\s+\w+\s+\S+\s*|\s*\S.*?[;,{(]\s*|\s*\S.*?\)\s*)/\*(?![*!<])")
 
 
 def main(path):
@@ -35,6 +36,11 @@ def main(path):
             out.append(line)
             continue
         stripped = line.strip()
+        if RULE.match(line) and ":" in line:
+            # "/* ---- linear (src/ops/linear.c): x (N, in) -> (N, out) ---- */" describes the
+            # declarations below it: a doc comment without the rules.
+            line = re.sub(r"/\*\s*-{2,}\s*(.*?)\s*-{2,}\s*\*/", r"/** \1 */", line)
+            stripped = line.strip()
         if stripped.startswith("/*") and not RULE.match(line):
             line = ANGLE.sub(r"\\<\1\\>", LEADING.sub(r"\1/** ", line, count=1))
             in_comment = "*/" not in line[line.index("/*") + 2:]
@@ -44,7 +50,7 @@ def main(path):
             file_comment, first = first, False
             if file_comment and not in_comment:
                 line = line.replace("*/", "@file */", 1)
-        elif stripped and not stripped.startswith(("#", "//")) and "/*" in line:
+        elif stripped and (not stripped.startswith(("#", "//")) or stripped.startswith("#define")) and "/*" in line:
             line = TRAILING.sub(lambda m: m.group(1) + "/**< ", line, count=1)
             leading = False
             rest = line[line.index("/*") + 2:]
@@ -79,6 +85,8 @@ def group_runs(lines, doc_ends):
         text = " ".join(l.strip() for l in lines[start:end + 1])
         text = text.replace("/**", "", 1).rsplit("*/", 1)[0].replace(" * ", " ").strip()
         for j in starts[1:]:
+            if "/**<" in lines[j]:
+                continue  # it has its own
             lines[j] = lines[j][:indent] + "/** " + text + " */ " + lines[j][indent:]
 
 
