@@ -2,13 +2,14 @@
  * graphs: the worked conv2d example end to end (forward, backward, one SGD step, new loss),
  * f64 finite-difference checks of composite graphs (a tensor used twice, a diamond, a weight
  * shared by two layers), the accumulation contract, no-grad mode and misuse errors.
- * Layers and whole models: tests/nn/test_nn.c.
+ * Both kernel styles. Layers and whole models: tests/nn/test_nn.c.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ref.h"
+#include "ref_style.h"
 
 /* ---------------------------------------------------------------- the worked example */
 
@@ -390,5 +391,5 @@ int main(void) {
         cmocka_unit_test(test_bad_input_errors),
         cmocka_unit_test(test_backward_releases_saved),
     };
-    return cmocka_run_group_tests(tests, ref_group_setup, ref_group_teardown);
+    return REF_RUN_BOTH_STYLES("autograd", tests);
 }

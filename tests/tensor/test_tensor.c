@@ -1,9 +1,11 @@
 /* tests/tensor/test_tensor.c - tensors and the buffer pool (include/clgrad/tensor.h,
  * src/tensor/, src/core/pool.c): round trips, fill/copy/cast/item, the seeded generators,
  * pool reuse and statistics, every bad input returning its status with the context still
- * usable afterwards, and NaN kept through transfers, casts and gradient accumulation.
+ * usable afterwards, and NaN kept through transfers, casts and gradient accumulation. Both
+ * kernel styles (element launches run a chunk per work-item in CPU style).
  */
 #include "ref.h"
+#include "ref_style.h"
 
 #include <limits.h>
 #include <math.h>
@@ -643,5 +645,5 @@ int main(void) {
         cmocka_unit_test(test_requires_grad_state),
         cmocka_unit_test(test_nan),
     };
-    return cmocka_run_group_tests(tests, ref_group_setup, ref_group_teardown);
+    return REF_RUN_BOTH_STYLES("tensor", tests);
 }
