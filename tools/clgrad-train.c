@@ -28,6 +28,16 @@ typedef struct options {
     int no_shuffle, eval_only, list_models, json, allow_nonfinite;
     bool lr_set, momentum_set;
     const model_entry *entry;
+    /* the training recipe (defaults: the model's, tools/models.c) */
+    const char *schedule;    /* none | cosine */
+    double warmup_epochs, clip_grad_norm;
+    int augment;             /* -1: the model's recipe, 0 off, 1 on */
+    int nesterov;            /* -1: the model's recipe */
+    int blocks;              /* resnet's blocks per stage */
+    bool batch_set, wd_set;
+    /* resume */
+    const char *checkpoint, *resume, *profile;
+    long long save_every;    /* optimizer steps between training-state saves (0: at epoch ends) */
 } options;
 
 typedef struct dataset {
@@ -68,14 +78,29 @@ static void usage(FILE *f) {
             "  --metrics FILE.csv      per-epoch metrics as CSV\n"
             "  --allow-nonfinite       go on when the training loss becomes NaN or infinite\n"
             "                          (else training stops there, exit status %d)\n"
+            "training recipe (defaults: the model's; resnet: batch 128, SGD nesterov, weight decay\n"
+            "5e-4 on weights only, 0.5 epoch warm-up then cosine, crop + flip, normalised inputs):\n"
+            "  --lr-schedule none|cosine  per step: cosine decays to 0 at the last step\n"
+            "  --warmup EPOCHS         linear warm-up from 1%% of the rate (fractions allowed)\n"
+            "  --clip-grad-norm X      clip the gradients' global 2-norm to X (> 0)\n"
+            "  --augment / --no-augment  random crop (2 px zero padding) and horizontal flip\n"
+            "  --nesterov / --no-nesterov  SGD's Nesterov momentum\n"
+            "  --blocks N              resnet: BasicBlocks per stage, 1..16 (default 1)\n"
+            "resume:\n"
+            "  --checkpoint FILE       training state (model, optimizer, schedule, data position)\n"
+            "                          written atomically at each epoch end and every --save-every\n"
+            "  --save-every N          optimizer steps between training-state saves\n"
+            "  --resume FILE           continue a run from its training state, exactly\n"
+            "  --profile FILE.json     profile the first epoch after 3 warm-up steps: a table per op\n"
+            "                          and phase at the end, and a Chrome trace (Perfetto)\n"
             "models:\n",
             names, MAX_EPOCHS, MAX_BATCH, EXIT_NONFINITE);
     model_print_list(f, "  ");
 }
 
 static int parse_args(int argc, char **argv, options *o) {
-    *o = (options){"cnn", NULL, DEFAULT_DATA, NULL, NULL, NULL, NULL, 5, 64, 0, 0, 0, MODEL_SGD_MOMENTUM,
-                   0, 1, 0, 0, 0, 0, 0, false, false, NULL};
+    *o = (options){.model = "cnn", .data = DEFAULT_DATA, .epochs = 5, .batch = 64, .lr = 0,
+                   .momentum = MODEL_SGD_MOMENTUM, .seed = 1, .augment = -1, .nesterov = -1, .blocks = 1};
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},     {"epochs", required_argument, 0, 'e'},
         {"batch", required_argument, 0, 'b'},     {"lr", required_argument, 0, 'l'},
@@ -87,7 +112,13 @@ static int parse_args(int argc, char **argv, options *o) {
         {"load", required_argument, 0, 'L'},      {"eval-only", no_argument, 0, 'E'},
         {"metrics", required_argument, 0, 'C'},   {"help", no_argument, 0, 'h'},
         {"list-models", no_argument, 0, 'Z'},     {"json", no_argument, 0, 'J'},
-        {"allow-nonfinite", no_argument, 0, 'F'}, {0, 0, 0, 0}};
+        {"allow-nonfinite", no_argument, 0, 'F'}, {"lr-schedule", required_argument, 0, 1},
+        {"warmup", required_argument, 0, 2},      {"clip-grad-norm", required_argument, 0, 3},
+        {"augment", no_argument, 0, 4},           {"no-augment", no_argument, 0, 5},
+        {"nesterov", no_argument, 0, 6},          {"no-nesterov", no_argument, 0, 7},
+        {"blocks", required_argument, 0, 8},      {"checkpoint", required_argument, 0, 9},
+        {"save-every", required_argument, 0, 10}, {"resume", required_argument, 0, 11},
+        {"profile", required_argument, 0, 12},    {0, 0, 0, 0}};
     static const char *T = "clgrad-train";
     int c;
     long long v;
@@ -96,11 +127,29 @@ static int parse_args(int argc, char **argv, options *o) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case 'e': ok = tool_parse_int(T, "--epochs", optarg, 0, MAX_EPOCHS, &v), o->epochs = (int)v; break;
-        case 'b': ok = tool_parse_int(T, "--batch", optarg, 1, MAX_BATCH, &v), o->batch = (int)v; break;
+        case 'b': ok = tool_parse_int(T, "--batch", optarg, 1, MAX_BATCH, &v), o->batch = (int)v, o->batch_set = true; break;
         case 'l': ok = tool_parse_real(T, "--lr", optarg, 0, INFINITY, &o->lr), o->lr_set = true; break;
         case 'M': ok = tool_parse_real(T, "--momentum", optarg, 0, 1, &o->momentum), o->momentum_set = true; break;
         case 'o': o->optimizer = optarg; break;
-        case 'w': ok = tool_parse_real(T, "--weight-decay", optarg, 0, INFINITY, &o->weight_decay); break;
+        case 'w': ok = tool_parse_real(T, "--weight-decay", optarg, 0, INFINITY, &o->weight_decay), o->wd_set = true; break;
+        case 1: o->schedule = optarg; break;
+        case 2: ok = tool_parse_real(T, "--warmup", optarg, 0, MAX_EPOCHS, &o->warmup_epochs); break;
+        case 3:
+            ok = tool_parse_real(T, "--clip-grad-norm", optarg, 0, INFINITY, &o->clip_grad_norm);
+            if (ok && !(o->clip_grad_norm > 0)) {
+                fprintf(stderr, "clgrad-train: --clip-grad-norm must be > 0\n");
+                ok = false;
+            }
+            break;
+        case 4: o->augment = 1; break;
+        case 5: o->augment = 0; break;
+        case 6: o->nesterov = 1; break;
+        case 7: o->nesterov = 0; break;
+        case 8: ok = tool_parse_int(T, "--blocks", optarg, 1, 16, &v), o->blocks = (int)v; break;
+        case 9: o->checkpoint = optarg; break;
+        case 10: ok = tool_parse_int(T, "--save-every", optarg, 1, LLONG_MAX, &o->save_every); break;
+        case 11: o->resume = optarg; break;
+        case 12: o->profile = optarg; break;
         case 's': ok = tool_parse_u64(T, "--seed", optarg, &o->seed); break;
         case 'n': ok = tool_parse_int(T, "--limit", optarg, 0, INT_MAX, &v), o->limit = (int)v; break;
         case 't': ok = tool_parse_int(T, "--test-limit", optarg, 0, INT_MAX, &v), o->test_limit = (int)v; break;
@@ -156,6 +205,36 @@ static int parse_args(int argc, char **argv, options *o) {
     }
     if (o->save && !tool_check_writable(T, "--save", o->save)) return -1;
     if (o->metrics && !tool_check_writable(T, "--metrics", o->metrics)) return -1;
+    /* the recipe: what the options leave open, the model decides */
+    const model_recipe *r = &o->entry->recipe;
+    if (!o->batch_set) o->batch = r->batch;
+    if (!o->wd_set) o->weight_decay = r->weight_decay;
+    if (!o->schedule) o->schedule = r->schedule;
+    if (strcmp(o->schedule, "none") && strcmp(o->schedule, "cosine")) {
+        fprintf(stderr, "clgrad-train: --lr-schedule must be none or cosine, not '%s'\n", o->schedule);
+        return -1;
+    }
+    if (o->warmup_epochs == 0 && !strcmp(o->schedule, r->schedule)) o->warmup_epochs = r->warmup_epochs;
+    if (o->augment < 0) o->augment = r->crop_padding > 0 || r->hflip;
+    if (o->nesterov < 0) o->nesterov = r->nesterov && !strcmp(o->optimizer, "sgd");
+    if (o->nesterov && (strcmp(o->optimizer, "sgd") || !(o->momentum > 0))) {
+        fprintf(stderr, "clgrad-train: --nesterov needs SGD with momentum > 0\n");
+        return -1;
+    }
+    if (o->blocks != 1 && !o->entry->build_blocks) {
+        fprintf(stderr, "clgrad-train: --blocks is for resnet; %s has no blocks\n", o->model);
+        return -1;
+    }
+    if ((o->checkpoint || o->resume || o->profile) && !trains) {
+        fprintf(stderr, "clgrad-train: --checkpoint, --resume and --profile need training\n");
+        return -1;
+    }
+    if (o->save_every && !o->checkpoint) {
+        fprintf(stderr, "clgrad-train: --save-every needs --checkpoint FILE\n");
+        return -1;
+    }
+    if (o->checkpoint && !tool_check_writable(T, "--checkpoint", o->checkpoint)) return -1;
+    if (o->profile && !tool_check_writable(T, "--profile", o->profile)) return -1;
     return 0;
 }
 
@@ -214,25 +293,6 @@ static int load_set(const char *dir, const char *prefix, int limit, const model_
     return 0;
 }
 
-static uint64_t mix(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Fisher-Yates with a generator seeded by (seed, epoch): reproducible by seed. */
-static void shuffle(int *order, int n, uint64_t seed, int epoch) {
-    uint64_t state = mix(seed * 1000003u + (uint64_t)epoch);
-    for (int i = n - 1; i > 0; i--) {
-        state = mix(state);
-        int j = (int)(state % (uint64_t)(i + 1));
-        int t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
-}
-
 typedef struct batch_result {
     double loss_sum; /* sum over the batch (mean * n) */
     int correct;
@@ -244,21 +304,16 @@ static int fail(clg_context *ctx, const char *what, clg_status st) {
     return -1;
 }
 
-/* Runs one batch; trains when opt is not NULL. */
-static int run_batch(clg_context *ctx, clg_module *model, int classes, clg_optimizer *opt, const dataset *d,
-                     const int *idx, int n, float *xbuf, int32_t *ybuf, float *logits, batch_result *r) {
-    const int pixels = d->h * d->w;
-    for (int i = 0; i < n; i++) {
-        const unsigned char *img = d->images.data + (size_t)idx[i] * (size_t)pixels;
-        for (int p = 0; p < pixels; p++) xbuf[(size_t)i * pixels + p] = (float)img[p] * (1.0f / 255.0f);
-        ybuf[i] = d->labels.data[idx[i]];
-    }
-    int shape[4] = {n, 1, d->h, d->w};
-    clg_tensor *x = NULL, *y = NULL, *loss = NULL;
-    clg_status st = clg_tensor_from_host(ctx, CLG_F32, 4, shape, xbuf, &x);
-    if (st == CLG_OK) st = clg_module_forward(ctx, model, x, &y);
-    if (st == CLG_OK) st = clg_softmax_cross_entropy(ctx, y, ybuf, (size_t)n, &loss);
+/* Runs one batch (x holds n images); trains when opt is not NULL, clipping the gradients'
+ * global norm to clip first when clip > 0. */
+static int run_batch(clg_context *ctx, clg_module *model, int classes, clg_optimizer *opt, double clip,
+                     clg_tensor *const *params, size_t n_params, clg_tensor *x, const int32_t *labels, int n,
+                     float *logits, batch_result *r) {
+    clg_tensor *y = NULL, *loss = NULL;
+    clg_status st = clg_module_forward(ctx, model, x, &y);
+    if (st == CLG_OK) st = clg_softmax_cross_entropy(ctx, y, labels, (size_t)n, &loss);
     if (st == CLG_OK && opt) st = clg_backward(ctx, loss);
+    if (st == CLG_OK && opt && clip > 0) st = clg_clip_grad_norm(params, n_params, clip, 2.0, NULL);
     if (st == CLG_OK && opt) st = clg_optimizer_step(opt);
     if (opt) clg_optimizer_zero_grad(opt);
     double l = 0;
@@ -266,7 +321,6 @@ static int run_batch(clg_context *ctx, clg_module *model, int classes, clg_optim
     if (st == CLG_OK) st = clg_tensor_to_host(y, logits, (size_t)n * (size_t)classes * sizeof(float));
     clg_tensor_free(loss);
     clg_tensor_free(y);
-    clg_tensor_free(x);
     if (st != CLG_OK) return fail(ctx, opt ? "training step" : "evaluation", st);
     r->loss_sum += l * n;
     r->last = l;
@@ -274,29 +328,50 @@ static int run_batch(clg_context *ctx, clg_module *model, int classes, clg_optim
         int best = 0;
         for (int c = 1; c < classes; c++)
             if (logits[i * classes + c] > logits[i * classes + best]) best = c;
-        r->correct += best == ybuf[i];
+        r->correct += best == labels[i];
     }
     return 0;
 }
 
-static int evaluate(clg_context *ctx, clg_module *model, int classes, const dataset *d, float *xbuf,
-                    int32_t *ybuf, float *logits, int bs, double *loss, double *acc) {
+static int evaluate(clg_context *ctx, clg_module *model, int classes, clg_loader *test, int n_test,
+                    float *logits, double *loss, double *acc) {
     bool was = clg_set_grad_enabled(ctx, false);
     clg_module_train(model, false);
     batch_result r = {0, 0, 0};
-    int *idx = malloc((size_t)bs * sizeof *idx);
-    int rc = idx ? 0 : -1;
-    for (int start = 0; rc == 0 && start < d->n; start += bs) {
-        int n = d->n - start < bs ? d->n - start : bs;
-        for (int i = 0; i < n; i++) idx[i] = start + i;
-        rc = run_batch(ctx, model, classes, NULL, d, idx, n, xbuf, ybuf, logits, &r);
+    clg_status st = clg_loader_seek(test, 0, 0);
+    int rc = st == CLG_OK ? 0 : fail(ctx, "test data", st);
+    for (;;) {
+        clg_tensor *x;
+        const int32_t *labels;
+        int n;
+        if (rc || (st = clg_loader_next(test, &x, &labels, &n)) != CLG_OK) {
+            if (!rc) rc = fail(ctx, "test data", st);
+            break;
+        }
+        if (!x) break;
+        rc = run_batch(ctx, model, classes, NULL, 0, NULL, 0, x, labels, n, logits, &r);
+        clg_tensor_free(x);
     }
-    free(idx);
     clg_set_grad_enabled(ctx, was);
     clg_module_train(model, true);
-    *loss = r.loss_sum / d->n;
-    *acc = (double)r.correct / d->n;
+    *loss = r.loss_sum / n_test;
+    *acc = (double)r.correct / n_test;
     return rc;
+}
+
+/* torchvision's Normalize statistics of the training images in [0, 1]: the mean and the
+ * unbiased standard deviation over every pixel, as torch's x.mean() and x.std(). */
+static void pixel_stats(const dataset *d, float *mean, float *std) {
+    const size_t n = (size_t)d->n * (size_t)d->h * (size_t)d->w;
+    double sum = 0, sq = 0;
+    for (size_t i = 0; i < n; i++) sum += d->images.data[i] / 255.0;
+    const double m = sum / (double)n;
+    for (size_t i = 0; i < n; i++) {
+        const double v = d->images.data[i] / 255.0 - m;
+        sq += v * v;
+    }
+    *mean = (float)m;
+    *std = (float)sqrt(sq / (double)(n > 1 ? n - 1 : 1));
 }
 
 static void progress(bool tty, int epoch, int epochs, int done, int total, double t0, double loss) {
@@ -331,9 +406,10 @@ static int write_metrics(const char *path, const char *rows) {
     return 0;
 }
 
-static clg_context *open_context(const char *device) {
+static clg_context *open_context(const char *device, bool profiling) {
     clg_context_params cp = clg_context_default_params();
     cp.device = device;
+    cp.profiling = profiling;
     clg_context *ctx = NULL;
     char err[2048];
     clg_status st = clg_context_create(&cp, &ctx, err, sizeof err);
@@ -348,7 +424,7 @@ static int list_models(const options *o) {
         model_print_list(stdout, "");
         return 0;
     }
-    clg_context *ctx = open_context(o->device);
+    clg_context *ctx = open_context(o->device, false);
     if (!ctx) return 1;
     int rc = 0;
     printf("{\"models\": [");
@@ -382,6 +458,47 @@ static int list_models(const options *o) {
     return rc ? 1 : 0;
 }
 
+/* The profile of the steps run between clg_profiler_start and now: a table, and the trace. */
+static void report_profile(clg_context *ctx, const char *path, long long steps) {
+    clg_profile_row rows[256];
+    size_t n = 0;
+    clg_status st = clg_profiler_summary(ctx, rows, 256, &n);
+    if (st != CLG_OK || steps < 1) {
+        if (st != CLG_OK) fail(ctx, "profile", st);
+        return;
+    }
+    double dev = 0, gap = 0, enq = 0, launches = 0;
+    for (size_t i = 0; i < n && i < 256; i++)
+        dev += rows[i].device_ms, gap += rows[i].host_gap_ms, enq += rows[i].enqueue_ms, launches += (double)rows[i].launches;
+    printf("profile, per step over %lld steps: %.1f launches, device %.2f ms, enqueue %.2f ms, host between launches "
+           "%.2f ms (waits included)\n%-28s %-9s %9s %10s %7s\n",
+           steps, launches / (double)steps, dev / (double)steps, enq / (double)steps, gap / (double)steps, "op", "phase",
+           "launches", "device ms", "share");
+    for (size_t i = 0; i < n && i < 256; i++)
+        printf("%-28s %-9s %9.1f %10.3f %6.1f%%\n", rows[i].name, rows[i].phase, (double)rows[i].launches / (double)steps,
+               rows[i].device_ms / (double)steps, dev > 0 ? 100 * rows[i].device_ms / dev : 0);
+    if ((st = clg_profiler_write_trace(ctx, path)) != CLG_OK)
+        fail(ctx, path, st);
+    else
+        printf("profile trace: %s (Perfetto, chrome://tracing)\n", path);
+}
+
+/* The schedule of the recipe over the whole run (NULL for a constant rate without warm-up). */
+static clg_status make_schedule(clg_optimizer *opt, const options *o, int64_t steps_per_epoch,
+                                clg_lr_scheduler **out) {
+    *out = NULL;
+    const int64_t total = steps_per_epoch * o->epochs;
+    const int64_t warm = (int64_t)llround(o->warmup_epochs * (double)steps_per_epoch);
+    const bool cosine = !strcmp(o->schedule, "cosine");
+    if (!cosine && warm == 0) return CLG_OK;
+    clg_lr_scheduler_params lp = clg_lr_scheduler_default_params(cosine ? CLG_LR_COSINE : CLG_LR_CONSTANT);
+    lp.t_max = total - warm > 1 ? total - warm : 1;
+    lp.warmup_steps = warm;
+    const double f = o->entry->recipe.warmup_start_factor;
+    lp.warmup_start_factor = f < 1 ? f : 0.01;
+    return clg_lr_scheduler_create(opt, &lp, out);
+}
+
 int main(int argc, char **argv) {
     double t_start = tool_now_seconds();
     options o;
@@ -392,9 +509,10 @@ int main(int argc, char **argv) {
     if ((!o.eval_only && load_set(o.data, "train", o.limit, o.entry, &train)) ||
         load_set(o.data, "t10k", o.test_limit, o.entry, &test))
         return 1;
-    const int classes = o.entry->classes, pixels = o.entry->channels * o.entry->height * o.entry->width;
+    const int classes = o.entry->classes;
+    const model_recipe *recipe = &o.entry->recipe;
 
-    clg_context *ctx = open_context(o.device);
+    clg_context *ctx = open_context(o.device, o.profile != NULL);
     if (!ctx) return 1;
     clg_status st;
     clg_device_info info;
@@ -403,18 +521,20 @@ int main(int argc, char **argv) {
 
     clg_module *model = NULL;
     clg_optimizer *opt = NULL;
+    clg_lr_scheduler *sched = NULL;
+    clg_loader *train_loader = NULL, *test_loader = NULL;
+    clg_tensor **params = NULL;
+    size_t n_params = 0;
     int rc = 1;
     const int bs = o.batch, eval_bs = 500 > bs ? 500 : bs;
-    float *xbuf = malloc((size_t)eval_bs * (size_t)pixels * sizeof *xbuf);
     float *logits = malloc((size_t)eval_bs * (size_t)classes * sizeof *logits);
-    int32_t *ybuf = malloc((size_t)eval_bs * sizeof *ybuf);
-    int *order = train.n ? malloc((size_t)train.n * sizeof *order) : NULL;
     char *rows = calloc(1, 1);
-    if (!xbuf || !logits || !ybuf || (train.n && !order) || !rows) {
+    if (!logits || !rows) {
         fprintf(stderr, "clgrad-train: out of memory\n");
         goto done;
     }
-    if ((st = o.entry->build(ctx, o.seed, &model))) {
+    st = o.entry->build_blocks ? o.entry->build_blocks(ctx, o.seed, o.blocks, &model) : o.entry->build(ctx, o.seed, &model);
+    if (st) {
         fail(ctx, "model", st);
         goto done;
     }
@@ -422,41 +542,117 @@ int main(int argc, char **argv) {
         fail(ctx, o.load, st);
         goto done;
     }
-    if ((st = model_optimizer_create(ctx, model, o.optimizer, o.lr, o.momentum, o.weight_decay, &opt))) {
+    if ((st = model_optimizer_create_ex(ctx, model, o.optimizer, o.lr, o.momentum, o.nesterov, o.weight_decay,
+                                        recipe->decay_split, &opt))) {
         fail(ctx, "optimizer", st);
         goto done;
     }
-    printf("model %s, %s lr %g, batch %d, %d training and %d test images\n", o.model, o.optimizer, o.lr, bs,
-           train.n, test.n);
+    n_params = clg_optimizer_param_count(opt);
+    params = malloc((n_params ? n_params : 1) * sizeof *params);
+    if (!params) goto done;
+    for (size_t i = 0; i < n_params; i++) params[i] = clg_optimizer_param(opt, i);
+
+    /* The data: normalised by the training set's statistics when the recipe says so. */
+    float mean = 0, sd = 1;
+    const bool normalize = recipe->normalize && train.n > 0;
+    if (normalize) pixel_stats(&train, &mean, &sd);
+    clg_loader_params lp = clg_loader_default_params();
+    lp.batch_size = eval_bs, lp.shuffle = false, lp.seed = o.seed;
+    if (normalize) lp.mean = &mean, lp.std = &sd;
+    const clg_image_set test_set = {test.images.data, test.labels.data, test.n, 1, test.h, test.w};
+    if ((st = clg_loader_create(ctx, &test_set, &lp, &test_loader))) {
+        fail(ctx, "test data", st);
+        goto done;
+    }
+    printf("model %s, %s lr %g%s, batch %d, %d training and %d test images\n", o.model, o.optimizer, o.lr,
+           o.nesterov ? " nesterov" : "", bs, train.n, test.n);
 
     double test_loss = 0, test_acc = 0;
     if (o.eval_only || o.epochs == 0) {
-        if (evaluate(ctx, model, classes, &test, xbuf, ybuf, logits, eval_bs, &test_loss, &test_acc)) goto done;
+        if (evaluate(ctx, model, classes, test_loader, test.n, logits, &test_loss, &test_acc)) goto done;
         printf("test_loss=%.6f\ntest_accuracy=%.4f\n", test_loss, test_acc);
         rc = 0;
         goto done;
     }
+    lp.batch_size = bs, lp.shuffle = !o.no_shuffle;
+    if (o.augment) lp.crop_padding = recipe->crop_padding > 0 ? recipe->crop_padding : 2, lp.hflip = true;
+    const clg_image_set train_set = {train.images.data, train.labels.data, train.n, 1, train.h, train.w};
+    if ((st = clg_loader_create(ctx, &train_set, &lp, &train_loader))) {
+        fail(ctx, "training data", st);
+        goto done;
+    }
+    const int64_t batches = clg_loader_batches(train_loader);
+    if ((st = make_schedule(opt, &o, batches, &sched))) {
+        fail(ctx, "learning-rate schedule", st);
+        goto done;
+    }
+    printf("recipe: schedule %s, warm-up %g epochs, weight decay %g%s, augment %s, inputs %s, clip %g\n",
+           o.schedule, o.warmup_epochs, o.weight_decay, recipe->decay_split ? " (weights only)" : "",
+           o.augment ? "crop + flip" : "none", normalize ? "normalised" : "x / 255", o.clip_grad_norm);
+    if (normalize) printf("normalisation: mean %.6f std %.6f\n", mean, sd);
+
+    /* Where the run starts: a resumed one where its training state says. */
+    clg_train_counters at = {.epoch = 1, .batch = 0, .step = 0};
+    if (o.resume) {
+        if ((st = clg_train_state_load(ctx, o.resume, model, opt, sched, &at))) {
+            fail(ctx, o.resume, st);
+            goto done;
+        }
+        printf("resumed from %s: epoch %llu, batch %lld, step %lld\n", o.resume, (unsigned long long)at.epoch,
+               (long long)at.batch, (long long)at.step);
+        if (at.epoch < 1 || at.batch < 0 || at.batch > batches) {
+            fprintf(stderr, "clgrad-train: %s: epoch %llu batch %lld do not fit this run (%lld batches per epoch)\n",
+                    o.resume, (unsigned long long)at.epoch, (long long)at.batch, (long long)batches);
+            goto done;
+        }
+    }
     bool tty = isatty(fileno(stderr)) && isatty(fileno(stdout));
-    for (int i = 0; i < train.n; i++) order[i] = i;
     clg_module_train(model, true);
-    bool first_step = true, nonfinite = false;
+    bool first_step = true, nonfinite = false, profiling = false;
     int saved_epoch = 0;
-    for (int epoch = 1; epoch <= o.epochs; epoch++) {
-        if (!o.no_shuffle) shuffle(order, train.n, o.seed, epoch);
-        double t0 = tool_now_seconds(), last_shown = t0;
+    long long step = at.step, profiled_from = 0;
+    for (int epoch = (int)at.epoch; epoch <= o.epochs; epoch++) {
+        const int64_t first_batch = epoch == (int)at.epoch ? at.batch : 0;
+        if ((st = clg_loader_seek(train_loader, (uint64_t)(epoch - 1), first_batch))) {
+            fail(ctx, "training data", st);
+            goto done;
+        }
+        double t0 = tool_now_seconds(), last_shown = t0, t_steady = 0;
         batch_result r = {0, 0, 0};
-        int done_n = 0, next_line = train.n / 10;
-        for (int start = 0; start < train.n; start += bs) {
-            int n = train.n - start < bs ? train.n - start : bs;
-            if (run_batch(ctx, model, classes, opt, &train, order + start, n, xbuf, ybuf, logits, &r)) goto done;
+        int done_n = 0, steady_n = 0, next_line = train.n / 10;
+        for (int64_t b = first_batch;; b++) {
+            clg_tensor *x;
+            const int32_t *labels;
+            int n;
+            if ((st = clg_loader_next(train_loader, &x, &labels, &n))) {
+                fail(ctx, "training data", st);
+                goto done;
+            }
+            if (!x) break;
+            if (o.profile && !profiling && !profiled_from && step - at.step == 3) {
+                if ((st = clg_profiler_start(ctx))) {
+                    clg_tensor_free(x);
+                    fail(ctx, "profile", st);
+                    goto done;
+                }
+                profiling = true, profiled_from = step;
+            }
+            int brc = run_batch(ctx, model, classes, opt, o.clip_grad_norm, params, n_params, x, labels, n, logits, &r);
+            clg_tensor_free(x);
+            if (brc) goto done;
+            step++;
+            if (sched && (st = clg_lr_scheduler_step(sched))) {
+                fail(ctx, "learning-rate schedule", st);
+                goto done;
+            }
             done_n += n;
             /* A NaN or infinite loss: the step just taken spread it into the parameters, and
              * every later step trains on garbage. Stop, unless told to go on. */
             if (!isfinite(r.last) && !nonfinite) {
                 nonfinite = true;
                 if (tty) fprintf(stderr, "\r%*s\r", 110, "");
-                fprintf(stderr, "clgrad-train: the training loss is %g at epoch %d, batch %d (images %d..%d of the "
-                        "epoch)", r.last, epoch, start / bs + 1, start, start + n - 1);
+                fprintf(stderr, "clgrad-train: the training loss is %g at epoch %d, batch %lld", r.last, epoch,
+                        (long long)b + 1);
                 if (!o.allow_nonfinite) {
                     fprintf(stderr, ": stopping (the parameters are no longer finite; lower --lr, or "
                             "--allow-nonfinite to go on)");
@@ -470,21 +666,37 @@ int main(int argc, char **argv) {
                 }
                 fprintf(stderr, ": going on (--allow-nonfinite)\n");
             }
-            if (first_step) {
-                printf("first step done %.2f s after start (cold start: data, device, kernel builds)\n", tool_now_seconds() - t_start);
-                first_step = false;
+            if (o.checkpoint && o.save_every && step % o.save_every == 0) {
+                const clg_train_counters c = {(uint64_t)epoch, b + 1, step};
+                if ((st = clg_train_state_save(ctx, o.checkpoint, model, opt, sched, &c))) {
+                    fail(ctx, o.checkpoint, st);
+                    goto done;
+                }
             }
             double t = tool_now_seconds();
+            if (first_step) {
+                printf("first step done %.2f s after start (cold start: data, device, kernel builds)\n", t - t_start);
+                first_step = false;
+                t_steady = t, steady_n = done_n; /* the steady rate counts from here */
+            } else if (t_steady == 0) {
+                t_steady = t, steady_n = done_n;
+            }
             if ((tty && t - last_shown > 0.2) || (!tty && done_n >= next_line && done_n < train.n)) {
                 progress(tty, epoch, o.epochs, done_n, train.n, t0, r.loss_sum / done_n);
                 last_shown = t;
                 next_line += train.n / 10 > 0 ? train.n / 10 : 1;
             }
         }
-        double secs = tool_now_seconds() - t0, ips = train.n / secs;
+        const double t_end = tool_now_seconds(), secs = t_end - t0;
+        const double ips = t_end > t_steady && done_n > steady_n ? (done_n - steady_n) / (t_end - t_steady) : done_n / secs;
         if (tty) fprintf(stderr, "\r%*s\r", 110, "");
-        if (evaluate(ctx, model, classes, &test, xbuf, ybuf, logits, eval_bs, &test_loss, &test_acc)) goto done;
-        double train_loss = r.loss_sum / train.n, train_acc = (double)r.correct / train.n;
+        if (profiling) {
+            clg_profiler_stop(ctx);
+            profiling = false;
+            report_profile(ctx, o.profile, step - profiled_from);
+        }
+        if (evaluate(ctx, model, classes, test_loader, test.n, logits, &test_loss, &test_acc)) goto done;
+        const double train_loss = done_n ? r.loss_sum / done_n : 0, train_acc = done_n ? (double)r.correct / done_n : 0;
         printf("epoch %d train_loss %.4f train_accuracy %.4f test_loss %.4f test_accuracy %.4f images/s %.0f seconds %.1f\n",
                epoch, train_loss, train_acc, test_loss, test_acc, ips, secs);
         fflush(stdout);
@@ -514,10 +726,20 @@ int main(int argc, char **argv) {
                 saved_epoch = epoch;
             }
         }
+        if (o.checkpoint) {
+            const clg_train_counters c = {(uint64_t)epoch + 1, 0, step};
+            if ((st = clg_train_state_save(ctx, o.checkpoint, model, opt, sched, &c))) {
+                fail(ctx, o.checkpoint, st);
+                goto done;
+            }
+        }
     }
     printf("test_loss=%.6f\ntest_accuracy=%.4f\n", test_loss, test_acc);
     rc = 0;
 done:
+    clg_loader_free(train_loader);
+    clg_loader_free(test_loader);
+    clg_lr_scheduler_free(sched);
     clg_optimizer_free(opt);
     clg_module_free(model);
     clg_context_free(ctx);
@@ -525,10 +747,8 @@ done:
     clg_idx_free(&train.labels);
     clg_idx_free(&test.images);
     clg_idx_free(&test.labels);
-    free(xbuf);
+    free(params);
     free(logits);
-    free(ybuf);
-    free(order);
     free(rows);
     return rc;
 }

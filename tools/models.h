@@ -10,6 +10,20 @@
 
 #include <clgrad.h>
 
+/* How clgrad-train trains a model unless told otherwise (tools/clgrad_torch.py's recipe). */
+typedef struct model_recipe {
+    int batch;                  /* batch size */
+    bool nesterov;              /* SGD's Nesterov momentum */
+    double weight_decay;        /* 0: none */
+    bool decay_split;           /* decay on weights (2+ dims) only, not biases or norm parameters */
+    const char *schedule;       /* "none" or "cosine" (to 0 at the last step) */
+    double warmup_epochs;       /* linear warm-up in front of the schedule */
+    double warmup_start_factor; /* the warm-up's first rate, as a fraction of the peak */
+    int crop_padding;           /* per-image random crop from the image padded by this (0: off) */
+    bool hflip;                 /* per-image random horizontal flip */
+    bool normalize;             /* inputs by the training set's mean and std */
+} model_recipe;
+
 typedef struct model_entry {
     const char *name;
     /* *out is owned by the caller (clg_module_free); seed picks the initial weights. */
@@ -19,6 +33,9 @@ typedef struct model_entry {
     int channels, height, width; /* one input image, (C, H, W) */
     int classes;
     const char *description;
+    model_recipe recipe;
+    /* Optional: the model with `blocks` blocks per stage (resnet; build uses 1). */
+    clg_status (*build_blocks)(clg_context *ctx, uint64_t seed, int blocks, clg_module **out);
 } model_entry;
 
 /* SGD's momentum in the tools unless told otherwise (clgrad-train --momentum) */
@@ -37,5 +54,10 @@ void model_print_list(FILE *f, const char *indent);
  * of model; momentum applies to SGD only. */
 clg_status model_optimizer_create(clg_context *ctx, clg_module *model, const char *optimizer, double lr,
                                   double momentum, double weight_decay, clg_optimizer **out);
+/* The same with Nesterov momentum (SGD) and, with decay_split, weight decay on the weights
+ * only (clg_param_groups_decay_split). */
+clg_status model_optimizer_create_ex(clg_context *ctx, clg_module *model, const char *optimizer, double lr,
+                                     double momentum, bool nesterov, double weight_decay, bool decay_split,
+                                     clg_optimizer **out);
 
 #endif
