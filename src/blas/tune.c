@@ -269,7 +269,8 @@ clg_status clg_blas_tune_write(clg_context *ctx, const clg_tune_data *d, char *w
     cJSON_Delete(root);
     if (!text) return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "gemm tuning: out of host memory");
     /* temp file + rename: a reader never sees half a file */
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    clg__remove_stale_temps(path);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     bool ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
     if (f && fclose(f) != 0) ok = false;

@@ -82,6 +82,7 @@ clg_status clg__disk_cache_store(const char *dir, uint64_t key, const unsigned c
     if (!clg__mkdirs(dir)) return CLG_IO_ERROR;
     char path[4200], tmp[4300];
     file_path(dir, key, path, sizeof path);
+    clg__remove_stale_temps(path);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     unsigned char header[32];
     memcpy(header, MAGIC, 8);

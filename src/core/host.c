@@ -11,7 +11,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 void clg__fmt(char *buf, size_t len, const char *fmt, ...) {
@@ -63,8 +65,22 @@ clg_status clg__read_file(const char *path, size_t cap, const char *what, unsign
                              size_t *size, char *err, size_t err_len) {
     *data = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
+    /* Without blocking (a FIFO would hang the open) and a regular file only (/dev/zero would
+     * be read up to the cap, a FIFO or a folder make no sense here). */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st0;
+    if (fd < 0 || fstat(fd, &st0) != 0 || !S_ISREG(st0.st_mode)) {
+        if (fd >= 0) {
+            close(fd);
+            clg__fmt(err, err_len, "%s: %s is not a regular file", what, path);
+        } else {
+            clg__fmt(err, err_len, "%s: cannot open %s: %s", what, path, strerror(errno));
+        }
+        return CLG_IO_ERROR;
+    }
+    FILE *f = fdopen(fd, "rb");
     if (!f) {
+        close(fd);
         clg__fmt(err, err_len, "%s: cannot open %s: %s", what, path, strerror(errno));
         return CLG_IO_ERROR;
     }
@@ -128,7 +144,9 @@ clg_status clg__write_file_atomic(const char *path, const void *data, size_t len
     char *tmp = malloc(n);
     if (!tmp) return CLG_OUT_OF_HOST_MEMORY;
     clg__fmt(tmp, n, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* One temp name per path, so a killed writer leaves at most that one, which the next
+     * write replaces; never through a symlink placed there. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     bool ok = fd >= 0;
     for (size_t done = 0; ok && done < len;) {
         ssize_t n = write(fd, (const char *)data + done, len - done);
@@ -142,4 +160,33 @@ clg_status clg__write_file_atomic(const char *path, const void *data, size_t len
     if (!ok && fd >= 0) unlink(tmp);
     free(tmp);
     return ok ? CLG_OK : CLG_IO_ERROR;
+}
+
+void clg__remove_stale_temps(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    const char *base = slash ? slash + 1 : path;
+    if (slash) {
+        const size_t n = (size_t)(slash - path);
+        if (n >= sizeof dir) return;
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    } else {
+        strcpy(dir, ".");
+    }
+    DIR *d = opendir(dir[0] ? dir : "/");
+    if (!d) return;
+    const size_t blen = strlen(base);
+    for (struct dirent *e; (e = readdir(d));) {
+        /* "<base>.tmp.<pid>" */
+        if (strncmp(e->d_name, base, blen) || strncmp(e->d_name + blen, ".tmp.", 5)) continue;
+        char *end;
+        const long pid = strtol(e->d_name + blen + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+        char full[8192];
+        snprintf(full, sizeof full, "%s/%s", dir[0] ? dir : "", e->d_name);
+        unlink(full);
+    }
+    closedir(d);
 }

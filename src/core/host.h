@@ -35,6 +35,10 @@ clg_status clg__read_file(const char *path, size_t cap, const char *what, unsign
 /* Writes len bytes to path through "<path>.tmp" + fsync + rename: a reader sees the old file
  * or the new one, never a part. CLG_IO_ERROR on failure (the temp file removed). */
 clg_status clg__write_file_atomic(const char *path, const void *data, size_t len);
+/* Writers that many processes may run at once on one path (the disk cache, the tuning file)
+ * write "<path>.tmp.<pid>" and rename it. A writer killed before the rename leaves its temp
+ * file behind: this removes those of path whose process is gone (best effort). */
+void clg__remove_stale_temps(const char *path);
 /* FNV-1a 64 continued from h (start with CLG_FNV1A_START). */
 #define CLG_FNV1A_START 0xcbf29ce484222325ull
 uint64_t clg__fnv1a(uint64_t h, const void *data, size_t len);

@@ -7,6 +7,7 @@
  */
 #include <ctype.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -388,6 +389,10 @@ clg_status clg__launch(clg_context *ctx, cl_kernel k, cl_uint dims, const size_t
     for (cl_uint d = 0; d < dims; d++) {
         size_t l = local ? local[d] : (d == 0 ? 64 : 1);
         if (global[d] == 0) return CLG_OK; /* nothing to do */
+        /* Kernels index with int (GID0): a rounded size past INT_MAX would make ids negative. */
+        if (l == 0 || global[d] > (size_t)INT_MAX - (l - 1))
+            return clg__fail(ctx, CLG_UNSUPPORTED, "%s: %zu work-items in dimension %u, past the kernels' int index",
+                             what, global[d], d);
         g[d] = (global[d] + l - 1) / l * l;
     }
     if (clg__fault(ctx, CLG_FAULT_ENQUEUE))
@@ -428,7 +433,9 @@ clg_status clg__launch_rows(clg_context *ctx, cl_kernel k, size_t rows, size_t r
                             cl_uint nargs, const char *what) {
     if (rows == 0) return CLG_OK;
     /* The element chunk (>= 1024 elements, ~8 items per core) rounded to whole rows. */
-    size_t per = row_len ? row_len : 1, c = (clg__elems_chunk(ctx, rows * per) + per - 1) / per;
+    size_t per = row_len ? row_len : 1, elems = rows > SIZE_MAX / per ? SIZE_MAX : rows * per;
+    const size_t want = clg__elems_chunk(ctx, elems);
+    size_t c = want / per + (want % per != 0); /* ceil, without want + per - 1 wrapping */
     int chunk = (int)(c < 1 ? 1 : c > rows ? rows : c);
     clg_karg all[32];
     if (nargs + 1 > sizeof all / sizeof *all) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: too many arguments", what);

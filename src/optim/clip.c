@@ -62,6 +62,8 @@ clg_status clg_clip_grad_norm(clg_tensor *const *params, size_t n, double max_no
         (st = clg__kernel_dt(ctx, "optim/clip", "grad_norm_finish", dt, NULL, &kf)) ||
         (st = clg__kernel_dt(ctx, "optim/clip", "grad_scale", dt, NULL, &ks)))
         return st;
+    const int phase = ctx->phase; /* the profiler counts clipping with the optimizer */
+    ctx->phase = CLG_PHASE_OPTIMIZER;
     int count = 0;
     for (size_t i = 0; i < n; i++) {
         const clg_tensor *g = clg_tensor_grad(params[i]);
@@ -102,6 +104,7 @@ clg_status clg_clip_grad_norm(clg_tensor *const *params, size_t n, double max_no
         if (st == CLG_OK) *total_norm = dt == CLG_F64 ? host[0] : (double)hostf[0];
     }
 done:
+    ctx->phase = phase;
     clg_tensor_free(partial);
     clg_tensor_free(out);
     return st;

@@ -32,6 +32,11 @@ static clg_status make_random(clg_context *ctx, clg_dtype dtype, int ndim, const
     if (!ctx) return CLG_INVALID_ARGUMENT;
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: out is NULL", op);
     *out = NULL;
+    /* torch.empty(...).uniform_(lo, hi) needs lo <= hi, normal_(mean, std) std >= 0; both finite. */
+    if (d == DIST_UNIFORM && !(isfinite(a) && isfinite(b) && a <= b))
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: bounds [%g, %g] must be finite with lo <= hi", op, a, b);
+    if (d == DIST_NORMAL && !(isfinite(a) && isfinite(b) && b >= 0))
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: mean %g and std %g must be finite with std >= 0", op, a, b);
     clg_tensor *t;
     clg_status st = clg__tensor_new(ctx, dtype, ndim, shape, &t);
     if (st != CLG_OK) return st;
