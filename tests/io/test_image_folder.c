@@ -5,10 +5,10 @@
  * corrupt, truncated and mislabelled files (the message names the file; fail or skip), and a
  * tiny model trained on the folder through the public API to high held-out accuracy.
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <cmocka.h>
 
 #include <math.h>
 #include <stdio.h>
