@@ -3,10 +3,10 @@
  * line), per-step losses spread over their epoch, and charts read back: a PNG of the asked
  * size with each run's colour on it, an SVG document, refusals. The CLI: test_plot.sh.
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <cmocka.h>
 
 #include <cairo.h>
 #include <math.h>
