@@ -154,7 +154,13 @@ static void expected_of(const char *path, int *cls, int *k) {
 
 static void test_read(void **state) {
     (void)state;
-    if (!have_png()) return;
+    if (!have_png()) { /* a build without libpng names the file it cannot read */
+        clg_image_folder f;
+        char err[512] = "";
+        assert_int_equal(clg_image_folder_read(root, NULL, &f, NULL, err, sizeof err), CLG_UNSUPPORTED);
+        assert_non_null(strstr(err, "/cross/img000.png: this build reads no PNG"));
+        return;
+    }
     clg_image_folder f;
     char err[512] = "";
     clg_image_folder_params p = clg_image_folder_default_params();
