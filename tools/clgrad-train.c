@@ -13,6 +13,11 @@
 #include <unistd.h>
 
 #include <clgrad.h>
+#ifdef CLG_HAVE_MPI
+#include <clgrad/dist.h>
+#else
+typedef struct clg_dist clg_dist; /* never made without MPI */
+#endif
 
 #include "models.h"
 #include "tool_args.h"
@@ -38,6 +43,7 @@ typedef struct options {
     /* resume */
     const char *checkpoint, *resume, *profile;
     long long save_every;    /* optimizer steps between training-state saves (0: at epoch ends) */
+    int distributed;         /* data-parallel over the MPI ranks (mpirun) */
 } options;
 
 typedef struct dataset {
@@ -93,6 +99,9 @@ static void usage(FILE *f) {
             "  --resume FILE           continue a run from its training state, exactly\n"
             "  --profile FILE.json     profile the first epoch after 3 warm-up steps: a table per op\n"
             "                          and phase at the end, and a Chrome trace (Perfetto)\n"
+            "  --distributed           under mpirun: one replica per rank, --batch images per rank\n"
+            "                          (the global batch is ranks x --batch), gradients averaged\n"
+            "                          each step; rank 0 evaluates, prints and saves (needs MPI)\n"
             "models:\n",
             names, MAX_EPOCHS, MAX_BATCH, EXIT_NONFINITE);
     model_print_list(f, "  ");
@@ -118,7 +127,8 @@ static int parse_args(int argc, char **argv, options *o) {
         {"nesterov", no_argument, 0, 6},          {"no-nesterov", no_argument, 0, 7},
         {"blocks", required_argument, 0, 8},      {"checkpoint", required_argument, 0, 9},
         {"save-every", required_argument, 0, 10}, {"resume", required_argument, 0, 11},
-        {"profile", required_argument, 0, 12},    {0, 0, 0, 0}};
+        {"profile", required_argument, 0, 12},    {"distributed", no_argument, 0, 13},
+        {0, 0, 0, 0}};
     static const char *T = "clgrad-train";
     int c;
     long long v;
@@ -150,6 +160,7 @@ static int parse_args(int argc, char **argv, options *o) {
         case 10: ok = tool_parse_int(T, "--save-every", optarg, 1, LLONG_MAX, &o->save_every); break;
         case 11: o->resume = optarg; break;
         case 12: o->profile = optarg; break;
+        case 13: o->distributed = 1; break;
         case 's': ok = tool_parse_u64(T, "--seed", optarg, &o->seed); break;
         case 'n': ok = tool_parse_int(T, "--limit", optarg, 0, INT_MAX, &v), o->limit = (int)v; break;
         case 't': ok = tool_parse_int(T, "--test-limit", optarg, 0, INT_MAX, &v), o->test_limit = (int)v; break;
@@ -233,6 +244,19 @@ static int parse_args(int argc, char **argv, options *o) {
         fprintf(stderr, "clgrad-train: --save-every needs --checkpoint FILE\n");
         return -1;
     }
+#ifndef CLG_HAVE_MPI
+    if (o->distributed) {
+        fprintf(stderr, "clgrad-train: --distributed needs a build with MPI (apt-get install libopenmpi-dev "
+                        "openmpi-bin, then reconfigure)\n");
+        return -1;
+    }
+#endif
+    if (o->distributed && (o->checkpoint || o->resume || o->profile || o->eval_only)) {
+        /* replicas keep their own batch-norm statistics, which one training state cannot hold */
+        fprintf(stderr, "clgrad-train: --distributed does not go with --checkpoint, --resume, --profile or "
+                        "--eval-only\n");
+        return -1;
+    }
     if (o->checkpoint && !tool_check_writable(T, "--checkpoint", o->checkpoint)) return -1;
     if (o->profile && !tool_check_writable(T, "--profile", o->profile)) return -1;
     return 0;
@@ -307,12 +331,17 @@ static int fail(clg_context *ctx, const char *what, clg_status st) {
 /* Runs one batch (x holds n images); trains when opt is not NULL, clipping the gradients'
  * global norm to clip first when clip > 0. */
 static int run_batch(clg_context *ctx, clg_module *model, int classes, clg_optimizer *opt, double clip,
-                     clg_tensor *const *params, size_t n_params, clg_tensor *x, const int32_t *labels, int n,
-                     float *logits, batch_result *r) {
+                     clg_tensor *const *params, size_t n_params, clg_dist *dist, clg_tensor *x,
+                     const int32_t *labels, int n, float *logits, batch_result *r) {
     clg_tensor *y = NULL, *loss = NULL;
     clg_status st = clg_module_forward(ctx, model, x, &y);
     if (st == CLG_OK) st = clg_softmax_cross_entropy(ctx, y, labels, (size_t)n, &loss);
     if (st == CLG_OK && opt) st = clg_backward(ctx, loss);
+#ifdef CLG_HAVE_MPI
+    if (st == CLG_OK && opt && dist) st = clg_dist_average_grads(dist, ctx, params, n_params);
+#else
+    (void)dist;
+#endif
     if (st == CLG_OK && opt && clip > 0) st = clg_clip_grad_norm(params, n_params, clip, 2.0, NULL);
     if (st == CLG_OK && opt) st = clg_optimizer_step(opt);
     if (opt) clg_optimizer_zero_grad(opt);
@@ -349,7 +378,7 @@ static int evaluate(clg_context *ctx, clg_module *model, int classes, clg_loader
             break;
         }
         if (!x) break;
-        rc = run_batch(ctx, model, classes, NULL, 0, NULL, 0, x, labels, n, logits, &r);
+        rc = run_batch(ctx, model, classes, NULL, 0, NULL, 0, NULL, x, labels, n, logits, &r);
         clg_tensor_free(x);
     }
     clg_set_grad_enabled(ctx, was);
@@ -406,10 +435,16 @@ static int write_metrics(const char *path, const char *rows) {
     return 0;
 }
 
-static clg_context *open_context(const char *device, bool profiling) {
+static clg_context *open_context(const char *device, bool profiling, clg_dist *dist) {
     clg_context_params cp = clg_context_default_params();
     cp.device = device;
     cp.profiling = profiling;
+#ifdef CLG_HAVE_MPI
+    char dist_device[64];
+    if (dist) clg_dist_context_params(dist, &cp, dist_device, sizeof dist_device); /* a GPU per local rank */
+#else
+    (void)dist;
+#endif
     clg_context *ctx = NULL;
     char err[2048];
     clg_status st = clg_context_create(&cp, &ctx, err, sizeof err);
@@ -424,7 +459,7 @@ static int list_models(const options *o) {
         model_print_list(stdout, "");
         return 0;
     }
-    clg_context *ctx = open_context(o->device, false);
+    clg_context *ctx = open_context(o->device, false, NULL);
     if (!ctx) return 1;
     int rc = 0;
     printf("{\"models\": [");
@@ -505,15 +540,38 @@ int main(int argc, char **argv) {
     if (parse_args(argc, argv, &o)) return 2;
     if (o.list_models) return list_models(&o);
 
+    clg_dist *dist = NULL;
+    int rank = 0, world = 1;
+#ifdef CLG_HAVE_MPI
+    if (o.distributed) {
+        MPI_Init(&argc, &argv);
+        char derr[512];
+        if (clg_dist_create(MPI_COMM_WORLD, &dist, derr, sizeof derr) != CLG_OK) {
+            fprintf(stderr, "clgrad-train: %s\n", derr);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        rank = clg_dist_rank(dist), world = clg_dist_world_size(dist);
+        if (rank != 0 && !freopen("/dev/null", "w", stdout)) clg_dist_abort(dist, 1, "cannot quiet stdout");
+    }
+#endif
     dataset train = {0}, test = {0};
     if ((!o.eval_only && load_set(o.data, "train", o.limit, o.entry, &train)) ||
-        load_set(o.data, "t10k", o.test_limit, o.entry, &test))
+        load_set(o.data, "t10k", o.test_limit, o.entry, &test)) {
+#ifdef CLG_HAVE_MPI
+        if (dist) clg_dist_abort(dist, 1, "cannot read the data");
+#endif
         return 1;
+    }
     const int classes = o.entry->classes;
     const model_recipe *recipe = &o.entry->recipe;
 
-    clg_context *ctx = open_context(o.device, o.profile != NULL);
-    if (!ctx) return 1;
+    clg_context *ctx = open_context(o.device, o.profile != NULL, dist);
+    if (!ctx) {
+#ifdef CLG_HAVE_MPI
+        if (dist) clg_dist_abort(dist, 1, "no context");
+#endif
+        return 1;
+    }
     clg_status st;
     clg_device_info info;
     clg_context_device_info(ctx, &info);
@@ -542,6 +600,12 @@ int main(int argc, char **argv) {
         fail(ctx, o.load, st);
         goto done;
     }
+#ifdef CLG_HAVE_MPI
+    if (dist && (st = clg_dist_broadcast_module(dist, ctx, model))) { /* every replica from rank 0's */
+        fail(ctx, "broadcast", st);
+        goto done;
+    }
+#endif
     if ((st = model_optimizer_create_ex(ctx, model, o.optimizer, o.lr, o.momentum, o.nesterov, o.weight_decay,
                                         recipe->decay_split, &opt))) {
         fail(ctx, "optimizer", st);
@@ -566,6 +630,7 @@ int main(int argc, char **argv) {
     }
     printf("model %s, %s lr %g%s, batch %d, %d training and %d test images\n", o.model, o.optimizer, o.lr,
            o.nesterov ? " nesterov" : "", bs, train.n, test.n);
+    if (dist) printf("distributed: %d ranks x batch %d = %d images per step\n", world, bs, world * bs);
 
     double test_loss = 0, test_acc = 0;
     if (o.eval_only || o.epochs == 0) {
@@ -574,7 +639,7 @@ int main(int argc, char **argv) {
         rc = 0;
         goto done;
     }
-    lp.batch_size = bs, lp.shuffle = !o.no_shuffle;
+    lp.batch_size = bs, lp.shuffle = !o.no_shuffle, lp.rank = rank, lp.world_size = world;
     if (o.augment) lp.crop_padding = recipe->crop_padding > 0 ? recipe->crop_padding : 2, lp.hflip = true;
     const clg_image_set train_set = {train.images.data, train.labels.data, train.n, 1, train.h, train.w};
     if ((st = clg_loader_create(ctx, &train_set, &lp, &train_loader))) {
@@ -637,7 +702,8 @@ int main(int argc, char **argv) {
                 }
                 profiling = true, profiled_from = step;
             }
-            int brc = run_batch(ctx, model, classes, opt, o.clip_grad_norm, params, n_params, x, labels, n, logits, &r);
+            int brc = run_batch(ctx, model, classes, opt, o.clip_grad_norm, params, n_params, dist, x, labels, n,
+                                logits, &r);
             clg_tensor_free(x);
             if (brc) goto done;
             step++;
@@ -656,6 +722,9 @@ int main(int argc, char **argv) {
                 if (!o.allow_nonfinite) {
                     fprintf(stderr, ": stopping (the parameters are no longer finite; lower --lr, or "
                             "--allow-nonfinite to go on)");
+#ifdef CLG_HAVE_MPI
+                    if (dist) clg_dist_abort(dist, EXIT_NONFINITE, "the training loss is no longer finite");
+#endif
                     if (o.save && saved_epoch)
                         fprintf(stderr, "; %s holds epoch %d", o.save, saved_epoch);
                     else if (o.save)
@@ -688,19 +757,31 @@ int main(int argc, char **argv) {
             }
         }
         const double t_end = tool_now_seconds(), secs = t_end - t0;
-        const double ips = t_end > t_steady && done_n > steady_n ? (done_n - steady_n) / (t_end - t_steady) : done_n / secs;
+        /* images per second of the whole job: each replica's rate times the ranks */
+        const double ips = world * (t_end > t_steady && done_n > steady_n ? (done_n - steady_n) / (t_end - t_steady)
+                                                                          : done_n / secs);
         if (tty) fprintf(stderr, "\r%*s\r", 110, "");
         if (profiling) {
             clg_profiler_stop(ctx);
             profiling = false;
             report_profile(ctx, o.profile, step - profiled_from);
         }
-        if (evaluate(ctx, model, classes, test_loader, test.n, logits, &test_loss, &test_acc)) goto done;
+#ifdef CLG_HAVE_MPI
+        if (dist) { /* the epoch's figures over every replica */
+            double sums[3] = {r.loss_sum, (double)r.correct, (double)done_n};
+            if ((st = clg_dist_sum(dist, sums, 3))) {
+                fail(ctx, "metrics", st);
+                goto done;
+            }
+            r.loss_sum = sums[0], r.correct = (int)sums[1], done_n = (int)sums[2];
+        }
+#endif
+        if (rank == 0 && evaluate(ctx, model, classes, test_loader, test.n, logits, &test_loss, &test_acc)) goto done;
         const double train_loss = done_n ? r.loss_sum / done_n : 0, train_acc = done_n ? (double)r.correct / done_n : 0;
         printf("epoch %d train_loss %.4f train_accuracy %.4f test_loss %.4f test_accuracy %.4f images/s %.0f seconds %.1f\n",
                epoch, train_loss, train_acc, test_loss, test_acc, ips, secs);
         fflush(stdout);
-        if (o.metrics) {
+        if (o.metrics && rank == 0) {
             char row[256];
             snprintf(row, sizeof row, "%d,%.6f,%.6f,%.6f,%.6f,%.1f,%.3f\n", epoch, train_loss, train_acc, test_loss,
                      test_acc, ips, secs);
@@ -713,7 +794,7 @@ int main(int argc, char **argv) {
                 goto done;
             }
         }
-        if (o.save) {
+        if (o.save && rank == 0) {
             st = clg_module_save(ctx, model, o.save);
             if (st == CLG_INVALID_ARGUMENT && nonfinite) {
                 /* refused by the library: NaN or infinity in the state; the good file stays */
@@ -734,9 +815,24 @@ int main(int argc, char **argv) {
             }
         }
     }
+#ifdef CLG_HAVE_MPI
+    if (dist) {
+        uint64_t bytes;
+        double comm;
+        clg_dist_stats(dist, &bytes, &comm);
+        double all[2] = {comm, (double)bytes};
+        if (clg_dist_sum(dist, all, 2) == CLG_OK && step > at.step)
+            printf("communication per step and rank: %.2f ms, %.0f KiB sent (gradients averaged over %d ranks)\n",
+                   all[0] / world / (double)(step - at.step) * 1e3, all[1] / world / (double)(step - at.step) / 1024.0,
+                   world);
+    }
+#endif
     printf("test_loss=%.6f\ntest_accuracy=%.4f\n", test_loss, test_acc);
     rc = 0;
 done:
+#ifdef CLG_HAVE_MPI
+    if (dist && rc != 0) clg_dist_abort(dist, rc, "training failed (the message above says why)");
+#endif
     clg_loader_free(train_loader);
     clg_loader_free(test_loader);
     clg_lr_scheduler_free(sched);
@@ -750,5 +846,11 @@ done:
     free(params);
     free(logits);
     free(rows);
+#ifdef CLG_HAVE_MPI
+    if (dist) {
+        clg_dist_free(dist);
+        MPI_Finalize();
+    }
+#endif
     return rc;
 }
