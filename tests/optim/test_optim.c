@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ref.h"
+#include "optim_test.h"
 #include "ref_style.h"
 #include "optim/optim.h" /* a parameter's reference count */
 
@@ -333,25 +333,13 @@ static const char *const CNN_PARAMS[] = {"conv1.weight", "conv1.bias", "bn1.weig
                                          "bn1.bias",     "fc.weight",  "fc.bias"};
 enum { N_CNN = sizeof CNN_PARAMS / sizeof CNN_PARAMS[0] };
 
-static const clg_st_entry *st_entry(const clg_st_file *f, const char *name) {
-    for (size_t i = 0; i < f->n_entries; i++)
-        if (strcmp(f->entries[i].name, name) == 0) {
-            if (f->entries[i].dtype != CLG_F64) fail_msg("fixture %s is not F64", name);
-            return &f->entries[i];
-        }
-    fail_msg("small_cnn.safetensors has no tensor %s", name);
-    return NULL;
-}
-
-/* A malloc'd copy (the data may be unaligned in the file). */
+/* A malloc'd copy of prefix + name (the data may be unaligned in the file). */
 static double *st_f64(const clg_st_file *f, const char *prefix, const char *name, size_t *n,
                       const clg_st_entry **entry) {
     char full[96];
     snprintf(full, sizeof full, "%s%s", prefix, name);
-    const clg_st_entry *e = st_entry(f, full);
-    double *v = malloc(e->bytes);
-    assert_non_null(v);
-    memcpy(v, e->data, e->bytes);
+    const clg_st_entry *e = NULL;
+    double *v = optim_fixture_f64(f, full, &e);
     *n = e->bytes / sizeof(double);
     if (entry) *entry = e;
     return v;
@@ -403,13 +391,8 @@ static void fixture_first_step(clg_context *ctx, const clg_st_file *f, bool adam
 
 static void test_pytorch_small_cnn(void **state) {
     clg_context *ctx = *state;
-    const char *dir = getenv("CLGRAD_FIXTURES");
-    char path[1024], err[256] = "";
-    snprintf(path, sizeof path, "%s/small_cnn.safetensors", dir ? dir : "tests/fixtures");
     clg_st_file f;
-    memset(&f, 0, sizeof f);
-    clg_status st = clg_st_read(path, &f, err, sizeof err);
-    if (st != CLG_OK) fail_msg("cannot read %s: %s: %s", path, clg_status_name(st), err);
+    optim_fixture_read_file(&f, "small_cnn.safetensors");
     fixture_first_step(ctx, &f, false, "sgd1.");
     fixture_first_step(ctx, &f, true, "adam1.");
     clg_st_file_free(&f);
