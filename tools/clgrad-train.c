@@ -44,6 +44,7 @@ typedef struct options {
     const char *checkpoint, *resume, *profile;
     long long save_every;    /* optimizer steps between training-state saves (0: at epoch ends) */
     int distributed;         /* data-parallel over the MPI ranks (mpirun) */
+    int no_prefetch;         /* prepare batches on the training thread (to measure the prefetch) */
 } options;
 
 typedef struct dataset {
@@ -90,6 +91,8 @@ static void usage(FILE *f) {
             "  --warmup EPOCHS         linear warm-up from 1%% of the rate (fractions allowed)\n"
             "  --clip-grad-norm X      clip the gradients' global 2-norm to X (> 0)\n"
             "  --augment / --no-augment  random crop (2 px zero padding) and horizontal flip\n"
+            "  --no-prefetch           prepare each batch on the training thread (default: the next\n"
+            "                          batch is prepared on a worker thread during the step)\n"
             "  --nesterov / --no-nesterov  SGD's Nesterov momentum\n"
             "  --blocks N              resnet: BasicBlocks per stage, 1..16 (default 1)\n"
             "resume:\n"
@@ -128,7 +131,7 @@ static int parse_args(int argc, char **argv, options *o) {
         {"blocks", required_argument, 0, 8},      {"checkpoint", required_argument, 0, 9},
         {"save-every", required_argument, 0, 10}, {"resume", required_argument, 0, 11},
         {"profile", required_argument, 0, 12},    {"distributed", no_argument, 0, 13},
-        {0, 0, 0, 0}};
+        {"no-prefetch", no_argument, 0, 14},      {0, 0, 0, 0}};
     static const char *T = "clgrad-train";
     int c;
     long long v;
@@ -161,6 +164,7 @@ static int parse_args(int argc, char **argv, options *o) {
         case 11: o->resume = optarg; break;
         case 12: o->profile = optarg; break;
         case 13: o->distributed = 1; break;
+        case 14: o->no_prefetch = 1; break;
         case 's': ok = tool_parse_u64(T, "--seed", optarg, &o->seed); break;
         case 'n': ok = tool_parse_int(T, "--limit", optarg, 0, INT_MAX, &v), o->limit = (int)v; break;
         case 't': ok = tool_parse_int(T, "--test-limit", optarg, 0, INT_MAX, &v), o->test_limit = (int)v; break;
@@ -640,6 +644,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     lp.batch_size = bs, lp.shuffle = !o.no_shuffle, lp.rank = rank, lp.world_size = world;
+    lp.prefetch = !o.no_prefetch;
     if (o.augment) lp.crop_padding = recipe->crop_padding > 0 ? recipe->crop_padding : 2, lp.hflip = true;
     const clg_image_set train_set = {train.images.data, train.labels.data, train.n, 1, train.h, train.w};
     if ((st = clg_loader_create(ctx, &train_set, &lp, &train_loader))) {
