@@ -24,9 +24,9 @@
 #include "clgrad/loader.h"
 #include "clgrad/image_folder.h"
 
-#define CLGRAD_VERSION_MAJOR 0
-#define CLGRAD_VERSION_MINOR 1
-#define CLGRAD_VERSION_PATCH 0
-#define CLGRAD_VERSION_STRING "0.1.0"
+#define CLGRAD_VERSION_MAJOR 0 /* major version of these headers and the library */
+#define CLGRAD_VERSION_MINOR 1 /* minor version */
+#define CLGRAD_VERSION_PATCH 0 /* patch version */
+#define CLGRAD_VERSION_STRING "0.1.0" /* "MAJOR.MINOR.PATCH" */
 
 #endif

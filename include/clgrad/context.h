@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #ifndef CL_TARGET_OPENCL_VERSION
-#define CL_TARGET_OPENCL_VERSION 120
+#define CL_TARGET_OPENCL_VERSION 120 /* the OpenCL 1.2 API, unless the application chose another */
 #endif
 #include <CL/cl.h>
 
@@ -28,6 +28,8 @@
 extern "C" {
 #endif
 
+/* One device with its queue, programs, buffer pool and last error (opaque): clg_context_create,
+ * clg_context_free. */
 typedef struct clg_context clg_context;
 
 /* Log levels for the optional log callback; the library itself never prints. */
@@ -45,6 +47,7 @@ typedef enum clg_kernel_style {
     CLG_KERNEL_STYLE_CPU = 2,
 } clg_kernel_style;
 
+/* Options of clg_context_create; start from clg_context_default_params(). */
 typedef struct clg_context_params {
     /* Device choice: NULL reads CLGRAD_DEVICE, and without it picks the first GPU, else
      * accelerator, else CPU across all platforms, counting only devices of exactly that type:
@@ -78,7 +81,7 @@ typedef struct clg_context_params {
     bool profiling;
 } clg_context_params;
 
-CLG_API clg_context_params clg_context_default_params(void);
+CLG_API clg_context_params clg_context_default_params(void); /* every field zero: NULL, 0, AUTO, false */
 
 /* Creates a context. On failure *out is NULL and, when err is not NULL, err (err_len bytes)
  * holds why, e.g. the list of devices when the choice matched none.
@@ -106,20 +109,22 @@ CLG_API cl_device_id clg_context_cl_device(const clg_context *ctx);
 CLG_API cl_command_queue clg_context_cl_queue(const clg_context *ctx);
 
 /* ---- devices ---- */
+/* One OpenCL device as clgrad sees it (clg_context_device_info, clg_devices_list). */
 typedef struct clg_device_info {
-    char name[256];
-    char vendor[128];
-    char platform_name[128];
-    char platform_version[128];
-    char driver_version[128];
-    int platform_index, device_index;
-    cl_device_type type;
-    unsigned compute_units;
-    uint64_t global_mem_bytes, local_mem_bytes;
-    size_t max_work_group_size;
-    bool fp64, fp16;
+    char name[256]; /* CL_DEVICE_NAME */
+    char vendor[128]; /* CL_DEVICE_VENDOR */
+    char platform_name[128]; /* CL_PLATFORM_NAME */
+    char platform_version[128]; /* CL_PLATFORM_VERSION */
+    char driver_version[128]; /* CL_DRIVER_VERSION */
+    int platform_index, device_index; /* its place in clg_devices_list's order (the "P:D" choice) */
+    cl_device_type type; /* CL_DEVICE_TYPE bits */
+    unsigned compute_units; /* CL_DEVICE_MAX_COMPUTE_UNITS */
+    uint64_t global_mem_bytes, local_mem_bytes; /* CL_DEVICE_GLOBAL_MEM_SIZE, CL_DEVICE_LOCAL_MEM_SIZE */
+    size_t max_work_group_size; /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    bool fp64, fp16; /* double and half precision supported */
 } clg_device_info;
 
+/* The context's device. */
 CLG_API clg_status clg_context_device_info(const clg_context *ctx, clg_device_info *info);
 /* Every device of every platform, in platform then device order. Writes up to cap entries
  * and the total number to *count. */
@@ -129,6 +134,7 @@ CLG_API clg_status clg_devices_list(clg_device_info *infos, size_t cap, size_t *
 CLG_API clg_status clg_device_choose(const char *choice, size_t *index, char *err, size_t err_len);
 
 /* ---- programs ---- */
+/* How clg_program_prepare came by the program. */
 typedef struct clg_build_report {
     double seconds;       /* wall time of this call */
     bool from_memory;     /* already compiled in this context */
@@ -144,6 +150,7 @@ CLG_API clg_status clg_program_prepare(clg_context *ctx, const char *name, const
 CLG_API const char *clg_context_cache_dir(const clg_context *ctx);
 
 /* ---- memory pool ---- */
+/* The buffer pool's counters (clg_context_pool_stats). */
 typedef struct clg_pool_stats {
     size_t bytes_in_use;     /* handed out to live tensors */
     size_t bytes_cached;     /* freed back to the pool, kept for reuse */
@@ -152,6 +159,7 @@ typedef struct clg_pool_stats {
     uint64_t misses;         /* requests that needed a driver allocation */
 } clg_pool_stats;
 
+/* The pool's counters now. */
 CLG_API clg_pool_stats clg_context_pool_stats(const clg_context *ctx);
 /* Releases every cached (unused) buffer to the driver, like torch.cuda.empty_cache(). */
 CLG_API void clg_context_pool_trim(clg_context *ctx);
@@ -167,10 +175,11 @@ CLG_API clg_status clg_profiler_start(clg_context *ctx);
 CLG_API void clg_profiler_stop(clg_context *ctx);
 /* Forgets what was recorded (and releases its events). */
 CLG_API void clg_profiler_reset(clg_context *ctx);
+/* One (op, phase) line of the profiler's summary (clg_profiler_summary). */
 typedef struct clg_profile_row {
     const char *name;     /* the op, e.g. "conv2d", "gemm (clblast)"; owned by the context */
     const char *phase;    /* "forward", "backward" or "optimizer" */
-    uint64_t launches;
+    uint64_t launches; /* kernel launches */
     double device_ms;     /* kernel execution, summed */
     double enqueue_ms;    /* host time inside the enqueue calls */
     double host_gap_ms;   /* host time between the previous launch and this op's launches */
@@ -189,6 +198,7 @@ CLG_API bool clg_set_grad_enabled(clg_context *ctx, bool enabled);
 CLG_API bool clg_grad_enabled(const clg_context *ctx);
 
 /* ---- fault injection (tests only) ---- */
+/* What clg_context_inject_fault makes fail: a buffer allocation, a program build, a kernel enqueue. */
 typedef enum clg_fault_kind { CLG_FAULT_ALLOC = 0, CLG_FAULT_BUILD = 1, CLG_FAULT_ENQUEUE = 2 } clg_fault_kind;
 /* Makes the n-th future event of that kind (1 = the next) fail as the driver would;
  * 0 disarms. Returns the number of such events seen so far (to size a sweep). */

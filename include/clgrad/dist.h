@@ -28,6 +28,7 @@
 extern "C" {
 #endif
 
+/* This process's place in a data-parallel group over MPI (opaque). */
 typedef struct clg_dist clg_dist;
 
 /* Joins comm (duplicated: the application keeps its own, e.g. MPI_COMM_WORLD). MPI must be

@@ -26,9 +26,9 @@ typedef struct clg_save_params {
     /* The file's "__metadata__": n_metadata (key, value) string pairs, metadata[2i] the key and
      * metadata[2i + 1] its value (both copied into the file; NULL with 0 for none). */
     const char *const *metadata;
-    size_t n_metadata;
+    size_t n_metadata; /* (key, value) pairs in metadata */
 } clg_save_params;
-CLG_API clg_save_params clg_save_default_params(void);
+CLG_API clg_save_params clg_save_default_params(void); /* allow_nonfinite false, no metadata */
 
 /* Writes entries (name -> tensor, F32 or F64, C order) atomically to path: in the given
  * order, the header padded with spaces to a multiple of 8, every value checked finite (see
@@ -66,19 +66,20 @@ typedef struct clg_st_entry {
     char *name;        /* owned by the file */
     int dtype;         /* CLG_F32 or CLG_F64; other dtypes are rejected, except a one-element
                         * I64 (PyTorch's num_batches_tracked), converted to F64 in place */
-    int ndim;
-    int shape[CLG_MAX_DIMS];
+    int ndim; /* entries in shape */
+    int shape[CLG_MAX_DIMS]; /* the dimensions */
     const void *data;  /* points into the file's buffer, dtype-sized values, maybe unaligned,
                         * little-endian as in the file */
-    size_t bytes;
+    size_t bytes; /* bytes at data */
 } clg_st_entry;
+/* A whole safetensors file in host memory (clg_st_parse, clg_st_read); free with clg_st_file_free. */
 typedef struct clg_st_file {
     unsigned char *buffer; /* owned */
-    size_t size;
+    size_t size; /* bytes in buffer */
     clg_st_entry *entries; /* owned */
-    size_t n_entries;
+    size_t n_entries; /* entries in entries */
     char **metadata;       /* owned: n_metadata (key, value) pairs of "__metadata__", in file order */
-    size_t n_metadata;
+    size_t n_metadata; /* (key, value) pairs in metadata */
 } clg_st_file;
 /* Parses size bytes at data (copied). err gets a reason. Free with clg_st_file_free. */
 CLG_API clg_status clg_st_parse(const void *data, size_t size, clg_st_file *out, char *err, size_t err_len);
@@ -90,9 +91,10 @@ CLG_API clg_status clg_st_read(const char *path, clg_st_file *out, char *err, si
 CLG_API void clg_st_file_free(clg_st_file *f);
 
 /* ---- IDX (MNIST-style), plain or gzip ---- */
+/* An IDX file (MNIST's format) decoded into host memory (clg_idx_read); free with clg_idx_free. */
 typedef struct clg_idx {
     int ndim;            /* 1 (labels) or 3 (images) usually; up to 4 */
-    int dims[CLG_MAX_DIMS];
+    int dims[CLG_MAX_DIMS]; /* the sizes, ndim of them */
     unsigned char *data; /* owned; unsigned bytes, type 0x08 only */
     size_t size;         /* product of dims */
 } clg_idx;
@@ -119,10 +121,11 @@ CLG_API void clg_idx_free(clg_idx *idx);
  * every name and shape before it writes anything, and needs a model, optimizer (same kind)
  * and schedule built as the saved run's were. Written atomically (clg_safetensors_save). */
 typedef struct clg_train_counters {
-    uint64_t epoch;
+    uint64_t epoch; /* the epoch of the next batch */
     int64_t batch; /* the next batch of epoch */
     int64_t step;  /* optimizer steps taken */
 } clg_train_counters;
+/* Saves m, opt's state, sched's step (sched may be NULL) and counters to path in one safetensors file. */
 CLG_API clg_status clg_train_state_save(clg_context *ctx, const char *path, const clg_module *m,
                                         const clg_optimizer *opt, const clg_lr_scheduler *sched,
                                         const clg_train_counters *counters);

@@ -21,11 +21,12 @@ extern "C" {
 /* n images of (c, h, w) uint8 values in C order, and n labels; borrowed: they must outlive the
  * loader and not change while it runs. */
 typedef struct clg_image_set {
-    const uint8_t *images;
-    const uint8_t *labels;
-    int n, c, h, w;
+    const uint8_t *images; /* n * c * h * w values */
+    const uint8_t *labels; /* n class indices */
+    int n, c, h, w; /* images, channels, height, width */
 } clg_image_set;
 
+/* Options of clg_loader_create; start from clg_loader_default_params(). */
 typedef struct clg_loader_params {
     int batch_size;     /* default 64 */
     bool shuffle;       /* default true: a permutation per epoch from (seed, epoch) */
@@ -43,8 +44,9 @@ typedef struct clg_loader_params {
      * images each); batch_size and drop_last then apply to that share. */
     int rank, world_size;
 } clg_loader_params;
-CLG_API clg_loader_params clg_loader_default_params(void);
+CLG_API clg_loader_params clg_loader_default_params(void); /* the defaults noted at each field */
 
+/* A batch loader over one image set (opaque). */
 typedef struct clg_loader clg_loader;
 /* Ownership: the caller frees *out with clg_loader_free (which joins its thread) before
  * freeing ctx. The loader starts at epoch 0, batch 0. */

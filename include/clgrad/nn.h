@@ -14,6 +14,7 @@
 extern "C" {
 #endif
 
+/* A layer or a container of layers (opaque): parameters, buffers and children by name. */
 typedef struct clg_module clg_module;
 
 /* ---- modules: the generic part (src/nn/module.c) ----
@@ -216,10 +217,11 @@ CLG_API clg_status clg_module_to_dtype(clg_module *m, clg_dtype dtype);
  * first (PyTorch's state_dict order and dotted names: conv1.weight, conv1.bias, bn1.weight,
  * ...). Returns the count; fills up to cap entries. names and tensors are borrowed from m. */
 typedef struct clg_named_tensor {
-    const char *name;
-    clg_tensor *tensor;
-    bool trainable;
+    const char *name; /* dotted state name, e.g. "conv1.weight" */
+    clg_tensor *tensor; /* borrowed from the module */
+    bool trainable; /* a parameter (true) or a buffer (false) */
 } clg_named_tensor;
+/* The count; fills up to cap entries. */
 CLG_API size_t clg_module_state(const clg_module *m, clg_named_tensor *entries, size_t cap);
 /* Only the parameters (for an optimizer), as borrowed tensors, frozen ones included (an
  * optimizer skips a parameter without a gradient, as PyTorch's). */
@@ -241,6 +243,7 @@ CLG_API void clg_module_requires_grad(clg_module *m, bool requires_grad);
  * once (clg_module_manual_seed on the root) initialises every layer from it, reproducibly in
  * call order, whatever the device. gen may be any module of t's context, usually the root. */
 typedef enum clg_fan_mode { CLG_FAN_IN = 0, CLG_FAN_OUT = 1 } clg_fan_mode;
+/* The nonlinearities of torch.nn.init.calculate_gain, with their gains. */
 typedef enum clg_nonlinearity {
     CLG_NONLINEARITY_LINEAR = 0, /* also conv1d/2d/3d and their transposes: gain 1 */
     CLG_NONLINEARITY_SIGMOID,    /* 1 */

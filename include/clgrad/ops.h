@@ -27,11 +27,12 @@ CLG_API clg_status clg_gemm(clg_context *ctx, bool trans_a, bool trans_b, size_t
                             double beta, clg_tensor *c, size_t c_offset, size_t ldc);
 
 /* ---- conv2d (src/ops/conv2d.c) ---- */
+/* PyTorch's Conv2d arguments (clg_conv2d_default_params: stride 1, pad 0, dilation 1, groups 1). */
 typedef struct clg_conv2d_params {
-    int stride_h, stride_w;
-    int pad_h, pad_w;
-    int dilation_h, dilation_w;
-    int groups;
+    int stride_h, stride_w; /* step between windows: rows, columns */
+    int pad_h, pad_w; /* zeros added on each side: rows, columns */
+    int dilation_h, dilation_w; /* spacing between kernel taps: rows, columns */
+    int groups; /* channels split into this many independent groups (C and K divisible by it) */
 } clg_conv2d_params;
 CLG_API clg_conv2d_params clg_conv2d_default_params(void); /* stride 1, pad 0, dilation 1, groups 1 */
 
@@ -59,6 +60,8 @@ CLG_API clg_status clg_mul(clg_context *ctx, const clg_tensor *a, const clg_tens
 CLG_API clg_status clg_scale(clg_context *ctx, const clg_tensor *x, double s, clg_tensor **out);
 
 /* ---- activations (src/ops/activation.c) ---- */
+/* Element-wise activations as PyTorch's relu, leaky_relu(negative_slope), sigmoid, tanh: out has x's
+ * shape. */
 CLG_API clg_status clg_relu(clg_context *ctx, const clg_tensor *x, clg_tensor **out);
 CLG_API clg_status clg_leaky_relu(clg_context *ctx, const clg_tensor *x, double negative_slope, clg_tensor **out);
 CLG_API clg_status clg_sigmoid(clg_context *ctx, const clg_tensor *x, clg_tensor **out);
@@ -67,15 +70,16 @@ CLG_API clg_status clg_tanh(clg_context *ctx, const clg_tensor *x, clg_tensor **
 CLG_API clg_status clg_gelu(clg_context *ctx, const clg_tensor *x, clg_tensor **out);
 
 /* ---- shape (src/ops/reshape.c): views share the buffer ---- */
+/* x viewed as shape (ndim entries, one may be -1: inferred; same element count), sharing x's buffer. */
 CLG_API clg_status clg_reshape(clg_context *ctx, const clg_tensor *x, int ndim, const int *shape, clg_tensor **out);
 /* (N, ...) -> (N, rest) */
 CLG_API clg_status clg_flatten(clg_context *ctx, const clg_tensor *x, clg_tensor **out);
 
 /* ---- pooling (src/ops/pool2d.c): x (N, C, H, W) ---- */
 typedef struct clg_pool2d_params {
-    int kernel_h, kernel_w;
+    int kernel_h, kernel_w; /* window: rows, columns */
     int stride_h, stride_w; /* 0 = the kernel size, as in PyTorch */
-    int pad_h, pad_w;
+    int pad_h, pad_w; /* zeros added on each side: rows, columns */
 } clg_pool2d_params;
 /* All zero: set kernel_h/kernel_w (stride then follows the kernel, no padding). */
 CLG_API clg_pool2d_params clg_pool2d_default_params(void);
@@ -92,6 +96,7 @@ CLG_API clg_status clg_adaptive_avg_pool2d(clg_context *ctx, const clg_tensor *x
 /* ---- cat (src/ops/cat.c): torch.cat of n (1..CLG_CAT_MAX) tensors along dim; every other
  * dimension and the dtype equal. A tensor may appear twice (its gradient gets both slices). */
 #define CLG_CAT_MAX 5
+/* torch.cat(xs[0..n-1], dim) into a new tensor; each input's gradient gets its slice back. */
 CLG_API clg_status clg_cat(clg_context *ctx, int n, const clg_tensor *const *xs, int dim, clg_tensor **out);
 
 /* ---- batch_norm2d (src/ops/batchnorm.c) ----

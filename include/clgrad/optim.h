@@ -13,16 +13,19 @@
 extern "C" {
 #endif
 
+/* An optimizer over a list of parameters (opaque): SGD, Adam or AdamW; free with clg_optimizer_free. */
 typedef struct clg_optimizer clg_optimizer;
 
+/* torch.optim.SGD's arguments. */
 typedef struct clg_sgd_params {
-    double lr, momentum, dampening, weight_decay;
-    bool nesterov;
+    double lr, momentum, dampening, weight_decay; /* as torch.optim.SGD's */
+    bool nesterov; /* Nesterov momentum */
 } clg_sgd_params;
 CLG_API clg_sgd_params clg_sgd_default_params(void); /* lr 0.01, everything else 0 */
 
+/* torch.optim.Adam's (and AdamW's) arguments. */
 typedef struct clg_adam_params {
-    double lr, beta1, beta2, eps, weight_decay;
+    double lr, beta1, beta2, eps, weight_decay; /* as torch.optim.Adam's lr, betas, eps, weight_decay */
     bool decoupled_weight_decay; /* true: AdamW */
 } clg_adam_params;
 CLG_API clg_adam_params clg_adam_default_params(void); /* lr 1e-3, (0.9, 0.999), 1e-8, 0 */
@@ -38,9 +41,9 @@ CLG_API clg_status clg_adam_create(clg_context *ctx, clg_tensor *const *params, 
  * p.weight_decay). The other hyper-parameters are the optimizer's. A parameter may be in one
  * group only. The optimizer copies the list; params stays the caller's. */
 typedef struct clg_param_group {
-    clg_tensor *const *params;
-    size_t n;
-    double lr, weight_decay;
+    clg_tensor *const *params; /* the group's n parameters */
+    size_t n; /* how many */
+    double lr, weight_decay; /* NaN: the optimizer's */
 } clg_param_group;
 /* {params, n, NaN, NaN}: a group with the optimizer's settings. */
 CLG_API clg_param_group clg_param_group_of(clg_tensor *const *params, size_t n);
@@ -56,6 +59,7 @@ CLG_API clg_status clg_sgd_create_groups(clg_context *ctx, const clg_param_group
 CLG_API clg_status clg_adam_create_groups(clg_context *ctx, const clg_param_group *groups,
                                           size_t ngroups, clg_adam_params p, clg_optimizer **out);
 
+/* Frees the optimizer and its state; NULL is a no-op. */
 CLG_API void clg_optimizer_free(clg_optimizer *opt);
 /* Updates every parameter that has a gradient; those without one are skipped (PyTorch). */
 CLG_API clg_status clg_optimizer_step(clg_optimizer *opt);
@@ -116,12 +120,13 @@ typedef enum clg_lr_schedule {
     CLG_LR_ONE_CYCLE,
 } clg_lr_schedule;
 
+/* A schedule and its settings; clg_lr_scheduler_default_params(kind) fills the defaults. */
 typedef struct clg_lr_scheduler_params {
-    clg_lr_schedule kind;
+    clg_lr_schedule kind; /* which schedule */
     double gamma;                 /* STEP, MULTISTEP, EXPONENTIAL; default 0.1 */
     int64_t step_size;            /* STEP */
     const int64_t *milestones;    /* MULTISTEP: increasing; copied at creation */
-    size_t n_milestones;
+    size_t n_milestones; /* MULTISTEP: entries in milestones */
     int64_t t_max;                /* COSINE (> 0) */
     double eta_min;               /* COSINE; default 0 */
     int64_t total_steps;          /* ONE_CYCLE (> 1) */
@@ -131,8 +136,10 @@ typedef struct clg_lr_scheduler_params {
     int64_t warmup_steps;         /* 0: no warm-up */
     double warmup_start_factor;   /* f in (0, 1]; default 1/3 (LinearLR's) */
 } clg_lr_scheduler_params;
+/* Kind with the defaults noted at each field. */
 CLG_API clg_lr_scheduler_params clg_lr_scheduler_default_params(clg_lr_schedule kind);
 
+/* A learning-rate schedule setting an optimizer's rates step by step (opaque). */
 typedef struct clg_lr_scheduler clg_lr_scheduler;
 /* Reads the groups' rates as base rates and sets the rates of step 0. The scheduler borrows
  * opt, which must outlive it. Ownership: the caller frees *out with clg_lr_scheduler_free. */

@@ -34,6 +34,7 @@ extern "C" {
     X(CLG_INVALID_STATE, -12, "the call does not fit the object's state (e.g. no graph)")  \
     X(CLG_COMM_ERROR, -13, "communication between processes failed (MPI)")
 
+/* What every fallible call returns: CLG_OK (0) or a negative cause (CLG_STATUS_LIST). */
 typedef enum clg_status {
 #define CLG_STATUS_ENUM_(name, value, text) name = value,
     CLG_STATUS_LIST(CLG_STATUS_ENUM_)

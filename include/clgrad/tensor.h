@@ -11,12 +11,14 @@
 extern "C" {
 #endif
 
+/* A device tensor (opaque, refcounted): clg_tensor_ref adds a reference, clg_tensor_free drops one. */
 typedef struct clg_tensor clg_tensor;
 
+/* Element type: float (f32) or double (f64). */
 typedef enum clg_dtype { CLG_F32 = 0, CLG_F64 = 1 } clg_dtype;
-#define CLG_MAX_DIMS 4
+#define CLG_MAX_DIMS 4 /* most dimensions a tensor has */
 
-CLG_API size_t clg_dtype_size(clg_dtype dtype);
+CLG_API size_t clg_dtype_size(clg_dtype dtype); /* bytes per element: 4 or 8 */
 CLG_API const char *clg_dtype_name(clg_dtype dtype); /* "f32", "f64" */
 
 /* Creation. Every function returns a new tensor with one reference, owned by the caller,
