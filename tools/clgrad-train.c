@@ -20,13 +20,16 @@ typedef struct clg_dist clg_dist; /* never made without MPI */
 #endif
 
 #include "models.h"
+#ifdef CLG_HAVE_PLOT
+#include "plot.h" /* --plot: tools/plot.c, cairo */
+#endif
 #include "tool_args.h"
 #include "tool_clock.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
 typedef struct options {
-    const char *model, *optimizer, *data, *device, *save, *load, *metrics;
+    const char *model, *optimizer, *data, *device, *save, *load, *metrics, *plot;
     int epochs, batch, limit, test_limit;
     double lr, momentum, weight_decay;
     unsigned long long seed;
@@ -83,6 +86,7 @@ static void usage(FILE *f) {
             "  --load FILE             start from a safetensors checkpoint\n"
             "  --eval-only             only evaluate (use with --load)\n"
             "  --metrics FILE.csv      per-epoch metrics as CSV\n"
+            "  --plot FILE.png|.svg    training curves, redrawn after every epoch (builds with cairo)\n"
             "  --allow-nonfinite       go on when the training loss becomes NaN or infinite\n"
             "                          (else training stops there, exit status %d)\n"
             "training recipe (defaults: the model's; resnet: batch 128, SGD nesterov, weight decay\n"
@@ -122,7 +126,7 @@ static int parse_args(int argc, char **argv, options *o) {
         {"no-shuffle", no_argument, 0, 'N'},      {"data", required_argument, 0, 'd'},
         {"device", required_argument, 0, 'D'},    {"save", required_argument, 0, 'S'},
         {"load", required_argument, 0, 'L'},      {"eval-only", no_argument, 0, 'E'},
-        {"metrics", required_argument, 0, 'C'},   {"help", no_argument, 0, 'h'},
+        {"metrics", required_argument, 0, 'C'},   {"plot", required_argument, 0, 'G'},   {"help", no_argument, 0, 'h'},
         {"list-models", no_argument, 0, 'Z'},     {"json", no_argument, 0, 'J'},
         {"allow-nonfinite", no_argument, 0, 'F'}, {"lr-schedule", required_argument, 0, 1},
         {"warmup", required_argument, 0, 2},      {"clip-grad-norm", required_argument, 0, 3},
@@ -175,6 +179,13 @@ static int parse_args(int argc, char **argv, options *o) {
         case 'L': o->load = optarg; break;
         case 'E': o->eval_only = 1; break;
         case 'C': o->metrics = optarg; break;
+        case 'G':
+            o->plot = optarg;
+#ifndef CLG_HAVE_PLOT
+            fprintf(stderr, "clgrad-train: --plot needs a build with cairo (meson feature plot)\n");
+            ok = false;
+#endif
+            break;
         case 'Z': o->list_models = 1; break;
         case 'J': o->json = 1; break;
         case 'F': o->allow_nonfinite = 1; break;
@@ -591,6 +602,10 @@ int main(int argc, char **argv) {
     const int bs = o.batch, eval_bs = 500 > bs ? 500 : bs;
     float *logits = malloc((size_t)eval_bs * (size_t)classes * sizeof *logits);
     char *rows = calloc(1, 1);
+#ifdef CLG_HAVE_PLOT
+    plot_run curve = {0}; /* --plot: the epochs and per-step losses so far */
+    char plot_err[512];
+#endif
     if (!logits || !rows) {
         fprintf(stderr, "clgrad-train: out of memory\n");
         goto done;
@@ -711,6 +726,9 @@ int main(int argc, char **argv) {
                                 logits, &r);
             clg_tensor_free(x);
             if (brc) goto done;
+#ifdef CLG_HAVE_PLOT
+            if (o.plot && plot_run_add_step(&curve, epoch - 1 + (double)(b + 1) / (double)batches, r.last)) goto done;
+#endif
             step++;
             if (sched && (st = clg_lr_scheduler_step(sched))) {
                 fail(ctx, "learning-rate schedule", st);
@@ -799,6 +817,16 @@ int main(int argc, char **argv) {
                 goto done;
             }
         }
+#ifdef CLG_HAVE_PLOT
+        if (o.plot && rank == 0) {
+            if (!curve.label) curve.label = strdup(o.model);
+            if (plot_run_add_epoch(&curve, (plot_epoch){epoch, train_loss, train_acc, test_loss, test_acc}) ||
+                plot_write(o.plot, &curve, 1, NULL, plot_err, sizeof plot_err)) {
+                fprintf(stderr, "clgrad-train: %s\n", curve.label ? plot_err : "out of memory");
+                goto done;
+            }
+        }
+#endif
         if (o.save && rank == 0) {
             st = clg_module_save(ctx, model, o.save);
             if (st == CLG_INVALID_ARGUMENT && nonfinite) {
@@ -851,6 +879,9 @@ done:
     free(params);
     free(logits);
     free(rows);
+#ifdef CLG_HAVE_PLOT
+    plot_run_free(&curve);
+#endif
 #ifdef CLG_HAVE_MPI
     if (dist) {
         clg_dist_free(dist);
