@@ -389,7 +389,7 @@ static bool shape_fits(const clg_st_entry *e, const clg_tensor *t) {
 }
 
 /* File values (little-endian, maybe unaligned, F32 or F64) into host values of dtype. */
-static void convert_values(const clg_st_entry *e, clg_dtype dtype, void *dst, size_t numel) {
+void io__st_values(const clg_st_entry *e, clg_dtype dtype, void *dst, size_t numel) {
     const unsigned char *p = e->data;
     size_t step = e->dtype == CLG_F64 ? 8 : 4;
     for (size_t i = 0; i < numel; i++, p += step) {
@@ -476,7 +476,7 @@ CLG_API clg_status clg_module_load(clg_context *ctx, clg_module *m, const char *
     }
     for (size_t i = 0; i < n; i++) {
         clg_tensor *t = state[i].tensor;
-        convert_values(match[i], clg_tensor_dtype(t), host, clg_tensor_numel(t));
+        io__st_values(match[i], clg_tensor_dtype(t), host, clg_tensor_numel(t));
         st = clg_tensor_write(t, host, clg_tensor_bytes(t));
         if (st != CLG_OK) {
             snprintf(why, sizeof why, "%s", clg_context_errmsg(ctx));

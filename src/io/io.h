@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "clgrad/status.h"
+#include "clgrad/tensor.h"
 #include "core/host.h"
 
 /* clg_idx_parse with the decoded-data cap as a parameter (1 GiB there); src/io/idx.c.
@@ -38,6 +39,10 @@ clg_status io__open_regular(const char *path, const char *what, io_file *f, char
 clg_status io__read_at(const io_file *f, uint64_t offset, void *buf, size_t len, const char *what,
                        const char *path, char *err, size_t err_len);
 void io__close(io_file *f);
+/* numel values of a safetensors entry (F32 or F64, little-endian, maybe unaligned) into dst as
+ * dtype: F32 to F32 bit-exact, NaNs kept (src/io/checkpoint.c; module and training-state loads). */
+struct clg_st_entry;
+void io__st_values(const struct clg_st_entry *e, clg_dtype dtype, void *dst, size_t numel);
 
 static inline uint64_t io__load_le64(const unsigned char *p) {
     uint64_t v = 0;

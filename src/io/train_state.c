@@ -223,8 +223,7 @@ static bool parse_double(const char *s, double *v) {
     return *end == '\0';
 }
 
-/* The entry's values into t (same element count), converting F32/F64 as needed; the file is
- * little-endian. */
+/* The entry's values into t (same element count), converting F32/F64 as needed. */
 static clg_status write_entry(clg_context *ctx, const clg_st_entry *e, clg_tensor *t) {
     const size_t n = clg_tensor_numel(t), es = e->dtype == CLG_F64 ? 8 : 4;
     if (e->bytes != n * es)
@@ -232,25 +231,7 @@ static clg_status write_entry(clg_context *ctx, const clg_st_entry *e, clg_tenso
                          e->name, e->bytes, n);
     void *host = malloc(clg_tensor_bytes(t) ? clg_tensor_bytes(t) : 1);
     if (!host) return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "train state: out of host memory");
-    const unsigned char *p = e->data;
-    for (size_t i = 0; i < n; i++, p += es) {
-        uint64_t u = 0;
-        for (size_t k = es; k-- > 0;)
-            u = (u << 8) | p[k];
-        double v;
-        if (es == 8) {
-            memcpy(&v, &u, 8);
-        } else {
-            uint32_t u32 = (uint32_t)u;
-            float fv;
-            memcpy(&fv, &u32, 4);
-            v = fv;
-        }
-        if (clg_tensor_dtype(t) == CLG_F64)
-            ((double *)host)[i] = v;
-        else
-            ((float *)host)[i] = (float)v;
-    }
+    io__st_values(e, clg_tensor_dtype(t), host, n);
     clg_status st = clg_tensor_write(t, host, clg_tensor_bytes(t));
     free(host);
     return st;
