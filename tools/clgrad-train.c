@@ -25,6 +25,7 @@ typedef struct clg_dist clg_dist; /* never made without MPI */
 #endif
 #include "tool_args.h"
 #include "tool_clock.h"
+#include "tool_profile.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
@@ -508,31 +509,6 @@ static int list_models(const options *o) {
     return rc ? 1 : 0;
 }
 
-/* The profile of the steps run between clg_profiler_start and now: a table, and the trace. */
-static void report_profile(clg_context *ctx, const char *path, long long steps) {
-    clg_profile_row rows[256];
-    size_t n = 0;
-    clg_status st = clg_profiler_summary(ctx, rows, 256, &n);
-    if (st != CLG_OK || steps < 1) {
-        if (st != CLG_OK) fail(ctx, "profile", st);
-        return;
-    }
-    double dev = 0, gap = 0, enq = 0, launches = 0;
-    for (size_t i = 0; i < n && i < 256; i++)
-        dev += rows[i].device_ms, gap += rows[i].host_gap_ms, enq += rows[i].enqueue_ms, launches += (double)rows[i].launches;
-    printf("profile, per step over %lld steps: %.1f launches, device %.2f ms, enqueue %.2f ms, host between launches "
-           "%.2f ms (waits included)\n%-28s %-9s %9s %10s %7s\n",
-           steps, launches / (double)steps, dev / (double)steps, enq / (double)steps, gap / (double)steps, "op", "phase",
-           "launches", "device ms", "share");
-    for (size_t i = 0; i < n && i < 256; i++)
-        printf("%-28s %-9s %9.1f %10.3f %6.1f%%\n", rows[i].name, rows[i].phase, (double)rows[i].launches / (double)steps,
-               rows[i].device_ms / (double)steps, dev > 0 ? 100 * rows[i].device_ms / dev : 0);
-    if ((st = clg_profiler_write_trace(ctx, path)) != CLG_OK)
-        fail(ctx, path, st);
-    else
-        printf("profile trace: %s (Perfetto, chrome://tracing)\n", path);
-}
-
 /* The schedule of the recipe over the whole run (NULL for a constant rate without warm-up). */
 static clg_status make_schedule(clg_optimizer *opt, const options *o, int64_t steps_per_epoch,
                                 clg_lr_scheduler **out) {
@@ -787,7 +763,7 @@ int main(int argc, char **argv) {
         if (profiling) {
             clg_profiler_stop(ctx);
             profiling = false;
-            report_profile(ctx, o.profile, step - profiled_from);
+            tool_print_profile(ctx, "clgrad-train", o.profile, step - profiled_from);
         }
 #ifdef CLG_HAVE_MPI
         if (dist) { /* the epoch's figures over every replica */

@@ -17,6 +17,7 @@
 
 #include "bench.h"
 #include "models.h"
+#include "tool_profile.h"
 
 /* PyTorch at its best on these VMs: OpenBLAS picks its own (AVX-512) kernels instead of the
  * image's AVX2 override; glibc keeps big buffers instead of returning them every step (a first
@@ -25,34 +26,6 @@
 #define BEST_ENV                                                                                   \
     "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE MALLOC_MMAP_THRESHOLD_=4000000000 "              \
     "MALLOC_TRIM_THRESHOLD_=10000000000 OPENBLAS_NUM_THREADS=1 "
-
-/* The profile of `steps` training steps: per op and phase, per step, device time first; and
- * the trace file clgrad-bench-<model>-trace.json. */
-static void print_profile(clg_context *ctx, const char *model, int steps) {
-    clg_profile_row rows[256];
-    size_t n = 0;
-    if (clg_profiler_summary(ctx, rows, 256, &n) != CLG_OK) {
-        fprintf(stderr, "clgrad-bench train: profile: %s\n", clg_context_errmsg(ctx));
-        return;
-    }
-    double dev = 0, enq = 0, gap = 0;
-    uint64_t launches = 0;
-    for (size_t i = 0; i < n && i < 256; i++) {
-        dev += rows[i].device_ms, enq += rows[i].enqueue_ms, gap += rows[i].host_gap_ms;
-        launches += rows[i].launches;
-    }
-    printf("profile of %s, per step (%d steps): %.1f launches, device %.2f ms, enqueue %.2f ms, host between "
-           "launches %.2f ms\n%-24s %-9s %9s %10s %7s %10s %10s\n", model, steps, (double)launches / steps,
-           dev / steps, enq / steps, gap / steps, "op", "phase", "launches", "device ms", "share", "enqueue ms",
-           "gap ms");
-    for (size_t i = 0; i < n && i < 256; i++)
-        printf("%-24s %-9s %9.1f %10.3f %6.1f%% %10.3f %10.3f\n", rows[i].name, rows[i].phase,
-               (double)rows[i].launches / steps, rows[i].device_ms / steps,
-               dev > 0 ? 100 * rows[i].device_ms / dev : 0, rows[i].enqueue_ms / steps, rows[i].host_gap_ms / steps);
-    char path[256];
-    snprintf(path, sizeof path, "clgrad-bench-%s-trace.json", model);
-    if (clg_profiler_write_trace(ctx, path) == CLG_OK) printf("trace: %s (Perfetto, chrome://tracing)\n", path);
-}
 
 /* Median seconds per training step of one model; -1 on error. *pool_bytes: the pool's
  * footprint afterwards (in use + cached: every buffer the steps needed at once). */
@@ -97,7 +70,10 @@ static double clgrad_step(clg_context *ctx, const model_entry *me, int batch, in
     }
     if (profile) {
         clg_profiler_stop(ctx);
-        print_profile(ctx, me->name, steps);
+        char path[256];
+        snprintf(path, sizeof path, "clgrad-bench-%s-trace.json", me->name);
+        printf("%s:\n", me->name);
+        tool_print_profile(ctx, "clgrad-bench train", path, steps);
         clg_profiler_reset(ctx);
     }
     qsort(t, (size_t)steps, sizeof *t, bench_cmp_double);
