@@ -99,6 +99,46 @@ CLG_API clg_status clg_adaptive_avg_pool2d(clg_context *ctx, const clg_tensor *x
 /* torch.cat(xs[0..n-1], dim) into a new tensor; each input's gradient gets its slice back. */
 CLG_API clg_status clg_cat(clg_context *ctx, int n, const clg_tensor *const *xs, int dim, clg_tensor **out);
 
+/* ---- reductions (src/ops/reduce.c): torch.sum / mean / var / std / max(x, dim) / argmax ----
+ * x is 1- to 4-D. dims lists ndims dimensions to reduce, each in [-ndim, ndim) (negative
+ * counts from the end, as PyTorch); ndims == 0 (dims may be NULL) reduces all of them. With
+ * keepdim the reduced dims stay as size 1, else they go; when every dim goes the result is
+ * (1), where PyTorch gives a 0-d tensor (clgrad has none). *out is a new tensor of x's dtype,
+ * owned by the caller; x is only read. Errors: CLG_INVALID_ARGUMENT for a NULL x or out, a
+ * tensor of another context, ndims < 0 or > x's ndim, dims NULL with ndims > 0, a dim out of
+ * range or one listed twice (the message names it).
+ * Deterministic: each output's sum has one fixed order, the same in both kernel styles and
+ * for any work-group size (in-order blocks of 64 elements added as a pairwise tree), so f32
+ * errors grow with log2 of the count rather than the count, without fp64. Gradients as
+ * PyTorch; backward writes beta * old + new. */
+CLG_API clg_status clg_sum(clg_context *ctx, const clg_tensor *x, int ndims, const int *dims, bool keepdim,
+                           clg_tensor **out);
+/* The sum divided by the number of elements reduced; gradient dy / that number. */
+CLG_API clg_status clg_mean(clg_context *ctx, const clg_tensor *x, int ndims, const int *dims, bool keepdim,
+                            clg_tensor **out);
+/* torch.var(x, dims, correction=correction, keepdim): sum((x - mean)^2) / max(0, M - correction)
+ * over the M elements reduced, in two passes (the mean first: no E[x^2] - E[x]^2
+ * cancellation). correction 1 is the unbiased estimate (unbiased=True), 0 the population
+ * variance. A divisor of 0 gives NaN (or inf), as PyTorch's forward; the gradient
+ * (2 / divisor) * dy * (x - mean) then is NaN or +-inf too (PyTorch 1.13's backward instead
+ * uses the negative M - correction when correction > M). */
+CLG_API clg_status clg_var(clg_context *ctx, const clg_tensor *x, int ndims, const int *dims, bool keepdim,
+                           int correction, clg_tensor **out);
+/* sqrt of clg_var; its gradient is 0 where the std is 0 (a constant set), as PyTorch. */
+CLG_API clg_status clg_std(clg_context *ctx, const clg_tensor *x, int ndims, const int *dims, bool keepdim,
+                           int correction, clg_tensor **out);
+/* The largest value of each reduced set; a NaN in the set makes it NaN (as PyTorch). The
+ * gradient goes whole to the FIRST maximum (the first NaN, if any) in row-major order of the
+ * reduced elements: exactly torch.max(x, dim).values for one dim. torch.amax, and torch.max(x)
+ * without a dim, instead split the gradient evenly among tied maxima; without ties all agree. */
+CLG_API clg_status clg_max(clg_context *ctx, const clg_tensor *x, int ndims, const int *dims, bool keepdim,
+                           clg_tensor **out);
+/* torch.argmax(x, dim, keepdim): the index along dim of the first maximum, NaN counting as the
+ * maximum (the first NaN's index, as PyTorch). Stored as an exact integer value in x's dtype
+ * (0.0, 1.0, ...; PyTorch gives int64); f32 holds them exactly to 2^24, so a longer dim is
+ * CLG_UNSUPPORTED in f32. No gradient: records nothing. */
+CLG_API clg_status clg_argmax(clg_context *ctx, const clg_tensor *x, int dim, bool keepdim, clg_tensor **out);
+
 /* ---- batch_norm2d (src/ops/batchnorm.c) ----
  * training: normalises with the batch statistics and updates running_mean/var in place
  * (running = (1 - momentum) * running + momentum * batch, var unbiased), as PyTorch.
