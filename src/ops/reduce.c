@@ -23,7 +23,7 @@ typedef struct reduce_geom {
 } reduce_geom;
 
 /* The geometry arguments every reduce kernel takes after its buffers, in this order. */
-#define GEOM_ARGS(g)                                                                                          \
+#define GEOM_ARGS(g)                                                                                         \
     CLG_ARG((g)->k0), CLG_ARG((g)->k1), CLG_ARG((g)->sk0), CLG_ARG((g)->sk1), CLG_ARG((g)->r0),              \
         CLG_ARG((g)->r1), CLG_ARG((g)->sr0), CLG_ARG((g)->sr1)
 
@@ -40,8 +40,9 @@ typedef struct reduce_params {
 /* Checks x, out and the dims (negative ones count from the end, as PyTorch; none means all),
  * and works out g and the output shape (the reduced dims dropped, or kept as 1 with keepdim;
  * all dropped gives (1): clgrad has no 0-d tensors). */
-static clg_status reduce_plan(clg_context *ctx, const char *op, const clg_tensor *x, int ndims, const int *dims,
-                              bool keepdim, clg_tensor **out, reduce_geom *g, int *yndim, int *yshape) {
+static clg_status reduce_plan(clg_context *ctx, const char *op, const clg_tensor *x, int ndims,
+                              const int *dims, bool keepdim, clg_tensor **out, reduce_geom *g, int *yndim,
+                              int *yshape) {
     if (!ctx) return CLG_INVALID_ARGUMENT;
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: out is NULL", op);
     *out = NULL;
@@ -51,7 +52,8 @@ static clg_status reduce_plan(clg_context *ctx, const char *op, const clg_tensor
     char s[64];
     if (ndims < 0 || ndims > x->ndim || (ndims > 0 && !dims))
         return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: %d dims%s for x %s (0 to %d; 0 = all)", op, ndims,
-                         ndims > 0 && !dims ? " but dims is NULL" : "", clg__shape_str(x, s, sizeof s), x->ndim);
+                         ndims > 0 && !dims ? " but dims is NULL" : "", clg__shape_str(x, s, sizeof s),
+                         x->ndim);
     bool reduced[CLG_MAX_DIMS] = {false};
     for (int i = 0; i < ndims; i++) {
         const int d = dims[i] < 0 ? dims[i] + x->ndim : dims[i];
@@ -59,7 +61,8 @@ static clg_status reduce_plan(clg_context *ctx, const char *op, const clg_tensor
             return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: dim %d is out of range for x %s (-%d to %d)", op,
                              dims[i], clg__shape_str(x, s, sizeof s), x->ndim, x->ndim - 1);
         if (reduced[d])
-            return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: dim %d appears more than once in the dims", op, dims[i]);
+            return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: dim %d appears more than once in the dims", op,
+                             dims[i]);
         reduced[d] = true;
     }
     for (int d = 0; ndims == 0 && d < x->ndim; d++)
@@ -83,8 +86,8 @@ static clg_status reduce_plan(clg_context *ctx, const char *op, const clg_tensor
         step *= n; /* numel <= INT_MAX */
     }
     /* group 0 is the innermost: it becomes the (outer, inner) pair's inner one */
-    *g = (reduce_geom){.k0 = size[0][1], .k1 = size[0][0], .sk0 = stride[0][1], .sk1 = stride[0][0],
-                       .r0 = size[1][1], .r1 = size[1][0], .sr0 = stride[1][1], .sr1 = stride[1][0]};
+    g->k0 = size[0][1], g->k1 = size[0][0], g->sk0 = stride[0][1], g->sk1 = stride[0][0];
+    g->r0 = size[1][1], g->r1 = size[1][0], g->sr0 = stride[1][1], g->sr1 = stride[1][0];
     g->outs = g->k0 * g->k1;
     g->m = g->r0 * g->r1;
     *yndim = 0;
@@ -115,15 +118,15 @@ static clg_status group_size(clg_context *ctx, cl_kernel k, size_t units, const 
 /* ---------------------------------------------------------------- forward launches */
 
 /* y (outs) = the sums of x's sets, divided by m when mean. */
-static clg_status launch_sum(clg_context *ctx, const reduce_geom *g, clg_tensor *y, const clg_tensor *x, int mean,
-                             const char *what) {
+static clg_status launch_sum(clg_context *ctx, const reduce_geom *g, clg_tensor *y, const clg_tensor *x,
+                             int mean, const char *what) {
     cl_kernel k;
     clg_status st = clg__op_kernel(ctx, "ops/reduce", "reduce_sum", x->dtype, NULL, &k);
     if (st != CLG_OK) return st;
     cl_mem ym = clg__mem(y), xm = clg__mem(x);
     if (clg__cpu_style(ctx))
-        return CLG_LAUNCH_ROWS(ctx, k, (size_t)g->outs, (size_t)g->m, what, CLG_ARG(ym), CLG_ARG(xm), GEOM_ARGS(g),
-                               CLG_ARG(mean), CLG_ARG(g->outs));
+        return CLG_LAUNCH_ROWS(ctx, k, (size_t)g->outs, (size_t)g->m, what, CLG_ARG(ym), CLG_ARG(xm),
+                               GEOM_ARGS(g), CLG_ARG(mean), CLG_ARG(g->outs));
     const size_t blocks = ((size_t)g->m + REDUCE_BLOCK - 1) / REDUCE_BLOCK;
     size_t lsz;
     if ((st = group_size(ctx, k, blocks, what, &lsz)) != CLG_OK) return st;
@@ -166,8 +169,8 @@ static clg_status launch_max(clg_context *ctx, const reduce_geom *g, clg_tensor 
     if (st != CLG_OK) return st;
     cl_mem ym = clg__mem(y), im = idx ? clg__mem(idx) : ym, xm = clg__mem(x); /* im: placeholder unless idx */
     if (clg__cpu_style(ctx))
-        return CLG_LAUNCH_ROWS(ctx, k, (size_t)g->outs, (size_t)g->m, what, CLG_ARG(ym), CLG_ARG(im), CLG_ARG(xm),
-                               GEOM_ARGS(g), CLG_ARG(mode), CLG_ARG(g->outs));
+        return CLG_LAUNCH_ROWS(ctx, k, (size_t)g->outs, (size_t)g->m, what, CLG_ARG(ym), CLG_ARG(im),
+                               CLG_ARG(xm), GEOM_ARGS(g), CLG_ARG(mode), CLG_ARG(g->outs));
     size_t lsz;
     if ((st = group_size(ctx, k, (size_t)g->m, what, &lsz)) != CLG_OK) return st;
     return CLG_LAUNCH_ND(ctx, k, 1, ((size_t[]){(size_t)g->outs * lsz}), ((size_t[]){lsz}), what, CLG_ARG(ym),
@@ -177,8 +180,8 @@ static clg_status launch_max(clg_context *ctx, const reduce_geom *g, clg_tensor 
 
 /* ---------------------------------------------------------------- backward */
 
-static clg_status reduce_backward(clg_context *ctx, clg_node *node, const clg_tensor *dy, clg_tensor *const *dx,
-                                  const double *beta) {
+static clg_status reduce_backward(clg_context *ctx, clg_node *node, const clg_tensor *dy,
+                                  clg_tensor *const *dx, const double *beta) {
     if (!dx[0]) return CLG_OK;
     reduce_params p;
     memcpy(&p, node->params, sizeof p);
@@ -203,16 +206,16 @@ static clg_status reduce_backward(clg_context *ctx, clg_node *node, const clg_te
     if (p.kind == RED_SUM || p.kind == RED_MEAN) {
         const int mean = p.kind == RED_MEAN;
         if ((st = clg__kernel_dt(ctx, "ops/reduce", "reduce_sum_bwd", dt, NULL, &k)) != CLG_OK) return st;
-        return CLG_LAUNCH_ELEMS(ctx, k, x->numel, what, CLG_ARG(dxm), CLG_ARG(dym), GEOM_ARGS(g), CLG_ARG(mean), bk,
-                                CLG_ARG(n));
+        return CLG_LAUNCH_ELEMS(ctx, k, x->numel, what, CLG_ARG(dxm), CLG_ARG(dym), GEOM_ARGS(g),
+                                CLG_ARG(mean), bk, CLG_ARG(n));
     }
     if (p.kind == RED_MAX) {
         const clg_tensor *idx = node->saved[0]; /* (outs) int32 argmax */
         if (!idx) return clg__fail(ctx, CLG_INVALID_STATE, "%s backward: the saved argmax is gone", what);
         cl_mem im = clg__mem(idx);
         if ((st = clg__kernel_dt(ctx, "ops/reduce", "reduce_max_bwd", dt, NULL, &k)) != CLG_OK) return st;
-        return CLG_LAUNCH_ELEMS(ctx, k, x->numel, what, CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(im), GEOM_ARGS(g), bk,
-                                CLG_ARG(n));
+        return CLG_LAUNCH_ELEMS(ctx, k, x->numel, what, CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(im), GEOM_ARGS(g),
+                                bk, CLG_ARG(n));
     }
     const clg_tensor *mean = node->saved[0], *sd = node->saved[1]; /* (outs) each; sd for std only */
     const int is_std = p.kind == RED_STD;
@@ -221,7 +224,8 @@ static clg_status reduce_backward(clg_context *ctx, clg_node *node, const clg_te
     cl_mem mm = clg__mem(mean), sm = is_std ? clg__mem(sd) : mm; /* placeholder for var */
     if ((st = clg__kernel_dt(ctx, "ops/reduce", "reduce_var_bwd", dt, NULL, &k)) != CLG_OK) return st;
     return CLG_LAUNCH_ELEMS(ctx, k, x->numel, what, CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(mm),
-                            CLG_ARG(sm), GEOM_ARGS(g), clg__real(dt, &d, p.dof), CLG_ARG(is_std), bk, CLG_ARG(n));
+                            CLG_ARG(sm), GEOM_ARGS(g), clg__real(dt, &d, p.dof), CLG_ARG(is_std), bk,
+                            CLG_ARG(n));
 }
 
 static const clg_op_def sum_op = {"sum", reduce_backward};
@@ -233,8 +237,8 @@ static const clg_op_def max_op = {"max", reduce_backward};
 /* ---------------------------------------------------------------- the public ops */
 
 /* sum, mean, var, std and max: plan, run, record. correction only for var/std. */
-static clg_status reduce_op(clg_context *ctx, reduce_kind kind, const clg_tensor *x, int ndims, const int *dims,
-                            bool keepdim, int correction, clg_tensor **out) {
+static clg_status reduce_op(clg_context *ctx, reduce_kind kind, const clg_tensor *x, int ndims,
+                            const int *dims, bool keepdim, int correction, clg_tensor **out) {
     static const clg_op_def *const defs[] = {&sum_op, &mean_op, &var_op, &std_op, &max_op};
     const clg_op_def *def = defs[kind];
     reduce_params p = {.kind = kind};
@@ -253,14 +257,16 @@ static clg_status reduce_op(clg_context *ctx, reduce_kind kind, const clg_tensor
         /* Tensors carry only real dtypes: an F32 tensor is a 4-byte-element buffer, here the
          * int32 argmax that only the backward kernel reads (as max_pool2d's). */
         if (st == CLG_OK && record) st = clg__tensor_new(ctx, CLG_F32, yndim, yshape, &saved0);
-        if (st == CLG_OK) st = launch_max(ctx, &p.g, y, saved0, x, record ? MAX_VALUE_IDX : MAX_VALUE, def->name);
+        if (st == CLG_OK)
+            st = launch_max(ctx, &p.g, y, saved0, x, record ? MAX_VALUE_IDX : MAX_VALUE, def->name);
     } else {
         /* The kernel always writes the means: saved for backward, or scratch. */
         if (st == CLG_OK) st = clg__tensor_new(ctx, x->dtype, yndim, yshape, &saved0);
         if (st == CLG_OK) st = launch_var(ctx, &p.g, y, saved0, x, p.dof, kind == RED_STD, def->name);
         /* std's backward divides by the result; a copy, since a node holding y would keep
          * its own output alive */
-        if (st == CLG_OK && record && kind == RED_STD) st = clg__tensor_new(ctx, x->dtype, yndim, yshape, &saved1);
+        if (st == CLG_OK && record && kind == RED_STD)
+            st = clg__tensor_new(ctx, x->dtype, yndim, yshape, &saved1);
         if (st == CLG_OK && saved1) st = clg_tensor_copy(saved1, y);
     }
     if (st == CLG_OK && record) {
@@ -289,13 +295,13 @@ clg_status clg_mean(clg_context *ctx, const clg_tensor *x, int ndims, const int 
     return reduce_op(ctx, RED_MEAN, x, ndims, dims, keepdim, 0, out);
 }
 
-clg_status clg_var(clg_context *ctx, const clg_tensor *x, int ndims, const int *dims, bool keepdim, int correction,
-                   clg_tensor **out) {
+clg_status clg_var(clg_context *ctx, const clg_tensor *x, int ndims, const int *dims, bool keepdim,
+                   int correction, clg_tensor **out) {
     return reduce_op(ctx, RED_VAR, x, ndims, dims, keepdim, correction, out);
 }
 
-clg_status clg_std(clg_context *ctx, const clg_tensor *x, int ndims, const int *dims, bool keepdim, int correction,
-                   clg_tensor **out) {
+clg_status clg_std(clg_context *ctx, const clg_tensor *x, int ndims, const int *dims, bool keepdim,
+                   int correction, clg_tensor **out) {
     return reduce_op(ctx, RED_STD, x, ndims, dims, keepdim, correction, out);
 }
 
@@ -313,8 +319,9 @@ clg_status clg_argmax(clg_context *ctx, const clg_tensor *x, int dim, bool keepd
     /* Indices are stored as values of x's dtype: f32 holds integers exactly only to 2^24. */
     if (x->dtype == CLG_F32 && g.m > (1 << 24) + 1) {
         char s[64];
-        return clg__fail(ctx, CLG_UNSUPPORTED, "argmax: dim %d of x %s is longer than f32 indexes exactly (2^24)",
-                         dim, clg__shape_str(x, s, sizeof s));
+        return clg__fail(ctx, CLG_UNSUPPORTED,
+                         "argmax: dim %d of x %s is longer than f32 indexes exactly (2^24)", dim,
+                         clg__shape_str(x, s, sizeof s));
     }
     clg_tensor *y = NULL;
     st = clg__tensor_new(ctx, x->dtype, yndim, yshape, &y);
