@@ -13,7 +13,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include "ops/op.h"
+#include "ops/conv2d.h"
 
 #define CONV_DEFAULT_WORKSPACE ((size_t)64 << 20)
 #define CONV_CPU_CHUNK_BYTES ((size_t)2 << 20) /* see chunk_images */
@@ -45,15 +45,8 @@ int clg_conv2d_out_size(int in, int kernel, int stride, int pad, int dilation) {
 
 /* ---------------------------------------------------------------- validation */
 
-typedef struct conv_dims {
-    int N, C, H, W; /* x (N, C, H, W) */
-    int K, KH, KW;  /* w (K, C/groups, KH, KW) */
-    int G, Cg, Kg;  /* groups and channels per group */
-    int OH, OW, P;  /* output size, P = OH*OW */
-    size_t ckk;     /* C*KH*KW: rows of col */
-    size_t cgkk;    /* Cg*KH*KW: rows of one group's slice of col, columns of W_g */
-    clg_dtype dt;
-} conv_dims;
+/* The sizes of one call (src/ops/conv2d.h, shared with conv_transpose2d). */
+typedef clg_conv_dims conv_dims;
 
 static clg_status check_dtype(clg_context *ctx, const char *fn, const clg_tensor *t, const char *what,
                               clg_dtype dt) {
@@ -485,6 +478,49 @@ clg_status clg_conv2d_backward(clg_context *ctx, const clg_tensor *x, const clg_
                                clg_tensor *db, double beta) {
     if (!ctx) return CLG_INVALID_ARGUMENT;
     return backward_all(ctx, "clg_conv2d_backward", x, w, dy, &p, dx, beta, dw, beta, db, beta);
+}
+
+/* ---------------------------------------------------------------- for conv_transpose2d */
+
+clg_status clg__conv2d_forward_dims(clg_context *ctx, const clg_conv_dims *d, const clg_conv2d_params *p,
+                                    const clg_tensor *x, const clg_tensor *w, const clg_tensor *b,
+                                    clg_tensor *y) {
+    return forward_impl(ctx, d, p, x, w, b, y);
+}
+
+clg_status clg__conv2d_backward_dims(clg_context *ctx, const clg_conv_dims *d, const clg_conv2d_params *p,
+                                     const clg_tensor *x, const clg_tensor *w, const clg_tensor *dy,
+                                     clg_tensor *dx, double beta_x, clg_tensor *dw, double beta_w) {
+    if (!dx && !dw) return CLG_OK;
+    const conv_run r = run_init(ctx, d, p);
+    return backward_impl(&r, x, w, dy, dx, beta_x, dw, beta_w);
+}
+
+/* The bias kernels read only K, P (and N) of the dims: a (n, k, plane) tensor is such a y. */
+static conv_dims bias_dims(clg_dtype dt, int n, int k, int plane) {
+    conv_dims d;
+    memset(&d, 0, sizeof d);
+    d.N = n, d.K = k, d.P = plane, d.dt = dt;
+    return d;
+}
+
+clg_status clg__conv2d_bias_add(clg_context *ctx, clg_dtype dt, int n, int k, int plane, const clg_tensor *b,
+                                clg_tensor *y) {
+    const conv_dims d = bias_dims(dt, n, k, plane);
+    const clg_conv2d_params p = clg_conv2d_default_params();
+    const conv_run r = run_init(ctx, &d, &p);
+    clg_status st = CLG_OK;
+    for (int i = 0; i < n && st == CLG_OK; i++)
+        st = run_bias(&r, clg__mem(y), i, clg__mem(b));
+    return st;
+}
+
+clg_status clg__conv2d_bias_grad(clg_context *ctx, clg_dtype dt, int n, int k, int plane, const clg_tensor *dy,
+                                 clg_tensor *db, double beta) {
+    const conv_dims d = bias_dims(dt, n, k, plane);
+    const clg_conv2d_params p = clg_conv2d_default_params();
+    const conv_run r = run_init(ctx, &d, &p);
+    return run_bias_grad(&r, dy, db, beta);
 }
 
 /* ---------------------------------------------------------------- graph op */
