@@ -50,6 +50,44 @@ CLG_API clg_status clg_conv2d_backward(clg_context *ctx, const clg_tensor *x, co
 /* Output size of one spatial dimension, or -1 when the kernel does not fit. */
 CLG_API int clg_conv2d_out_size(int in, int kernel, int stride, int pad, int dilation);
 
+/* ---- conv_transpose2d (src/ops/conv_transpose2d.c) ----
+ * torch.nn.functional.conv_transpose2d: the gradient of conv2d with respect to its input, used
+ * as a layer (upsampling). x (N, C_in, H, W), w (C_in, C_out/groups, kh, kw) as
+ * torch.nn.ConvTranspose2d stores it, b (C_out) or NULL -> y (N, C_out, OH, OW) with
+ * OH = (H - 1)*stride_h - 2*pad_h + dilation_h*(kh - 1) + output_pad_h + 1 (OW likewise).
+ * Errors as PyTorch refuses: CLG_INVALID_ARGUMENT for stride or dilation < 1, padding or
+ * output padding < 0, an output padding not smaller than either the stride or the dilation,
+ * groups < 1 or not dividing C_in; CLG_SHAPE_MISMATCH for w's first dimension != C_in, b not
+ * (C_out), or an output size below 1; CLG_UNSUPPORTED past 32-bit kernel indexing. */
+typedef struct clg_conv_transpose2d_params {
+    int stride_h, stride_w;         /* step between x's pixels in the output: rows, columns */
+    int pad_h, pad_w;               /* rows, columns removed from each side of the full output */
+    int output_pad_h, output_pad_w; /* rows, columns added at the bottom and right (PyTorch's output_padding) */
+    int dilation_h, dilation_w;     /* spacing between kernel taps: rows, columns */
+    int groups;                     /* channels split into this many independent groups */
+} clg_conv_transpose2d_params;
+/* stride 1, pad 0, output_pad 0, dilation 1, groups 1 (torch.nn.ConvTranspose2d's defaults). */
+CLG_API clg_conv_transpose2d_params clg_conv_transpose2d_default_params(void);
+
+/* y = conv_transpose2d(x, w, b) into a new tensor; records a node when an input requires
+ * gradients (x, w and b each get theirs). */
+CLG_API clg_status clg_conv_transpose2d(clg_context *ctx, const clg_tensor *x, const clg_tensor *w,
+                                        const clg_tensor *b, clg_conv_transpose2d_params p, clg_tensor **out);
+/* y must already have the output shape; it is overwritten. Records nothing. */
+CLG_API clg_status clg_conv_transpose2d_forward(clg_context *ctx, const clg_tensor *x, const clg_tensor *w,
+                                                const clg_tensor *b, clg_conv_transpose2d_params p,
+                                                clg_tensor *y);
+/* Gradients from dy (N, C_out, OH, OW): dx (N, C_in, H, W), dw (C_in, C_out/groups, kh, kw),
+ * db (C_out). Any of dx, dw, db may be NULL to skip it. Each is written as beta*old + new. */
+CLG_API clg_status clg_conv_transpose2d_backward(clg_context *ctx, const clg_tensor *x, const clg_tensor *w,
+                                                 const clg_tensor *dy, clg_conv_transpose2d_params p,
+                                                 clg_tensor *dx, clg_tensor *dw, clg_tensor *db, double beta);
+/* Output size of one spatial dimension (the formula above), or -1 when an argument is out of
+ * range (in or kernel < 1, stride or dilation < 1, pad or output_pad < 0, output_pad not
+ * smaller than stride or dilation) or the size is below 1 or past INT_MAX. */
+CLG_API int clg_conv_transpose2d_out_size(int in, int kernel, int stride, int pad, int output_pad,
+                                          int dilation);
+
 /* ---- linear (src/ops/linear.c): x (N, in), w (out, in), b (out) or NULL -> (N, out) ---- */
 CLG_API clg_status clg_linear(clg_context *ctx, const clg_tensor *x, const clg_tensor *w,
                               const clg_tensor *b, clg_tensor **out);

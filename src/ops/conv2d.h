@@ -39,7 +39,7 @@ clg_status clg__conv2d_bias_add(clg_context *ctx, clg_dtype dt, int n, int k, in
                                 clg_tensor *y);
 
 /* db (k) = beta*db + the sum of dy (n, k, plane) over n and plane (deterministic tree). */
-clg_status clg__conv2d_bias_grad(clg_context *ctx, clg_dtype dt, int n, int k, int plane, const clg_tensor *dy,
-                                 clg_tensor *db, double beta);
+clg_status clg__conv2d_bias_grad(clg_context *ctx, clg_dtype dt, int n, int k, int plane,
+                                 const clg_tensor *dy, clg_tensor *db, double beta);
 
 #endif
