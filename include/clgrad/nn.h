@@ -140,6 +140,15 @@ CLG_API clg_status clg_conv2d_module_create(clg_context *ctx, const char *name, 
                                             int out_channels, int kernel_h, int kernel_w,
                                             clg_conv2d_params p, bool bias, uint64_t seed,
                                             clg_module **out);
+/* torch.nn.ConvTranspose2d: weight (in_channels, out_channels/groups, kh, kw) and bias
+ * (out_channels) when bias, torch's names; the same init as conv2d's with torch's fan_in for
+ * this weight, out_channels/groups * kh * kw. Forward: clg_conv_transpose2d (clgrad/ops.h) with
+ * p. CLG_INVALID_ARGUMENT for sizes < 1, p out of range (as clg_conv_transpose2d refuses it)
+ * or groups not dividing both channel counts. */
+CLG_API clg_status clg_conv_transpose2d_module_create(clg_context *ctx, const char *name, int in_channels,
+                                                      int out_channels, int kernel_h, int kernel_w,
+                                                      clg_conv_transpose2d_params p, bool bias, uint64_t seed,
+                                                      clg_module **out);
 CLG_API clg_status clg_linear_module_create(clg_context *ctx, const char *name, int in_features,
                                             int out_features, bool bias, uint64_t seed,
                                             clg_module **out);
