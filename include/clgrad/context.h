@@ -141,11 +141,22 @@ typedef struct clg_build_report {
     bool from_disk;       /* loaded from the binary cache */
 } clg_build_report;
 
-/* Compiles (or finds) the embedded program `name` ("ops/conv2d") with extra build options.
- * Programs compile lazily on first use anyway; this is for warm-up, tools and tests.
+/* Compiles (or finds) the embedded program `name` ("ops/conv2d") with extra build options,
+ * and writes its binary to the cache folder on every device. Programs compile lazily on first
+ * use anyway; this is for warm-up, tools and tests.
  * A build failure returns CLG_BUILD_FAILED with the build log in the error message. */
 CLG_API clg_status clg_program_prepare(clg_context *ctx, const char *name, const char *options,
                                        clg_build_report *report);
+/* Writes the binary of every program the context compiled and the cache folder lacks, so that
+ * later contexts on this device load them instead of compiling: the ahead-of-time warm-up
+ * (clgrad-info --warm runs a model's training step, then this). A program compiled on first
+ * use is written at once, except on devices that are CPUs and nothing else: their drivers
+ * (PoCL) make code per kernel at its first launch and keep their own cache, and a binary asked
+ * for compiles every kernel of the program first, which would cost a cold start more than the
+ * file saves later (README, "Cold start"). *written (may be NULL): files written. With the
+ * disk tier off it writes nothing and returns CLG_OK; CLG_IO_ERROR when a file cannot be
+ * written. */
+CLG_API clg_status clg_program_save_all(clg_context *ctx, size_t *written);
 /* The cache folder in use, or "" when the disk tier is off. Owned by the context. */
 CLG_API const char *clg_context_cache_dir(const clg_context *ctx);
 

@@ -44,6 +44,8 @@ typedef struct clg_program_entry {
     size_t n_kernels;
     bool from_disk; /* loaded from the disk tier (rebuilt from source when a kernel is missing) */
     bool retired;   /* replaced by a rebuild; kept, never found, until the context is freed */
+    uint64_t disk_key; /* its file name in the disk tier */
+    bool on_disk;      /* its binary is in the cache folder (loaded from there or written) */
 } clg_program_entry;
 
 /* ---------------------------------------------------------------- context (context.c) */

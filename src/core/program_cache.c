@@ -2,8 +2,8 @@
  * programs compiled lazily once per (name, options) per context with a disk tier
  * (disk_cache.c) underneath, kernels created once, and the launch helper. The disk key covers
  * everything compiled (a kernel folder's includes too); a cached binary whose kernels are not
- * the source's is rebuilt, at load or when a kernel it should hold is missing.
- * Tests: tests/core/test_program_cache.c.
+ * the source's is rebuilt, at load or when a kernel it should hold is missing. When a program
+ * goes to disk: writes_when_built below. Tests: tests/core/test_program_cache.c.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -182,13 +182,20 @@ static clg_status build_failed(clg_context *ctx, cl_program prog, cl_int e, cons
     return st;
 }
 
-/* Tries the disk tier; returns a built program holding src's kernels, or NULL. */
-static cl_program load_cached(clg_context *ctx, uint64_t key, const char *options, const char *src, size_t src_len) {
+/* Tries the disk tier; returns a built program holding src's kernels, or NULL. *rejected: a
+ * file was there but not used (corrupt, another program's, not loadable here). */
+static cl_program load_cached(clg_context *ctx, uint64_t key, const char *options, const char *src, size_t src_len,
+                              bool *rejected) {
     unsigned char *bin = NULL;
     size_t len = 0;
+    *rejected = false;
     clg_status st = clg__disk_cache_load(ctx->cache_dir, key, &bin, &len);
     if (st == CLG_BAD_FORMAT) clg__log(ctx, CLG_LOG_WARN, "clgrad: cache file %016llx is corrupt; rebuilding", (unsigned long long)key);
-    if (st != CLG_OK) return NULL;
+    if (st != CLG_OK) {
+        *rejected = st == CLG_BAD_FORMAT;
+        return NULL;
+    }
+    *rejected = true; /* until it loads */
     cl_int e, bin_status;
     const unsigned char *bins[] = {bin};
     cl_program prog = clCreateProgramWithBinary(ctx->cl_ctx, 1, &ctx->device, &len, bins, &bin_status, &e);
@@ -204,23 +211,42 @@ static cl_program load_cached(clg_context *ctx, uint64_t key, const char *option
         clReleaseProgram(prog);
         return NULL;
     }
+    *rejected = false;
     return prog;
 }
 
-static void store_cached(clg_context *ctx, uint64_t key, cl_program prog) {
+/* Writes prog's binary under key; false (with a line in the log) when it cannot. */
+static bool store_cached(clg_context *ctx, uint64_t key, cl_program prog) {
     size_t len = 0;
-    if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL) != CL_SUCCESS || len == 0) return;
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL) != CL_SUCCESS || len == 0) {
+        clg__log(ctx, CLG_LOG_WARN, "clgrad: the driver gives no binary of program %016llx to cache",
+                 (unsigned long long)key);
+        return false;
+    }
     unsigned char *bin = malloc(len);
-    if (!bin) return;
+    if (!bin) return false;
     unsigned char *bins[] = {bin};
-    if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS &&
-        clg__disk_cache_store(ctx->cache_dir, key, bin, len) != CLG_OK)
-        clg__log(ctx, CLG_LOG_WARN, "clgrad: cannot write the program cache in %s", ctx->cache_dir);
+    const bool ok = clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS &&
+                    clg__disk_cache_store(ctx->cache_dir, key, bin, len) == CLG_OK;
+    if (!ok) clg__log(ctx, CLG_LOG_WARN, "clgrad: cannot write the program cache in %s", ctx->cache_dir);
     free(bin);
+    return ok;
 }
 
-/* clg__program; skip_disk builds from source (and rewrites the disk entry). */
-static clg_status program_get(clg_context *ctx, const char *name, const char *options, bool skip_disk,
+/* Whether a program compiled from source on its first use goes to the disk tier at once. Not
+ * on a device that is a CPU and nothing else: CPU drivers make machine code per kernel at its
+ * first launch (PoCL: per work-group size) and keep a cache of their own, so asking for a
+ * binary makes them compile every kernel of the program first, variants this run never
+ * launches included. Measured on PoCL 3.1 (cnn, empty caches): 17 s of a 24 s start, for a
+ * tier that then saves 0.6 s a run. There, preparing ahead writes it (clg_program_prepare,
+ * clg_program_save_all, clgrad-info --warm); a rejected file is replaced at once anywhere. */
+static bool writes_when_built(const clg_context *ctx) { return !clg__device_is_plain_cpu(ctx); }
+
+/* How program_get came to be called: an op's first use, an explicit preparation, or a
+ * rebuild of a cached binary that lacked a kernel (disk skipped, the entry rewritten). */
+typedef enum program_use { FIRST_USE, PREPARE, REBUILD } program_use;
+
+static clg_status program_get(clg_context *ctx, const char *name, const char *options, program_use use,
                               clg_program_entry **out, clg_build_report *report) {
     double t0 = clg__now_seconds();
     if (!options) options = "";
@@ -250,10 +276,10 @@ static clg_status program_get(clg_context *ctx, const char *name, const char *op
     else strcpy(full_opts, options);
 
     uint64_t key = cache_key(ctx, src, len, full_opts);
-    bool from_disk = false;
-    cl_program prog = ctx->cache_dir && !skip_disk ? load_cached(ctx, key, full_opts, src, len) : NULL;
+    bool from_disk = false, on_disk = false, rejected = false;
+    cl_program prog = ctx->cache_dir && use != REBUILD ? load_cached(ctx, key, full_opts, src, len, &rejected) : NULL;
     if (prog) {
-        from_disk = true;
+        from_disk = on_disk = true;
     } else {
         cl_int e;
         const char *srcs[] = {src};
@@ -271,7 +297,8 @@ static clg_status program_get(clg_context *ctx, const char *name, const char *op
             free(full_opts);
             return st;
         }
-        if (ctx->cache_dir) store_cached(ctx, key, prog);
+        if (ctx->cache_dir && (use != FIRST_USE || rejected || writes_when_built(ctx)))
+            on_disk = store_cached(ctx, key, prog);
     }
     free(src);
     free(full_opts);
@@ -287,7 +314,7 @@ static clg_status program_get(clg_context *ctx, const char *name, const char *op
     }
     ctx->programs = grown;
     clg_program_entry *p = &ctx->programs[ctx->n_programs++];
-    *p = (clg_program_entry){n, o, prog, NULL, 0, from_disk, false};
+    *p = (clg_program_entry){n, o, prog, NULL, 0, from_disk, false, key, on_disk};
     clg__log(ctx, CLG_LOG_DEBUG, "clgrad: program %s [%s] %s in %.3f s", name, options,
              from_disk ? "loaded from cache" : "built", clg__now_seconds() - t0);
     *out = p;
@@ -297,7 +324,7 @@ static clg_status program_get(clg_context *ctx, const char *name, const char *op
 
 clg_status clg__program(clg_context *ctx, const char *name, const char *options,
                         clg_program_entry **out, clg_build_report *report) {
-    return program_get(ctx, name, options, false, out, report);
+    return program_get(ctx, name, options, FIRST_USE, out, report);
 }
 
 clg_status clg_program_prepare(clg_context *ctx, const char *name, const char *options,
@@ -305,7 +332,24 @@ clg_status clg_program_prepare(clg_context *ctx, const char *name, const char *o
     if (!ctx) return CLG_INVALID_ARGUMENT;
     if (!name) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "clg_program_prepare: name is NULL");
     clg_program_entry *p;
-    return clg__program(ctx, name, options, &p, report);
+    clg_status st = program_get(ctx, name, options, PREPARE, &p, report);
+    /* Found in memory after a first use that did not write it: prepared now. */
+    if (st == CLG_OK && ctx->cache_dir && !p->on_disk) p->on_disk = store_cached(ctx, p->disk_key, p->program);
+    return st;
+}
+
+clg_status clg_program_save_all(clg_context *ctx, size_t *written) {
+    if (written) *written = 0;
+    if (!ctx) return CLG_INVALID_ARGUMENT;
+    for (size_t i = 0; ctx->cache_dir && i < ctx->n_programs; i++) {
+        clg_program_entry *p = &ctx->programs[i];
+        if (p->retired || p->on_disk) continue;
+        if (!(p->on_disk = store_cached(ctx, p->disk_key, p->program)))
+            return clg__fail(ctx, CLG_IO_ERROR, "clg_program_save_all: cannot write program \"%s\" [%s] to %s",
+                             p->name, p->options, ctx->cache_dir);
+        if (written) (*written)++;
+    }
+    return CLG_OK;
 }
 
 /* "clCreateKernel: <error>: kernel "k" in program "p" on <device>; build log: ..." */
@@ -346,7 +390,7 @@ clg_status clg__kernel(clg_context *ctx, const char *program, const char *kernel
         clg__log(ctx, CLG_LOG_WARN, "clgrad: cached program %s has no kernel %s (%s); rebuilding", program, kernel,
                  clg__cl_error_name(e));
         p->retired = true;
-        st = program_get(ctx, program, options, true, &p, NULL);
+        st = program_get(ctx, program, options, REBUILD, &p, NULL);
         if (st != CLG_OK) return st;
         k = clCreateKernel(p->program, kernel, &e);
     }

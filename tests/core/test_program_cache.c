@@ -2,8 +2,9 @@
  * on-disk binary cache (src/core/disk_cache.c): build failures that carry the compiler log,
  * a kernel folder from params or CLGRAD_KERNEL_DIR, unknown programs, cache hits, corrupt
  * cache files rebuilt, a kernel folder's includes in the cache key, another program's binary
- * under a valid header rebuilt (at load, or when a kernel is missing), and where the cache
- * folder comes from (params, environment, "off").
+ * under a valid header rebuilt (at load, or when a kernel is missing), where the cache
+ * folder comes from (params, environment, "off"), and when a program is written: at once on
+ * first use except on CPU-only devices, where clg_program_prepare or clg_program_save_all do.
  */
 #include "context_test.h"
 #include "core/core.h"
@@ -625,6 +626,101 @@ static void test_cache_dir_sources(void **state) {
     free(h);
 }
 
+/* ---------------------------------------------------------------- when programs are written */
+
+static size_t count_files(const char *dir) {
+    file_list l = list_files(dir);
+    const size_t n = l.n;
+    file_list_free(&l);
+    return n;
+}
+
+/* An op's first use writes the disk tier at once, except on a CPU-only device (whose driver
+ * would compile every kernel of the program to hand over a binary); clg_program_save_all
+ * writes what is missing, once, and a later context loads it. */
+static void test_first_use_then_save_all(void **state) {
+    (void)state;
+    char *dir = make_tmpdir();
+    const char *opts = unique_options();
+    clg_context *c = make_ctx(NULL, dir, NULL);
+    clg_device_info info;
+    REF_OK(c, clg_context_device_info(c, &info));
+    const bool cpu_only = clg__device_is_plain_cpu(c);
+    cl_kernel k;
+    REF_OK(c, clg__kernel(c, "tensor/tensor", "axpby", opts, &k));
+    if (count_files(dir) != (cpu_only ? 0u : 1u))
+        fail_msg("after a first use on %s (%s): %zu cache files, want %d", info.name,
+                 cpu_only ? "CPU only: written when prepared" : "written at once", count_files(dir), !cpu_only);
+    size_t written = 99;
+    REF_OK(c, clg_program_save_all(c, &written));
+    assert_int_equal(written, cpu_only ? 1 : 0);
+    assert_int_equal(count_files(dir), 1);
+    REF_OK(c, clg_program_save_all(c, &written)); /* nothing left to write */
+    assert_int_equal(written, 0);
+    REF_OK(c, clg_program_save_all(c, NULL));
+    clg_context_free(c);
+
+    c = make_ctx(NULL, dir, NULL);
+    const clg_build_report warm = prepare(c, opts);
+    assert_true(warm.from_disk);
+    check_ctx_works(c);
+    clg_context_free(c);
+    ref_rm_rf(dir);
+    free(dir);
+}
+
+/* clg_program_prepare writes on every device, also a program first used without writing. */
+static void test_prepare_after_first_use_writes(void **state) {
+    (void)state;
+    char *dir = make_tmpdir();
+    clg_context *c = make_ctx(NULL, dir, NULL);
+    cl_kernel k;
+    REF_OK(c, clg__kernel(c, "tensor/tensor", "axpby", unique_options(), &k));
+    const clg_build_report again = prepare(c, unique_options());
+    assert_true(again.from_memory);
+    assert_int_equal(count_files(dir), 1);
+    size_t written = 99;
+    REF_OK(c, clg_program_save_all(c, &written));
+    assert_int_equal(written, 0);
+    clg_context_free(c);
+    ref_rm_rf(dir);
+    free(dir);
+}
+
+/* Bad input and a folder that cannot be made: clear statuses, nothing written. */
+static void test_save_all_errors(void **state) {
+    (void)state;
+    size_t written = 99;
+    assert_int_equal(clg_program_save_all(NULL, &written), CLG_INVALID_ARGUMENT);
+    assert_int_equal(written, 0);
+
+    clg_context *off = make_ctx(NULL, "off", NULL);
+    cl_kernel k;
+    REF_OK(off, clg__kernel(off, "tensor/tensor", "axpby", NULL, &k));
+    written = 99;
+    REF_OK(off, clg_program_save_all(off, &written));
+    assert_int_equal(written, 0);
+    clg_context_free(off);
+
+    /* A cache folder below a regular file can never be made. */
+    char *dir = make_tmpdir();
+    char file[4200], below[4300];
+    snprintf(file, sizeof file, "%s/a-file", dir);
+    write_file(file, (const unsigned char *)"x", 1);
+    snprintf(below, sizeof below, "%s/cache", file);
+    clg_context *c = make_ctx(NULL, below, NULL);
+    REF_OK(c, clg__kernel(c, "tensor/tensor", "axpby", NULL, &k));
+    written = 99;
+    assert_int_equal(clg_program_save_all(c, &written), CLG_IO_ERROR);
+    assert_int_equal(written, 0);
+    if (!strstr(clg_context_errmsg(c), "tensor/tensor"))
+        fail_msg("the error names no program: %s", clg_context_errmsg(c));
+    check_ctx_works(c);
+    clg_context_free(c);
+    ref_rm_rf(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_failure_surfaces_log),
@@ -635,6 +731,9 @@ int main(void) {
         cmocka_unit_test(test_disk_cache_key_covers_includes),
         cmocka_unit_test(test_disk_cache_foreign_binary_rebuilt),
         cmocka_unit_test(test_cache_dir_sources),
+        cmocka_unit_test(test_first_use_then_save_all),
+        cmocka_unit_test(test_prepare_after_first_use_writes),
+        cmocka_unit_test(test_save_all_errors),
     };
     return cmocka_run_group_tests(tests, ref_group_setup, ref_group_teardown);
 }
