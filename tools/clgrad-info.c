@@ -1,8 +1,9 @@
 /* tools/clgrad-info.c - what clgrad sees on this machine: every OpenCL platform and device,
  * which one the default choice and CLGRAD_DEVICE pick, the program cache folder, and how
  * long a program takes to build cold, from the driver's own cache, and from clgrad's disk
- * cache. Public API only (include/clgrad.h). `--json` prints one JSON object instead.
- * Usage: clgrad-info [--json] [--no-build] [--program NAME]
+ * cache. Public API only (include/clgrad.h) and the tools' model catalogue (models.c).
+ * `--json` prints one JSON object instead; `--warm` fills the device's caches ahead of time.
+ * Usage: clgrad-info [--json] [--no-build] [--program NAME] | --warm [--model NAME]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,8 @@
 #include <unistd.h>
 
 #include <clgrad.h>
+
+#include "models.h"
 
 #define MAX_DEVICES 64
 
@@ -274,20 +277,144 @@ static void print_json(const clg_device_info *d, size_t n, size_t def, bool def_
 }
 
 static void usage(FILE *f) {
+    char names[256];
+    model_names(names, sizeof names, "|");
     fprintf(f, "usage: clgrad-info [--json] [--no-build] [--program NAME]\n"
+               "       clgrad-info --warm [--model %s]\n"
                "  Lists OpenCL platforms and devices, the device clgrad picks (default and\n"
                "  CLGRAD_DEVICE), the program cache folder, and the time to build a program\n"
                "  (default \"tensor/tensor\") cold, from the driver's cache and from clgrad's disk cache.\n"
                "  The cold build uses a fresh define, which leaves one small entry in the driver's\n"
-               "  own cache; --no-build skips the timings.\n");
+               "  own cache; --no-build skips the timings.\n"
+               "  --warm prepares the device's caches ahead of time, so that a later clgrad-train\n"
+               "  starts without compiling: on the device clgrad picks (CLGRAD_DEVICE) it runs one\n"
+               "  training step and one evaluation of the model (every model without --model) at\n"
+               "  its recipe's batch size and optimizer, on random inputs, then writes every program\n"
+               "  it compiled to the cache folder (CLGRAD_CACHE_DIR) and says how many.\n",
+            names);
+}
+
+/* One training step (forward, loss, backward, optimizer) and one evaluation of model e on
+ * random inputs: every program the model's first step needs gets compiled, and its kernels
+ * launched at the batch size clgrad-train uses (drivers such as PoCL compile per launch size). */
+static clg_status warm_model(clg_context *ctx, const model_entry *e) {
+    const int batch = e->recipe.batch > 0 ? e->recipe.batch : 64;
+    const size_t per_image = (size_t)e->channels * (size_t)e->height * (size_t)e->width;
+    float *pixels = malloc((size_t)batch * per_image * sizeof *pixels); // (batch, C, H, W)
+    int32_t *labels = malloc((size_t)batch * sizeof *labels);
+    if (!pixels || !labels) {
+        free(pixels);
+        free(labels);
+        return CLG_OUT_OF_HOST_MEMORY;
+    }
+    uint32_t r = 12345; /* a small LCG: values in [0, 1), like scaled pixels */
+    for (size_t i = 0; i < (size_t)batch * per_image; i++)
+        r = r * 1664525u + 1013904223u, pixels[i] = (float)(r >> 8) / 16777216.0f;
+    for (int i = 0; i < batch; i++)
+        labels[i] = i % e->classes;
+
+    clg_module *model = NULL;
+    clg_optimizer *opt = NULL;
+    clg_tensor *x = NULL, *y = NULL, *loss = NULL;
+    const int shape[4] = {batch, e->channels, e->height, e->width};
+    clg_status st = e->build(ctx, 1, &model);
+    if (st == CLG_OK)
+        st = model_optimizer_create_ex(ctx, model, e->optimizer, e->lr, MODEL_SGD_MOMENTUM, e->recipe.nesterov,
+                                       e->recipe.weight_decay, e->recipe.decay_split, &opt);
+    if (st == CLG_OK) st = clg_tensor_from_host(ctx, CLG_F32, 4, shape, pixels, &x);
+    if (st == CLG_OK) {
+        clg_module_train(model, true);
+        st = clg_module_forward(ctx, model, x, &y);
+    }
+    if (st == CLG_OK) st = clg_softmax_cross_entropy(ctx, y, labels, (size_t)batch, &loss);
+    if (st == CLG_OK) st = clg_backward(ctx, loss);
+    if (st == CLG_OK) st = clg_optimizer_step(opt);
+    if (opt) clg_optimizer_zero_grad(opt);
+    clg_tensor_free(loss);
+    clg_tensor_free(y);
+    loss = y = NULL;
+    if (st == CLG_OK) { /* evaluation: no graph, normalisation from running statistics */
+        const bool was = clg_set_grad_enabled(ctx, false);
+        clg_module_train(model, false);
+        st = clg_module_forward(ctx, model, x, &y);
+        if (st == CLG_OK) st = clg_softmax_cross_entropy(ctx, y, labels, (size_t)batch, &loss);
+        clg_set_grad_enabled(ctx, was);
+    }
+    if (st == CLG_OK) st = clg_context_finish(ctx);
+    clg_tensor_free(loss);
+    clg_tensor_free(y);
+    clg_tensor_free(x);
+    clg_optimizer_free(opt);
+    clg_module_free(model);
+    free(pixels);
+    free(labels);
+    return st;
+}
+
+/* --warm: every model (or the one named) in one context, then its programs to the cache. */
+static int warm(const char *model_name) {
+    const model_entry *only = model_name ? model_find(model_name) : NULL;
+    if (model_name && !only) {
+        char names[256];
+        model_names(names, sizeof names, ", ");
+        fprintf(stderr, "clgrad-info: --model %s: no such model (%s)\n", model_name, names);
+        return 2;
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char err[2048];
+    clg_context *ctx = NULL;
+    if (make_ctx(NULL, &ctx, err, sizeof err) != CLG_OK) {
+        fprintf(stderr, "clgrad-info: --warm: %s\n", err);
+        return 1;
+    }
+    clg_device_info info;
+    clg_context_device_info(ctx, &info);
+    char dir[4096]; /* the context owns its copy */
+    snprintf(dir, sizeof dir, "%s", clg_context_cache_dir(ctx));
+    if (!dir[0])
+        fprintf(stderr, "clgrad-info: --warm: the cache folder is off (CLGRAD_CACHE_DIR=off): only the driver's "
+                        "own cache gets warm\n");
+    int rc = 0;
+    for (int i = 0; i < model_count && !rc; i++) {
+        const model_entry *e = only ? only : &model_catalogue[i];
+        clg_status st = warm_model(ctx, e);
+        if (st != CLG_OK) {
+            fprintf(stderr, "clgrad-info: --warm: model %s: %s: %s\n", e->name, clg_status_name(st),
+                    clg_context_errmsg(ctx));
+            rc = 1;
+        } else {
+            printf("warm: model %s: a training step and an evaluation at batch %d\n", e->name,
+                   e->recipe.batch > 0 ? e->recipe.batch : 64);
+        }
+        if (only) break;
+    }
+    size_t written = 0;
+    if (!rc) {
+        clg_status st = clg_program_save_all(ctx, &written);
+        if (st != CLG_OK) {
+            fprintf(stderr, "clgrad-info: --warm: %s: %s\n", clg_status_name(st), clg_context_errmsg(ctx));
+            rc = 1;
+        }
+    }
+    clg_context_free(ctx);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!rc)
+        printf("warm: %s (%s): %zu programs written to %s in %.1f s\n", info.name, info.platform_name, written,
+               dir[0] ? dir : "(cache off)", (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+    return rc;
 }
 
 int main(int argc, char **argv) {
-    bool json = false, builds = true;
-    const char *program = "tensor/tensor";
+    bool json = false, builds = true, warming = false;
+    const char *program = "tensor/tensor", *model = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             json = true;
+        else if (!strcmp(argv[i], "--warm"))
+            warming = true;
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            model = argv[++i];
         else if (!strcmp(argv[i], "--no-build"))
             builds = false;
         else if (!strcmp(argv[i], "--program") && i + 1 < argc)
@@ -300,6 +427,11 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    if (model && !warming) {
+        fprintf(stderr, "clgrad-info: --model goes with --warm\n");
+        return 2;
+    }
+    if (warming) return warm(model);
 
     static clg_device_info devs[MAX_DEVICES];
     size_t count = 0;

@@ -670,8 +670,6 @@ static void test_bad_input(void **state) {
                 "dw is (6, 2, 3, 3)");
     expect_fail(ctx, clg_conv_transpose2d_backward(ctx, x, w, dy, ok, dx, dw, bad_b, 0), CLG_SHAPE_MISMATCH,
                 "db is (3)");
-    clg_tensor *w64 = ref_rand(ctx, CLG_F64, 4, ws, 10, -1, 1);
-    expect_fail(ctx, clg_conv_transpose2d(ctx, x, w64, b, ok, &out), CLG_INVALID_ARGUMENT, "f64");
 
     /* null pointers */
     expect_fail(ctx, clg_conv_transpose2d(ctx, NULL, w, b, ok, &out), CLG_INVALID_ARGUMENT, "x is NULL");
@@ -690,6 +688,9 @@ static void test_bad_input(void **state) {
     REF_OK(ctx, clg_conv_transpose2d(ctx, x, w, NULL, ok, &out));
     clg_tensor_free(out);
 
+    /* last: a device without fp64 skips the test here */
+    clg_tensor *w64 = ref_rand(ctx, CLG_F64, 4, ws, 10, -1, 1);
+    expect_fail(ctx, clg_conv_transpose2d(ctx, x, w64, b, ok, &out), CLG_INVALID_ARGUMENT, "f64");
     clg_tensor *all[] = {x, w, b, y, dy, dx, dw, db, w5, wc, bad_b, x3, w64};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         clg_tensor_free(all[i]);
