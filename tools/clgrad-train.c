@@ -1,7 +1,8 @@
 /* tools/clgrad-train.c - the main job: trains a model of the catalogue (tools/models.c) on an
- * IDX image set (Fashion-MNIST by default) on the chosen device, with a progress bar, one
- * line per epoch, optional CSV metrics and safetensors checkpoints. Public API only.
- * The last line is always `test_accuracy=0.xxxx`. Tests: tests/tools/test_train.sh.
+ * IDX image set (Fashion-MNIST by default) or an image folder (tools/train_data.c) on the chosen
+ * device, with a progress bar, one line per epoch, optional CSV metrics and safetensors
+ * checkpoints. Public API only. The last line is always `test_accuracy=0.xxxx`.
+ * Tests: tests/tools/test_train.sh, test_train_images.sh, test_cli.sh.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <getopt.h>
@@ -26,8 +27,9 @@ typedef struct clg_dist clg_dist; /* never made without MPI */
 #include "tool_args.h"
 #include "tool_clock.h"
 #include "tool_profile.h"
+#include "train_data.h"
 
-#define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+#define DEFAULT_DATA TRAIN_DATA_DEFAULT_DIR
 
 typedef struct options {
     const char *model, *optimizer, *data, *device, *save, *load, *metrics, *plot;
@@ -49,12 +51,13 @@ typedef struct options {
     long long save_every;    /* optimizer steps between training-state saves (0: at epoch ends) */
     int distributed;         /* data-parallel over the MPI ranks (mpirun) */
     int no_prefetch;         /* prepare batches on the training thread (to measure the prefetch) */
+    /* image folders (--data DIR of class folders) */
+    double holdout;          /* share of each class held out without test/ or val/ */
+    bool holdout_set;
+    int skip_bad;            /* --bad-files skip */
+    int channels;            /* 0: the first image's */
+    int height, width;       /* --image-size; 0: one size required */
 } options;
-
-typedef struct dataset {
-    clg_idx images, labels;
-    int n, h, w;
-} dataset;
 
 /* The exit status when the training loss became NaN or infinite (1: other failures, 2: bad
  * usage). */
@@ -68,39 +71,62 @@ static void usage(FILE *f) {
     model_names(names, sizeof names, "|");
     fprintf(f,
             "usage: clgrad-train [options]\n"
-            "  --model %-15s model (default cnn)\n"
+            "Trains a model on images (Fashion-MNIST, another IDX set, or a folder of PNG/JPEG images)\n"
+            "on an OpenCL device with the model's recipe, and evaluates it on the test set after every\n"
+            "epoch. Every option is optional.\n"
+            "model and training:\n"
+            "  --model %-15s model (default cnn; the list is below)\n"
             "  --list-models [--json]  the models, with --json also their state names and shapes\n"
             "  --epochs N              epochs, 0..%d (default 5; 0 only evaluates)\n"
-            "  --batch N               batch size, 1..%d (default 64)\n"
+            "  --batch N               batch size, 1..%d (default: the model's, 64; resnet 128)\n"
             "  --optimizer sgd|adam    default: the model's (below)\n"
             "  --lr X                  >= 0; default: the model's with its optimizer, else the optimizer's\n"
             "  --momentum X            SGD momentum in [0, 1] (default 0.9)\n"
-            "  --weight-decay X        >= 0 (default 0)\n"
-            "  --seed N                initialisation, shuffling and dropout seed (default 1)\n"
-            "  --limit N               use the first N training images (0: all)\n"
-            "  --test-limit N          use the first N test images (0: all)\n"
+            "  --weight-decay X        >= 0 (default: the model's, 0; resnet 5e-4)\n"
+            "  --seed N                initialisation, shuffling, dropout and holdout seed (default 1)\n"
             "  --no-shuffle            fixed order: the same batches every run\n"
-            "  --data DIR              IDX files (default " DEFAULT_DATA ")\n"
-            "  --device CHOICE         gpu, cpu, P:D or a device-name substring\n"
-            "  --save FILE             write a safetensors checkpoint after each epoch (never one\n"
-            "                          holding NaN or infinity: the last finite one stays)\n"
+            "  --device CHOICE         gpu, cpu, P:D (platform:device) or a device-name substring\n"
+            "                          (default: CLGRAD_DEVICE, else the first GPU, else a CPU)\n"
             "  --load FILE             start from a safetensors checkpoint\n"
             "  --eval-only             only evaluate (use with --load)\n"
-            "  --metrics FILE.csv      per-epoch metrics as CSV\n"
-            "  --plot FILE.png|.svg    training curves, redrawn after every epoch (builds with cairo)\n"
             "  --allow-nonfinite       go on when the training loss becomes NaN or infinite\n"
-            "                          (else training stops there, exit status %d)\n"
+            "                          (else training stops there, exit status %d)\n",
+            names, MAX_EPOCHS, MAX_BATCH, EXIT_NONFINITE);
+    fprintf(f,
+            "data (formats below):\n"
+            "  --data DIR              IDX files or an image folder (default " DEFAULT_DATA ")\n"
+            "  --limit N               use N training images (0: all, the default); the first N of an\n"
+            "                          IDX set, a draw from --seed in an image folder\n"
+            "  --test-limit N          likewise for the test images\n"
+            "  --holdout F             image folder without test/ or val/: the share of every class held\n"
+            "                          out as the test set, in (0, 1) (default %g, drawn from --seed)\n"
+            "  --bad-files fail|skip   image folder: a file that cannot be used (unreadable, corrupt,\n"
+            "                          truncated, PNG data named .jpg or the reverse, another size)\n"
+            "                          ends the run with a message naming it (fail, the default), or is\n"
+            "                          left out with that message and the run goes on (skip)\n"
+            "  --image-size HxW        image folder: resize every image to H x W pixels (bilinear);\n"
+            "                          default: every image must have the first one's size\n"
+            "  --channels 1|3          image folder: convert every image to grey (1) or RGB (3);\n"
+            "                          default: 1 when the first image is grey, else 3\n"
+            "outputs:\n"
+            "  --save FILE             write a safetensors checkpoint after each epoch (never one\n"
+            "                          holding NaN or infinity: the last finite one stays)\n"
+            "  --metrics FILE.csv      per-epoch metrics as CSV (epoch,train_loss,train_accuracy,\n"
+            "                          test_loss,test_accuracy,images_per_s,seconds), rewritten each epoch\n"
+            "  --plot FILE.png|.svg    training curves, redrawn after every epoch (builds with cairo)\n",
+            TRAIN_DATA_DEFAULT_HOLDOUT);
+    fprintf(f,
             "training recipe (defaults: the model's; resnet: batch 128, SGD nesterov, weight decay\n"
             "5e-4 on weights only, 0.5 epoch warm-up then cosine, crop + flip, normalised inputs):\n"
             "  --lr-schedule none|cosine  per step: cosine decays to 0 at the last step\n"
             "  --warmup EPOCHS         linear warm-up from 1%% of the rate (fractions allowed)\n"
-            "  --clip-grad-norm X      clip the gradients' global 2-norm to X (> 0)\n"
+            "  --clip-grad-norm X      clip the gradients' global 2-norm to X (> 0; default: no clipping)\n"
             "  --augment / --no-augment  random crop (2 px zero padding) and horizontal flip\n"
             "  --no-prefetch           prepare each batch on the training thread (default: the next\n"
             "                          batch is prepared on a worker thread during the step)\n"
             "  --nesterov / --no-nesterov  SGD's Nesterov momentum\n"
             "  --blocks N              resnet: BasicBlocks per stage, 1..16 (default 1)\n"
-            "resume:\n"
+            "resume, profile, distributed:\n"
             "  --checkpoint FILE       training state (model, optimizer, schedule, data position)\n"
             "                          written atomically at each epoch end and every --save-every\n"
             "  --save-every N          optimizer steps between training-state saves\n"
@@ -110,14 +136,71 @@ static void usage(FILE *f) {
             "  --distributed           under mpirun: one replica per rank, --batch images per rank\n"
             "                          (the global batch is ranks x --batch), gradients averaged\n"
             "                          each step; rank 0 evaluates, prints and saves (needs MPI)\n"
-            "models:\n",
-            names, MAX_EPOCHS, MAX_BATCH, EXIT_NONFINITE);
+            "  -h, --help              this text\n");
+    /* C11 promises string literals of 4,095 characters: one fprintf per part */
+    fprintf(f,
+            "data formats:\n"
+            "  IDX (MNIST's layout): DIR holds train-images-idx3-ubyte and train-labels-idx1-ubyte,\n"
+            "    t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, each plain or .gz; one grey channel,\n"
+            "    labels 0..9. Chosen whenever DIR holds train- or t10k-images-idx3-ubyte[.gz].\n"
+            "  image folder (torchvision's ImageFolder): DIR/CLASS/.../NAME.png|.jpg|.jpeg, one\n"
+            "    subfolder per class (2..256), labelled by its place in the sorted folder names; grey or\n"
+            "    RGB. With DIR/train and DIR/test (or DIR/val), those are the training and test sets (the\n"
+            "    same class folders); else the test set is --holdout of every class of DIR (or of\n"
+            "    DIR/train). Decoded once into memory. The model is built for the images' channels and\n"
+            "    size and the number of classes (lenet takes 12 x 12 pixels and up, cnn 4 x 4).\n"
+            "output (stdout): the device, the run's set-up, the cold start once (data, device, model\n"
+            "  and the first step with its kernel builds), progress lines (a bar on stderr on a\n"
+            "  terminal) with the steady img/s and the epoch's eta, one line per epoch whose images/s\n"
+            "  is the steady rate (from the epoch's second step on) and seconds its wall time, and\n"
+            "  last test_loss=X and test_accuracy=0.xxxx. Errors go to stderr.\n"
+            "exit status: 0 done; 1 a failure (the message says which file, device or step); 2 bad\n"
+            "  usage; %d the training loss became NaN or infinite (without --allow-nonfinite).\n"
+            "environment: CLGRAD_DEVICE (the device when --device is not given), CLGRAD_CACHE_DIR\n"
+            "  (compiled kernels; default $XDG_CACHE_HOME/clgrad or ~/.cache/clgrad; off: none),\n"
+            "  CLGRAD_KERNEL_STYLE (cpu|gpu|auto), CLGRAD_KERNEL_DIR (.cl files read from a folder),\n"
+            "  CLGRAD_GEMM (auto|clblast|packed), CLGRAD_GEMM_TUNING (off), CLGRAD_PROFILE (1: a\n"
+            "  profiling queue); see README.md's Environment.\n"
+            "examples:\n"
+            "  clgrad-train --epochs 1 --limit 10000          one epoch of cnn on 10,000 Fashion-MNIST images\n"
+            "  clgrad-train --model resnet --epochs 10 --save resnet.safetensors --metrics resnet.csv\n"
+            "  clgrad-train --data shapes/ --model lenet --image-size 32x32 --bad-files skip --plot shapes.png\n"
+            "  mpirun -np 2 clgrad-train --distributed --batch 32\n"
+            "models (the input and classes below are Fashion-MNIST's; on other data a model is built\n"
+            "for the data's channels, size and classes):\n",
+            EXIT_NONFINITE);
     model_print_list(f, "  ");
+}
+
+/* Image sides up to this (clg_image_folder_read's own limit is 64 Mi pixels per image). */
+#define MAX_IMAGE_SIDE 8192
+
+/* --image-size HxW: two integers in 1..MAX_IMAGE_SIDE joined by 'x'. */
+static bool parse_size(const char *s, int *height, int *width) {
+    char h[32], w[32];
+    const char *x = strchr(s, 'x');
+    long long hv = 0, wv = 0;
+    bool ok = x && (size_t)(x - s) < sizeof h && strlen(x + 1) < sizeof w;
+    if (ok) {
+        memcpy(h, s, (size_t)(x - s)), h[x - s] = '\0';
+        strcpy(w, x + 1);
+        char *end;
+        hv = strtoll(h, &end, 10), ok = end != h && !*end && h[0] != '-' && h[0] != '+';
+        wv = strtoll(w, &end, 10), ok = ok && end != w && !*end && w[0] != '-' && w[0] != '+';
+    }
+    if (!ok || hv < 1 || hv > MAX_IMAGE_SIDE || wv < 1 || wv > MAX_IMAGE_SIDE) {
+        fprintf(stderr, "clgrad-train: --image-size must be HxW with H and W in 1..%d (32x32), not '%s'\n",
+                MAX_IMAGE_SIDE, s);
+        return false;
+    }
+    *height = (int)hv, *width = (int)wv;
+    return true;
 }
 
 static int parse_args(int argc, char **argv, options *o) {
     *o = (options){.model = "cnn", .data = DEFAULT_DATA, .epochs = 5, .batch = 64, .lr = 0,
-                   .momentum = MODEL_SGD_MOMENTUM, .seed = 1, .augment = -1, .nesterov = -1, .blocks = 1};
+                   .momentum = MODEL_SGD_MOMENTUM, .seed = 1, .augment = -1, .nesterov = -1, .blocks = 1,
+                   .holdout = TRAIN_DATA_DEFAULT_HOLDOUT};
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'},     {"epochs", required_argument, 0, 'e'},
         {"batch", required_argument, 0, 'b'},     {"lr", required_argument, 0, 'l'},
@@ -136,7 +219,9 @@ static int parse_args(int argc, char **argv, options *o) {
         {"blocks", required_argument, 0, 8},      {"checkpoint", required_argument, 0, 9},
         {"save-every", required_argument, 0, 10}, {"resume", required_argument, 0, 11},
         {"profile", required_argument, 0, 12},    {"distributed", no_argument, 0, 13},
-        {"no-prefetch", no_argument, 0, 14},      {0, 0, 0, 0}};
+        {"no-prefetch", no_argument, 0, 14},      {"holdout", required_argument, 0, 15},
+        {"bad-files", required_argument, 0, 16},  {"image-size", required_argument, 0, 17},
+        {"channels", required_argument, 0, 18},   {0, 0, 0, 0}};
     static const char *T = "clgrad-train";
     int c;
     long long v;
@@ -170,6 +255,28 @@ static int parse_args(int argc, char **argv, options *o) {
         case 12: o->profile = optarg; break;
         case 13: o->distributed = 1; break;
         case 14: o->no_prefetch = 1; break;
+        case 15:
+            ok = tool_parse_real(T, "--holdout", optarg, 0, 1, &o->holdout), o->holdout_set = true;
+            if (ok && !(o->holdout > 0 && o->holdout < 1)) {
+                fprintf(stderr, "clgrad-train: --holdout must be a share in (0, 1), not '%s'\n", optarg);
+                ok = false;
+            }
+            break;
+        case 16:
+            o->skip_bad = !strcmp(optarg, "skip");
+            if (!o->skip_bad && strcmp(optarg, "fail")) {
+                fprintf(stderr, "clgrad-train: --bad-files must be fail or skip, not '%s'\n", optarg);
+                ok = false;
+            }
+            break;
+        case 17: ok = parse_size(optarg, &o->height, &o->width); break;
+        case 18:
+            ok = tool_parse_int(T, "--channels", optarg, 1, 3, &v), o->channels = (int)v;
+            if (ok && o->channels == 2) {
+                fprintf(stderr, "clgrad-train: --channels must be 1 (grey) or 3 (RGB), not '%s'\n", optarg);
+                ok = false;
+            }
+            break;
         case 's': ok = tool_parse_u64(T, "--seed", optarg, &o->seed); break;
         case 'n': ok = tool_parse_int(T, "--limit", optarg, 0, INT_MAX, &v), o->limit = (int)v; break;
         case 't': ok = tool_parse_int(T, "--test-limit", optarg, 0, INT_MAX, &v), o->test_limit = (int)v; break;
@@ -278,61 +385,6 @@ static int parse_args(int argc, char **argv, options *o) {
     return 0;
 }
 
-/* Reads <dir>/<stem>-images-idx3-ubyte[.gz] (ndim 3) or <stem>-labels-idx1-ubyte[.gz]. */
-static int read_idx(const char *dir, const char *stem, int ndim, clg_idx *out) {
-    const char *suffix[] = {"images-idx3-ubyte.gz", "labels-idx1-ubyte.gz", "images-idx3-ubyte", "labels-idx1-ubyte"};
-    char path[4096], err[512] = "";
-    for (int i = 0; i < 4; i++) {
-        if ((ndim == 3) != (i % 2 == 0)) continue;
-        snprintf(path, sizeof path, "%s/%s-%s", dir, stem, suffix[i]);
-        if (access(path, R_OK) != 0) continue;
-        clg_status st = clg_idx_read(path, out, err, sizeof err);
-        if (st != CLG_OK) {
-            fprintf(stderr, "clgrad-train: %s: %s\n", path, err);
-            return -1;
-        }
-        if (out->ndim != ndim) {
-            fprintf(stderr, "clgrad-train: %s has %d dimensions, expected %d\n", path, out->ndim, ndim);
-            clg_idx_free(out);
-            return -1;
-        }
-        return 0;
-    }
-    fprintf(stderr, "clgrad-train: no %s-%s[.gz] in %s", stem, ndim == 3 ? "images-idx3-ubyte" : "labels-idx1-ubyte", dir);
-    if (!strcmp(dir, DEFAULT_DATA)) fprintf(stderr, " (install it: apt-get install dataset-fashion-mnist)");
-    fprintf(stderr, "\n");
-    return -1;
-}
-
-static int load_set(const char *dir, const char *prefix, int limit, const model_entry *m, dataset *d) {
-    memset(d, 0, sizeof *d);
-    if (read_idx(dir, prefix, 3, &d->images) || read_idx(dir, prefix, 1, &d->labels)) {
-        clg_idx_free(&d->images);
-        return -1;
-    }
-    if (d->images.dims[0] != d->labels.dims[0]) {
-        fprintf(stderr, "clgrad-train: %s: %d images but %d labels\n", prefix, d->images.dims[0], d->labels.dims[0]);
-        return -1;
-    }
-    d->n = d->images.dims[0];
-    d->h = d->images.dims[1];
-    d->w = d->images.dims[2];
-    /* IDX images are one grey channel */
-    if (m->channels != 1 || d->h != m->height || d->w != m->width) {
-        fprintf(stderr, "clgrad-train: images are 1x%dx%d; model %s takes %dx%dx%d\n", d->h, d->w, m->name,
-                m->channels, m->height, m->width);
-        return -1;
-    }
-    for (int i = 0; i < d->n; i++)
-        if (d->labels.data[i] >= m->classes) {
-            fprintf(stderr, "clgrad-train: label %d of image %d is not a class 0..%d\n", d->labels.data[i], i,
-                    m->classes - 1);
-            return -1;
-        }
-    if (limit > 0 && limit < d->n) d->n = limit;
-    return 0;
-}
-
 typedef struct batch_result {
     double loss_sum; /* sum over the batch (mean * n) */
     int correct;
@@ -404,23 +456,10 @@ static int evaluate(clg_context *ctx, clg_module *model, int classes, clg_loader
     return rc;
 }
 
-/* torchvision's Normalize statistics of the training images in [0, 1]: the mean and the
- * unbiased standard deviation over every pixel, as torch's x.mean() and x.std(). */
-static void pixel_stats(const dataset *d, float *mean, float *std) {
-    const size_t n = (size_t)d->n * (size_t)d->h * (size_t)d->w;
-    double sum = 0, sq = 0;
-    for (size_t i = 0; i < n; i++) sum += d->images.data[i] / 255.0;
-    const double m = sum / (double)n;
-    for (size_t i = 0; i < n; i++) {
-        const double v = d->images.data[i] / 255.0 - m;
-        sq += v * v;
-    }
-    *mean = (float)m;
-    *std = (float)sqrt(sq / (double)(n > 1 ? n - 1 : 1));
-}
-
-static void progress(bool tty, int epoch, int epochs, int done, int total, double t0, double loss) {
-    double el = tool_now_seconds() - t0, ips = el > 0 ? done / el : 0, eta = ips > 0 ? (total - done) / ips : 0;
+/* One progress report: ips is the steady rate (the cold start left out), so the eta (of the
+ * epoch) holds from the first report on. */
+static void progress(bool tty, int epoch, int epochs, int done, int total, double ips, double loss) {
+    const double eta = ips > 0 && total > done ? (total - done) / ips : 0;
     if (tty) {
         int width = 30, fill = total ? (int)((long)width * done / total) : width;
         fprintf(stderr, "\repoch %d/%d [", epoch, epochs);
@@ -545,24 +584,31 @@ int main(int argc, char **argv) {
         if (rank != 0 && !freopen("/dev/null", "w", stdout)) clg_dist_abort(dist, 1, "cannot quiet stdout");
     }
 #endif
-    dataset train = {0}, test = {0};
-    if ((!o.eval_only && load_set(o.data, "train", o.limit, o.entry, &train)) ||
-        load_set(o.data, "t10k", o.test_limit, o.entry, &test)) {
+    const bool trains = !o.eval_only && o.epochs > 0;
+    const train_data_options dopt = {o.data, o.limit, o.test_limit, trains, o.entry->classes, o.holdout,
+                                     o.holdout_set, o.seed, o.skip_bad, o.channels, o.height, o.width, rank != 0};
+    train_data data;
+    if (train_data_load(&dopt, &data)) {
+        train_data_free(&data);
 #ifdef CLG_HAVE_MPI
         if (dist) clg_dist_abort(dist, 1, "cannot read the data");
 #endif
         return 1;
     }
-    const int classes = o.entry->classes;
+    const clg_image_set *train = &data.train, *test = &data.test;
+    const int classes = data.classes;
     const model_recipe *recipe = &o.entry->recipe;
+    const double t_data = tool_now_seconds();
 
     clg_context *ctx = open_context(o.device, o.profile != NULL, dist);
     if (!ctx) {
+        train_data_free(&data);
 #ifdef CLG_HAVE_MPI
         if (dist) clg_dist_abort(dist, 1, "no context");
 #endif
         return 1;
     }
+    const double t_device = tool_now_seconds();
     clg_status st;
     clg_device_info info;
     clg_context_device_info(ctx, &info);
@@ -586,7 +632,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "clgrad-train: out of memory\n");
         goto done;
     }
-    st = o.entry->build_blocks ? o.entry->build_blocks(ctx, o.seed, o.blocks, &model) : o.entry->build(ctx, o.seed, &model);
+    /* The model takes what the data holds: its channels, size and classes. */
+    const model_shape shape = {test->c, test->h, test->w, classes};
+    char model_err[512];
+    st = model_build(o.entry, ctx, o.seed, o.blocks, &shape, &model, model_err, sizeof model_err);
+    if (st == CLG_INVALID_ARGUMENT && model_err[0]) {
+        fprintf(stderr, "clgrad-train: %s\n", model_err);
+        goto done;
+    }
     if (st) {
         fail(ctx, "model", st);
         goto done;
@@ -611,25 +664,29 @@ int main(int argc, char **argv) {
     if (!params) goto done;
     for (size_t i = 0; i < n_params; i++) params[i] = clg_optimizer_param(opt, i);
 
-    /* The data: normalised by the training set's statistics when the recipe says so. */
-    float mean = 0, sd = 1;
-    const bool normalize = recipe->normalize && train.n > 0;
-    if (normalize) pixel_stats(&train, &mean, &sd);
+    /* The data: normalised by the training set's statistics per channel when the recipe says so. */
+    float mean[3] = {0, 0, 0}, sd[3] = {1, 1, 1};
+    const bool normalize = recipe->normalize && train->n > 0;
+    if (normalize) train_data_stats(train, mean, sd);
     clg_loader_params lp = clg_loader_default_params();
     lp.batch_size = eval_bs, lp.shuffle = false, lp.seed = o.seed;
-    if (normalize) lp.mean = &mean, lp.std = &sd;
-    const clg_image_set test_set = {test.images.data, test.labels.data, test.n, 1, test.h, test.w};
-    if ((st = clg_loader_create(ctx, &test_set, &lp, &test_loader))) {
+    if (normalize) lp.mean = mean, lp.std = sd;
+    if ((st = clg_loader_create(ctx, test, &lp, &test_loader))) {
         fail(ctx, "test data", st);
         goto done;
     }
-    printf("model %s, %s lr %g%s, batch %d, %d training and %d test images\n", o.model, o.optimizer, o.lr,
-           o.nesterov ? " nesterov" : "", bs, train.n, test.n);
+    printf("data: %s; %d classes", data.source, classes);
+    for (int i = 0; data.class_names && i < classes && i < 8; i++)
+        printf("%s%s", i ? ", " : " (", data.class_names[i]);
+    printf("%s; images %d x %d x %d", !data.class_names ? "" : classes > 8 ? ", ...)" : ")", test->c, test->h, test->w);
+    if (data.skipped) printf("; %d bad file%s skipped", data.skipped, data.skipped == 1 ? "" : "s");
+    printf("\nmodel %s, %s lr %g%s, batch %d, %d training and %d test images\n", o.model, o.optimizer, o.lr,
+           o.nesterov ? " nesterov" : "", bs, train->n, test->n);
     if (dist) printf("distributed: %d ranks x batch %d = %d images per step\n", world, bs, world * bs);
 
     double test_loss = 0, test_acc = 0;
     if (o.eval_only || o.epochs == 0) {
-        if (evaluate(ctx, model, classes, test_loader, test.n, logits, &test_loss, &test_acc)) goto done;
+        if (evaluate(ctx, model, classes, test_loader, test->n, logits, &test_loss, &test_acc)) goto done;
         printf("test_loss=%.6f\ntest_accuracy=%.4f\n", test_loss, test_acc);
         rc = 0;
         goto done;
@@ -637,8 +694,7 @@ int main(int argc, char **argv) {
     lp.batch_size = bs, lp.shuffle = !o.no_shuffle, lp.rank = rank, lp.world_size = world;
     lp.prefetch = !o.no_prefetch;
     if (o.augment) lp.crop_padding = recipe->crop_padding > 0 ? recipe->crop_padding : 2, lp.hflip = true;
-    const clg_image_set train_set = {train.images.data, train.labels.data, train.n, 1, train.h, train.w};
-    if ((st = clg_loader_create(ctx, &train_set, &lp, &train_loader))) {
+    if ((st = clg_loader_create(ctx, train, &lp, &train_loader))) {
         fail(ctx, "training data", st);
         goto done;
     }
@@ -650,7 +706,13 @@ int main(int argc, char **argv) {
     printf("recipe: schedule %s, warm-up %g epochs, weight decay %g%s, augment %s, inputs %s, clip %g\n",
            o.schedule, o.warmup_epochs, o.weight_decay, recipe->decay_split ? " (weights only)" : "",
            o.augment ? "crop + flip" : "none", normalize ? "normalised" : "x / 255", o.clip_grad_norm);
-    if (normalize) printf("normalisation: mean %.6f std %.6f\n", mean, sd);
+    if (normalize) {
+        printf("normalisation: mean");
+        for (int c = 0; c < train->c; c++) printf(" %.6f", mean[c]);
+        printf(" std");
+        for (int c = 0; c < train->c; c++) printf(" %.6f", sd[c]);
+        printf("\n");
+    }
 
     /* Where the run starts: a resumed one where its training state says. */
     clg_train_counters at = {.epoch = 1, .batch = 0, .step = 0};
@@ -672,15 +734,21 @@ int main(int argc, char **argv) {
     bool first_step = true, nonfinite = false, profiling = false;
     int saved_epoch = 0;
     long long step = at.step, profiled_from = 0;
+    /* This replica's images per epoch (the loader pads the shards to one size). */
+    const int share = (int)(((int64_t)train->n + world - 1) / world);
+    const double t_ready = tool_now_seconds();
     for (int epoch = (int)at.epoch; epoch <= o.epochs; epoch++) {
         const int64_t first_batch = epoch == (int)at.epoch ? at.batch : 0;
         if ((st = clg_loader_seek(train_loader, (uint64_t)(epoch - 1), first_batch))) {
             fail(ctx, "training data", st);
             goto done;
         }
-        double t0 = tool_now_seconds(), last_shown = t0, t_steady = 0;
+        /* The rates count from t_rate, after rate_from images: from the start of the epoch, or,
+         * in the epoch with the run's first step (the cold start), from after that step. */
+        double t0 = tool_now_seconds(), last_shown = t0, t_rate = t0;
         batch_result r = {0, 0, 0};
-        int done_n = 0, steady_n = 0, next_line = train.n / 10;
+        const int total = share - (int)(first_batch * bs < share ? first_batch * bs : share); /* this epoch's */
+        int done_n = 0, rate_from = 0, next_line = total / 10;
         for (int64_t b = first_batch;; b++) {
             clg_tensor *x;
             const int32_t *labels;
@@ -716,8 +784,8 @@ int main(int argc, char **argv) {
             if (!isfinite(r.last) && !nonfinite) {
                 nonfinite = true;
                 if (tty) fprintf(stderr, "\r%*s\r", 110, "");
-                fprintf(stderr, "clgrad-train: the training loss is %g at epoch %d, batch %lld", r.last, epoch,
-                        (long long)b + 1);
+                fprintf(stderr, "clgrad-train: the training loss is %g at epoch %d, batch %lld (images %lld..%lld of "
+                        "the epoch)", r.last, epoch, (long long)b + 1, (long long)b * bs, (long long)b * bs + n - 1);
                 if (!o.allow_nonfinite) {
                     fprintf(stderr, ": stopping (the parameters are no longer finite; lower --lr, or "
                             "--allow-nonfinite to go on)");
@@ -743,22 +811,25 @@ int main(int argc, char **argv) {
             }
             double t = tool_now_seconds();
             if (first_step) {
-                printf("first step done %.2f s after start (cold start: data, device, kernel builds)\n", t - t_start);
+                printf("cold start %.2f s, not in the rates below: data %.2f s, device %.2f s, set-up %.2f s, "
+                       "first step %.2f s (its kernel builds)\n",
+                       t - t_start, t_data - t_start, t_device - t_data, t_ready - t_device, t - t_ready);
                 first_step = false;
-                t_steady = t, steady_n = done_n; /* the steady rate counts from here */
-            } else if (t_steady == 0) {
-                t_steady = t, steady_n = done_n;
+                t_rate = t, rate_from = done_n; /* the steady rate counts from here */
             }
-            if ((tty && t - last_shown > 0.2) || (!tty && done_n >= next_line && done_n < train.n)) {
-                progress(tty, epoch, o.epochs, done_n, train.n, t0, r.loss_sum / done_n);
+            if (done_n > rate_from && t > t_rate &&
+                ((tty && t - last_shown > 0.2) || (!tty && done_n >= next_line && done_n < total))) {
+                progress(tty, epoch, o.epochs, done_n, total, (done_n - rate_from) / (t - t_rate),
+                         r.loss_sum / done_n);
                 last_shown = t;
-                next_line += train.n / 10 > 0 ? train.n / 10 : 1;
+                while (next_line <= done_n) next_line += total / 10 > 0 ? total / 10 : 1;
             }
         }
         const double t_end = tool_now_seconds(), secs = t_end - t0;
-        /* images per second of the whole job: each replica's rate times the ranks */
-        const double ips = world * (t_end > t_steady && done_n > steady_n ? (done_n - steady_n) / (t_end - t_steady)
-                                                                          : done_n / secs);
+        /* images per second of the whole job: each replica's steady rate times the ranks (an
+         * epoch of one step, the cold one, has no steady rate: then its own) */
+        const double ips = world * (t_end > t_rate && done_n > rate_from ? (done_n - rate_from) / (t_end - t_rate)
+                                                                         : done_n / secs);
         if (tty) fprintf(stderr, "\r%*s\r", 110, "");
         if (profiling) {
             clg_profiler_stop(ctx);
@@ -775,7 +846,7 @@ int main(int argc, char **argv) {
             r.loss_sum = sums[0], r.correct = (int)sums[1], done_n = (int)sums[2];
         }
 #endif
-        if (rank == 0 && evaluate(ctx, model, classes, test_loader, test.n, logits, &test_loss, &test_acc)) goto done;
+        if (rank == 0 && evaluate(ctx, model, classes, test_loader, test->n, logits, &test_loss, &test_acc)) goto done;
         const double train_loss = done_n ? r.loss_sum / done_n : 0, train_acc = done_n ? (double)r.correct / done_n : 0;
         printf("epoch %d train_loss %.4f train_accuracy %.4f test_loss %.4f test_accuracy %.4f images/s %.0f seconds %.1f\n",
                epoch, train_loss, train_acc, test_loss, test_acc, ips, secs);
@@ -848,10 +919,7 @@ done:
     clg_optimizer_free(opt);
     clg_module_free(model);
     clg_context_free(ctx);
-    clg_idx_free(&train.images);
-    clg_idx_free(&train.labels);
-    clg_idx_free(&test.images);
-    clg_idx_free(&test.labels);
+    train_data_free(&data);
     free(params);
     free(logits);
     free(rows);

@@ -24,6 +24,12 @@ typedef struct model_recipe {
     bool normalize;             /* inputs by the training set's mean and std */
 } model_recipe;
 
+/* What a model is built for: (channels, height, width) input images and classes outputs. */
+typedef struct model_shape {
+    int channels, height, width;
+    int classes;
+} model_shape;
+
 typedef struct model_entry {
     const char *name;
     /* *out is owned by the caller (clg_module_free); seed picks the initial weights. */
@@ -36,6 +42,13 @@ typedef struct model_entry {
     model_recipe recipe;
     /* Optional: the model with `blocks` blocks per stage (resnet; build uses 1). */
     clg_status (*build_blocks)(clg_context *ctx, uint64_t seed, int blocks, clg_module **out);
+    /* The model for another input shape and class count (blocks: as build_blocks; 1 for a model
+     * without them); called through model_build, which checks the shape first. */
+    clg_status (*build_for)(clg_context *ctx, uint64_t seed, int blocks, const model_shape *shape,
+                            clg_module **out);
+    /* The smallest height and width the model takes: its convolutions and pools leave at least
+     * one pixel of it. */
+    int min_size;
 } model_entry;
 
 /* SGD's momentum in the tools unless told otherwise (clgrad-train --momentum) */
@@ -46,6 +59,14 @@ extern const int model_count;
 
 /* The entry called name, or NULL. */
 const model_entry *model_find(const char *name);
+/* The catalogue row's own shape (Fashion-MNIST's for every model today). */
+model_shape model_default_shape(const model_entry *e);
+/* Builds e for shape with blocks per stage (1 for a model without blocks); *out is owned by
+ * the caller (clg_module_free). A shape the model cannot take (below min_size, a dense layer too
+ * big to address, no classes) gives CLG_INVALID_ARGUMENT and a message in err saying why;
+ * other failures are the library's (clg_context_errmsg). */
+clg_status model_build(const model_entry *e, clg_context *ctx, uint64_t seed, int blocks, const model_shape *shape,
+                       clg_module **out, char *err, size_t err_len);
 /* Writes the names joined by sep ("lenet|cnn") into buf. */
 void model_names(char *buf, size_t len, const char *sep);
 /* One line per model for --help texts: name, description, defaults. */
