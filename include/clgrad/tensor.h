@@ -56,6 +56,14 @@ CLG_API cl_mem clg_tensor_cl_mem(const clg_tensor *t);
 /* Data movement. dst_bytes/src_bytes must equal clg_tensor_bytes(t). to_host waits. */
 CLG_API clg_status clg_tensor_to_host(const clg_tensor *t, void *dst, size_t dst_bytes);
 CLG_API clg_status clg_tensor_write(clg_tensor *t, const void *src, size_t src_bytes);
+/* Part of the tensor, in its flat row-major order: offset counts elements, the byte count
+ * must be a whole number of elements, and [offset, offset + count) must lie within numel
+ * (CLG_INVALID_ARGUMENT otherwise, nothing moved; 0 bytes at offset <= numel does nothing).
+ * A smaller last batch is written into the front of an existing (N, ...) tensor, and the
+ * front of a result read back, without a second tensor. to_host_at waits; write_at is
+ * blocking too, so src may be reused at once. */
+CLG_API clg_status clg_tensor_to_host_at(const clg_tensor *t, size_t offset, void *dst, size_t dst_bytes);
+CLG_API clg_status clg_tensor_write_at(clg_tensor *t, size_t offset, const void *src, size_t src_bytes);
 CLG_API clg_status clg_tensor_fill(clg_tensor *t, double value);
 /* dst = src; same dtype and numel. */
 CLG_API clg_status clg_tensor_copy(clg_tensor *dst, const clg_tensor *src);

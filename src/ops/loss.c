@@ -1,17 +1,20 @@
-/* src/ops/loss.c - losses, each a one-element tensor of shape (1): softmax cross-entropy
- * over integer class targets (mean over the batch), mse (mean) and sum of squares.
+/* src/ops/loss.c - losses: the class losses over integer targets (nll_loss, cross_entropy with
+ * class weights, label smoothing, ignore_index and PyTorch's reductions; softmax_cross_entropy,
+ * its plain mean), mse (mean) and sum of squares, each a one-element tensor of shape (1) unless
+ * a class loss's reduction is none.
  * Kernels: cl/ops/loss.cl (fixed-order reductions, a work-group tree on GPUs and one
  * sequential work-item on CPUs: deterministic, no atomics).
  * Tests: tests/ops/test_loss.c.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ops/op.h"
 
-static const clg_op_def ce_op, mse_op, sumsq_op;
+static const clg_op_def sce_op, ce_op, nll_op, mse_op, sumsq_op;
 
-#define REDUCE_MAX_ARGS 8
+#define REDUCE_MAX_ARGS 16
 
 /* Runs reduction kernel `name` of ops/loss with the listed arguments: CPU style as name_cpu,
  * one work-item; GPU style as one work-group whose local scratch (the tree's, one REAL per
@@ -33,64 +36,140 @@ static clg_status launch_reduce(clg_context *ctx, const char *name, clg_dtype dt
 #define LAUNCH_REDUCE(ctx, name, dt, what, ...)                                                               \
     launch_reduce((ctx), (name), (dt), (what), (clg_karg[]){__VA_ARGS__}, (cl_uint)CLG_NARGS_(__VA_ARGS__))
 
-/* ---------------------------------------------------------------- softmax cross-entropy */
+/* ---------------------------------------------------------------- class losses */
 
-clg_status clg_softmax_cross_entropy(clg_context *ctx, const clg_tensor *logits, const int32_t *targets,
-                                     size_t n_targets, clg_tensor **out) {
-    const char *op = "softmax_cross_entropy";
-    if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: out is NULL", op);
-    *out = NULL;
-    clg_status st = clg__check(ctx, logits, op, "logits");
-    if (st == CLG_OK) st = clg__check_int_index(ctx, logits, op);
+/* What a class loss's backward needs, copied into the node. */
+typedef struct class_loss_geom {
+    int n, c;
+    int reduction;      /* clg_loss_reduction */
+    int has_weight;     /* saved[SAVED_WEIGHT] holds the (C) class weights */
+    double keep, share; /* 1 - label_smoothing and label_smoothing / C (cross-entropy only) */
+} class_loss_geom;
+
+/* The node's saved tensors. */
+enum { SAVED_TARGETS, SAVED_AUX, SAVED_WEIGHT, SAVED_PROBS };
+
+/* Checks a class loss's input x (N, C), host targets, weight and reduction, and uploads the
+ * targets as REAL class indices (exact below 2^24), -1 where a target is *ignore (ignore may
+ * be NULL: every target must be a class). *count gets the number not ignored. */
+static clg_status class_targets(clg_context *ctx, const char *op, const clg_tensor *x, const int32_t *targets,
+                                size_t n_targets, const int32_t *ignore, const clg_tensor *weight,
+                                int reduction, clg_tensor **tgt, int *count) {
+    *tgt = NULL;
+    clg_status st = clg__check(ctx, x, op, "input");
+    if (st == CLG_OK) st = clg__check_int_index(ctx, x, op);
     if (st != CLG_OK) return st;
-    char ls[64];
-    if (logits->ndim != 2)
-        return clg__fail(ctx, CLG_SHAPE_MISMATCH, "%s: logits %s must be (N, C)", op,
-                         clg__shape_str(logits, ls, sizeof ls));
-    const int n = logits->shape[0], c = logits->shape[1];
+    char ls[64], ws[64];
+    if (x->ndim != 2)
+        return clg__fail(ctx, CLG_SHAPE_MISMATCH, "%s: input %s must be (N, C)", op,
+                         clg__shape_str(x, ls, sizeof ls));
+    const int n = x->shape[0], c = x->shape[1];
     if (!targets) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: targets is NULL", op);
     if (n_targets != (size_t)n)
-        return clg__fail(ctx, CLG_SHAPE_MISMATCH, "%s: logits %s has %d rows but there are %zu targets", op,
-                         clg__shape_str(logits, ls, sizeof ls), n, n_targets);
-    for (size_t i = 0; i < n_targets; i++)
-        if (targets[i] < 0 || targets[i] >= c)
+        return clg__fail(ctx, CLG_SHAPE_MISMATCH, "%s: input %s has %d rows but there are %zu targets", op,
+                         clg__shape_str(x, ls, sizeof ls), n, n_targets);
+    if (reduction != CLG_LOSS_MEAN && reduction != CLG_LOSS_SUM && reduction != CLG_LOSS_NONE)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "%s: reduction %d is not one of mean (0), sum (1), none (2)", op, reduction);
+    if (weight) {
+        if ((st = clg__check(ctx, weight, op, "weight")) != CLG_OK) return st;
+        if (weight->ndim != 1 || weight->shape[0] != c)
+            return clg__fail(ctx, CLG_SHAPE_MISMATCH, "%s: weight %s must be (%d), one per class of input %s",
+                             op, clg__shape_str(weight, ws, sizeof ws), c, clg__shape_str(x, ls, sizeof ls));
+        if (weight->dtype != x->dtype)
+            return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: weight is %s but the input is %s", op,
+                             clg_dtype_name(weight->dtype), clg_dtype_name(x->dtype));
+    }
+    int kept = 0;
+    for (size_t i = 0; i < n_targets; i++) {
+        if (ignore && targets[i] == *ignore) continue;
+        if (targets[i] < 0 || targets[i] >= c) {
+            if (ignore)
+                return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                                 "%s: target %zu is %d, outside the classes [0, %d) and not ignore_index %d",
+                                 op, i, (int)targets[i], c, (int)*ignore);
             return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: target %zu is %d, outside the classes [0, %d)",
                              op, i, (int)targets[i], c);
+        }
+        kept++;
+    }
     /* The kernels read targets as REAL: f32 holds integers exactly only below 2^24. */
-    if (logits->dtype == CLG_F32 && c > (1 << 24))
+    if (x->dtype == CLG_F32 && c > (1 << 24))
         return clg__fail(ctx, CLG_UNSUPPORTED, "%s: %d classes are more than f32 indexes exactly", op, c);
 
-    const size_t es = clg_dtype_size(logits->dtype);
+    const size_t es = clg_dtype_size(x->dtype);
     void *host = malloc((size_t)n * es);
     if (!host) return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "%s: %d targets", op, n);
     for (int i = 0; i < n; i++) {
-        if (logits->dtype == CLG_F64)
-            ((double *)host)[i] = (double)targets[i];
+        const int32_t t = ignore && targets[i] == *ignore ? -1 : targets[i];
+        if (x->dtype == CLG_F64)
+            ((double *)host)[i] = (double)t;
         else
-            ((float *)host)[i] = (float)targets[i];
+            ((float *)host)[i] = (float)t;
     }
-    clg_tensor *tgt = NULL, *probs = NULL, *y = NULL; /* (N), (N, C), (1) */
-    st = clg_tensor_from_host(ctx, logits->dtype, 1, &n, host, &tgt);
+    st = clg_tensor_from_host(ctx, x->dtype, 1, &n, host, tgt);
     free(host);
-    if (st == CLG_OK) st = clg__tensor_like(logits, &probs);
-    const int one = 1;
-    if (st == CLG_OK) st = clg__tensor_new(ctx, logits->dtype, 1, &one, &y);
+    *count = kept;
+    return st;
+}
+
+/* The shared forward of nll_loss (probs NULL: x holds log-probabilities) and cross-entropy
+ * (x holds logits; probs gets softmax(x) for backward): one reduction launch that writes the
+ * loss and aux = (the reduction's scale, the sum of the class weights); see cl/ops/loss.cl. */
+static clg_status class_loss(clg_context *ctx, const char *op, const clg_op_def *def, const clg_tensor *x,
+                             const int32_t *targets, size_t n_targets, const int32_t *ignore,
+                             const clg_tensor *weight, int reduction, double label_smoothing, bool logits,
+                             clg_tensor **out) {
+    if (!ctx) return CLG_INVALID_ARGUMENT;
+    if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "%s: out is NULL", op);
+    *out = NULL;
+    clg_tensor *tgt = NULL, *probs = NULL, *aux = NULL, *y = NULL; /* (N), (N, C), (2), (1) or (N) */
+    int count = 0;
+    clg_status st = class_targets(ctx, op, x, targets, n_targets, ignore, weight, reduction, &tgt, &count);
+    if (st != CLG_OK) return st;
+    const int n = x->shape[0], c = x->shape[1], two = 2, one = 1;
+    class_loss_geom g = {.n = n,
+                         .c = c,
+                         .reduction = reduction,
+                         .has_weight = weight != NULL,
+                         .keep = 1.0 - label_smoothing,
+                         .share = label_smoothing / c};
+    if (logits) st = clg__tensor_like(x, &probs);
+    if (st == CLG_OK) st = clg__tensor_new(ctx, x->dtype, 1, &two, &aux);
+    if (st == CLG_OK) st = clg__tensor_new(ctx, x->dtype, 1, reduction == CLG_LOSS_NONE ? &n : &one, &y);
     if (st == CLG_OK) {
-        cl_mem ym = clg__mem(y), pm = clg__mem(probs), xm = clg__mem(logits),
-               tm = clg__mem(tgt);
+        const clg_dtype dt = x->dtype;
+        /* absent weights: any buffer, never read (has_weight 0) */
+        cl_mem ym = clg__mem(y), am = clg__mem(aux), xm = clg__mem(x), tm = clg__mem(tgt),
+               wm = clg__mem(weight ? weight : x), pm = clg__mem(probs);
+        /* Without weights the mean's denominator is the host's count; the kernel sums the
+         * weights otherwise. 1 / count rounded once on the host, as before weights existed. */
         clg_real inv;
-        st = LAUNCH_REDUCE(ctx, "ce_forward", logits->dtype, op, CLG_ARG(ym), CLG_ARG(pm), CLG_ARG(xm), CLG_ARG(tm),
-                           CLG_ARG(n), CLG_ARG(c), clg__real(logits->dtype, &inv, 1.0 / n));
+        const clg_karg inv_k = clg__real(dt, &inv, 1.0 / count);
+        if (logits) {
+            clg_real keep, share;
+            st = LAUNCH_REDUCE(ctx, "xent_forward", dt, op, CLG_ARG(ym), CLG_ARG(pm), CLG_ARG(am),
+                               CLG_ARG(xm), CLG_ARG(tm), CLG_ARG(wm), CLG_ARG(g.has_weight),
+                               clg__real(dt, &keep, g.keep), clg__real(dt, &share, g.share),
+                               CLG_ARG(reduction), CLG_ARG(n), CLG_ARG(c), inv_k);
+        } else {
+            st = LAUNCH_REDUCE(ctx, "nll_forward", dt, op, CLG_ARG(ym), CLG_ARG(am), CLG_ARG(xm), CLG_ARG(tm),
+                               CLG_ARG(wm), CLG_ARG(g.has_weight), CLG_ARG(reduction), CLG_ARG(n), CLG_ARG(c),
+                               inv_k);
+        }
     }
-    if (st == CLG_OK && clg__needs_grad(ctx, 1, &logits)) {
+    if (st == CLG_OK && clg__needs_grad(ctx, 1, &x)) {
         clg_node *node = NULL;
-        st = clg__record(ctx, &ce_op, y, 1, &logits, NULL, 0, &node);
+        st = clg__record(ctx, def, y, 1, &x, &g, sizeof g, &node);
         if (st == CLG_OK) {
-            clg__save(node, 0, probs);
-            clg__save(node, 1, tgt);
+            clg__save(node, SAVED_TARGETS, tgt);
+            clg__save(node, SAVED_AUX, aux);
+            if (weight) clg__save(node, SAVED_WEIGHT, weight);
+            if (probs) clg__save(node, SAVED_PROBS, probs);
         }
     }
     clg_tensor_free(probs);
+    clg_tensor_free(aux);
     clg_tensor_free(tgt);
     if (st != CLG_OK) {
         clg_tensor_free(y);
@@ -100,24 +179,80 @@ clg_status clg_softmax_cross_entropy(clg_context *ctx, const clg_tensor *logits,
     return CLG_OK;
 }
 
-/* dlogits = dy / N * (softmax(logits) - onehot(targets)), from the saved probabilities. */
-static clg_status ce_backward(clg_context *ctx, clg_node *node, const clg_tensor *dy, clg_tensor *const *dx,
-                              const double *beta) {
+clg_nll_loss_params clg_nll_loss_default_params(void) {
+    return (clg_nll_loss_params){.weight = NULL, .reduction = CLG_LOSS_MEAN, .ignore_index = -100};
+}
+
+clg_cross_entropy_params clg_cross_entropy_default_params(void) {
+    return (clg_cross_entropy_params){
+        .weight = NULL, .label_smoothing = 0.0, .reduction = CLG_LOSS_MEAN, .ignore_index = -100};
+}
+
+clg_status clg_nll_loss(clg_context *ctx, const clg_tensor *log_probs, const int32_t *targets,
+                        size_t n_targets, const clg_nll_loss_params *p, clg_tensor **out) {
+    const clg_nll_loss_params q = p ? *p : clg_nll_loss_default_params();
+    return class_loss(ctx, "nll_loss", &nll_op, log_probs, targets, n_targets, &q.ignore_index, q.weight,
+                      (int)q.reduction, 0.0, false, out);
+}
+
+clg_status clg_cross_entropy(clg_context *ctx, const clg_tensor *logits, const int32_t *targets,
+                             size_t n_targets, const clg_cross_entropy_params *p, clg_tensor **out) {
+    const clg_cross_entropy_params q = p ? *p : clg_cross_entropy_default_params();
+    if (ctx && !(q.label_smoothing >= 0.0 && q.label_smoothing <= 1.0)) {
+        if (out) *out = NULL;
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "cross_entropy: label_smoothing %g is outside [0, 1]",
+                         q.label_smoothing);
+    }
+    return class_loss(ctx, "cross_entropy", &ce_op, logits, targets, n_targets, &q.ignore_index, q.weight,
+                      (int)q.reduction, q.label_smoothing, true, out);
+}
+
+/* Every target a class, mean: the same kernels with a scale of exactly 1/N, so its loss and
+ * gradient keep their bits (the README's accuracies and the determinism tests rest on them). */
+clg_status clg_softmax_cross_entropy(clg_context *ctx, const clg_tensor *logits, const int32_t *targets,
+                                     size_t n_targets, clg_tensor **out) {
+    return class_loss(ctx, "softmax_cross_entropy", &sce_op, logits, targets, n_targets, NULL, NULL,
+                      CLG_LOSS_MEAN, 0.0, true, out);
+}
+
+/* One element-wise launch from what the forward saved; see xent_backward / nll_backward in
+ * cl/ops/loss.cl for the formulas. */
+static clg_status class_loss_backward(clg_context *ctx, clg_node *node, const clg_tensor *dy,
+                                      clg_tensor *const *dx, const double *beta) {
     if (!dx[0]) return CLG_OK;
-    const clg_tensor *probs = node->saved[0], *tgt = node->saved[1];
-    if (!probs || !tgt)
-        return clg__fail(ctx, CLG_INVALID_STATE,
-                         "softmax_cross_entropy backward: the saved probabilities are gone");
+    class_loss_geom g;
+    memcpy(&g, node->params, sizeof g);
+    const bool logits = node->op != &nll_op;
+    char what[48];
+    snprintf(what, sizeof what, "%s backward", node->op->name);
+    const clg_tensor *tgt = node->saved[SAVED_TARGETS], *aux = node->saved[SAVED_AUX],
+                     *weight = node->saved[SAVED_WEIGHT], *probs = node->saved[SAVED_PROBS];
+    if (!tgt || !aux || (logits && !probs) || (g.has_weight && !weight))
+        return clg__fail(ctx, CLG_INVALID_STATE, "%s: the saved state is gone", what);
+    const size_t dy_want = g.reduction == CLG_LOSS_NONE ? (size_t)g.n : 1;
+    if (dy->numel != dy_want || dx[0]->numel != (size_t)g.n * g.c || dy->dtype != dx[0]->dtype ||
+        dy->dtype != aux->dtype)
+        return clg__fail(ctx, CLG_SHAPE_MISMATCH, "%s: dy (%zu elements) or dx (%zu) do not fit (%d, %d)",
+                         what, dy->numel, dx[0]->numel, g.n, g.c);
+    const clg_dtype dt = dy->dtype;
     cl_kernel k;
-    clg_status st = clg__kernel_dt(ctx, "ops/loss", "ce_backward", dy->dtype, NULL, &k);
+    clg_status st = clg__kernel_dt(ctx, "ops/loss", logits ? "xent_backward" : "nll_backward", dt, NULL, &k);
     if (st != CLG_OK) return st;
-    const int n = probs->shape[0], c = probs->shape[1];
-    cl_mem dxm = clg__mem(dx[0]), pm = clg__mem(probs), tm = clg__mem(tgt),
-           dym = clg__mem(dy);
-    clg_real inv, br;
-    return CLG_LAUNCH_ELEMS(ctx, k, probs->numel, "softmax_cross_entropy backward", CLG_ARG(dxm), CLG_ARG(pm),
-                            CLG_ARG(tm), CLG_ARG(dym), clg__real(dy->dtype, &inv, 1.0 / n),
-                            clg__real(dy->dtype, &br, beta[0]), CLG_ARG(n), CLG_ARG(c));
+    const int per_row = g.reduction == CLG_LOSS_NONE;
+    cl_mem dxm = clg__mem(dx[0]), tm = clg__mem(tgt), am = clg__mem(aux), dym = clg__mem(dy),
+           wm = clg__mem(weight ? weight : tgt), pm = clg__mem(probs);
+    clg_real br;
+    const clg_karg beta_k = clg__real(dt, &br, beta[0]);
+    if (logits) {
+        clg_real keep, share;
+        return CLG_LAUNCH_ELEMS(ctx, k, (size_t)g.n * g.c, what, CLG_ARG(dxm), CLG_ARG(pm), CLG_ARG(tm),
+                                CLG_ARG(wm), CLG_ARG(am), CLG_ARG(dym), CLG_ARG(g.has_weight),
+                                clg__real(dt, &keep, g.keep), clg__real(dt, &share, g.share),
+                                CLG_ARG(per_row), beta_k, CLG_ARG(g.c), CLG_ARG(g.n));
+    }
+    return CLG_LAUNCH_ELEMS(ctx, k, (size_t)g.n * g.c, what, CLG_ARG(dxm), CLG_ARG(tm), CLG_ARG(wm),
+                            CLG_ARG(am), CLG_ARG(dym), CLG_ARG(g.has_weight), CLG_ARG(per_row), beta_k,
+                            CLG_ARG(g.c), CLG_ARG(g.n));
 }
 
 /* ---------------------------------------------------------------- mse */
@@ -218,6 +353,8 @@ static clg_status sumsq_backward(clg_context *ctx, clg_node *node, const clg_ten
                             CLG_ARG(xm), clg__real(dy->dtype, &br, beta[0]), CLG_ARG(n));
 }
 
-static const clg_op_def ce_op = {"softmax_cross_entropy", ce_backward};
+static const clg_op_def sce_op = {"softmax_cross_entropy", class_loss_backward};
+static const clg_op_def ce_op = {"cross_entropy", class_loss_backward};
+static const clg_op_def nll_op = {"nll_loss", class_loss_backward};
 static const clg_op_def mse_op = {"mse_loss", mse_backward};
 static const clg_op_def sumsq_op = {"sum_of_squares", sumsq_backward};

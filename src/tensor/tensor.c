@@ -189,6 +189,46 @@ clg_status clg_tensor_write(clg_tensor *t, const void *src, size_t src_bytes) {
     return e == CL_SUCCESS ? CLG_OK : clg__cl_fail(t->ctx, e, "clEnqueueWriteBuffer");
 }
 
+/* Elements [offset, offset + bytes / element size) of t, checked before any arithmetic that
+ * could wrap: bytes a whole number of elements, offset and the count each within numel. */
+static clg_status check_range(const clg_tensor *t, size_t offset, size_t bytes, const char *op) {
+    const size_t es = clg_dtype_size(t->dtype);
+    if (bytes % es != 0)
+        return clg__fail(t->ctx, CLG_INVALID_ARGUMENT, "%s: %zu bytes is not a whole number of %s elements", op,
+                         bytes, clg_dtype_name(t->dtype));
+    const size_t n = bytes / es;
+    if (offset > t->numel || n > t->numel - offset) {
+        char a[64];
+        return clg__fail(t->ctx, CLG_INVALID_ARGUMENT,
+                         "%s: %zu elements at offset %zu run past the %zu of tensor %s %s", op, n, offset,
+                         t->numel, clg__shape_str(t, a, sizeof a), clg_dtype_name(t->dtype));
+    }
+    return CLG_OK;
+}
+
+clg_status clg_tensor_to_host_at(const clg_tensor *t, size_t offset, void *dst, size_t dst_bytes) {
+    if (!t) return CLG_INVALID_ARGUMENT;
+    if (!dst) return clg__fail(t->ctx, CLG_INVALID_ARGUMENT, "clg_tensor_to_host_at: dst is NULL");
+    clg_status st = check_range(t, offset, dst_bytes, "clg_tensor_to_host_at");
+    if (st != CLG_OK || dst_bytes == 0) return st; /* OpenCL refuses a read of 0 bytes */
+    const size_t at = offset * clg_dtype_size(t->dtype); /* offset <= numel: no wrap */
+    cl_int e = clEnqueueReadBuffer(t->ctx->queue, clg__mem(t), CL_TRUE, at, dst_bytes, dst, 0, NULL, NULL);
+    return e == CL_SUCCESS ? CLG_OK : clg__cl_fail(t->ctx, e, "clEnqueueReadBuffer");
+}
+
+clg_status clg_tensor_write_at(clg_tensor *t, size_t offset, const void *src, size_t src_bytes) {
+    if (!t) return CLG_INVALID_ARGUMENT;
+    if (!src) return clg__fail(t->ctx, CLG_INVALID_ARGUMENT, "clg_tensor_write_at: src is NULL");
+    clg_status st = check_range(t, offset, src_bytes, "clg_tensor_write_at");
+    if (st != CLG_OK || src_bytes == 0) return st;
+    if (clg__fault(t->ctx, CLG_FAULT_ENQUEUE))
+        return clg__fail(t->ctx, CLG_OPENCL_ERROR, "clEnqueueWriteBuffer: injected fault");
+    const size_t at = offset * clg_dtype_size(t->dtype);
+    /* Blocking, as clg_tensor_write: src is the caller's again when this returns. */
+    cl_int e = clEnqueueWriteBuffer(t->ctx->queue, clg__mem(t), CL_TRUE, at, src_bytes, src, 0, NULL, NULL);
+    return e == CL_SUCCESS ? CLG_OK : clg__cl_fail(t->ctx, e, "clEnqueueWriteBuffer");
+}
+
 clg_status clg_tensor_fill(clg_tensor *t, double value) {
     if (!t) return CLG_INVALID_ARGUMENT;
     float f = (float)value;

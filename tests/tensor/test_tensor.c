@@ -1,8 +1,9 @@
 /* tests/tensor/test_tensor.c - tensors and the buffer pool (include/clgrad/tensor.h,
- * src/tensor/, src/core/pool.c): round trips, fill/copy/cast/item, the seeded generators,
- * pool reuse and statistics, every bad input returning its status with the context still
- * usable afterwards, and NaN kept through transfers, casts and gradient accumulation. Both
- * kernel styles (element launches run a chunk per work-item in CPU style).
+ * src/tensor/, src/core/pool.c): round trips, reads and writes at an element offset,
+ * fill/copy/cast/item, the seeded generators, pool reuse and statistics, every bad input
+ * returning its status with the context still usable afterwards, and NaN kept through
+ * transfers, casts and gradient accumulation. Both kernel styles (element launches run a
+ * chunk per work-item in CPU style).
  */
 #include "ref.h"
 #include "ref_style.h"
@@ -453,6 +454,106 @@ static void test_bad_transfers(void **state) {
     clg_tensor_free(c);
 }
 
+/* count host values of dtype dt into raw: base + i / 4, exact in both dtypes. */
+static void host_values(clg_dtype dt, double base, int count, unsigned char *raw) {
+    for (int i = 0; i < count; i++) {
+        const double v = base + i / 4.0;
+        const float f = (float)v;
+        if (dt == CLG_F64) memcpy(raw + (size_t)i * 8, &v, 8);
+        else memcpy(raw + (size_t)i * 4, &f, 4);
+    }
+}
+
+/* Reads and writes at an element offset (clg_tensor_to_host_at / clg_tensor_write_at): a
+ * smaller last batch written into the front, a slice in the middle, the front of a tensor read
+ * back, each checked against a host copy of what the whole tensor must then hold. */
+static void test_transfer_at(void **state) {
+    clg_context *ctx = *state;
+    const int shape[2] = {4, 3}; /* a batch of 4 rows of 3 */
+    for (int dt = CLG_F32; dt <= CLG_F64; dt++) {
+        const size_t es = clg_dtype_size((clg_dtype)dt);
+        double want[12], got[12];
+        unsigned char raw[12 * 8], part[12 * 8];
+        clg_tensor *t = NULL;
+        REF_OK(ctx, clg_tensor_zeros(ctx, (clg_dtype)dt, 2, shape, &t));
+        REF_OK(ctx, clg_tensor_fill(t, -1.0));
+        for (int i = 0; i < 12; i++)
+            want[i] = -1.0;
+        host_values((clg_dtype)dt, 10.0, 6, part); /* the last batch holds 2 rows: the front 6 elements */
+        REF_OK(ctx, clg_tensor_write_at(t, 0, part, 6 * es));
+        for (int i = 0; i < 6; i++)
+            want[i] = 10.0 + i / 4.0;
+        host_values((clg_dtype)dt, 20.0, 4, part); /* elements 7..10, across a row boundary */
+        REF_OK(ctx, clg_tensor_write_at(t, 7, part, 4 * es));
+        for (int i = 0; i < 4; i++)
+            want[7 + i] = 20.0 + i / 4.0;
+        host_values((clg_dtype)dt, 30.0, 1, part); /* the very last element */
+        REF_OK(ctx, clg_tensor_write_at(t, 11, part, es));
+        want[11] = 30.0;
+        REF_OK(ctx, clg_tensor_to_host(t, raw, 12 * es));
+        for (int i = 0; i < 12; i++) {
+            if (dt == CLG_F64) memcpy(&got[i], raw + (size_t)i * 8, 8);
+            else {
+                float f;
+                memcpy(&f, raw + (size_t)i * 4, 4);
+                got[i] = f;
+            }
+        }
+        ref_assert_close(got, want, 12, 0, 0, "whole tensor after writes at offsets");
+        /* reads: the front 2 rows, a middle run, the last element, each exactly its part */
+        const size_t offs[3] = {0, 5, 11}, counts[3] = {6, 4, 1};
+        for (int r = 0; r < 3; r++) {
+            memset(part, 0xff, sizeof part);
+            REF_OK(ctx, clg_tensor_to_host_at(t, offs[r], part, counts[r] * es));
+            assert_memory_equal(part, raw + offs[r] * es, counts[r] * es);
+            assert_int_equal(part[counts[r] * es], 0xff); /* nothing past dst_bytes */
+        }
+        /* nothing at all, also at the end: no transfer, no error */
+        REF_OK(ctx, clg_tensor_to_host_at(t, 12, part, 0));
+        REF_OK(ctx, clg_tensor_write_at(t, 0, part, 0));
+        clg_tensor_free(t);
+    }
+}
+
+/* Every range that does not lie inside the tensor is refused before anything moves, also
+ * those whose end would wrap size_t; the tensor and the context are unchanged after. */
+static void test_bad_transfer_at(void **state) {
+    clg_context *ctx = *state;
+    const int shape[2] = {2, 3};
+    clg_tensor *a = NULL, *d = NULL;
+    REF_OK(ctx, clg_tensor_zeros(ctx, CLG_F32, 2, shape, &a));
+    REF_OK(ctx, clg_tensor_zeros(ctx, CLG_F64, 2, shape, &d));
+    REF_OK(ctx, clg_tensor_fill(a, 5.0));
+    float h[8] = {0};
+    double hd[8] = {0};
+
+    REF_EXPECT(ctx, clg_tensor_write_at(a, 0, h, 5), CLG_INVALID_ARGUMENT); /* not whole floats */
+    assert_msg_has(ctx, "whole number", "f32");
+    REF_EXPECT(ctx, clg_tensor_to_host_at(d, 0, hd, 12), CLG_INVALID_ARGUMENT); /* 1.5 doubles */
+    assert_msg_has(ctx, "whole number", "f64");
+    REF_EXPECT(ctx, clg_tensor_to_host_at(a, 4, h, 3 * sizeof(float)), CLG_INVALID_ARGUMENT); /* 4..6 */
+    assert_msg_has(ctx, "offset 4", "(2, 3)");
+    REF_EXPECT(ctx, clg_tensor_write_at(a, 7, h, 0), CLG_INVALID_ARGUMENT); /* starts past the end */
+    REF_EXPECT(ctx, clg_tensor_write_at(a, 0, h, 7 * sizeof(float)), CLG_INVALID_ARGUMENT);
+    /* ends that wrap: offset + count past SIZE_MAX must not look small */
+    REF_EXPECT(ctx, clg_tensor_write_at(a, SIZE_MAX, h, sizeof(float)), CLG_INVALID_ARGUMENT);
+    REF_EXPECT(ctx, clg_tensor_to_host_at(a, 1, h, SIZE_MAX - 3), CLG_INVALID_ARGUMENT);
+    REF_EXPECT(ctx, clg_tensor_to_host_at(d, SIZE_MAX / 8, hd, 16), CLG_INVALID_ARGUMENT);
+    REF_EXPECT(ctx, clg_tensor_to_host_at(a, 0, NULL, 4), CLG_INVALID_ARGUMENT);
+    assert_msg_has(ctx, "dst is NULL", NULL);
+    REF_EXPECT(ctx, clg_tensor_write_at(a, 0, NULL, 4), CLG_INVALID_ARGUMENT);
+    assert_msg_has(ctx, "src is NULL", NULL);
+    REF_EXPECT(ctx, clg_tensor_to_host_at(NULL, 0, h, 4), CLG_INVALID_ARGUMENT);
+    REF_EXPECT(ctx, clg_tensor_write_at(NULL, 0, h, 4), CLG_INVALID_ARGUMENT);
+
+    /* nothing was written, and the context still works */
+    REF_OK(ctx, clg_tensor_to_host_at(a, 0, h, 6 * sizeof(float)));
+    for (int i = 0; i < 6; i++)
+        assert_true(h[i] == 5.0f);
+    clg_tensor_free(a);
+    clg_tensor_free(d);
+}
+
 static void test_huge_allocation(void **state) {
     clg_context *ctx = *state;
     clg_device_info info;
@@ -640,6 +741,8 @@ int main(void) {
         cmocka_unit_test(test_pool_reuse),
         cmocka_unit_test(test_bad_create),
         cmocka_unit_test(test_bad_transfers),
+        cmocka_unit_test(test_transfer_at),
+        cmocka_unit_test(test_bad_transfer_at),
         cmocka_unit_test(test_huge_allocation),
         cmocka_unit_test(test_alloc_fault),
         cmocka_unit_test(test_requires_grad_state),
