@@ -36,50 +36,71 @@ inline REAL lanes_sum(const REAL8 a) {
     return ((a.s0 + a.s1) + (a.s2 + a.s3)) + ((a.s4 + a.s5) + (a.s6 + a.s7));
 }
 
+/* PyTorch's momentum rule: running stats move towards the batch's mean and unbiased variance. */
+inline void bn_update_running(const int c, const REAL mu, const REAL var_unbiased, __global REAL *run_mean,
+                              __global REAL *run_var, const REAL momentum) {
+    run_mean[c] = ((REAL)1 - momentum) * run_mean[c] + momentum * mu;
+    run_var[c] = ((REAL)1 - momentum) * run_var[c] + momentum * var_unbiased;
+}
+
 /* Writes channel c's statistics from its sum and sum of squared deviations over M values;
- * when update_running, running stats move towards the batch ones with PyTorch's momentum
- * rule, the variance unbiased (sum / (M - 1)). */
+ * when update_running, running stats move too, the variance unbiased (sum / (M - 1)). */
 inline void bn_store_stats(const int c, const REAL mu, const REAL sq, const int M, __global REAL *mean,
                            __global REAL *invstd, __global REAL *run_mean, __global REAL *run_var,
                            const int update_running, const REAL momentum, const REAL eps) {
     mean[c] = mu;
     invstd[c] = (REAL)1 / sqrt(sq / (REAL)M + eps);
-    if (update_running) {
-        run_mean[c] = ((REAL)1 - momentum) * run_mean[c] + momentum * mu;
-        run_var[c] = ((REAL)1 - momentum) * run_var[c] + momentum * (sq / (REAL)(M - 1));
-    }
+    if (update_running) bn_update_running(c, mu, sq / (REAL)(M - 1), run_mean, run_var, momentum);
 }
 
-/* Work-group c: mean and 1/sqrt(biased var + eps) of channel c over its M = N * HW values,
- * in two passes (mean first, then squared deviations) for accuracy. */
-__kernel void bn_stats(__global const REAL *x, __global REAL *mean, __global REAL *invstd,
-                       __global REAL *run_mean, __global REAL *run_var, const int update_running,
-                       const REAL momentum, const REAL eps, const int N, const int C, const int HW,
-                       __local REAL *scratch) {
-    const int c = (int)get_group_id(0);
+/* Every work-item of group c: the mean *mu of channel c over its M = N * HW values and the
+ * sum *sq of squared deviations from it, in two passes (mean first) for accuracy. */
+inline void bn_channel_moments(__global const REAL *x, const int c, const int N, const int C, const int HW,
+                               __local REAL *scratch, REAL *mu, REAL *sq) {
     const int lid = (int)get_local_id(0);
     const int lsz = (int)get_local_size(0);
     const int M = N * HW;
     REAL acc = 0;
     for (int m = lid; m < M; m += lsz)
         acc += x[((size_t)(m / HW) * C + c) * HW + m % HW];
-    const REAL mu = group_sum(scratch, acc) / (REAL)M;
+    const REAL mean = group_sum(scratch, acc) / (REAL)M;
     acc = 0;
     for (int m = lid; m < M; m += lsz) {
-        const REAL d = x[((size_t)(m / HW) * C + c) * HW + m % HW] - mu;
+        const REAL d = x[((size_t)(m / HW) * C + c) * HW + m % HW] - mean;
         acc += d * d;
     }
-    const REAL sq = group_sum(scratch, acc);
-    if (lid == 0)
-        bn_store_stats(c, mu, sq, M, mean, invstd, run_mean, run_var, update_running, momentum, eps);
+    *sq = group_sum(scratch, acc);
+    *mu = mean;
 }
 
-/* CPU form of bn_stats: work-item c walks channel c's N planes in order. */
-__kernel void bn_stats_cpu(__global const REAL *x, __global REAL *mean, __global REAL *invstd,
-                           __global REAL *run_mean, __global REAL *run_var, const int update_running,
-                           const REAL momentum, const REAL eps, const int N, const int C, const int HW) {
-    const int c = GID0;
-    if (c >= C) return;
+/* Work-group c: mean and 1/sqrt(biased var + eps) of channel c. */
+__kernel void bn_stats(__global const REAL *x, __global REAL *mean, __global REAL *invstd,
+                       __global REAL *run_mean, __global REAL *run_var, const int update_running,
+                       const REAL momentum, const REAL eps, const int N, const int C, const int HW,
+                       __local REAL *scratch) {
+    const int c = (int)get_group_id(0);
+    REAL mu, sq;
+    bn_channel_moments(x, c, N, C, HW, scratch, &mu, &sq);
+    if (get_local_id(0) == 0)
+        bn_store_stats(c, mu, sq, N * HW, mean, invstd, run_mean, run_var, update_running, momentum, eps);
+}
+
+/* Synchronized batch norm's local part: moments (2, C) gets this replica's mean of channel c
+ * and its sum of squared deviations; the host combines the replicas' in double. */
+__kernel void bn_moments(__global const REAL *x, __global REAL *moments, const int N, const int C, const int HW,
+                         __local REAL *scratch) {
+    const int c = (int)get_group_id(0);
+    REAL mu, sq;
+    bn_channel_moments(x, c, N, C, HW, scratch, &mu, &sq);
+    if (get_local_id(0) == 0) {
+        moments[c] = mu;
+        moments[C + c] = sq;
+    }
+}
+
+/* CPU form of bn_channel_moments: one work-item walks channel c's N planes in order. */
+inline void bn_channel_moments_cpu(__global const REAL *x, const int c, const int N, const int C, const int HW,
+                                   REAL *mu_out, REAL *sq_out) {
     const int M = N * HW, H8 = HW & ~7;
     REAL8 acc8 = (REAL8)(0);
     REAL acc = 0;
@@ -104,8 +125,44 @@ __kernel void bn_stats_cpu(__global const REAL *x, __global REAL *mean, __global
             acc += d * d;
         }
     }
-    bn_store_stats(c, mu, lanes_sum(acc8) + acc, M, mean, invstd, run_mean, run_var, update_running, momentum,
-                   eps);
+    *mu_out = mu;
+    *sq_out = lanes_sum(acc8) + acc;
+}
+
+/* CPU form of bn_stats: work-item c. */
+__kernel void bn_stats_cpu(__global const REAL *x, __global REAL *mean, __global REAL *invstd,
+                           __global REAL *run_mean, __global REAL *run_var, const int update_running,
+                           const REAL momentum, const REAL eps, const int N, const int C, const int HW) {
+    const int c = GID0;
+    if (c >= C) return;
+    REAL mu, sq;
+    bn_channel_moments_cpu(x, c, N, C, HW, &mu, &sq);
+    bn_store_stats(c, mu, sq, N * HW, mean, invstd, run_mean, run_var, update_running, momentum, eps);
+}
+
+/* CPU form of bn_moments: work-item c. */
+__kernel void bn_moments_cpu(__global const REAL *x, __global REAL *moments, const int N, const int C,
+                             const int HW) {
+    const int c = GID0;
+    if (c >= C) return;
+    REAL mu, sq;
+    bn_channel_moments_cpu(x, c, N, C, HW, &mu, &sq);
+    moments[c] = mu;
+    moments[C + c] = sq;
+}
+
+/* Synchronized batch norm: the global batch's statistics, stats (3, C) = mean, biased and
+ * unbiased variance that the host combined from every replica's moments; every replica
+ * computes the same invstd and running stats from them. */
+__kernel void bn_global_stats(__global const REAL *stats, __global REAL *mean, __global REAL *invstd,
+                              __global REAL *run_mean, __global REAL *run_var, const int update_running,
+                              const REAL momentum, const REAL eps, const int C, const int chunk) {
+    FOR_ELEMS(c, C, chunk) {
+        const REAL mu = stats[c];
+        mean[c] = mu;
+        invstd[c] = (REAL)1 / sqrt(stats[C + c] + eps);
+        if (update_running) bn_update_running(c, mu, stats[2 * C + c], run_mean, run_var, momentum);
+    }
 }
 
 /* Evaluation: the statistics are the running ones. */
@@ -205,15 +262,15 @@ __kernel void bn_bwd_reduce_cpu(__global REAL *sum_dy, __global REAL *sum_dyx, _
 
 /* The gradient g of one element (dx = beta * dx + g through ACCUM), with s = weight * invstd:
  *   training:   g = s * (dy - sum_dy / M - xhat * sum_dyx / M)  (the batch statistics
- *               depend on x too)
+ *               depend on x too; M values per channel, over every replica when synchronized)
  *   evaluation: g = s * dy                                      (running stats are constants) */
 inline REAL bn_dx_value(const REAL dyv, const REAL xv, const REAL mu, const REAL is, const REAL w,
                         const REAL sdy, const REAL sdyx, const int has_weight, const int training,
-                        const int M) {
+                        const REAL M) {
     const REAL s = has_weight ? w * is : is;
     REAL g;
     if (training) {
-        const REAL inv_m = (REAL)1 / (REAL)M;
+        const REAL inv_m = (REAL)1 / M;
         const REAL xhat = (xv - mu) * is;
         g = s * (dyv - sdy * inv_m - xhat * sdyx * inv_m);
     } else {
@@ -226,12 +283,12 @@ inline REAL bn_dx_value(const REAL dyv, const REAL xv, const REAL mu, const REAL
 __kernel void bn_bwd_dx(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
                         __global const REAL *mean, __global const REAL *invstd, __global const REAL *weight,
                         __global const REAL *sum_dy, __global const REAL *sum_dyx, const int has_weight,
-                        const int training, const int N, const int C, const int HW, const REAL beta,
+                        const int training, const REAL M, const int C, const int HW, const REAL beta,
                         const int n, const int chunk) {
     FOR_ELEMS(i, n, chunk) {
         const int c = (i / HW) % C;
         ACCUM(dx[i], bn_dx_value(dy[i], x[i], mean[c], invstd[c], weight[c], sum_dy[c], sum_dyx[c],
-                                 has_weight, training, N * HW));
+                                 has_weight, training, M));
     }
 }
 
@@ -240,7 +297,7 @@ __kernel void bn_bwd_dx_cpu(__global REAL *dx, __global const REAL *dy, __global
                                __global const REAL *mean, __global const REAL *invstd,
                                __global const REAL *weight, __global const REAL *sum_dy,
                                __global const REAL *sum_dyx, const int has_weight, const int training,
-                               const int N, const int C, const int HW, const REAL beta, const int planes,
+                               const REAL M, const int C, const int HW, const REAL beta, const int planes,
                                const int chunk) {
     FOR_ELEMS(pl, planes, chunk) {
         const int c = pl % C;
@@ -249,6 +306,6 @@ __kernel void bn_bwd_dx_cpu(__global REAL *dx, __global const REAL *dy, __global
         __global REAL *dxp = dx + off; /* (HW) */
         __global const REAL *dyp = dy + off, *xp = x + off;
         for (int j = 0; j < HW; ++j)
-            ACCUM(dxp[j], bn_dx_value(dyp[j], xp[j], mu, is, w, sdy, sdyx, has_weight, training, N * HW));
+            ACCUM(dxp[j], bn_dx_value(dyp[j], xp[j], mu, is, w, sdy, sdyx, has_weight, training, M));
     }
 }

@@ -3,7 +3,8 @@
  * is installed and clgrad.pc requires MPI privately). One process per replica, each with its own
  * context on its own device; replicas start from rank 0's state and average their gradients
  * after each backward, so N ranks with batch b each train as one process with batch N b (for
- * models without batch statistics; batch norm keeps per-replica statistics, as PyTorch DDP).
+ * models without batch statistics; batch norm keeps per-replica statistics, as PyTorch DDP,
+ * unless clg_dist_sync_batch_norm synchronizes it: then batch-norm models too).
  * The application calls MPI_Init / MPI_Finalize; clgrad never does.
  *
  * Determinism: gradients are summed in double by a ring (reduce-scatter, then all-gather) that
@@ -52,10 +53,19 @@ CLG_API clg_status clg_dist_broadcast_module(clg_dist *d, clg_context *ctx, clg_
  * parameters in the same order with gradients on the same ones (a parameter without a gradient
  * on every rank is skipped; on some ranks only: CLG_INVALID_STATE on all). */
 CLG_API clg_status clg_dist_average_grads(clg_dist *d, clg_context *ctx, clg_tensor *const *params, size_t n);
+/* Synchronized batch norm (SyncBatchNorm) for every batch_norm2d layer in m's tree: training
+ * statistics over the global batch, each layer summing 2C + 1 doubles in its forward and 2C in
+ * its backward by the same ring as the gradients (clg_module_sync_batch_norm with
+ * clg_dist_replica_sum(d)). Every rank must call it on the same model; d must outlive the
+ * model's training forwards and backwards. Returns how many layers it set. */
+CLG_API size_t clg_dist_sync_batch_norm(clg_dist *d, clg_module *m);
+/* The ring's deterministic sum as a clg_replica_sum (for clg_sync_batch_norm2d in a module of
+ * one's own); its user is d, which must outlive its use. */
+CLG_API clg_replica_sum clg_dist_replica_sum(clg_dist *d);
 /* values[0..n) summed over the ranks in place (metrics: loss sums, correct counts). */
 CLG_API clg_status clg_dist_sum(clg_dist *d, double *values, int n);
-/* Bytes this rank sent for gradients and seconds it spent in gradient communication
- * (staging included) since creation. */
+/* Bytes this rank sent for gradients and synchronized batch-norm statistics, and seconds it
+ * spent communicating them (staging and waiting for the other ranks included) since creation. */
 CLG_API void clg_dist_stats(const clg_dist *d, uint64_t *bytes_sent, double *seconds);
 /* Prints "clgrad: rank R of N: message" to stderr and ends every rank (MPI_Abort). */
 CLG_API void clg_dist_abort(clg_dist *d, int code, const char *message);

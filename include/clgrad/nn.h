@@ -155,6 +155,11 @@ CLG_API clg_status clg_linear_module_create(clg_context *ctx, const char *name, 
 /* weight = 1, bias = 0, running_mean = 0, running_var = 1, num_batches_tracked = 0. */
 CLG_API clg_status clg_batch_norm2d_module_create(clg_context *ctx, const char *name, int channels,
                                                   double eps, double momentum, clg_module **out);
+/* Synchronized batch norm (SyncBatchNorm) for every batch_norm2d layer in m's tree, m
+ * included: their training forwards go through clg_sync_batch_norm2d with *sync (copied; its
+ * user must outlive their use); NULL turns it off again (the default: each replica's own
+ * batch). Returns how many layers it set. clg_dist_sync_batch_norm (clgrad/dist.h) calls it. */
+CLG_API size_t clg_module_sync_batch_norm(clg_module *m, const clg_replica_sum *sync);
 /* Layers without parameters. */
 CLG_API clg_status clg_relu_module_create(clg_context *ctx, clg_module **out);
 CLG_API clg_status clg_max_pool2d_module_create(clg_context *ctx, clg_pool2d_params p, clg_module **out);

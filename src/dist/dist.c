@@ -2,7 +2,8 @@
  * communicator that returns errors, local ranks, the device per rank, rank 0's state
  * broadcast, and gradient averaging by a ring that clgrad drives itself (reduce-scatter then
  * all-gather with MPI_Sendrecv, sums in double, fixed chunks and buckets) so that every rank
- * and every run get the same bits. Built as libclgrad-dist when MPI is found.
+ * and every run get the same bits; the same ring sums synchronized batch norm's statistics.
+ * Built into libclgrad when MPI is found.
  * Tests: tests/dist/test_dist.c (run under mpirun -np 2).
  */
 #include <stdio.h>
@@ -160,6 +161,29 @@ clg_status clg_dist_sum(clg_dist *d, double *values, int n) {
     if (!reserve(d, (size_t)n)) return CLG_OUT_OF_HOST_MEMORY;
     uint64_t sent = 0;
     return ring_allreduce(d, values, (size_t)n, &sent) == MPI_SUCCESS ? CLG_OK : CLG_COMM_ERROR;
+}
+
+/* clg_replica_sum's sum over the ranks, for synchronized batch norm: counted with the gradients. */
+static clg_status replica_sum(void *user, clg_context *ctx, double *values, int n) {
+    clg_dist *d = user;
+    if (!d || (!values && n > 0) || n < 0)
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "dist: replica sum of %d values at %p", n, (void *)values);
+    const double t0 = clg__now_seconds();
+    if (!reserve(d, (size_t)n))
+        return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "dist: out of host memory for %d values", n);
+    const int rc = ring_allreduce(d, values, (size_t)n, &d->bytes_sent);
+    d->seconds += clg__now_seconds() - t0;
+    return rc == MPI_SUCCESS ? CLG_OK : comm_fail(ctx, d, rc, "MPI_Sendrecv(batch-norm statistics)");
+}
+
+clg_replica_sum clg_dist_replica_sum(clg_dist *d) {
+    return d ? (clg_replica_sum){replica_sum, d} : (clg_replica_sum){0};
+}
+
+size_t clg_dist_sync_batch_norm(clg_dist *d, clg_module *m) {
+    if (!d) return 0;
+    const clg_replica_sum sum = clg_dist_replica_sum(d);
+    return clg_module_sync_batch_norm(m, &sum);
 }
 
 static clg_status stage_to_host(clg_dist *d, const clg_tensor *g, double *dst) {

@@ -1,19 +1,22 @@
 /* src/nn/batchnorm_module.c - the batch_norm2d layer: weight and bias (parameters),
  * running_mean, running_var and num_batches_tracked (buffers), in PyTorch's names and order,
- * forward through clg_batch_norm2d. Tests: tests/nn/test_nn.c.
+ * forward through clg_sync_batch_norm2d (synchronized over replicas once
+ * clg_module_sync_batch_norm gave it a sum). Tests: tests/nn/test_nn.c.
  */
 #include "nn/nn.h"
 
 typedef struct clg_batch_norm2d_module {
     double eps, momentum;
+    clg_replica_sum sync; /* sync.sum NULL: this replica's batch only */
 } clg_batch_norm2d_module;
 
 static clg_status batch_norm2d_forward(clg_context *ctx, clg_module *m, const clg_tensor *x, clg_tensor **out) {
     const clg_batch_norm2d_module *s = m->state;
-    clg_status st = clg_batch_norm2d(ctx, x, clg_module_get_tensor(m, "weight"), clg_module_get_tensor(m, "bias"),
-                                     clg_module_get_tensor(m, "running_mean"),
-                                     clg_module_get_tensor(m, "running_var"),
-                                     (clg_batch_norm2d_params){m->training, s->momentum, s->eps}, out);
+    clg_status st = clg_sync_batch_norm2d(ctx, x, clg_module_get_tensor(m, "weight"),
+                                          clg_module_get_tensor(m, "bias"), clg_module_get_tensor(m, "running_mean"),
+                                          clg_module_get_tensor(m, "running_var"),
+                                          (clg_batch_norm2d_params){m->training, s->momentum, s->eps},
+                                          s->sync.sum ? &s->sync : NULL, out);
     if (st != CLG_OK || !m->training) return st;
     /* num_batches_tracked += 1 on the device: no host sync, and it stays right after a
      * checkpoint load writes the buffer behind our back. */
@@ -55,7 +58,7 @@ clg_status clg_batch_norm2d_module_create(clg_context *ctx, const char *name, in
     clg_module *m;
     clg_status st = clg_module_create(ctx, &batch_norm2d_def, name, &m);
     if (st != CLG_OK) return st;
-    *(clg_batch_norm2d_module *)m->state = (clg_batch_norm2d_module){eps, momentum};
+    *(clg_batch_norm2d_module *)m->state = (clg_batch_norm2d_module){.eps = eps, .momentum = momentum};
     /* "one" holds the 1 added to num_batches_tracked: a buffer so that to_dtype converts it
      * with the rest, not persistent because it is no state of PyTorch's BatchNorm2d. */
     if ((st = clg__init_filled(m, "weight", channels, 1.0, true, true)) ||
@@ -67,4 +70,17 @@ clg_status clg_batch_norm2d_module_create(clg_context *ctx, const char *name, in
         return clg__module_drop(m, st);
     *out = m;
     return CLG_OK;
+}
+
+size_t clg_module_sync_batch_norm(clg_module *m, const clg_replica_sum *sync) {
+    if (!m) return 0;
+    size_t count = 0;
+    if (m->def == &batch_norm2d_def) {
+        clg_batch_norm2d_module *s = m->state;
+        s->sync = sync && sync->sum ? *sync : (clg_replica_sum){0};
+        count++;
+    }
+    for (size_t i = 0; i < m->n_children; i++)
+        count += clg_module_sync_batch_norm(m->children[i], sync);
+    return count;
 }

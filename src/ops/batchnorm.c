@@ -1,10 +1,12 @@
 /* src/ops/batchnorm.c - batch_norm2d over (N, C, H, W): batch statistics and in-place
  * running-stat updates in training, running stats in evaluation, optional affine weight and
- * bias; graph recording and backward for x, weight and bias. Kernels: cl/ops/batchnorm.cl.
+ * bias; graph recording and backward for x, weight and bias; synchronized over replicas
+ * through a caller's sum (clg_sync_batch_norm2d). Kernels: cl/ops/batchnorm.cl.
  * Tests: tests/ops/test_batchnorm.c.
  */
 #include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops/op.h"
@@ -12,6 +14,8 @@
 /* What backward needs beyond the inputs and the saved mean/invstd. */
 typedef struct bn_params {
     int training; /* the batch statistics depend on x: dx has the two extra terms */
+    double count; /* values per channel behind the statistics (over every replica when synced) */
+    clg_replica_sum sync; /* training's dx sums over the replicas when sync.sum is set */
 } bn_params;
 
 
@@ -29,6 +33,127 @@ static clg_status check_channel(clg_context *ctx, const clg_tensor *t, const clg
         return clg__fail(ctx, CLG_INVALID_ARGUMENT, "batch_norm2d: %s is %s but x is %s", what,
                          clg_dtype_name(t->dtype), clg_dtype_name(x->dtype));
     return CLG_OK;
+}
+
+/* ---------------------------------------------------------------- synchronized statistics */
+
+/* A small per-channel tensor's values as doubles on the host (waits), and back. */
+static clg_status bn_to_doubles(clg_context *ctx, const clg_tensor *t, double *out) {
+    if (t->dtype == CLG_F64) return clg_tensor_to_host(t, out, t->numel * sizeof *out);
+    float *f = malloc(t->numel * sizeof *f);
+    if (!f) return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "batch_norm2d: out of host memory");
+    clg_status st = clg_tensor_to_host(t, f, t->numel * sizeof *f);
+    for (size_t i = 0; st == CLG_OK && i < t->numel; i++)
+        out[i] = f[i];
+    free(f);
+    return st;
+}
+
+static clg_status bn_from_doubles(clg_context *ctx, clg_tensor *t, const double *in) {
+    if (t->dtype == CLG_F64) return clg_tensor_write(t, in, t->numel * sizeof *in);
+    float *f = malloc(t->numel * sizeof *f);
+    if (!f) return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "batch_norm2d: out of host memory");
+    for (size_t i = 0; i < t->numel; i++)
+        f[i] = (float)in[i];
+    clg_status st = clg_tensor_write(t, f, t->numel * sizeof *f);
+    free(f);
+    return st;
+}
+
+/* Training synchronized over replicas: this replica's moments (count M, mean mu, squared
+ * deviations q per channel) become (M, M mu, q + M mu^2), which sync sums in double; then
+ * q = sum(q + M mu^2) - (sum M mu)^2 / M over the global batch. Doubles make that
+ * subtraction safe for f32 data: it loses about 1e-16 (1 + mean^2 / var) of the variance.
+ * bn_global_stats then writes mean, invstd and the running stats, identically on every
+ * replica. The running stats move only in that last launch, after everything that can fail
+ * on the host. *count gets the global count. */
+static clg_status bn_sync_stats(clg_context *ctx, const clg_tensor *x, clg_tensor *mean, clg_tensor *invstd,
+                                clg_tensor *running_mean, clg_tensor *running_var, clg_batch_norm2d_params p,
+                                const clg_replica_sum *sync, double *count) {
+    const clg_dtype dt = x->dtype;
+    int N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
+    const int mshape[1] = {2 * C}, sshape[1] = {3 * C};
+    clg_tensor *moments = NULL, *stats = NULL; // (2, C): mean, squared deviations; (3, C): see the .cl
+    double *host = malloc((5 * (size_t)C + 1) * sizeof *host);
+    double *sums = host, *local = host ? host + 2 * (size_t)C + 1 : NULL; /* (2C + 1), then (3, C) */
+    clg_status st = host ? CLG_OK : clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "batch_norm2d: out of host memory");
+    cl_kernel k_moments, k_global;
+    if (st == CLG_OK) st = clg__tensor_new(ctx, dt, 1, mshape, &moments);
+    if (st == CLG_OK) st = clg__tensor_new(ctx, dt, 1, sshape, &stats);
+    if (st == CLG_OK) st = clg__op_kernel(ctx, "ops/batchnorm", "bn_moments", dt, NULL, &k_moments);
+    if (st == CLG_OK) st = clg__kernel_dt(ctx, "ops/batchnorm", "bn_global_stats", dt, NULL, &k_global);
+    const bool cpu = clg__cpu_style(ctx);
+    size_t lsz = 1;
+    if (st == CLG_OK && !cpu) st = clg__reduce_local_size(ctx, k_moments, "batch_norm2d", &lsz);
+    cl_mem xm = clg__mem(x), mom = moments ? clg__mem(moments) : NULL;
+    if (st == CLG_OK && cpu)
+        st = CLG_LAUNCH_ND(ctx, k_moments, 1, ((size_t[]){(size_t)C}), ((size_t[]){1}), "batch_norm2d", CLG_ARG(xm),
+                           CLG_ARG(mom), CLG_ARG(N), CLG_ARG(C), CLG_ARG(HW));
+    else if (st == CLG_OK)
+        st = CLG_LAUNCH_ND(ctx, k_moments, 1, ((size_t[]){(size_t)C * lsz}), ((size_t[]){lsz}), "batch_norm2d",
+                           CLG_ARG(xm), CLG_ARG(mom), CLG_ARG(N), CLG_ARG(C), CLG_ARG(HW),
+                           CLG_LOCAL(lsz * clg_dtype_size(dt)));
+    if (st == CLG_OK) st = bn_to_doubles(ctx, moments, local);
+    if (st == CLG_OK) {
+        const double m = (double)N * HW;
+        sums[0] = m;
+        for (int c = 0; c < C; c++) {
+            const double mu = local[c];
+            sums[1 + c] = m * mu;
+            sums[1 + C + c] = local[C + c] + m * mu * mu;
+        }
+        st = sync->sum(sync->user, ctx, sums, 2 * C + 1);
+    }
+    const double m = sums ? sums[0] : 0;
+    if (st == CLG_OK && !(m >= 2 && m <= 0x1p53))
+        st = clg__fail(ctx, CLG_SHAPE_MISMATCH,
+                       "batch_norm2d: synchronized training needs more than 1 value per channel over the "
+                       "replicas: they hold %g",
+                       m);
+    if (st == CLG_OK) {
+        for (int c = 0; c < C; c++) {
+            const double mu = sums[1 + c] / m;
+            double q = sums[1 + C + c] - sums[1 + c] * mu;
+            if (q < 0) q = 0; /* rounding below an exact 0; a NaN stays NaN */
+            local[c] = mu;
+            local[C + c] = q / m;
+            local[2 * C + c] = q / (m - 1);
+        }
+        st = bn_from_doubles(ctx, stats, local);
+    }
+    if (st == CLG_OK) {
+        int update = running_mean != NULL;
+        cl_mem sm = clg__mem(stats), mm = clg__mem(mean), im = clg__mem(invstd);
+        cl_mem rm = update ? clg__mem(running_mean) : mm; /* placeholders are never used */
+        cl_mem rv = update ? clg__mem(running_var) : mm;
+        clg_real r_mom, r_eps;
+        st = CLG_LAUNCH_ELEMS(ctx, k_global, (size_t)C, "batch_norm2d", CLG_ARG(sm), CLG_ARG(mm), CLG_ARG(im),
+                              CLG_ARG(rm), CLG_ARG(rv), CLG_ARG(update), clg__real(dt, &r_mom, p.momentum),
+                              clg__real(dt, &r_eps, p.eps), CLG_ARG(C));
+    }
+    if (st == CLG_OK) *count = m;
+    clg_tensor_free(moments);
+    clg_tensor_free(stats);
+    free(host);
+    return st;
+}
+
+/* Backward synchronized over replicas: *g_dy and *g_dyx (new, C each) get sum_dy and sum_dyx
+ * summed over every replica (in double, by sync), for dx; dweight and dbias keep the local ones. */
+static clg_status bn_sync_sums(clg_context *ctx, clg_replica_sum sync, const clg_tensor *sum_dy,
+                               const clg_tensor *sum_dyx, clg_tensor **g_dy, clg_tensor **g_dyx) {
+    const int C = (int)sum_dy->numel;
+    double *v = malloc(2 * (size_t)C * sizeof *v); // (2, C)
+    clg_status st = v ? CLG_OK : clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "batch_norm2d: out of host memory");
+    if (st == CLG_OK) st = bn_to_doubles(ctx, sum_dy, v);
+    if (st == CLG_OK) st = bn_to_doubles(ctx, sum_dyx, v + C);
+    if (st == CLG_OK) st = sync.sum(sync.user, ctx, v, 2 * C);
+    if (st == CLG_OK) st = clg__tensor_new(ctx, sum_dy->dtype, 1, sum_dy->shape, g_dy);
+    if (st == CLG_OK) st = clg__tensor_new(ctx, sum_dy->dtype, 1, sum_dy->shape, g_dyx);
+    if (st == CLG_OK) st = bn_from_doubles(ctx, *g_dy, v);
+    if (st == CLG_OK) st = bn_from_doubles(ctx, *g_dyx, v + C);
+    free(v);
+    return st;
 }
 
 /* ---------------------------------------------------------------- backward */
@@ -79,29 +204,38 @@ static clg_status batch_norm2d_backward(clg_context *ctx, clg_node *node, const 
                                    CLG_LOCAL(lsz * clg_dtype_size(dt)));
         }
     }
+    /* dx sees the sums over every replica when synchronized (freed below when they are new). */
+    clg_tensor *dx_sum_dy = sum_dy, *dx_sum_dyx = sum_dyx; // (C) each
+    if (st == CLG_OK && dxx && prm.training && prm.sync.sum) {
+        dx_sum_dy = dx_sum_dyx = NULL;
+        st = bn_sync_sums(ctx, prm.sync, sum_dy, sum_dyx, &dx_sum_dy, &dx_sum_dyx);
+    }
     /* Inputs in order, one write at a time (weight and bias may be one tensor). */
     if (st == CLG_OK && dxx) {
         cl_kernel k;
         st = clg__op_kernel(ctx, "ops/batchnorm", "bn_bwd_dx", dt, NULL, &k);
         cl_mem dxm = clg__mem(dxx);
         cl_mem wm = w ? clg__mem(w) : mm; /* placeholders are never used */
-        cl_mem sa = sum_dy ? clg__mem(sum_dy) : mm;
-        cl_mem sb = sum_dyx ? clg__mem(sum_dyx) : mm;
+        cl_mem sa = dx_sum_dy ? clg__mem(dx_sum_dy) : mm;
+        cl_mem sb = dx_sum_dyx ? clg__mem(dx_sum_dyx) : mm;
         int has_w = w != NULL, n = (int)x->numel, planes = N * C;
-        clg_real rb;
+        clg_real rb, rm;
         if (st == CLG_OK && cpu) /* per (n, c) plane */
             st = CLG_LAUNCH_ROWS(ctx, k, (size_t)planes, (size_t)HW, "batch_norm2d backward", CLG_ARG(dxm),
                                  CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(sa),
-                                 CLG_ARG(sb), CLG_ARG(has_w), CLG_ARG(prm.training), CLG_ARG(N), CLG_ARG(C),
-                                 CLG_ARG(HW), clg__real(dt, &rb, beta[0]), CLG_ARG(planes));
+                                 CLG_ARG(sb), CLG_ARG(has_w), CLG_ARG(prm.training),
+                                 clg__real(dt, &rm, prm.count), CLG_ARG(C), CLG_ARG(HW),
+                                 clg__real(dt, &rb, beta[0]), CLG_ARG(planes));
         else if (st == CLG_OK) /* per element */
             st = CLG_LAUNCH_ELEMS(ctx, k, x->numel, "batch_norm2d backward", CLG_ARG(dxm), CLG_ARG(dym),
                                   CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(sa), CLG_ARG(sb),
-                                  CLG_ARG(has_w), CLG_ARG(prm.training), CLG_ARG(N), CLG_ARG(C), CLG_ARG(HW),
-                                  clg__real(dt, &rb, beta[0]), CLG_ARG(n));
+                                  CLG_ARG(has_w), CLG_ARG(prm.training), clg__real(dt, &rm, prm.count),
+                                  CLG_ARG(C), CLG_ARG(HW), clg__real(dt, &rb, beta[0]), CLG_ARG(n));
     }
     if (st == CLG_OK && dw) st = clg__axpby(ctx, 1.0, sum_dyx, beta[1], dw);
     if (st == CLG_OK && db) st = clg__axpby(ctx, 1.0, sum_dy, beta[2], db);
+    if (dx_sum_dy != sum_dy) clg_tensor_free(dx_sum_dy);
+    if (dx_sum_dyx != sum_dyx) clg_tensor_free(dx_sum_dyx);
     clg_tensor_free(sum_dy);
     clg_tensor_free(sum_dyx);
     return st;
@@ -114,7 +248,8 @@ static const clg_op_def batch_norm2d_op = {"batch_norm2d", batch_norm2d_backward
 /* Validates every argument before anything runs, so bad input leaves the running stats alone. */
 static clg_status bn_validate(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
                               const clg_tensor *bias, const clg_tensor *running_mean,
-                              const clg_tensor *running_var, bool training, double momentum, double eps) {
+                              const clg_tensor *running_var, bool training, bool synced, double momentum,
+                              double eps) {
     clg_status st = clg__check(ctx, x, "batch_norm2d", "x");
     if (st != CLG_OK) return st;
     char s[64];
@@ -142,8 +277,13 @@ static clg_status bn_validate(clg_context *ctx, const clg_tensor *x, const clg_t
     if (!(momentum >= 0 && momentum <= 1))
         return clg__fail(ctx, CLG_INVALID_ARGUMENT, "batch_norm2d: momentum must be in [0, 1]: got %g",
                          momentum);
-    /* One value per channel has no variance (and the unbiased one divides by M - 1). */
-    if (training && (size_t)x->shape[0] * x->shape[2] * x->shape[3] < 2)
+    /* The sum over replicas takes 2C + 1 values in an int. */
+    if (synced && x->shape[1] > (INT_MAX - 1) / 2)
+        return clg__fail(ctx, CLG_UNSUPPORTED, "batch_norm2d: %d channels are too many to synchronize",
+                         x->shape[1]);
+    /* One value per channel has no variance (and the unbiased one divides by M - 1); when
+     * synchronized, the count over every replica is checked once it is known. */
+    if (training && !synced && (size_t)x->shape[0] * x->shape[2] * x->shape[3] < 2)
         return clg__fail(ctx, CLG_SHAPE_MISMATCH,
                          "batch_norm2d: training needs more than 1 value per channel: x is %s",
                          clg__shape_str(x, s, sizeof s));
@@ -157,12 +297,20 @@ clg_batch_norm2d_params clg_batch_norm2d_default_params(void) {
 clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
                             const clg_tensor *bias, clg_tensor *running_mean, clg_tensor *running_var,
                             clg_batch_norm2d_params p, clg_tensor **out) {
+    return clg_sync_batch_norm2d(ctx, x, weight, bias, running_mean, running_var, p, NULL, out);
+}
+
+clg_status clg_sync_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
+                                 const clg_tensor *bias, clg_tensor *running_mean, clg_tensor *running_var,
+                                 clg_batch_norm2d_params p, const clg_replica_sum *sync, clg_tensor **out) {
     const bool training = p.training;
     const double momentum = p.momentum, eps = p.eps;
     if (!ctx) return CLG_INVALID_ARGUMENT;
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "batch_norm2d: out is NULL");
     *out = NULL;
-    clg_status st = bn_validate(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps);
+    /* Evaluation never communicates: the running stats are the same on every replica. */
+    const bool synced = training && sync && sync->sum;
+    clg_status st = bn_validate(ctx, x, weight, bias, running_mean, running_var, training, synced, momentum, eps);
     if (st != CLG_OK) return st;
 
     const clg_dtype dt = x->dtype;
@@ -176,16 +324,21 @@ clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_ten
      * style takes sequential per-channel sums and per-plane normalisation (see the .cl). */
     const bool cpu = clg__cpu_style(ctx);
     cl_kernel k_stats, k_norm;
-    if (st == CLG_OK && training) st = clg__op_kernel(ctx, "ops/batchnorm", "bn_stats", dt, NULL, &k_stats);
+    if (st == CLG_OK && training && !synced)
+        st = clg__op_kernel(ctx, "ops/batchnorm", "bn_stats", dt, NULL, &k_stats);
     if (st == CLG_OK && !training) st = clg__kernel_dt(ctx, "ops/batchnorm", "bn_eval_stats", dt, NULL, &k_stats);
     if (st == CLG_OK) st = clg__op_kernel(ctx, "ops/batchnorm", "bn_normalize", dt, NULL, &k_norm);
     size_t lsz = 1;
-    if (st == CLG_OK && training && !cpu) st = clg__reduce_local_size(ctx, k_stats, "batch_norm2d", &lsz);
+    if (st == CLG_OK && training && !synced && !cpu)
+        st = clg__reduce_local_size(ctx, k_stats, "batch_norm2d", &lsz);
 
     cl_mem xm = clg__mem(x);
     cl_mem mm = mean ? clg__mem(mean) : NULL, im = invstd ? clg__mem(invstd) : NULL;
     clg_real r_mom, r_eps;
-    if (st == CLG_OK && training) {
+    double count = (double)N * HW;
+    if (st == CLG_OK && synced) {
+        st = bn_sync_stats(ctx, x, mean, invstd, running_mean, running_var, p, sync, &count);
+    } else if (st == CLG_OK && training) {
         /* Without running stats nothing is updated; mean stands in as their argument. */
         int update = running_mean != NULL;
         cl_mem rm = update ? clg__mem(running_mean) : mm;
@@ -227,7 +380,7 @@ clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_ten
     for (int i = 0; i < 3; ++i)
         if (inputs[i]) present[n_present++] = inputs[i];
     if (st == CLG_OK && clg__needs_grad(ctx, n_present, present)) {
-        bn_params prm = {training ? 1 : 0};
+        bn_params prm = {training ? 1 : 0, count, synced ? *sync : (clg_replica_sum){0}};
         clg_node *node = NULL;
         st = clg__record(ctx, &batch_norm2d_op, y, 3, inputs, &prm, sizeof prm, &node);
         if (st == CLG_OK && node) {
