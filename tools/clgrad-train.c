@@ -42,6 +42,7 @@ typedef struct options {
     /* the training recipe (defaults: the model's, tools/models.c) */
     const char *schedule;    /* none | cosine */
     double warmup_epochs, clip_grad_norm;
+    double label_smoothing; /* training's cross-entropy only; evaluation reports the plain one */
     int augment;             /* -1: the model's recipe, 0 off, 1 on */
     int nesterov;            /* -1: the model's recipe */
     int blocks;              /* resnet's blocks per stage */
@@ -121,6 +122,8 @@ static void usage(FILE *f) {
             "  --lr-schedule none|cosine  per step: cosine decays to 0 at the last step\n"
             "  --warmup EPOCHS         linear warm-up from 1%% of the rate (fractions allowed)\n"
             "  --clip-grad-norm X      clip the gradients' global 2-norm to X (> 0; default: no clipping)\n"
+            "  --label-smoothing X     training loss: cross-entropy with label smoothing X in [0, 1] as\n"
+            "                          PyTorch's (default 0); test_loss stays the plain cross-entropy\n"
             "  --augment / --no-augment  random crop (2 px zero padding) and horizontal flip\n"
             "  --no-prefetch           prepare each batch on the training thread (default: the next\n"
             "                          batch is prepared on a worker thread during the step)\n"
@@ -214,6 +217,7 @@ static int parse_args(int argc, char **argv, options *o) {
         {"list-models", no_argument, 0, 'Z'},     {"json", no_argument, 0, 'J'},
         {"allow-nonfinite", no_argument, 0, 'F'}, {"lr-schedule", required_argument, 0, 1},
         {"warmup", required_argument, 0, 2},      {"clip-grad-norm", required_argument, 0, 3},
+        {"label-smoothing", required_argument, 0, 30},
         {"augment", no_argument, 0, 4},           {"no-augment", no_argument, 0, 5},
         {"nesterov", no_argument, 0, 6},          {"no-nesterov", no_argument, 0, 7},
         {"blocks", required_argument, 0, 8},      {"checkpoint", required_argument, 0, 9},
@@ -255,6 +259,7 @@ static int parse_args(int argc, char **argv, options *o) {
         case 12: o->profile = optarg; break;
         case 13: o->distributed = 1; break;
         case 14: o->no_prefetch = 1; break;
+        case 30: ok = tool_parse_real(T, "--label-smoothing", optarg, 0, 1, &o->label_smoothing); break;
         case 15:
             ok = tool_parse_real(T, "--holdout", optarg, 0, 1, &o->holdout), o->holdout_set = true;
             if (ok && !(o->holdout > 0 && o->holdout < 1)) {
@@ -397,13 +402,17 @@ static int fail(clg_context *ctx, const char *what, clg_status st) {
 }
 
 /* Runs one batch (x holds n images); trains when opt is not NULL, clipping the gradients'
- * global norm to clip first when clip > 0. */
+ * global norm to clip first when clip > 0. The loss is cross-entropy with label smoothing
+ * smoothing (0: clg_softmax_cross_entropy, the kernel every earlier run used). */
 static int run_batch(clg_context *ctx, clg_module *model, int classes, clg_optimizer *opt, double clip,
-                     clg_tensor *const *params, size_t n_params, clg_dist *dist, clg_tensor *x,
-                     const int32_t *labels, int n, float *logits, batch_result *r) {
+                     double smoothing, clg_tensor *const *params, size_t n_params, clg_dist *dist,
+                     clg_tensor *x, const int32_t *labels, int n, float *logits, batch_result *r) {
     clg_tensor *y = NULL, *loss = NULL;
     clg_status st = clg_module_forward(ctx, model, x, &y);
-    if (st == CLG_OK) st = clg_softmax_cross_entropy(ctx, y, labels, (size_t)n, &loss);
+    clg_cross_entropy_params ce = clg_cross_entropy_default_params();
+    ce.label_smoothing = smoothing;
+    if (st == CLG_OK && smoothing > 0) st = clg_cross_entropy(ctx, y, labels, (size_t)n, &ce, &loss);
+    else if (st == CLG_OK) st = clg_softmax_cross_entropy(ctx, y, labels, (size_t)n, &loss);
     if (st == CLG_OK && opt) st = clg_backward(ctx, loss);
 #ifdef CLG_HAVE_MPI
     if (st == CLG_OK && opt && dist) st = clg_dist_average_grads(dist, ctx, params, n_params);
@@ -446,7 +455,7 @@ static int evaluate(clg_context *ctx, clg_module *model, int classes, clg_loader
             break;
         }
         if (!x) break;
-        rc = run_batch(ctx, model, classes, NULL, 0, NULL, 0, NULL, x, labels, n, logits, &r);
+        rc = run_batch(ctx, model, classes, NULL, 0, 0, NULL, 0, NULL, x, labels, n, logits, &r);
         clg_tensor_free(x);
     }
     clg_set_grad_enabled(ctx, was);
@@ -703,9 +712,11 @@ int main(int argc, char **argv) {
         fail(ctx, "learning-rate schedule", st);
         goto done;
     }
-    printf("recipe: schedule %s, warm-up %g epochs, weight decay %g%s, augment %s, inputs %s, clip %g\n",
+    printf("recipe: schedule %s, warm-up %g epochs, weight decay %g%s, augment %s, inputs %s, clip %g, "
+           "label smoothing %g\n",
            o.schedule, o.warmup_epochs, o.weight_decay, recipe->decay_split ? " (weights only)" : "",
-           o.augment ? "crop + flip" : "none", normalize ? "normalised" : "x / 255", o.clip_grad_norm);
+           o.augment ? "crop + flip" : "none", normalize ? "normalised" : "x / 255", o.clip_grad_norm,
+           o.label_smoothing);
     if (normalize) {
         printf("normalisation: mean");
         for (int c = 0; c < train->c; c++) printf(" %.6f", mean[c]);
@@ -766,7 +777,7 @@ int main(int argc, char **argv) {
                 }
                 profiling = true, profiled_from = step;
             }
-            int brc = run_batch(ctx, model, classes, opt, o.clip_grad_norm, params, n_params, dist, x, labels, n,
+            int brc = run_batch(ctx, model, classes, opt, o.clip_grad_norm, o.label_smoothing, params, n_params, dist, x, labels, n,
                                 logits, &r);
             clg_tensor_free(x);
             if (brc) goto done;

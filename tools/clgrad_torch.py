@@ -332,7 +332,8 @@ def cmd_train(args):
     steps_per_epoch = (len(xtr) + batch - 1) // batch
     sched = make_scheduler(args.model, opt, steps_per_epoch, args.epochs)
     gen = torch.Generator().manual_seed(args.seed)
-    print(f"model {args.model}, batch {batch}, recipe {r}, mean {mean:.4f} std {std:.4f}", flush=True)
+    print(f"model {args.model}, batch {batch}, recipe {r}, label smoothing {args.label_smoothing}, "
+          f"mean {mean:.4f} std {std:.4f}", flush=True)
     for epoch in range(1, args.epochs + 1):
         model.train()
         perm = torch.randperm(len(xtr), generator=gen)
@@ -342,7 +343,7 @@ def cmd_train(args):
             idx = perm[i:i + batch]
             xb, yb = augment(xtr[idx], r["crop_padding"], r["hflip"], gen), ytr[idx]
             opt.zero_grad()
-            loss = F.cross_entropy(model((xb - mean) / std), yb)
+            loss = F.cross_entropy(model((xb - mean) / std), yb, label_smoothing=args.label_smoothing)
             loss.backward()
             opt.step()
             if sched:
@@ -374,6 +375,8 @@ def main(argv=None):
     t.add_argument("--limit", type=int, default=0, help="use only the first N training images")
     t.add_argument("--batch", type=int, default=0, help="default: the model's recipe (64; resnet 128)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="training loss only, as clgrad-train --label-smoothing")
     t.add_argument("--data", default=DEFAULT_DATA)
     args = ap.parse_args(argv)
     try:

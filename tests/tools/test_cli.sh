@@ -7,7 +7,8 @@
 # touched (--data points nowhere: a refusal that came late would say so). Then, on a small
 # Fashion-MNIST run: a diverging rate stops training with exit 3, and the checkpoint of an
 # earlier run is never replaced by a non-finite one (also with --allow-nonfinite); no temp
-# file is left. Usage: test_cli.sh CLGRAD_TRAIN CLGRAD_SOAK CLGRAD_BACKPROP
+# file is left; --label-smoothing 0 is the plain loss and 0.1 another. Usage: test_cli.sh
+# CLGRAD_TRAIN CLGRAD_SOAK CLGRAD_BACKPROP
 set -u
 train="$1"
 soak="$2"
@@ -43,6 +44,8 @@ refused "$train" "--lr must be a finite number >= 0, not 'nan'" "${nodata[@]}" -
 refused "$train" "--lr must be a finite number >= 0, not 'inf'" "${nodata[@]}" --lr inf
 refused "$train" "--lr must be a finite number >= 0, not '1e999'" "${nodata[@]}" --lr 1e999
 refused "$train" "--momentum must be a number in [0, 1], not '1.5'" "${nodata[@]}" --momentum 1.5
+refused "$train" "--label-smoothing must be a number in [0, 1], not '1.5'" "${nodata[@]}" --label-smoothing 1.5
+refused "$train" "--label-smoothing must be a number in [0, 1], not 'nan'" "${nodata[@]}" --label-smoothing nan
 refused "$train" "--weight-decay must be a finite number >= 0, not '-0.1'" "${nodata[@]}" --weight-decay -0.1
 refused "$train" "--seed must be an integer in 0..18446744073709551615, not '-1'" "${nodata[@]}" --seed -1
 refused "$train" "--seed must be an integer in 0..18446744073709551615, not '18446744073709551616'" "${nodata[@]}" --seed 18446744073709551616
@@ -112,6 +115,15 @@ else
     rc=$?
     [ $rc -eq 3 ] && [ ! -e "$tmp/fresh.st" ] && grep -q "nothing saved to $tmp/fresh.st" "$tmp/fresh.txt"
     check "a fresh diverging run writes no checkpoint (exit $rc)" $?
+
+    # --label-smoothing: 0 is the plain loss (the same checkpoint, byte for byte); 0.1 trains
+    # on the smoothed loss (another checkpoint) and says so.
+    "$train" "${small[@]}" --epochs 1 --label-smoothing 0 --save "$tmp/ls0.st" >"$tmp/ls0.txt" 2>&1 &&
+        cmp -s "$tmp/ls0.st" "$tmp/good.copy"
+    check "--label-smoothing 0 saves the checkpoint of a run without it" $?
+    "$train" "${small[@]}" --epochs 1 --label-smoothing 0.1 --save "$tmp/ls1.st" >"$tmp/ls1.txt" 2>&1 &&
+        grep -q "label smoothing 0.1" "$tmp/ls1.txt" && ! cmp -s "$tmp/ls1.st" "$tmp/good.copy"
+    check "--label-smoothing 0.1 trains on the smoothed loss" $?
 
     ls -a "$tmp" | grep -q '\.tmp'
     [ $? -ne 0 ]
