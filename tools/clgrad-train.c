@@ -481,6 +481,36 @@ static void progress(bool tty, int epoch, int epochs, int done, int total, doubl
     }
 }
 
+#define METRICS_HEADER "epoch,train_loss,train_accuracy,test_loss,test_accuracy,images_per_s,seconds\n"
+
+/* A resumed run's metrics: the rows of path (a CSV this tool wrote) for the epochs before
+ * `before`, appended to *rows, so the file keeps the whole run's epochs. No file: nothing
+ * kept; another file: a warning, and it is rewritten from this run's epochs. -1: out of memory. */
+static int resume_metrics(const char *path, uint64_t before, char **rows) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    bool ours = getline(&line, &cap, f) > 0 && !strcmp(line, METRICS_HEADER);
+    if (!ours) fprintf(stderr, "clgrad-train: %s is no metrics CSV of clgrad-train: it is rewritten\n", path);
+    for (ssize_t len; ours && (len = getline(&line, &cap, f)) > 0;) {
+        char *end;
+        const long long e = strtoll(line, &end, 10);
+        if (end == line || *end != ',' || e < 1 || (uint64_t)e >= before || line[len - 1] != '\n') continue;
+        char *grown = realloc(*rows, strlen(*rows) + (size_t)len + 1);
+        if (!grown) {
+            rc = -1;
+            break;
+        }
+        *rows = grown;
+        strcat(*rows, line);
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
 /* Rewrites the whole CSV through a temp file + rename, so a crash never leaves half a file.
  * The temp name is one per path ("<path>.tmp"), so a killed run leaves at most that one, which
  * the next write replaces. */
@@ -489,7 +519,7 @@ static int write_metrics(const char *path, const char *rows) {
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) return -1;
-    int ok = fputs("epoch,train_loss,train_accuracy,test_loss,test_accuracy,images_per_s,seconds\n", f) >= 0 &&
+    int ok = fputs(METRICS_HEADER, f) >= 0 &&
              fputs(rows, f) >= 0;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
@@ -739,6 +769,22 @@ int main(int argc, char **argv) {
                     o.resume, (unsigned long long)at.epoch, (long long)at.batch, (long long)batches);
             goto done;
         }
+        if (o.metrics && rank == 0 && resume_metrics(o.metrics, at.epoch, &rows)) {
+            fprintf(stderr, "clgrad-train: out of memory\n");
+            goto done;
+        }
+#ifdef CLG_HAVE_PLOT
+        /* the earlier epochs' rows on the plot too (their per-step losses are not kept) */
+        for (const char *row = rows; o.plot && *row; row = strchr(row, '\n') + 1) {
+            plot_epoch pe;
+            if (sscanf(row, "%lf,%lf,%lf,%lf,%lf", &pe.epoch, &pe.train_loss, &pe.train_accuracy, &pe.test_loss,
+                       &pe.test_accuracy) == 5 &&
+                plot_run_add_epoch(&curve, pe)) {
+                fprintf(stderr, "clgrad-train: out of memory\n");
+                goto done;
+            }
+        }
+#endif
     }
     bool tty = isatty(fileno(stderr)) && isatty(fileno(stdout));
     clg_module_train(model, true);

@@ -2,7 +2,8 @@
 # tests/tools/test_resume.sh CLGRAD_TRAIN - a run killed with SIGKILL and resumed from its
 # training state (--checkpoint, --save-every, --resume) ends with the same checkpoint, byte for
 # byte, as the same run uninterrupted: cnn (Adam, batch norm, dropout) and lenet (SGD momentum),
-# both with a warm-up + cosine schedule and augmentation, killed mid-epoch.
+# both with a warm-up + cosine schedule and augmentation, killed mid-epoch; its metrics CSV
+# keeps the epochs before the kill.
 set -u
 train=$1
 dir=$(mktemp -d /tmp/clgrad-resume-XXXXXX)
@@ -12,13 +13,14 @@ fail() { echo "test_resume: $*"; exit 1; }
 for model in cnn lenet; do
     args=(--model "$model" --epochs 2 --limit 640 --test-limit 200 --batch 32 --lr-schedule cosine --warmup 0.5
           --augment --seed 7)
-    "$train" "${args[@]}" --save "$dir/$model-whole.safetensors" >"$dir/whole.log" 2>&1 ||
+    "$train" "${args[@]}" --save "$dir/$model-whole.safetensors" --metrics "$dir/whole.csv" >"$dir/whole.log" 2>&1 ||
         fail "$model: the uninterrupted run failed: $(tail -3 "$dir/whole.log")"
 
     # Kill the second run once it has saved its state at least twice (every 4 steps), then resume.
     state="$dir/$model-state.safetensors"
+    rm -f "$dir/resumed.csv"
     "$train" "${args[@]}" --save "$dir/$model-resumed.safetensors" --checkpoint "$state" --save-every 4 \
-        >"$dir/killed.log" 2>&1 &
+        --metrics "$dir/resumed.csv" >"$dir/killed.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 600); do
         [ -f "$state" ] && [ "$(stat -c %Y "$state")" ] && break
@@ -32,11 +34,15 @@ for model in cnn lenet; do
         echo "test_resume: $model: the run finished before the kill; resuming from its last state"
     fi
     "$train" "${args[@]}" --save "$dir/$model-resumed.safetensors" --checkpoint "$state" --save-every 4 \
-        --resume "$state" >"$dir/resumed.log" 2>&1 || fail "$model: the resumed run failed: $(tail -3 "$dir/resumed.log")"
+        --metrics "$dir/resumed.csv" --resume "$state" >"$dir/resumed.log" 2>&1 || fail "$model: the resumed run failed: $(tail -3 "$dir/resumed.log")"
     grep -q '^resumed from' "$dir/resumed.log" || fail "$model: no 'resumed from' line"
     cmp -s "$dir/$model-whole.safetensors" "$dir/$model-resumed.safetensors" ||
         fail "$model: the resumed run's checkpoint differs from the uninterrupted run's ($(grep '^resumed' "$dir/resumed.log"))"
-    echo "test_resume: $model: $(grep '^resumed' "$dir/resumed.log"): final checkpoint identical"
+    # The metrics keep every epoch, the killed run's included: the same epochs and test columns
+    # (train_loss of a resumed epoch counts only its resumed part; rates and times differ).
+    [ "$(cut -d, -f1,4,5 "$dir/whole.csv")" = "$(cut -d, -f1,4,5 "$dir/resumed.csv")" ] ||
+        fail "$model: the resumed metrics differ: $(cat "$dir/resumed.csv") vs $(cat "$dir/whole.csv")"
+    echo "test_resume: $model: $(grep '^resumed' "$dir/resumed.log"): final checkpoint identical, metrics of $(($(wc -l <"$dir/resumed.csv") - 1)) epochs"
 done
 
 # A training state from another optimizer is refused with a message.
