@@ -174,8 +174,9 @@ CLG_API clg_status clg_avg_pool2d(clg_context *ctx, const clg_tensor *x, clg_poo
 CLG_API clg_status clg_adaptive_avg_pool2d(clg_context *ctx, const clg_tensor *x, int out_h, int out_w,
                                            clg_tensor **out);
 
-/* ---- cat (src/ops/cat.c): torch.cat of n (1..CLG_CAT_MAX) tensors along dim; every other
- * dimension and the dtype equal. A tensor may appear twice (its gradient gets both slices). */
+/* ---- cat (src/ops/cat.c): torch.cat of n (1..CLG_CAT_MAX) tensors along dim (-ndim..ndim-1,
+ * negatives from the end); every other dimension and the dtype equal. A tensor may appear twice
+ * (its gradient gets both slices). */
 #define CLG_CAT_MAX 5
 /* torch.cat(xs[0..n-1], dim) into a new tensor; each input's gradient gets its slice back. */
 CLG_API clg_status clg_cat(clg_context *ctx, int n, const clg_tensor *const *xs, int dim, clg_tensor **out);

@@ -76,9 +76,10 @@ clg_status clg_cat(clg_context *ctx, int n, const clg_tensor *const *xs, int dim
             st = clg__check_int_index(ctx, xs[i], "cat");
     if (st != CLG_OK) return st;
     const clg_tensor *x0 = xs[0];
-    if (dim < 0 || dim >= x0->ndim)
+    if (dim < -x0->ndim || dim >= x0->ndim)
         return clg__fail(ctx, CLG_INVALID_ARGUMENT, "cat: dim %d out of range for %d-D tensors", dim,
                          x0->ndim);
+    if (dim < 0) dim += x0->ndim; /* from the end, as torch.cat */
     char s0[64], s1[64];
     cat_geom g = {.n = n, .outer = 1, .inner = 1};
     for (int d = 0; d < dim; d++)

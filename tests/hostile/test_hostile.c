@@ -464,7 +464,7 @@ static void test_other_ops(void **state) {
     const int ns[] = {0, -1, INT_MIN, INT_MAX, CLG_CAT_MAX + 1};
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
         REFUSED(ctx, clg_cat(ctx, ns[i], two, 0, &y), CLG_INVALID_ARGUMENT, "cat");
-    const int dims[] = {2, -1, INT_MIN, INT_MAX};
+    const int dims[] = {2, -3, INT_MIN, INT_MAX};
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
         REFUSED(ctx, clg_cat(ctx, 2, two, dims[i], &y), CLG_INVALID_ARGUMENT, "cat");
     REFUSED(ctx, clg_cat(ctx, 2, NULL, 0, &y), CLG_INVALID_ARGUMENT, "cat");

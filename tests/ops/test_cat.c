@@ -1,8 +1,8 @@
 /* tests/ops/test_cat.c - clg_cat (src/ops/cat.c, cl/ops/cat.cl): forward and backward against
  * the host reference below (a copy: exact), f64 finite differences, the beta contract, NaN
- * passing through both ways, one tensor twice, and bad input, in both kernel styles. (No
- * PyTorch fixture: torch.cat moves values without arithmetic, so the exact host copy is the
- * whole reference.)
+ * passing through both ways, one tensor twice, and bad input, in both kernel styles; torch.cat
+ * itself (tests/fixtures/copy.safetensors from make_copy_fixtures.py, a negative dim among
+ * them), exact in both dtypes.
  */
 #include <math.h>
 #include <stdio.h>
@@ -201,6 +201,43 @@ static void test_same_tensor_twice(void **state) {
     clg_tensor_free(dy), clg_tensor_free(y), clg_tensor_free(x);
 }
 
+/* torch.cat(xs, dim) (make_copy_fixtures.py): y and each input's gradient of sum(y * r),
+ * exact in both dtypes. */
+static void test_pytorch_fixtures(void **state) {
+    clg_context *ctx = *state;
+    static const struct {
+        const char *name;
+        int n, dim;
+    } fx[] = {{"cat_channels", 2, 1}, {"cat_three_n1", 3, -1}, {"cat_batch", 2, 0}};
+    clg_st_file f;
+    ref_fixture_open(&f, "copy.safetensors");
+    char name[96];
+    for (int d = 0; d < 2; d++)
+        for (size_t k = 0; k < sizeof fx / sizeof fx[0]; k++) {
+            const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+            clg_tensor *xs[3] = {NULL}, *y = NULL;
+            for (int i = 0; i < fx[k].n; i++) {
+                snprintf(name, sizeof name, "%s.x%d", fx[k].name, i);
+                xs[i] = ref_fixture_tensor_as(ctx, &f, name, dt);
+                REF_OK(ctx, clg_tensor_set_requires_grad(xs[i], true));
+            }
+            snprintf(name, sizeof name, "%s.r", fx[k].name);
+            clg_tensor *r = ref_fixture_tensor_as(ctx, &f, name, dt);
+            const clg_tensor *in[3] = {xs[0], xs[1], xs[2]};
+            REF_OK(ctx, clg_cat(ctx, fx[k].n, in, fx[k].dim, &y));
+            REF_OK(ctx, clg_backward_grad(ctx, y, r));
+            snprintf(name, sizeof name, "%s.y", fx[k].name);
+            ref_assert_fixture_exact(&f, name, y);
+            for (int i = 0; i < fx[k].n; i++) {
+                snprintf(name, sizeof name, "%s.dx%d", fx[k].name, i);
+                ref_assert_fixture_exact(&f, name, clg_tensor_grad(xs[i]));
+                clg_tensor_free(xs[i]);
+            }
+            clg_tensor_free(r), clg_tensor_free(y);
+        }
+    clg_st_file_free(&f);
+}
+
 static void test_bad_input(void **state) {
     clg_context *ctx = *state;
     const int a[4] = {2, 3, 4, 4}, b[4] = {2, 3, 5, 4};
@@ -215,17 +252,22 @@ static void test_bad_input(void **state) {
     REF_EXPECT(ctx, clg_cat(ctx, 6, many, 1, &y), CLG_INVALID_ARGUMENT);
     REF_EXPECT(ctx, clg_cat(ctx, 0, many, 1, &y), CLG_INVALID_ARGUMENT);
     REF_EXPECT(ctx, clg_cat(ctx, 2, xz, 4, &y), CLG_INVALID_ARGUMENT);
+    REF_EXPECT(ctx, clg_cat(ctx, 2, xz, -5, &y), CLG_INVALID_ARGUMENT);
+    assert_non_null(strstr(clg_context_errmsg(ctx), "dim -5 out of range"));
     REF_EXPECT(ctx, clg_cat(ctx, 2, xz, 1, NULL), CLG_INVALID_ARGUMENT);
     REF_OK(ctx, clg_cat(ctx, 2, xz, 2, &y)); /* along H they fit */
+    assert_int_equal(clg_tensor_shape(y)[2], 9);
+    clg_tensor_free(y);
+    REF_OK(ctx, clg_cat(ctx, 2, xz, -2, &y)); /* H again, from the end */
     assert_int_equal(clg_tensor_shape(y)[2], 9);
     clg_tensor_free(y), clg_tensor_free(x), clg_tensor_free(z), clg_tensor_free(w);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vs_ref),     cmocka_unit_test(test_gradcheck),
-        cmocka_unit_test(test_accumulate), cmocka_unit_test(test_same_tensor_twice),
-        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_vs_ref),           cmocka_unit_test(test_gradcheck),
+        cmocka_unit_test(test_accumulate),       cmocka_unit_test(test_same_tensor_twice),
+        cmocka_unit_test(test_pytorch_fixtures), cmocka_unit_test(test_bad_input),
     };
     return REF_RUN_BOTH_STYLES("cat", tests);
 }

@@ -3,8 +3,9 @@
  * f64 finite differences, the beta contract (0 and 1, and 0.5), NaN passing through both ways,
  * and bad input, in both kernel styles. The cases cover each path permute_launch takes after
  * merging dimensions: the 2-D and batched transposes (tiled in CPU style; sizes off the tile
- * edge and many tiles per work-item) and the general 4-D gather. (No PyTorch fixture: a
- * permutation moves values without arithmetic, so the exact host copy is the whole reference.)
+ * edge and many tiles per work-item) and the general 4-D gather. torch's own permute and
+ * transpose (tests/fixtures/copy.safetensors from make_copy_fixtures.py) pin down which dim goes
+ * where, negative dims included: exact in both dtypes.
  */
 #include <float.h>
 #include <math.h>
@@ -206,6 +207,43 @@ static void test_beta_half(void **state) {
         }
 }
 
+/* torch's x.permute(dims) / torch.transpose(x, a, b) (make_copy_fixtures.py): y and the
+ * gradient of sum(y * r), exact in both dtypes. */
+static void test_pytorch_fixtures(void **state) {
+    clg_context *ctx = *state;
+    static const struct {
+        const char *name;
+        int dims[4], transpose; /* transpose: swap dims[0] and dims[1] */
+    } fx[] = {
+        {"permute_0231", {0, 2, 3, 1}, 0},        {"permute_3102", {3, 1, 0, 2}, 0},
+        {"permute_n2_0_n1_1", {-2, 0, -1, 1}, 0}, {"permute_021", {0, 2, 1}, 0},
+        {"transpose_1_n1", {1, -1}, 1},           {"transpose_10", {1, 0}, 1},
+    };
+    clg_st_file f;
+    ref_fixture_open(&f, "copy.safetensors");
+    char name[96];
+    for (int d = 0; d < 2; d++)
+        for (size_t k = 0; k < sizeof fx / sizeof fx[0]; k++) {
+            const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+            snprintf(name, sizeof name, "%s.x", fx[k].name);
+            clg_tensor *x = ref_fixture_tensor_as(ctx, &f, name, dt), *y = NULL;
+            snprintf(name, sizeof name, "%s.r", fx[k].name);
+            clg_tensor *r = ref_fixture_tensor_as(ctx, &f, name, dt);
+            REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+            if (fx[k].transpose)
+                REF_OK(ctx, clg_transpose(ctx, x, fx[k].dims[0], fx[k].dims[1], &y));
+            else
+                REF_OK(ctx, clg_permute(ctx, x, fx[k].dims, &y));
+            REF_OK(ctx, clg_backward_grad(ctx, y, r));
+            snprintf(name, sizeof name, "%s.y", fx[k].name);
+            ref_assert_fixture_exact(&f, name, y);
+            snprintf(name, sizeof name, "%s.dx", fx[k].name);
+            ref_assert_fixture_exact(&f, name, clg_tensor_grad(x));
+            clg_tensor_free(r), clg_tensor_free(y), clg_tensor_free(x);
+        }
+    clg_st_file_free(&f);
+}
+
 static void test_bad_input(void **state) {
     clg_context *ctx = *state;
     const int s[3] = {2, 3, 4};
@@ -232,8 +270,10 @@ static void test_bad_input(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vs_ref),     cmocka_unit_test(test_transpose),  cmocka_unit_test(test_gradcheck),
-        cmocka_unit_test(test_accumulate), cmocka_unit_test(test_beta_half), cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_vs_ref),    cmocka_unit_test(test_transpose),
+        cmocka_unit_test(test_gradcheck), cmocka_unit_test(test_accumulate),
+        cmocka_unit_test(test_beta_half), cmocka_unit_test(test_pytorch_fixtures),
+        cmocka_unit_test(test_bad_input),
     };
     return REF_RUN_BOTH_STYLES("permute", tests);
 }

@@ -3,8 +3,9 @@
  * exact), pieces used in another order or not at all (zeros in their slice, as PyTorch), f64
  * finite differences, the beta contract (0 and 1, and 0.5 through the general kernel), NaN
  * passing through both ways, chunk's sizes against torch.chunk, and bad input, in both kernel
- * styles. (No PyTorch fixture: the pieces move values without arithmetic, so the exact host
- * copy is the whole reference; only torch.chunk's size rule is taken from torch, as a table.)
+ * styles; and torch.split / chunk / narrow's own pieces and gradients (make_copy_fixtures.py's
+ * tests/fixtures/copy.safetensors: which slice a piece is, negative dims and starts), exact in
+ * both dtypes.
  */
 #include <float.h>
 #include <limits.h>
@@ -365,6 +366,57 @@ static void test_beta_half(void **state) {
     }
 }
 
+/* ---------------------------------------------------------------- PyTorch */
+
+/* Each fixture case (make_copy_fixtures.py) through the matching call, in both dtypes: every
+ * piece, and x's gradient after a backward from each piece that has an upstream (a piece
+ * without one is left out of the loss, so its slice stays 0). Copies: exact. */
+static void test_pytorch_fixtures(void **state) {
+    clg_context *ctx = *state;
+    static const struct {
+        const char *name;
+        char kind;                /* 's' split, 'c' chunk, 'n' narrow */
+        int dim, n, a[3], unused; /* split: a = sizes; chunk: a[0] = chunks; narrow: start, length */
+    } fx[] = {
+        {"split_sizes", 's', 1, 3, {2, 1, 2}, 1}, {"split_int_n1", 's', -1, 3, {3, 3, 1}, -1},
+        {"chunk_3_n2", 'c', -2, 3, {3}, -1},      {"chunk_4_0", 'c', 0, 3, {4}, 2},
+        {"narrow_2_1_3", 'n', 2, 1, {1, 3}, -1},  {"narrow_n1_n3_2", 'n', -1, 1, {-3, 2}, -1},
+    };
+    clg_st_file f;
+    ref_fixture_open(&f, "copy.safetensors");
+    char name[96];
+    for (int d = 0; d < 2; d++)
+        for (size_t k = 0; k < sizeof fx / sizeof fx[0]; k++) {
+            const clg_dtype dt = d ? CLG_F64 : CLG_F32;
+            snprintf(name, sizeof name, "%s.x", fx[k].name);
+            clg_tensor *x = ref_fixture_tensor_as(ctx, &f, name, dt), *outs[4] = {NULL};
+            REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+            int n = fx[k].n;
+            if (fx[k].kind == 's')
+                REF_OK(ctx, clg_split(ctx, x, fx[k].dim, fx[k].n, fx[k].a, outs));
+            else if (fx[k].kind == 'c')
+                REF_OK(ctx, clg_chunk(ctx, x, fx[k].a[0], fx[k].dim, outs, &n));
+            else
+                REF_OK(ctx, clg_narrow(ctx, x, fx[k].dim, fx[k].a[0], fx[k].a[1], &outs[0]));
+            assert_int_equal(n, fx[k].n);
+            for (int i = 0; i < n; i++) {
+                snprintf(name, sizeof name, "%s.y%d", fx[k].name, i);
+                ref_assert_fixture_exact(&f, name, outs[i]);
+                if (i == fx[k].unused) continue;
+                snprintf(name, sizeof name, "%s.r%d", fx[k].name, i);
+                clg_tensor *r = ref_fixture_tensor_as(ctx, &f, name, dt);
+                REF_OK(ctx, clg_backward_grad(ctx, outs[i], r));
+                clg_tensor_free(r);
+            }
+            snprintf(name, sizeof name, "%s.dx", fx[k].name);
+            ref_assert_fixture_exact(&f, name, clg_tensor_grad(x));
+            for (int i = 0; i < n; i++)
+                clg_tensor_free(outs[i]);
+            clg_tensor_free(x);
+        }
+    clg_st_file_free(&f);
+}
+
 /* ---------------------------------------------------------------- bad input */
 
 static void test_bad_input(void **state) {
@@ -422,10 +474,11 @@ static void test_bad_input(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_split_vs_ref),   cmocka_unit_test(test_pieces_in_one_graph),
-        cmocka_unit_test(test_chunk_sizes),    cmocka_unit_test(test_narrow_vs_ref),
-        cmocka_unit_test(test_gradcheck),      cmocka_unit_test(test_accumulate),
-        cmocka_unit_test(test_beta_half),      cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_split_vs_ref), cmocka_unit_test(test_pieces_in_one_graph),
+        cmocka_unit_test(test_chunk_sizes),  cmocka_unit_test(test_narrow_vs_ref),
+        cmocka_unit_test(test_gradcheck),    cmocka_unit_test(test_accumulate),
+        cmocka_unit_test(test_beta_half),    cmocka_unit_test(test_pytorch_fixtures),
+        cmocka_unit_test(test_bad_input),
     };
     return REF_RUN_BOTH_STYLES("split", tests);
 }

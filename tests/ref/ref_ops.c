@@ -243,6 +243,44 @@ void ref_assert_fixture(const clg_st_file *f, const char *name, const clg_tensor
     free(want);
 }
 
+clg_tensor *ref_fixture_tensor_as(clg_context *ctx, const clg_st_file *f, const char *name, clg_dtype dt) {
+    if (dt == CLG_F64) return ref_fixture_tensor(ctx, f, name);
+    const clg_st_entry *e = fixture_entry(f, name);
+    size_t n = 0;
+    double *v = ref_fixture_f64(f, name, &n);
+    float *w = malloc((n ? n : 1) * sizeof *w);
+    assert_non_null(w);
+    for (size_t i = 0; i < n; i++)
+        w[i] = (float)v[i];
+    clg_tensor *t = NULL;
+    clg_status st = clg_tensor_from_host(ctx, dt, e->ndim, e->shape, w, &t);
+    free(w), free(v);
+    if (st != CLG_OK) fail_msg("fixture %s: %s: %s", name, clg_status_name(st), clg_context_errmsg(ctx));
+    return t;
+}
+
+void ref_assert_fixture_exact(const clg_st_file *f, const char *name, const clg_tensor *got) {
+    if (!got) fail_msg("%s: no tensor to compare (a gradient was not computed?)", name);
+    const clg_st_entry *e = fixture_entry(f, name);
+    bool same = e->ndim == clg_tensor_ndim(got);
+    for (int d = 0; same && d < e->ndim; d++)
+        same = e->shape[d] == clg_tensor_shape(got)[d];
+    if (!same)
+        fail_msg("%s vs PyTorch: the shapes differ (%d-D vs %d-D, or a size)", name, clg_tensor_ndim(got),
+                 e->ndim);
+    size_t n = 0;
+    double *want = ref_fixture_f64(f, name, &n);
+    if (clg_tensor_dtype(got) == CLG_F32)
+        for (size_t i = 0; i < n; i++)
+            want[i] = (float)want[i];
+    double *g = ref_to_host_f64(got);
+    char what[160];
+    snprintf(what, sizeof what, "%s vs PyTorch (%s, exact)", name, clg_dtype_name(clg_tensor_dtype(got)));
+    ref_assert_close(g, want, n, 0, 0, what);
+    free(g);
+    free(want);
+}
+
 /* ---------------------------------------------------------------- the beta contract */
 
 clg_status ref_call_backward(clg_context *ctx, const clg_tensor *y, const clg_tensor *dy,

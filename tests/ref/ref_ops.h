@@ -61,6 +61,11 @@ clg_tensor *ref_fixture_tensor(clg_context *ctx, const clg_st_file *f, const cha
 /* Fails unless got exists, has the fixture's element count and matches it to rtol/atol
  * ("<name> vs PyTorch"). */
 void ref_assert_fixture(const clg_st_file *f, const char *name, const clg_tensor *got, double rtol, double atol);
+/* For ops that only move values (split, permute, cat): the entry as a tensor of dtype dt (F32:
+ * each value rounded once), and the check that got has the entry's shape and holds its values
+ * exactly as got's dtype holds them (F32: the fixture's values rounded once). */
+clg_tensor *ref_fixture_tensor_as(clg_context *ctx, const clg_st_file *f, const char *name, clg_dtype dt);
+void ref_assert_fixture_exact(const clg_st_file *f, const char *name, const clg_tensor *got);
 
 /* ---- the beta contract, straight through an op's backward ---- */
 /* Calls y's recorded node backward with dx[i] (NULL: skip) and beta[i]. */
