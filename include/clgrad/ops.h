@@ -351,6 +351,7 @@ typedef struct clg_cross_entropy_params {
     clg_loss_reduction reduction; /* how the samples' losses combine */
     int32_t ignore_index;         /* targets equal to it add nothing and do not count in the mean */
 } clg_cross_entropy_params;
+/* No weight, label smoothing 0, mean, ignore_index -100 (F.cross_entropy's defaults). */
 CLG_API clg_cross_entropy_params clg_cross_entropy_default_params(void);
 
 /* torch.nn.functional.cross_entropy (torch 1.13) of logits (N, C) and N class targets from host
