@@ -1,8 +1,12 @@
 /* tests/ops/test_batchnorm.c - batch_norm2d (src/ops/batchnorm.c, cl/ops/batchnorm.cl):
  * forward, running-stat updates and backward against a naive host reference below, f64
- * finite differences, the beta contract, PyTorch fixtures, determinism, bad input and NaN.
+ * finite differences, the beta contract, PyTorch fixtures, determinism, bad input and NaN;
+ * synchronized batch norm (clg_sync_batch_norm2d) over two replicas in two threads against
+ * one batch_norm2d over their joint batch, and its NULL sync and failure cases.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -490,6 +494,492 @@ static void test_nan(void **state) {
     }
 }
 
+/* ---------------------------------------------------------------- synchronized (SyncBatchNorm) */
+
+/* Two replicas in one process: two threads, each with its own context (a context is used by
+ * one thread at a time; different contexts are independent, include/clgrad/context.h), meet
+ * in a sync_room whose sum adds replica 0's values and replica 1's in that order, the same
+ * bits on both. A replica that fails outside a sum breaks the room, so the other stops
+ * waiting instead of hanging the test. */
+typedef struct sync_room {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int arrived;
+    unsigned generation;
+    bool broken;
+    const double *slot[2];
+    int n[2];
+} sync_room;
+
+typedef struct sync_seat {
+    sync_room *room;
+    int rank;
+    int calls, sizes[4]; /* the sums this replica asked for, and their lengths */
+} sync_seat;
+
+/* Both replicas arrived (true), or the room broke first (false). */
+static bool room_meet(sync_room *r) {
+    pthread_mutex_lock(&r->mu);
+    const unsigned gen = r->generation;
+    if (++r->arrived == 2) {
+        r->arrived = 0;
+        r->generation++;
+        pthread_cond_broadcast(&r->cv);
+    } else {
+        while (gen == r->generation && !r->broken)
+            pthread_cond_wait(&r->cv, &r->mu);
+    }
+    const bool met = gen != r->generation;
+    pthread_mutex_unlock(&r->mu);
+    return met;
+}
+
+static void room_break(sync_room *r) {
+    pthread_mutex_lock(&r->mu);
+    r->broken = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* clg_replica_sum over the room: both publish, both add slot 0 + slot 1 into a buffer, meet
+ * again (nobody overwrites a slot the other still reads), then copy the sum back. */
+static clg_status room_sum(void *user, clg_context *ctx, double *values, int n) {
+    sync_seat *s = user;
+    sync_room *r = s->room;
+    if (s->calls < 4) s->sizes[s->calls] = n;
+    s->calls++;
+    double *sum = malloc((n > 0 ? (size_t)n : 1) * sizeof *sum);
+    if (!sum) {
+        room_break(r);
+        return clg__fail(ctx, CLG_OUT_OF_HOST_MEMORY, "test: replica sum out of memory");
+    }
+    r->slot[s->rank] = values;
+    r->n[s->rank] = n;
+    bool met = room_meet(r);
+    const bool same = met && r->n[0] == r->n[1];
+    for (int i = 0; same && i < n; i++)
+        sum[i] = r->slot[0][i] + r->slot[1][i];
+    met = same && room_meet(r);
+    if (met) memcpy(values, sum, (size_t)n * sizeof *sum);
+    free(sum);
+    return met ? CLG_OK
+               : clg__fail(ctx, CLG_COMM_ERROR,
+                           "test: replica sum of %d values failed (the other replica: %d)", n,
+                           r->n[1 - s->rank]);
+}
+
+/* Host doubles in and out of tensors of any dtype, without cmocka (the replicas' threads
+ * must not fail a test themselves: cmocka's asserts jump). */
+static clg_status bn_tensor_in(clg_context *ctx, clg_dtype dt, int ndim, const int *shape, const double *v,
+                               clg_tensor **out) {
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= (size_t)shape[i];
+    if (dt == CLG_F64) return clg_tensor_from_host(ctx, dt, ndim, shape, v, out);
+    float *f = malloc(n * sizeof *f);
+    if (!f) return CLG_OUT_OF_HOST_MEMORY;
+    for (size_t i = 0; i < n; i++)
+        f[i] = (float)v[i];
+    clg_status st = clg_tensor_from_host(ctx, dt, ndim, shape, f, out);
+    free(f);
+    return st;
+}
+
+static clg_status bn_tensor_out(const clg_tensor *t, double *out) {
+    if (!t) return CLG_INVALID_ARGUMENT;
+    const size_t n = clg_tensor_numel(t);
+    if (clg_tensor_dtype(t) == CLG_F64) return clg_tensor_to_host(t, out, n * sizeof *out);
+    float *f = malloc(n * sizeof *f);
+    if (!f) return CLG_OUT_OF_HOST_MEMORY;
+    clg_status st = clg_tensor_to_host(t, f, n * sizeof *f);
+    for (size_t i = 0; st == CLG_OK && i < n; i++)
+        out[i] = f[i];
+    free(f);
+    return st;
+}
+
+enum { SYNC_MAXC = 8 };
+
+/* One training forward and backward of batch_norm2d on x (shape) with upstream gradient dy:
+ * y, dx, dweight, dbias (affine) and the running stats afterwards, as host doubles. */
+typedef struct bn_run {
+    clg_context *ctx;
+    const clg_replica_sum *sync; /* NULL: clg_batch_norm2d */
+    clg_dtype dt;
+    int shape[4];
+    bool affine;
+    const double *x, *dy, *w, *b, *rm0, *rv0;
+    double *y, *dx, dw[SYNC_MAXC], db[SYNC_MAXC], rm[SYNC_MAXC], rv[SYNC_MAXC];
+    sync_room *room; /* broken when this run fails (replicas only) */
+    clg_status st;
+    char err[512];
+} bn_run;
+
+static const double SYNC_MOMENTUM = 0.1, SYNC_EPS = 1e-5;
+
+static void *bn_run_once(void *arg) {
+    bn_run *r = arg;
+    clg_context *ctx = r->ctx;
+    const int cs[1] = {r->shape[1]};
+    clg_tensor *x = NULL, *w = NULL, *b = NULL, *rm = NULL, *rv = NULL, *dy = NULL, *y = NULL;
+    clg_status st = bn_tensor_in(ctx, r->dt, 4, r->shape, r->x, &x);
+    if (st == CLG_OK) st = bn_tensor_in(ctx, r->dt, 4, r->shape, r->dy, &dy);
+    if (st == CLG_OK && r->affine) st = bn_tensor_in(ctx, r->dt, 1, cs, r->w, &w);
+    if (st == CLG_OK && r->affine) st = bn_tensor_in(ctx, r->dt, 1, cs, r->b, &b);
+    if (st == CLG_OK) st = bn_tensor_in(ctx, r->dt, 1, cs, r->rm0, &rm);
+    if (st == CLG_OK) st = bn_tensor_in(ctx, r->dt, 1, cs, r->rv0, &rv);
+    if (st == CLG_OK) st = clg_tensor_set_requires_grad(x, true);
+    if (st == CLG_OK && r->affine) st = clg_tensor_set_requires_grad(w, true);
+    if (st == CLG_OK && r->affine) st = clg_tensor_set_requires_grad(b, true);
+    const clg_batch_norm2d_params p = {true, SYNC_MOMENTUM, SYNC_EPS};
+    if (st == CLG_OK)
+        st = r->sync ? clg_sync_batch_norm2d(ctx, x, w, b, rm, rv, p, r->sync, &y)
+                     : clg_batch_norm2d(ctx, x, w, b, rm, rv, p, &y);
+    if (st == CLG_OK) st = clg_backward_grad(ctx, y, dy);
+    if (st == CLG_OK) st = bn_tensor_out(y, r->y);
+    if (st == CLG_OK) st = bn_tensor_out(clg_tensor_grad(x), r->dx);
+    if (st == CLG_OK && r->affine) st = bn_tensor_out(clg_tensor_grad(w), r->dw);
+    if (st == CLG_OK && r->affine) st = bn_tensor_out(clg_tensor_grad(b), r->db);
+    if (st == CLG_OK) st = bn_tensor_out(rm, r->rm);
+    if (st == CLG_OK) st = bn_tensor_out(rv, r->rv);
+    if (st != CLG_OK) {
+        snprintf(r->err, sizeof r->err, "%s", clg_context_errmsg(ctx));
+        if (r->room) room_break(r->room);
+    }
+    r->st = st;
+    clg_tensor *all[] = {x, w, b, rm, rv, dy, y};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        clg_tensor_free(all[i]);
+    return NULL;
+}
+
+/* A uniform draw in [lo, hi) from a 64-bit LCG, rounded to dt so both runs see the same data. */
+static double sync_draw(uint64_t *z, double lo, double hi, clg_dtype dt) {
+    *z = *z * 6364136223846793005ull + 1442695040888963407ull;
+    const double v = lo + (hi - lo) * (double)(*z >> 11) / 0x1p53;
+    return dt == CLG_F32 ? (double)(float)v : v;
+}
+
+/* |got - want| <= tol[c] for channel c of (N, C, HW) values (hw 1 for per-channel ones),
+ * printing the first failure; returns the largest |got - want| / tol and raises *worst_rel to
+ * the largest |got - want| / max |want|. */
+static double sync_check(const double *got, const double *want, int n, int c_count, int hw, const double *tol,
+                         const char *what, double *worst_rel, bool *ok) {
+    const int count = n * c_count * hw;
+    double worst = 0, scale = 0, diff = 0;
+    for (int i = 0; i < count; i++)
+        scale = fmax(scale, fabs(want[i]));
+    for (int i = 0; i < count; i++) {
+        const int c = (i / hw) % c_count;
+        const double d = fabs(got[i] - want[i]);
+        if (!(d <= tol[c]) && *ok) {
+            print_error("%s[%d]: %.17g, want %.17g (|diff| %.3g > bound %.3g)\n", what, i, got[i], want[i], d,
+                        tol[c]);
+            *ok = false;
+        }
+        worst = fmax(worst, d / tol[c]);
+        diff = fmax(diff, d);
+    }
+    if (scale > 0) *worst_rel = fmax(*worst_rel, diff / scale);
+    return worst;
+}
+
+/* Two replicas of batch n each, synchronized, against one clg_batch_norm2d over the 2n batch:
+ * each replica's y and dx are its rows of the single run's, its running stats the single
+ * run's (and the same bits as the other replica's), dweight and dbias summed over the two
+ * the single run's; every sum asked for is 2C + 1 values forward, 2C backward. */
+static void test_sync_two_replicas(void **state) {
+    clg_context *ctx = *state;
+    clg_device_info info;
+    REF_OK(ctx, clg_context_device_info(ctx, &info));
+    clg_context_params cp = clg_context_default_params();
+    cp.kernel_style = clg_context_kernel_style(ctx); /* the second replica's kernels as the first's */
+    clg_context *ctx1 = NULL;
+    char err[1024] = "";
+    if (clg_context_create(&cp, &ctx1, err, sizeof err) != CLG_OK) fail_msg("second context: %s", err);
+    /* per replica: (n, C, H, W); H = W = 1 and a replica holding 1 value per channel included */
+    static const int shapes[][4] = {{3, 4, 5, 3}, {3, 3, 10, 10}, {3, 5, 1, 1}, {3, 2, 1, 7}, {1, 3, 1, 1}};
+    for (int dd = 0; dd < 2; dd++) {
+        const clg_dtype dt = dd ? CLG_F64 : CLG_F32;
+        if (dt == CLG_F64 && !info.fp64) {
+            print_message("[  SKIP    ] synchronized batch_norm2d in f64: %s has no fp64\n", info.name);
+            continue;
+        }
+        /* the unit roundoff of dt's arithmetic */
+        const double u = dd ? 0x1p-53 : 0x1p-24;
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+            for (int affine = 0; affine < 2; affine++) {
+                const int *ls = shapes[si], C = ls[1], HW = ls[2] * ls[3];
+                const int gs[4] = {2 * ls[0], C, ls[2], ls[3]};
+                const size_t nl = (size_t)ls[0] * C * HW, ng = 2 * nl;
+                const double M = (double)gs[0] * HW; /* values per channel in the global batch */
+                uint64_t z = 1000 + 10 * si + (uint64_t)affine;
+                double *xg = malloc(ng * sizeof *xg), *dyg = malloc(ng * sizeof *dyg);
+                double *outs = malloc(6 * ng * sizeof *outs);
+                assert_true(xg && dyg && outs);
+                double w[SYNC_MAXC], b[SYNC_MAXC], rm0[SYNC_MAXC], rv0[SYNC_MAXC];
+                /* x offset from 0 (mean 2, sd 0.58) so the statistics' cancellation is exercised */
+                for (size_t i = 0; i < ng; i++) {
+                    xg[i] = sync_draw(&z, 1, 3, dt);
+                    dyg[i] = sync_draw(&z, -1, 1, dt);
+                }
+                for (int c = 0; c < C; c++) {
+                    w[c] = sync_draw(&z, 0.5, 1.5, dt);
+                    b[c] = sync_draw(&z, -0.5, 0.5, dt);
+                    rm0[c] = sync_draw(&z, -0.5, 0.5, dt);
+                    rv0[c] = sync_draw(&z, 0.5, 2, dt);
+                }
+                sync_room room = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+                sync_seat seat[2] = {{&room, 0, 0, {0}}, {&room, 1, 0, {0}}};
+                const clg_replica_sum sums[2] = {{room_sum, &seat[0]}, {room_sum, &seat[1]}};
+                bn_run rep[2], one = {.ctx = ctx,
+                                      .dt = dt,
+                                      .affine = affine,
+                                      .x = xg,
+                                      .dy = dyg,
+                                      .w = w,
+                                      .b = b,
+                                      .rm0 = rm0,
+                                      .rv0 = rv0,
+                                      .y = outs,
+                                      .dx = outs + ng};
+                memcpy(one.shape, gs, sizeof gs);
+                for (int r = 0; r < 2; r++) {
+                    rep[r] = one;
+                    rep[r].ctx = r ? ctx1 : ctx;
+                    rep[r].sync = &sums[r];
+                    rep[r].room = &room;
+                    memcpy(rep[r].shape, ls, sizeof gs);
+                    rep[r].x = xg + r * nl;
+                    rep[r].dy = dyg + r * nl;
+                    rep[r].y = outs + (2 + r) * ng;
+                    rep[r].dx = outs + (4 + r) * ng;
+                }
+                pthread_t th[2];
+                for (int r = 0; r < 2; r++)
+                    assert_int_equal(pthread_create(&th[r], NULL, bn_run_once, &rep[r]), 0);
+                for (int r = 0; r < 2; r++)
+                    pthread_join(th[r], NULL);
+                /* the single big batch, on the first context after both threads are done */
+                bn_run_once(&one);
+                char what[160];
+                snprintf(what, sizeof what, "sync %s (2 x %d,%d,%d,%d) affine %d", clg_dtype_name(dt), ls[0],
+                         C, ls[2], ls[3], affine);
+                for (int r = 0; r < 2; r++)
+                    if (rep[r].st != CLG_OK)
+                        fail_msg("%s: replica %d: %s: %s", what, r, clg_status_name(rep[r].st), rep[r].err);
+                if (one.st != CLG_OK)
+                    fail_msg("%s: single run: %s: %s", what, clg_status_name(one.st), one.err);
+                for (int r = 0; r < 2; r++) {
+                    assert_int_equal(seat[r].calls, 2);
+                    assert_int_equal(seat[r].sizes[0], 2 * C + 1);
+                    assert_int_equal(seat[r].sizes[1], 2 * C);
+                }
+                /* Bounds. Each run sums at most M values per channel, with error below
+                 * gamma = M u whatever the order (tree or sequential); the replicas' mean and
+                 * variance come from (M, M mu, q + M mu^2) summed in double, whose cancellation
+                 * and the single run's two passes both lose at most about gamma kappa relative
+                 * to the variance, kappa = 1 + mean|x|^2 / var. To first order that moves xhat
+                 * by (2 + 4 |xhat|) gamma kappa, invstd by 4 gamma kappa and dx's two sums per M
+                 * by a few gamma kappa D (1 + X), D = max |dy|, X = max |xhat|: the bounds below
+                 * take 16 gamma kappa times each quantity's scale, twice the first-order sum. */
+                double tol_y[SYNC_MAXC], tol_dx[SYNC_MAXC], tol_dw[SYNC_MAXC], tol_db[SYNC_MAXC],
+                    tol_rm[SYNC_MAXC], tol_rv[SYNC_MAXC];
+                const double gamma = M * u;
+                for (int c = 0; c < C; c++) {
+                    double s = 0, sa = 0, q = 0, dmax = 0, xmax = 0;
+                    for (int n = 0; n < gs[0]; n++)
+                        for (int j = 0; j < HW; j++) {
+                            const size_t i = ((size_t)n * C + c) * HW + j;
+                            s += xg[i];
+                            sa += fabs(xg[i]);
+                            dmax = fmax(dmax, fabs(dyg[i]));
+                        }
+                    const double mean = s / M, mabs = sa / M;
+                    for (int n = 0; n < gs[0]; n++)
+                        for (int j = 0; j < HW; j++)
+                            q += pow(xg[((size_t)n * C + c) * HW + j] - mean, 2);
+                    const double var = q / M, invstd = 1 / sqrt(var + SYNC_EPS);
+                    for (int n = 0; n < gs[0]; n++)
+                        for (int j = 0; j < HW; j++)
+                            xmax = fmax(xmax, fabs(xg[((size_t)n * C + c) * HW + j] - mean) * invstd);
+                    const double kappa = 1 + mabs * mabs / var, k = 16 * gamma * kappa;
+                    const double wc = affine ? fabs(w[c]) : 1, bc = affine ? fabs(b[c]) : 0;
+                    tol_y[c] = k * (wc * (1 + xmax) + bc);
+                    tol_dx[c] = k * wc * invstd * dmax * (1 + xmax) * (1 + xmax);
+                    tol_dw[c] = k * M * dmax * xmax;
+                    tol_db[c] = 16 * gamma * M * dmax;
+                    tol_rm[c] = k * (fabs(rm0[c]) + mabs);
+                    tol_rv[c] = k * (rv0[c] + var * M / (M - 1));
+                }
+                bool ok = true;
+                double rel = 0, worst = 0;
+                char w2[200];
+                for (int r = 0; r < 2; r++) {
+                    snprintf(w2, sizeof w2, "%s replica %d y", what, r);
+                    worst =
+                        fmax(worst, sync_check(rep[r].y, one.y + r * nl, ls[0], C, HW, tol_y, w2, &rel, &ok));
+                    snprintf(w2, sizeof w2, "%s replica %d dx", what, r);
+                    worst = fmax(worst,
+                                 sync_check(rep[r].dx, one.dx + r * nl, ls[0], C, HW, tol_dx, w2, &rel, &ok));
+                    snprintf(w2, sizeof w2, "%s replica %d running_mean", what, r);
+                    worst = fmax(worst, sync_check(rep[r].rm, one.rm, 1, C, 1, tol_rm, w2, &rel, &ok));
+                    snprintf(w2, sizeof w2, "%s replica %d running_var", what, r);
+                    worst = fmax(worst, sync_check(rep[r].rv, one.rv, 1, C, 1, tol_rv, w2, &rel, &ok));
+                }
+                /* every replica moves its running stats by the same global statistics */
+                assert_memory_equal(rep[0].rm, rep[1].rm, (size_t)C * sizeof(double));
+                assert_memory_equal(rep[0].rv, rep[1].rv, (size_t)C * sizeof(double));
+                if (affine) {
+                    double dw[SYNC_MAXC], db[SYNC_MAXC];
+                    for (int c = 0; c < C; c++) {
+                        dw[c] = rep[0].dw[c] + rep[1].dw[c];
+                        db[c] = rep[0].db[c] + rep[1].db[c];
+                    }
+                    snprintf(w2, sizeof w2, "%s dweight summed over the replicas", what);
+                    worst = fmax(worst, sync_check(dw, one.dw, 1, C, 1, tol_dw, w2, &rel, &ok));
+                    snprintf(w2, sizeof w2, "%s dbias summed over the replicas", what);
+                    worst = fmax(worst, sync_check(db, one.db, 1, C, 1, tol_db, w2, &rel, &ok));
+                }
+                print_message("%s: max |diff| / bound %.3g, max |diff| / max |value| %.3g\n", what, worst,
+                              rel);
+                free(xg);
+                free(dyg);
+                free(outs);
+                pthread_mutex_destroy(&room.mu);
+                pthread_cond_destroy(&room.cv);
+                if (!ok) {
+                    clg_context_free(ctx1);
+                    fail_msg("%s: synchronized replicas differ from the single batch", what);
+                }
+            }
+    }
+    clg_context_free(ctx1);
+}
+
+/* A sum over one replica: its own values (the sum of one). */
+static clg_status sum_of_one(void *user, clg_context *ctx, double *values, int n) {
+    (void)ctx;
+    (void)values;
+    (void)n;
+    int *calls = user;
+    ++*calls;
+    return CLG_OK;
+}
+
+/* Fails at call number *user (0: the first), as a lost peer would. */
+static clg_status sum_failing(void *user, clg_context *ctx, double *values, int n) {
+    (void)values;
+    int *left = user;
+    if ((*left)-- > 0) return CLG_OK;
+    return clg__fail(ctx, CLG_COMM_ERROR, "test: injected failure of a replica sum of %d values", n);
+}
+
+/* A NULL sync, or one without a sum, is clg_batch_norm2d bit for bit (training and
+ * evaluation); evaluation never calls a sum (a failing one is not called). */
+static void test_sync_null_is_plain(void **state) {
+    clg_context *ctx = *state;
+    const int shape[4] = {3, 4, 5, 3};
+    int left = 0;
+    const clg_replica_sum none = {NULL, NULL}, failing = {sum_failing, &left};
+    for (int dd = 0; dd < 2; dd++)
+        for (int training = 0; training < 2; training++)
+            for (int mode = 0; mode < 3; mode++) {
+                const clg_dtype dt = dd ? CLG_F64 : CLG_F32;
+                if (training && mode == 2) continue; /* a failing sum in training: test_sync_errors */
+                double *got[6] = {0}, *want[6] = {0};
+                for (int run = 0; run < 2; run++) {
+                    bn_setup s = make_setup(ctx, dt, shape, true, 120);
+                    clg_tensor *in[3] = {s.x, s.w, s.b}, *y = NULL;
+                    for (int i = 0; i < 3; i++)
+                        REF_OK(ctx, clg_tensor_set_requires_grad(in[i], true));
+                    const clg_batch_norm2d_params p = {training, 0.1, 1e-5};
+                    const clg_replica_sum *sync = mode == 0 ? NULL : mode == 1 ? &none : &failing;
+                    if (run == 0)
+                        REF_OK(ctx, clg_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, p, &y));
+                    else
+                        REF_OK(ctx, clg_sync_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, p, sync, &y));
+                    clg_tensor *dy = ref_rand(ctx, dt, 4, shape, 121, -1, 1);
+                    REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+                    const clg_tensor *outs[6] = {
+                        y, clg_tensor_grad(s.x), clg_tensor_grad(s.w), clg_tensor_grad(s.b), s.rm, s.rv};
+                    for (int i = 0; i < 6; i++)
+                        (run ? got : want)[i] = ref_to_host_f64(outs[i]);
+                    for (int i = 0; run && i < 6; i++) {
+                        char what[96];
+                        snprintf(what, sizeof what, "%s training %d sync mode %d: output %d",
+                                 clg_dtype_name(dt), training, mode, i);
+                        ref_assert_close(got[i], want[i], clg_tensor_numel(outs[i]), 0, 0, what);
+                        free(got[i]);
+                        free(want[i]);
+                    }
+                    clg_tensor_free(dy);
+                    clg_tensor_free(y);
+                    free_setup(&s);
+                }
+            }
+}
+
+/* A failing sum returns its error and leaves the running stats alone (forward), or fails
+ * backward; a global batch of 1 value per channel is refused after the sum, with the running
+ * stats untouched; a replica holding 1 value is fine when the global batch has more. */
+static void test_sync_errors(void **state) {
+    clg_context *ctx = *state;
+    const int shape[4] = {2, 3, 2, 2}, one[4] = {1, 3, 1, 1};
+    for (int dd = 0; dd < 2; dd++) {
+        const clg_dtype dt = dd ? CLG_F64 : CLG_F32;
+        bn_setup s = make_setup(ctx, dt, shape, true, 130);
+        clg_tensor *x1 = ref_rand(ctx, dt, 4, one, 131, 0, 1);
+        REF_OK(ctx, clg_tensor_set_requires_grad(s.x, true));
+        double *rm0 = ref_to_host_f64(s.rm), *rv0 = ref_to_host_f64(s.rv);
+        const clg_batch_norm2d_params p = {true, 0.1, 1e-5};
+        clg_tensor *y = (clg_tensor *)1;
+
+        /* forward: the sum fails */
+        int left = 0;
+        clg_replica_sum failing = {sum_failing, &left};
+        expect_fail(ctx, clg_sync_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, p, &failing, &y),
+                    CLG_COMM_ERROR, "injected failure of a replica sum of 7 values");
+        assert_null(y);
+        /* the global count is 1 */
+        int calls = 0;
+        const clg_replica_sum alone = {sum_of_one, &calls};
+        expect_fail(ctx, clg_sync_batch_norm2d(ctx, x1, s.w, s.b, s.rm, s.rv, p, &alone, &y),
+                    CLG_SHAPE_MISMATCH, "more than 1 value per channel over the replicas");
+        assert_int_equal(calls, 1);
+        assert_null(y);
+        double *rm1 = ref_to_host_f64(s.rm), *rv1 = ref_to_host_f64(s.rv);
+        ref_assert_close(rm1, rm0, 3, 0, 0, "running_mean after failed synchronized forwards");
+        ref_assert_close(rv1, rv0, 3, 0, 0, "running_var after failed synchronized forwards");
+        free(rm1);
+        free(rv1);
+
+        /* backward: the forward's sum succeeds, backward's fails */
+        left = 1;
+        REF_OK(ctx, clg_sync_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, p, &failing, &y));
+        clg_tensor *dy = ref_rand(ctx, dt, 4, shape, 132, -1, 1);
+        expect_fail(ctx, clg_backward_grad(ctx, y, dy), CLG_COMM_ERROR,
+                    "injected failure of a replica sum of 6 values");
+        clg_tensor_free(dy);
+        clg_tensor_free(y);
+        y = NULL;
+
+        /* the context still works, and evaluation of x1 needs no sum */
+        calls = 0;
+        REF_OK(ctx, clg_sync_batch_norm2d(ctx, x1, s.w, s.b, s.rm, s.rv,
+                                          (clg_batch_norm2d_params){false, 0.1, 1e-5}, &alone, &y));
+        assert_int_equal(calls, 0);
+        clg_tensor_free(y);
+        REF_OK(ctx, clg_sync_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, p, &alone, &y));
+        assert_int_equal(calls, 1);
+        clg_tensor_free(y);
+        free(rm0);
+        free(rv0);
+        clg_tensor_free(x1);
+        free_setup(&s);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vs_ref),
@@ -501,6 +991,9 @@ int main(void) {
         cmocka_unit_test(test_no_grad),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_nan),
+        cmocka_unit_test(test_sync_two_replicas),
+        cmocka_unit_test(test_sync_null_is_plain),
+        cmocka_unit_test(test_sync_errors),
     };
     return REF_RUN_BOTH_STYLES("batchnorm", tests);
 }
