@@ -11,7 +11,9 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/clgrad-plot-cli-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 fail() { echo "test_plot: $*" >&2; exit 1; }
 
-header=$(sed -n 's/.*fputs("\(epoch,[a-z_,]*\)\\n", f).*/\1/p' "$train_src")
+# The header string as clgrad-train.c writes it: a METRICS_HEADER define or an fputs literal.
+header=$(sed -n -e 's/^#define METRICS_HEADER "\(epoch,[a-z_,]*\)\\n".*/\1/p' \
+    -e 's/.*fputs("\(epoch,[a-z_,]*\)\\n", f).*/\1/p' "$train_src" | head -n 1)
 [ -n "$header" ] || fail "no metrics header found in $train_src"
 case "$header" in epoch,train_loss,train_accuracy,test_loss,test_accuracy*) ;;
     *) fail "clgrad-train's metrics header changed: $header (update tools/plot.c's reader)";;
