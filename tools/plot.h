@@ -19,7 +19,7 @@ typedef struct plot_run {
     char *label;        /* legend text (owned) */
     plot_epoch *epochs; /* n_epochs rows (owned) */
     int n_epochs, cap_epochs;
-    /* Per-step losses with their position on the epoch axis: step k of epoch e (1-based) of
+    /* Per-step losses with their position on the epoch axis: step k (from 0) of epoch e (from 1) of
      * an epoch of n steps sits at e - 1 + (k + 1) / n. Owned. */
     double *step_x, *step_loss;
     int n_steps, cap_steps;
