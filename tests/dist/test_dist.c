@@ -1,7 +1,9 @@
 /* tests/dist/test_dist.c - data-parallel training over MPI (src/dist/dist.c), run by meson under
  * `mpirun -np 2`: the deterministic sum, rank 0's state broadcast, a gradient present on one
  * rank only, and 2 ranks x batch 32 against 1 process x batch 64 for LeNet over 10 SGD steps
- * with momentum (tools/models.c's LeNet). With --kill or --abort it is the failure check of
+ * with momentum (tools/models.c's LeNet), and the same for the cnn with synchronized batch norm
+ * (and, so that this check can fail, the cnn without it differing). With --kill or --abort it is
+ * the failure check of
  * tests/dist/failure.sh: rank 1 dies (SIGKILL) or aborts with a message mid-training.
  */
 #include <math.h>
@@ -31,17 +33,26 @@ static void make_data(void) {
         labels[i] = i % 10;
 }
 
-/* One SGD step on images[first, first + n); grads averaged over the ranks when d is given. */
+/* One SGD step on images[first, first + n) (in m's dtype); grads averaged over the ranks when d is given. */
 static void train_step(clg_context *ctx, clg_module *m, clg_optimizer *opt, int first, int n, clg_dist *d) {
     const int shape[4] = {n, 1, 28, 28};
     clg_tensor *x, *y, *loss;
-    REF_OK(ctx, clg_tensor_from_host(ctx, CLG_F32, 4, shape, images + (size_t)first * PIX, &x));
+    if (clg_module_dtype(m) == CLG_F64) { /* the cnn test's models */
+        double *h = malloc((size_t)n * PIX * sizeof *h);
+        assert_non_null(h);
+        for (size_t i = 0; i < (size_t)n * PIX; i++)
+            h[i] = images[(size_t)first * PIX + i];
+        REF_OK(ctx, clg_tensor_from_host(ctx, CLG_F64, 4, shape, h, &x));
+        free(h);
+    } else {
+        REF_OK(ctx, clg_tensor_from_host(ctx, CLG_F32, 4, shape, images + (size_t)first * PIX, &x));
+    }
     REF_OK(ctx, clg_module_forward(ctx, m, x, &y));
     REF_OK(ctx, clg_softmax_cross_entropy(ctx, y, labels + first, (size_t)n, &loss));
     REF_OK(ctx, clg_backward(ctx, loss));
     if (d) {
-        clg_tensor *params[16];
-        const size_t np = clg_module_parameters(m, params, 16);
+        clg_tensor *params[32];
+        const size_t np = clg_module_parameters(m, params, 32);
         REF_OK(ctx, clg_dist_average_grads(d, ctx, params, np));
     }
     REF_OK(ctx, clg_optimizer_step(opt));
@@ -129,6 +140,152 @@ static void test_big_batch(void **state) {
     clg_module_free(ref);
 }
 
+/* tools/models.c's cnn layer by layer without its dropout (p 0.25 before fc2): dropout's masks
+ * are drawn per element of the batch it sees, so 2 ranks x 32 and 1 x 64 cannot draw the same
+ * ones; everything else as the catalogue's (same layers, names, init seeds). */
+#define ADD(expr)                                                                                            \
+    do {                                                                                                     \
+        if (st == CLG_OK && (st = (expr)) == CLG_OK) st = clg_sequential_add(seq, m);                        \
+    } while (0)
+static clg_status cnn_without_dropout(clg_context *ctx, uint64_t seed, clg_module **out) {
+    clg_module *seq = NULL, *m = NULL;
+    clg_status st = clg_sequential_create(ctx, &seq);
+    if (st != CLG_OK) return st;
+    const clg_pool2d_params pool = {2, 2, 2, 2, 0, 0};
+    clg_conv2d_params pad1 = clg_conv2d_default_params();
+    pad1.pad_h = pad1.pad_w = 1;
+    ADD(clg_conv2d_module_create(ctx, "conv1", 1, 32, 3, 3, pad1, true, seed + 1, &m));
+    ADD(clg_batch_norm2d_module_create(ctx, "bn1", 32, 1e-5, 0.1, &m));
+    ADD(clg_relu_module_create(ctx, &m));
+    ADD(clg_max_pool2d_module_create(ctx, pool, &m));
+    ADD(clg_conv2d_module_create(ctx, "conv2", 32, 64, 3, 3, pad1, true, seed + 2, &m));
+    ADD(clg_batch_norm2d_module_create(ctx, "bn2", 64, 1e-5, 0.1, &m));
+    ADD(clg_relu_module_create(ctx, &m));
+    ADD(clg_max_pool2d_module_create(ctx, pool, &m));
+    ADD(clg_flatten_module_create(ctx, &m));
+    ADD(clg_linear_module_create(ctx, "fc1", 64 * 7 * 7, 128, true, seed + 3, &m));
+    ADD(clg_relu_module_create(ctx, &m));
+    ADD(clg_linear_module_create(ctx, "fc2", 128, 10, true, seed + 5, &m));
+    if (st != CLG_OK) {
+        clg_module_free(seq);
+        return st;
+    }
+    *out = seq;
+    return CLG_OK;
+}
+#undef ADD
+
+/* m's state (parameters and buffers, running stats included) as doubles, entry by entry. */
+typedef struct state_values {
+    size_t n, entries;
+    size_t start[40]; /* entry i is values[start[i], start[i + 1]) */
+    const char *name[40];
+    double *values;
+} state_values;
+
+static void get_state(clg_module *m, state_values *s) {
+    clg_named_tensor e[40];
+    s->entries = clg_module_state(m, e, 40);
+    assert_true(s->entries < 40);
+    s->n = 0;
+    for (size_t i = 0; i < s->entries; i++)
+        s->n += clg_tensor_numel(e[i].tensor);
+    s->values = malloc(s->n * sizeof *s->values);
+    assert_non_null(s->values);
+    size_t k = 0;
+    for (size_t i = 0; i < s->entries; i++) {
+        double *h = ref_to_host_f64(e[i].tensor);
+        s->start[i] = k;
+        s->name[i] = e[i].name;
+        memcpy(s->values + k, h, clg_tensor_numel(e[i].tensor) * sizeof *h);
+        k += clg_tensor_numel(e[i].tensor);
+        free(h);
+    }
+    s->start[s->entries] = k;
+}
+
+/* The largest max |a - b| / max |b| over the state's entries (each entry against its own
+ * scale, so small ones like biases and running means count as much as fc1's weights). */
+static double state_diff(const state_values *a, const state_values *b, const char **where) {
+    assert_int_equal(a->n, b->n);
+    double worst = 0;
+    for (size_t i = 0; i < b->entries; i++) {
+        double d = 0, scale = 0;
+        for (size_t j = b->start[i]; j < b->start[i + 1]; j++) {
+            d = fmax(d, fabs(a->values[j] - b->values[j]));
+            scale = fmax(scale, fabs(b->values[j]));
+        }
+        const double rel = scale > 0 ? d / scale : d;
+        if (!(rel <= worst)) {
+            worst = rel;
+            *where = b->name[i];
+        }
+    }
+    return worst;
+}
+
+/* The cnn trained 10 SGD steps by 2 ranks x batch 32 and by 1 x 64 on every rank: equal to
+ * 1e-6 relative with synchronized batch norm; without it, each replica normalises by its own
+ * half batch's statistics and the runs differ by far more (the check can fail).
+ * In f64: in f32 the two runs' few-ulp differences (GEMM and statistics sums of other lengths
+ * and orders) flip near-ties of ReLU and max pool among the cnn's 1.6M conv1 activations a
+ * step, and one flip moves a gradient by a whole element's share: measured, 2e-6 of each
+ * tensor's scale for 8 steps, then 1e-3 after a flip, so an f32 check would fail without a
+ * bug. f64's rounding is 5e8 times finer, so what is left is the semantics (1e-14 measured). */
+static void test_cnn_sync_batch_norm(void **state) {
+    clg_context *ctx = *state;
+    const int r = clg_dist_rank(dist), w = clg_dist_world_size(dist), local = BATCH / w;
+    clg_module *ref;
+    clg_optimizer *ropt;
+    REF_OK(ctx, cnn_without_dropout(ctx, 1, &ref));
+    REF_OK(ctx, clg_module_to_dtype(ref, CLG_F64));
+    REF_OK(ctx, model_optimizer_create(ctx, ref, "sgd", 0.05, 0.9, 0, &ropt));
+    for (int s = 0; s < STEPS; s++)
+        train_step(ctx, ref, ropt, 0, BATCH, NULL);
+    state_values want, got[2];
+    get_state(ref, &want);
+    double diff[2];
+    for (int sync = 1; sync >= 0; sync--) {
+        clg_module *m;
+        clg_optimizer *opt;
+        REF_OK(ctx, cnn_without_dropout(ctx, 1 + (uint64_t)r, &m)); /* rank 0's after the broadcast */
+        REF_OK(ctx, clg_module_to_dtype(m, CLG_F64));
+        REF_OK(ctx, clg_dist_broadcast_module(dist, ctx, m));
+        if (sync) assert_int_equal(clg_dist_sync_batch_norm(dist, m), 2);
+        REF_OK(ctx, model_optimizer_create(ctx, m, "sgd", 0.05, 0.9, 0, &opt));
+        uint64_t bytes0, bytes1;
+        double sec0, sec1;
+        clg_dist_stats(dist, &bytes0, &sec0);
+        for (int s = 0; s < STEPS; s++)
+            train_step(ctx, m, opt, r * local, local, dist);
+        clg_dist_stats(dist, &bytes1, &sec1);
+        get_state(m, &got[sync]);
+        const char *where = "";
+        diff[sync] = state_diff(&got[sync], &want, &where);
+        printf("rank %d: cnn %s sync batch norm, %d ranks x batch %d vs 1 x %d after %d steps: max |diff| / max "
+               "|value| %.3g (%s); %.0f bytes sent per step\n",
+               r, sync ? "with" : "without", w, local, BATCH, STEPS, diff[sync], where,
+               (double)(bytes1 - bytes0) / STEPS);
+        clg_optimizer_free(opt);
+        clg_module_free(m);
+    }
+    assert_true(diff[1] <= 1e-6);
+    if (w > 1) assert_true(diff[0] > 1e-6);
+    /* the synchronized replicas agree bit for bit, running stats included */
+    double *lo = malloc(got[1].n * sizeof *lo);
+    assert_non_null(lo);
+    memcpy(lo, got[1].values, got[1].n * sizeof *lo);
+    assert_int_equal(MPI_Allreduce(MPI_IN_PLACE, lo, (int)got[1].n, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD),
+                     MPI_SUCCESS);
+    assert_memory_equal(lo, got[1].values, got[1].n * sizeof *lo);
+    free(lo);
+    for (int i = 0; i < 2; i++)
+        free(got[i].values);
+    free(want.values);
+    clg_optimizer_free(ropt);
+    clg_module_free(ref);
+}
+
 static void test_grad_on_one_rank(void **state) {
     clg_context *ctx = *state;
     const int shape[1] = {3};
@@ -165,6 +322,7 @@ int main(int argc, char **argv) {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_sum),
             cmocka_unit_test(test_big_batch),
+            cmocka_unit_test(test_cnn_sync_batch_norm),
             cmocka_unit_test(test_grad_on_one_rank),
         };
         rc = cmocka_run_group_tests_name("dist", tests, ref_group_setup, ref_group_teardown);
