@@ -262,10 +262,11 @@ static void test_cnn_sync_batch_norm(void **state) {
         get_state(m, &got[sync]);
         const char *where = "";
         diff[sync] = state_diff(&got[sync], &want, &where);
-        printf("rank %d: cnn %s sync batch norm, %d ranks x batch %d vs 1 x %d after %d steps: max |diff| / max "
-               "|value| %.3g (%s); %.0f bytes sent per step\n",
-               r, sync ? "with" : "without", w, local, BATCH, STEPS, diff[sync], where,
-               (double)(bytes1 - bytes0) / STEPS);
+        printf(
+            "rank %d: cnn %s sync batch norm, %d ranks x batch %d vs 1 x %d after %d steps: max |diff| / max "
+            "|value| %.3g (%s); %.0f bytes sent per step\n",
+            r, sync ? "with" : "without", w, local, BATCH, STEPS, diff[sync], where,
+            (double)(bytes1 - bytes0) / STEPS);
         clg_optimizer_free(opt);
         clg_module_free(m);
     }
