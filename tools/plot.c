@@ -525,6 +525,12 @@ static bool ends_with(const char *s, const char *suffix) {
     return true;
 }
 
+int plot_check_path(const char *path, char *err, size_t err_len) {
+    if (ends_with(path, ".png") || ends_with(path, ".svg") || ends_with(path, ".pdf")) return 0;
+    snprintf(err, err_len, "plot: %s: the name must end in .png, .svg or .pdf", path);
+    return -1;
+}
+
 int plot_write(const char *path, const plot_run *runs, int n_runs, const plot_options *opt, char *err,
                size_t err_len) {
     plot_options o = opt ? *opt : plot_default_options();
@@ -535,17 +541,8 @@ int plot_write(const char *path, const plot_run *runs, int n_runs, const plot_op
                  o.width, o.height, o.smooth);
         return -1;
     }
-    enum { PNG, SVG, PDF } kind;
-    if (ends_with(path, ".png"))
-        kind = PNG;
-    else if (ends_with(path, ".svg"))
-        kind = SVG;
-    else if (ends_with(path, ".pdf"))
-        kind = PDF;
-    else {
-        snprintf(err, err_len, "plot: %s: the name must end in .png, .svg or .pdf", path);
-        return -1;
-    }
+    if (plot_check_path(path, err, err_len)) return -1;
+    enum { PNG, SVG, PDF } kind = ends_with(path, ".png") ? PNG : ends_with(path, ".svg") ? SVG : PDF;
     /* Drawn under "<path>.tmp" and renamed: a reader (or a crash) never sees half a chart,
      * which matters when clgrad-train redraws it after every epoch. */
     size_t tlen = strlen(path) + 5;

@@ -46,6 +46,10 @@ void plot_run_free(plot_run *run);
 int plot_read_metrics(const char *path, const char *steps_path, const char *label, plot_run *run, char *err,
                       size_t err_len);
 
+/* 0 when path names a format plot_write writes (.png, .svg or .pdf, any case), else -1 with a
+ * message in err: for checking a name when it is given, before a run that draws at its end. */
+int plot_check_path(const char *path, char *err, size_t err_len);
+
 /* Draws the runs to path: .png, .svg or .pdf (by the extension, any case). 0, or -1 with a
  * message in err. */
 int plot_write(const char *path, const plot_run *runs, int n_runs, const plot_options *o, char *err,

@@ -185,6 +185,12 @@ static void test_edges(void **state) {
     path_in(p, sizeof p, "edge.jpg");
     assert_int_equal(plot_write(p, &run, 1, NULL, err, sizeof err), -1);
     assert_non_null(strstr(err, "must end in .png, .svg or .pdf"));
+    assert_int_equal(plot_check_path(p, err, sizeof err), -1);
+    assert_non_null(strstr(err, "edge.jpg: the name must end in .png, .svg or .pdf"));
+    assert_int_equal(plot_check_path("a.PNG", err, sizeof err), 0);
+    assert_int_equal(plot_check_path("a.svg", err, sizeof err), 0);
+    assert_int_equal(plot_check_path("a.pdf", err, sizeof err), 0);
+    assert_int_equal(plot_check_path(".png.tmp", err, sizeof err), -1);
     plot_options o = plot_default_options();
     o.width = 10;
     path_in(p, sizeof p, "edge.png");
