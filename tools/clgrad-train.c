@@ -51,6 +51,7 @@ typedef struct options {
     const char *checkpoint, *resume, *profile;
     long long save_every;    /* optimizer steps between training-state saves (0: at epoch ends) */
     int distributed;         /* data-parallel over the MPI ranks (mpirun) */
+    int sync_bn;             /* --sync-bn: batch-norm statistics over every rank's batch */
     int no_prefetch;         /* prepare batches on the training thread (to measure the prefetch) */
     /* image folders (--data DIR of class folders) */
     double holdout;          /* share of each class held out without test/ or val/ */
@@ -139,6 +140,9 @@ static void usage(FILE *f) {
             "  --distributed           under mpirun: one replica per rank, --batch images per rank\n"
             "                          (the global batch is ranks x --batch), gradients averaged\n"
             "                          each step; rank 0 evaluates, prints and saves (needs MPI)\n"
+            "  --sync-bn               with --distributed: synchronized batch norm (SyncBatchNorm),\n"
+            "                          training statistics over the global batch (default: each\n"
+            "                          rank's own, as PyTorch DDP)\n"
             "  -h, --help              this text\n");
     /* C11 promises string literals of 4,095 characters: one fprintf per part */
     fprintf(f,
@@ -223,6 +227,7 @@ static int parse_args(int argc, char **argv, options *o) {
         {"blocks", required_argument, 0, 8},      {"checkpoint", required_argument, 0, 9},
         {"save-every", required_argument, 0, 10}, {"resume", required_argument, 0, 11},
         {"profile", required_argument, 0, 12},    {"distributed", no_argument, 0, 13},
+        {"sync-bn", no_argument, 0, 40},
         {"no-prefetch", no_argument, 0, 14},      {"holdout", required_argument, 0, 15},
         {"bad-files", required_argument, 0, 16},  {"image-size", required_argument, 0, 17},
         {"channels", required_argument, 0, 18},   {0, 0, 0, 0}};
@@ -258,6 +263,7 @@ static int parse_args(int argc, char **argv, options *o) {
         case 11: o->resume = optarg; break;
         case 12: o->profile = optarg; break;
         case 13: o->distributed = 1; break;
+        case 40: o->sync_bn = 1; break;
         case 14: o->no_prefetch = 1; break;
         case 30: ok = tool_parse_real(T, "--label-smoothing", optarg, 0, 1, &o->label_smoothing); break;
         case 15:
@@ -370,6 +376,11 @@ static int parse_args(int argc, char **argv, options *o) {
     }
     if (o->save_every && !o->checkpoint) {
         fprintf(stderr, "clgrad-train: --save-every needs --checkpoint FILE\n");
+        return -1;
+    }
+    if (o->sync_bn && !o->distributed) {
+        fprintf(stderr, "clgrad-train: --sync-bn synchronizes batch norm over the ranks of --distributed: "
+                        "give both, under mpirun\n");
         return -1;
     }
 #ifndef CLG_HAVE_MPI
@@ -611,6 +622,7 @@ int main(int argc, char **argv) {
 
     clg_dist *dist = NULL;
     int rank = 0, world = 1;
+    size_t synced_bn = 0; /* batch-norm layers --sync-bn synchronized */
 #ifdef CLG_HAVE_MPI
     if (o.distributed) {
         MPI_Init(&argc, &argv);
@@ -692,6 +704,7 @@ int main(int argc, char **argv) {
         fail(ctx, "broadcast", st);
         goto done;
     }
+    if (dist && o.sync_bn) synced_bn = clg_dist_sync_batch_norm(dist, model);
 #endif
     if ((st = model_optimizer_create_ex(ctx, model, o.optimizer, o.lr, o.momentum, o.nesterov, o.weight_decay,
                                         recipe->decay_split, &opt))) {
@@ -721,7 +734,13 @@ int main(int argc, char **argv) {
     if (data.skipped) printf("; %d bad file%s skipped", data.skipped, data.skipped == 1 ? "" : "s");
     printf("\nmodel %s, %s lr %g%s, batch %d, %d training and %d test images\n", o.model, o.optimizer, o.lr,
            o.nesterov ? " nesterov" : "", bs, train->n, test->n);
-    if (dist) printf("distributed: %d ranks x batch %d = %d images per step\n", world, bs, world * bs);
+    if (dist) {
+        printf("distributed: %d ranks x batch %d = %d images per step; batch norm ", world, bs, world * bs);
+        if (o.sync_bn)
+            printf("synchronized over the ranks (%zu layer%s)\n", synced_bn, synced_bn == 1 ? "" : "s");
+        else
+            printf("per rank\n");
+    }
 
     double test_loss = 0, test_acc = 0;
     if (o.eval_only || o.epochs == 0) {
@@ -959,9 +978,9 @@ int main(int argc, char **argv) {
         clg_dist_stats(dist, &bytes, &comm);
         double all[2] = {comm, (double)bytes};
         if (clg_dist_sum(dist, all, 2) == CLG_OK && step > at.step)
-            printf("communication per step and rank: %.2f ms, %.0f KiB sent (gradients averaged over %d ranks)\n",
+            printf("communication per step and rank: %.2f ms, %.0f KiB sent (gradients averaged over %d ranks%s)\n",
                    all[0] / world / (double)(step - at.step) * 1e3, all[1] / world / (double)(step - at.step) / 1024.0,
-                   world);
+                   world, synced_bn ? ", batch-norm statistics summed" : "");
     }
 #endif
     printf("test_loss=%.6f\ntest_accuracy=%.4f\n", test_loss, test_acc);
