@@ -274,6 +274,7 @@ CLG_API clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const
  * must make the same calls in the same order (it is collective). clg_dist_replica_sum
  * (clgrad/dist.h) provides one over MPI. */
 typedef struct clg_replica_sum {
+    /* replaces values[0..n) by their sum over the replicas; user is the field below */
     clg_status (*sum)(void *user, clg_context *ctx, double *values, int n);
     void *user; /* passed to sum; must outlive every forward and backward that uses it */
 } clg_replica_sum;
