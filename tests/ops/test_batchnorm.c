@@ -504,6 +504,7 @@ static void test_nan(void **state) {
 typedef struct sync_room {
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    int parties; /* replicas: 1 or 2 */
     int arrived;
     unsigned generation;
     bool broken;
@@ -517,11 +518,11 @@ typedef struct sync_seat {
     int calls, sizes[4]; /* the sums this replica asked for, and their lengths */
 } sync_seat;
 
-/* Both replicas arrived (true), or the room broke first (false). */
+/* Every replica arrived (true), or the room broke first (false). */
 static bool room_meet(sync_room *r) {
     pthread_mutex_lock(&r->mu);
     const unsigned gen = r->generation;
-    if (++r->arrived == 2) {
+    if (++r->arrived == r->parties) {
         r->arrived = 0;
         r->generation++;
         pthread_cond_broadcast(&r->cv);
@@ -556,16 +557,17 @@ static clg_status room_sum(void *user, clg_context *ctx, double *values, int n) 
     r->slot[s->rank] = values;
     r->n[s->rank] = n;
     bool met = room_meet(r);
-    const bool same = met && r->n[0] == r->n[1];
+    const bool same = met && (r->parties == 1 || r->n[0] == r->n[1]);
     for (int i = 0; same && i < n; i++)
-        sum[i] = r->slot[0][i] + r->slot[1][i];
+        sum[i] = r->parties == 1 ? r->slot[0][i] : r->slot[0][i] + r->slot[1][i];
     met = same && room_meet(r);
     if (met) memcpy(values, sum, (size_t)n * sizeof *sum);
     free(sum);
     return met ? CLG_OK
                : clg__fail(ctx, CLG_COMM_ERROR,
-                           "test: replica sum of %d values failed (the other replica: %d)", n,
-                           r->n[1 - s->rank]);
+                           "test: replica sum of %d values failed (another replica did not "
+                           "come, or asked for another count)",
+                           n);
 }
 
 /* Host doubles in and out of tensors of any dtype, without cmocka (the replicas' threads
@@ -684,177 +686,200 @@ static double sync_check(const double *got, const double *want, int n, int c_cou
     return worst;
 }
 
-/* Two replicas of batch n each, synchronized, against one clg_batch_norm2d over the 2n batch:
- * each replica's y and dx are its rows of the single run's, its running stats the single
- * run's (and the same bits as the other replica's), dweight and dbias summed over the two
- * the single run's; every sum asked for is 2C + 1 values forward, 2C backward. */
-static void test_sync_two_replicas(void **state) {
-    clg_context *ctx = *state;
+/* R replicas (1 or 2) of batch n each, synchronized, against one clg_batch_norm2d over the
+ * R n batch: each replica's y and dx are its rows of the single run's, its running stats the
+ * single run's (and the same bits as the other replica's), dweight and dbias summed over the
+ * replicas the single run's; every sum asked for is 2C + 1 values forward, 2C backward.
+ * Replica 0 runs on ctx, replica 1 on ctx1, each on a thread of its own. */
+static void sync_case(clg_context *ctx, clg_context *ctx1, int replicas, const int ls[4], bool affine,
+                      clg_dtype dt, uint64_t seed) {
+    const int C = ls[1], HW = ls[2] * ls[3];
+    const int gs[4] = {replicas * ls[0], C, ls[2], ls[3]};
+    const size_t nl = (size_t)ls[0] * C * HW, ng = (size_t)replicas * nl;
+    const double M = (double)gs[0] * HW; /* values per channel in the global batch */
+    uint64_t z = seed;
+    double *xg = malloc(ng * sizeof *xg), *dyg = malloc(ng * sizeof *dyg);
+    double *outs = malloc(6 * ng * sizeof *outs);
+    assert_true(xg && dyg && outs);
+    double w[SYNC_MAXC], b[SYNC_MAXC], rm0[SYNC_MAXC], rv0[SYNC_MAXC];
+    /* x offset from 0 (mean 2, sd 0.58) so the statistics' cancellation is exercised */
+    for (size_t i = 0; i < ng; i++) {
+        xg[i] = sync_draw(&z, 1, 3, dt);
+        dyg[i] = sync_draw(&z, -1, 1, dt);
+    }
+    for (int c = 0; c < C; c++) {
+        w[c] = sync_draw(&z, 0.5, 1.5, dt);
+        b[c] = sync_draw(&z, -0.5, 0.5, dt);
+        rm0[c] = sync_draw(&z, -0.5, 0.5, dt);
+        rv0[c] = sync_draw(&z, 0.5, 2, dt);
+    }
+    sync_room room = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .parties = replicas};
+    sync_seat seat[2] = {{&room, 0, 0, {0}}, {&room, 1, 0, {0}}};
+    const clg_replica_sum sums[2] = {{room_sum, &seat[0]}, {room_sum, &seat[1]}};
+    bn_run rep[2], one = {.ctx = ctx,
+                          .dt = dt,
+                          .affine = affine,
+                          .x = xg,
+                          .dy = dyg,
+                          .w = w,
+                          .b = b,
+                          .rm0 = rm0,
+                          .rv0 = rv0,
+                          .y = outs,
+                          .dx = outs + ng};
+    memcpy(one.shape, gs, sizeof gs);
+    for (int r = 0; r < replicas; r++) {
+        rep[r] = one;
+        rep[r].ctx = r ? ctx1 : ctx;
+        rep[r].sync = &sums[r];
+        rep[r].room = &room;
+        memcpy(rep[r].shape, ls, sizeof gs);
+        rep[r].x = xg + r * nl;
+        rep[r].dy = dyg + r * nl;
+        rep[r].y = outs + (2 + r) * ng;
+        rep[r].dx = outs + (4 + r) * ng;
+    }
+    pthread_t th[2];
+    for (int r = 0; r < replicas; r++)
+        assert_int_equal(pthread_create(&th[r], NULL, bn_run_once, &rep[r]), 0);
+    for (int r = 0; r < replicas; r++)
+        pthread_join(th[r], NULL);
+    /* the single big batch, on the first context after the threads are done */
+    bn_run_once(&one);
+    char what[160];
+    snprintf(what, sizeof what, "sync %s (%d x %d,%d,%d,%d) affine %d", clg_dtype_name(dt), replicas, ls[0],
+             C, ls[2], ls[3], affine);
+    for (int r = 0; r < replicas; r++)
+        if (rep[r].st != CLG_OK)
+            fail_msg("%s: replica %d: %s: %s", what, r, clg_status_name(rep[r].st), rep[r].err);
+    if (one.st != CLG_OK) fail_msg("%s: single run: %s: %s", what, clg_status_name(one.st), one.err);
+    for (int r = 0; r < replicas; r++) {
+        assert_int_equal(seat[r].calls, 2);
+        assert_int_equal(seat[r].sizes[0], 2 * C + 1);
+        assert_int_equal(seat[r].sizes[1], 2 * C);
+    }
+    /* Bounds. Each run sums at most M values per channel, with error below gamma = M u
+     * (u: dt's unit roundoff) whatever the order (tree or sequential); the replicas' mean and
+     * variance come from (M, M mu, q + M mu^2) summed in double, whose cancellation and the
+     * single run's two passes both lose at most about gamma kappa relative to the variance,
+     * kappa = 1 + mean|x|^2 / var. To first order that moves xhat by (2 + 4 |xhat|) gamma kappa,
+     * invstd by 4 gamma kappa and dx's two sums per M by a few gamma kappa D (1 + X),
+     * D = max |dy|, X = max |xhat|: the bounds below take 16 gamma kappa times each quantity's
+     * scale, twice the first-order sum. */
+    double tol_y[SYNC_MAXC], tol_dx[SYNC_MAXC], tol_dw[SYNC_MAXC], tol_db[SYNC_MAXC], tol_rm[SYNC_MAXC],
+        tol_rv[SYNC_MAXC];
+    const double gamma = M * (dt == CLG_F64 ? 0x1p-53 : 0x1p-24);
+    for (int c = 0; c < C; c++) {
+        double s = 0, sa = 0, q = 0, dmax = 0, xmax = 0;
+        for (int n = 0; n < gs[0]; n++)
+            for (int j = 0; j < HW; j++) {
+                const size_t i = ((size_t)n * C + c) * HW + j;
+                s += xg[i];
+                sa += fabs(xg[i]);
+                dmax = fmax(dmax, fabs(dyg[i]));
+            }
+        const double mean = s / M, mabs = sa / M;
+        for (int n = 0; n < gs[0]; n++)
+            for (int j = 0; j < HW; j++)
+                q += pow(xg[((size_t)n * C + c) * HW + j] - mean, 2);
+        const double var = q / M, invstd = 1 / sqrt(var + SYNC_EPS);
+        for (int n = 0; n < gs[0]; n++)
+            for (int j = 0; j < HW; j++)
+                xmax = fmax(xmax, fabs(xg[((size_t)n * C + c) * HW + j] - mean) * invstd);
+        const double kappa = 1 + mabs * mabs / var, k = 16 * gamma * kappa;
+        const double wc = affine ? fabs(w[c]) : 1, bc = affine ? fabs(b[c]) : 0;
+        tol_y[c] = k * (wc * (1 + xmax) + bc);
+        tol_dx[c] = k * wc * invstd * dmax * (1 + xmax) * (1 + xmax);
+        tol_dw[c] = k * M * dmax * xmax;
+        tol_db[c] = 16 * gamma * M * dmax;
+        tol_rm[c] = k * (fabs(rm0[c]) + mabs);
+        tol_rv[c] = k * (rv0[c] + var * M / (M - 1));
+    }
+    bool ok = true;
+    double rel = 0, worst = 0;
+    char w2[200];
+    for (int r = 0; r < replicas; r++) {
+        snprintf(w2, sizeof w2, "%s replica %d y", what, r);
+        worst = fmax(worst, sync_check(rep[r].y, one.y + r * nl, ls[0], C, HW, tol_y, w2, &rel, &ok));
+        snprintf(w2, sizeof w2, "%s replica %d dx", what, r);
+        worst = fmax(worst, sync_check(rep[r].dx, one.dx + r * nl, ls[0], C, HW, tol_dx, w2, &rel, &ok));
+        snprintf(w2, sizeof w2, "%s replica %d running_mean", what, r);
+        worst = fmax(worst, sync_check(rep[r].rm, one.rm, 1, C, 1, tol_rm, w2, &rel, &ok));
+        snprintf(w2, sizeof w2, "%s replica %d running_var", what, r);
+        worst = fmax(worst, sync_check(rep[r].rv, one.rv, 1, C, 1, tol_rv, w2, &rel, &ok));
+    }
+    /* every replica moves its running stats by the same global statistics */
+    if (replicas == 2) {
+        assert_memory_equal(rep[0].rm, rep[1].rm, (size_t)C * sizeof(double));
+        assert_memory_equal(rep[0].rv, rep[1].rv, (size_t)C * sizeof(double));
+    }
+    if (affine) {
+        double dw[SYNC_MAXC], db[SYNC_MAXC];
+        for (int c = 0; c < C; c++) {
+            dw[c] = db[c] = 0;
+            for (int r = 0; r < replicas; r++) {
+                dw[c] += rep[r].dw[c];
+                db[c] += rep[r].db[c];
+            }
+        }
+        snprintf(w2, sizeof w2, "%s dweight summed over the replicas", what);
+        worst = fmax(worst, sync_check(dw, one.dw, 1, C, 1, tol_dw, w2, &rel, &ok));
+        snprintf(w2, sizeof w2, "%s dbias summed over the replicas", what);
+        worst = fmax(worst, sync_check(db, one.db, 1, C, 1, tol_db, w2, &rel, &ok));
+    }
+    print_message("%s: max |diff| / bound %.3g, max |diff| / max |value| %.3g\n", what, worst, rel);
+    free(xg);
+    free(dyg);
+    free(outs);
+    pthread_mutex_destroy(&room.mu);
+    pthread_cond_destroy(&room.cv);
+    if (!ok) fail_msg("%s: synchronized replicas differ from the single batch", what);
+}
+
+/* per replica: (n, C, H, W); H = W = 1 and a replica holding 1 value per channel included */
+static const int sync_shapes[][4] = {{3, 4, 5, 3}, {3, 3, 10, 10}, {3, 5, 1, 1}, {3, 2, 1, 7}, {1, 3, 1, 1}};
+enum { SYNC_SHAPES = sizeof sync_shapes / sizeof sync_shapes[0] };
+
+/* f64 only on a device with it */
+static bool sync_dtype_ok(clg_context *ctx, clg_dtype dt) {
     clg_device_info info;
     REF_OK(ctx, clg_context_device_info(ctx, &info));
+    if (dt == CLG_F64 && !info.fp64)
+        print_message("[  SKIP    ] synchronized batch_norm2d in f64: %s has no fp64\n", info.name);
+    return dt != CLG_F64 || info.fp64;
+}
+
+/* One replica whose sum is its own values: the synchronized path (moments combined in double
+ * on the host) against clg_batch_norm2d's own statistics on the same batch. */
+static void test_sync_one_replica(void **state) {
+    clg_context *ctx = *state;
+    for (int dd = 0; dd < 2; dd++) {
+        const clg_dtype dt = dd ? CLG_F64 : CLG_F32;
+        if (!sync_dtype_ok(ctx, dt)) continue;
+        for (int si = 0; si < SYNC_SHAPES - 1; si++) /* the last holds 1 value per channel */
+            for (int affine = 0; affine < 2; affine++)
+                sync_case(ctx, NULL, 1, sync_shapes[si], affine, dt,
+                          2000 + 10 * (uint64_t)si + (uint64_t)affine);
+    }
+}
+
+/* Two replicas, two threads, two contexts (a context is used by one thread at a time). */
+static void test_sync_two_replicas(void **state) {
+    clg_context *ctx = *state;
     clg_context_params cp = clg_context_default_params();
     cp.kernel_style = clg_context_kernel_style(ctx); /* the second replica's kernels as the first's */
     clg_context *ctx1 = NULL;
     char err[1024] = "";
     if (clg_context_create(&cp, &ctx1, err, sizeof err) != CLG_OK) fail_msg("second context: %s", err);
-    /* per replica: (n, C, H, W); H = W = 1 and a replica holding 1 value per channel included */
-    static const int shapes[][4] = {{3, 4, 5, 3}, {3, 3, 10, 10}, {3, 5, 1, 1}, {3, 2, 1, 7}, {1, 3, 1, 1}};
     for (int dd = 0; dd < 2; dd++) {
         const clg_dtype dt = dd ? CLG_F64 : CLG_F32;
-        if (dt == CLG_F64 && !info.fp64) {
-            print_message("[  SKIP    ] synchronized batch_norm2d in f64: %s has no fp64\n", info.name);
-            continue;
-        }
-        /* the unit roundoff of dt's arithmetic */
-        const double u = dd ? 0x1p-53 : 0x1p-24;
-        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-            for (int affine = 0; affine < 2; affine++) {
-                const int *ls = shapes[si], C = ls[1], HW = ls[2] * ls[3];
-                const int gs[4] = {2 * ls[0], C, ls[2], ls[3]};
-                const size_t nl = (size_t)ls[0] * C * HW, ng = 2 * nl;
-                const double M = (double)gs[0] * HW; /* values per channel in the global batch */
-                uint64_t z = 1000 + 10 * si + (uint64_t)affine;
-                double *xg = malloc(ng * sizeof *xg), *dyg = malloc(ng * sizeof *dyg);
-                double *outs = malloc(6 * ng * sizeof *outs);
-                assert_true(xg && dyg && outs);
-                double w[SYNC_MAXC], b[SYNC_MAXC], rm0[SYNC_MAXC], rv0[SYNC_MAXC];
-                /* x offset from 0 (mean 2, sd 0.58) so the statistics' cancellation is exercised */
-                for (size_t i = 0; i < ng; i++) {
-                    xg[i] = sync_draw(&z, 1, 3, dt);
-                    dyg[i] = sync_draw(&z, -1, 1, dt);
-                }
-                for (int c = 0; c < C; c++) {
-                    w[c] = sync_draw(&z, 0.5, 1.5, dt);
-                    b[c] = sync_draw(&z, -0.5, 0.5, dt);
-                    rm0[c] = sync_draw(&z, -0.5, 0.5, dt);
-                    rv0[c] = sync_draw(&z, 0.5, 2, dt);
-                }
-                sync_room room = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-                sync_seat seat[2] = {{&room, 0, 0, {0}}, {&room, 1, 0, {0}}};
-                const clg_replica_sum sums[2] = {{room_sum, &seat[0]}, {room_sum, &seat[1]}};
-                bn_run rep[2], one = {.ctx = ctx,
-                                      .dt = dt,
-                                      .affine = affine,
-                                      .x = xg,
-                                      .dy = dyg,
-                                      .w = w,
-                                      .b = b,
-                                      .rm0 = rm0,
-                                      .rv0 = rv0,
-                                      .y = outs,
-                                      .dx = outs + ng};
-                memcpy(one.shape, gs, sizeof gs);
-                for (int r = 0; r < 2; r++) {
-                    rep[r] = one;
-                    rep[r].ctx = r ? ctx1 : ctx;
-                    rep[r].sync = &sums[r];
-                    rep[r].room = &room;
-                    memcpy(rep[r].shape, ls, sizeof gs);
-                    rep[r].x = xg + r * nl;
-                    rep[r].dy = dyg + r * nl;
-                    rep[r].y = outs + (2 + r) * ng;
-                    rep[r].dx = outs + (4 + r) * ng;
-                }
-                pthread_t th[2];
-                for (int r = 0; r < 2; r++)
-                    assert_int_equal(pthread_create(&th[r], NULL, bn_run_once, &rep[r]), 0);
-                for (int r = 0; r < 2; r++)
-                    pthread_join(th[r], NULL);
-                /* the single big batch, on the first context after both threads are done */
-                bn_run_once(&one);
-                char what[160];
-                snprintf(what, sizeof what, "sync %s (2 x %d,%d,%d,%d) affine %d", clg_dtype_name(dt), ls[0],
-                         C, ls[2], ls[3], affine);
-                for (int r = 0; r < 2; r++)
-                    if (rep[r].st != CLG_OK)
-                        fail_msg("%s: replica %d: %s: %s", what, r, clg_status_name(rep[r].st), rep[r].err);
-                if (one.st != CLG_OK)
-                    fail_msg("%s: single run: %s: %s", what, clg_status_name(one.st), one.err);
-                for (int r = 0; r < 2; r++) {
-                    assert_int_equal(seat[r].calls, 2);
-                    assert_int_equal(seat[r].sizes[0], 2 * C + 1);
-                    assert_int_equal(seat[r].sizes[1], 2 * C);
-                }
-                /* Bounds. Each run sums at most M values per channel, with error below
-                 * gamma = M u whatever the order (tree or sequential); the replicas' mean and
-                 * variance come from (M, M mu, q + M mu^2) summed in double, whose cancellation
-                 * and the single run's two passes both lose at most about gamma kappa relative
-                 * to the variance, kappa = 1 + mean|x|^2 / var. To first order that moves xhat
-                 * by (2 + 4 |xhat|) gamma kappa, invstd by 4 gamma kappa and dx's two sums per M
-                 * by a few gamma kappa D (1 + X), D = max |dy|, X = max |xhat|: the bounds below
-                 * take 16 gamma kappa times each quantity's scale, twice the first-order sum. */
-                double tol_y[SYNC_MAXC], tol_dx[SYNC_MAXC], tol_dw[SYNC_MAXC], tol_db[SYNC_MAXC],
-                    tol_rm[SYNC_MAXC], tol_rv[SYNC_MAXC];
-                const double gamma = M * u;
-                for (int c = 0; c < C; c++) {
-                    double s = 0, sa = 0, q = 0, dmax = 0, xmax = 0;
-                    for (int n = 0; n < gs[0]; n++)
-                        for (int j = 0; j < HW; j++) {
-                            const size_t i = ((size_t)n * C + c) * HW + j;
-                            s += xg[i];
-                            sa += fabs(xg[i]);
-                            dmax = fmax(dmax, fabs(dyg[i]));
-                        }
-                    const double mean = s / M, mabs = sa / M;
-                    for (int n = 0; n < gs[0]; n++)
-                        for (int j = 0; j < HW; j++)
-                            q += pow(xg[((size_t)n * C + c) * HW + j] - mean, 2);
-                    const double var = q / M, invstd = 1 / sqrt(var + SYNC_EPS);
-                    for (int n = 0; n < gs[0]; n++)
-                        for (int j = 0; j < HW; j++)
-                            xmax = fmax(xmax, fabs(xg[((size_t)n * C + c) * HW + j] - mean) * invstd);
-                    const double kappa = 1 + mabs * mabs / var, k = 16 * gamma * kappa;
-                    const double wc = affine ? fabs(w[c]) : 1, bc = affine ? fabs(b[c]) : 0;
-                    tol_y[c] = k * (wc * (1 + xmax) + bc);
-                    tol_dx[c] = k * wc * invstd * dmax * (1 + xmax) * (1 + xmax);
-                    tol_dw[c] = k * M * dmax * xmax;
-                    tol_db[c] = 16 * gamma * M * dmax;
-                    tol_rm[c] = k * (fabs(rm0[c]) + mabs);
-                    tol_rv[c] = k * (rv0[c] + var * M / (M - 1));
-                }
-                bool ok = true;
-                double rel = 0, worst = 0;
-                char w2[200];
-                for (int r = 0; r < 2; r++) {
-                    snprintf(w2, sizeof w2, "%s replica %d y", what, r);
-                    worst =
-                        fmax(worst, sync_check(rep[r].y, one.y + r * nl, ls[0], C, HW, tol_y, w2, &rel, &ok));
-                    snprintf(w2, sizeof w2, "%s replica %d dx", what, r);
-                    worst = fmax(worst,
-                                 sync_check(rep[r].dx, one.dx + r * nl, ls[0], C, HW, tol_dx, w2, &rel, &ok));
-                    snprintf(w2, sizeof w2, "%s replica %d running_mean", what, r);
-                    worst = fmax(worst, sync_check(rep[r].rm, one.rm, 1, C, 1, tol_rm, w2, &rel, &ok));
-                    snprintf(w2, sizeof w2, "%s replica %d running_var", what, r);
-                    worst = fmax(worst, sync_check(rep[r].rv, one.rv, 1, C, 1, tol_rv, w2, &rel, &ok));
-                }
-                /* every replica moves its running stats by the same global statistics */
-                assert_memory_equal(rep[0].rm, rep[1].rm, (size_t)C * sizeof(double));
-                assert_memory_equal(rep[0].rv, rep[1].rv, (size_t)C * sizeof(double));
-                if (affine) {
-                    double dw[SYNC_MAXC], db[SYNC_MAXC];
-                    for (int c = 0; c < C; c++) {
-                        dw[c] = rep[0].dw[c] + rep[1].dw[c];
-                        db[c] = rep[0].db[c] + rep[1].db[c];
-                    }
-                    snprintf(w2, sizeof w2, "%s dweight summed over the replicas", what);
-                    worst = fmax(worst, sync_check(dw, one.dw, 1, C, 1, tol_dw, w2, &rel, &ok));
-                    snprintf(w2, sizeof w2, "%s dbias summed over the replicas", what);
-                    worst = fmax(worst, sync_check(db, one.db, 1, C, 1, tol_db, w2, &rel, &ok));
-                }
-                print_message("%s: max |diff| / bound %.3g, max |diff| / max |value| %.3g\n", what, worst,
-                              rel);
-                free(xg);
-                free(dyg);
-                free(outs);
-                pthread_mutex_destroy(&room.mu);
-                pthread_cond_destroy(&room.cv);
-                if (!ok) {
-                    clg_context_free(ctx1);
-                    fail_msg("%s: synchronized replicas differ from the single batch", what);
-                }
-            }
+        if (!sync_dtype_ok(ctx, dt)) continue;
+        for (int si = 0; si < SYNC_SHAPES; si++)
+            for (int affine = 0; affine < 2; affine++)
+                sync_case(ctx, ctx1, 2, sync_shapes[si], affine, dt,
+                          1000 + 10 * (uint64_t)si + (uint64_t)affine);
     }
-    clg_context_free(ctx1);
+    clg_context_free(ctx1); /* not on a failure above: cmocka's fail jumps out */
 }
 
 /* A sum over one replica: its own values (the sum of one). */
@@ -991,6 +1016,7 @@ int main(void) {
         cmocka_unit_test(test_no_grad),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_nan),
+        cmocka_unit_test(test_sync_one_replica),
         cmocka_unit_test(test_sync_two_replicas),
         cmocka_unit_test(test_sync_null_is_plain),
         cmocka_unit_test(test_sync_errors),
