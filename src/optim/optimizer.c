@@ -2,7 +2,8 @@
  * by reference, with its group's rate and weight decay), lazily allocated state, the step loop
  * that skips parameters without a gradient (as PyTorch does), zero_grad, rates, and the state
  * accessors a resumed run needs. The update rules live in sgd.c and adam.c (kernels
- * cl/optim/). Tests: tests/optim/test_optim.c, tests/optim/test_optim_groups.c.
+ * cl/optim/), launched for many parameters at once by multi.c. Tests: tests/optim/test_optim.c,
+ * tests/optim/test_optim_groups.c.
  */
 #include <limits.h>
 #include <math.h>
@@ -111,6 +112,7 @@ clg_status clg__optimizer_new(clg_context *ctx, const clg_optim_kind *kind, cons
     opt->n = n;
     opt->groups = gl;
     opt->ngroups = ngroups;
+    opt->mt_k = kind->step_many ? clg__optim_mt_k(ctx, kind->slot_args, kind->shared_args) : 0;
     *out = opt;
     return CLG_OK;
 }
@@ -152,12 +154,15 @@ clg_status clg_optimizer_step(clg_optimizer *opt) {
     const int phase = opt->ctx->phase;
     opt->ctx->phase = CLG_PHASE_OPTIMIZER;
     clg_status st = CLG_OK;
-    for (size_t i = 0; i < opt->n && st == CLG_OK; i++) {
-        const clg_tensor *g = clg_tensor_grad(opt->params[i].param);
-        if (!g) continue; /* no gradient: PyTorch leaves the parameter and its state alone */
-        st = opt->kind->step(opt, i, g);
-        if (st == CLG_OK) opt->params[i].steps++;
-    }
+    if (opt->mt_k > 0)
+        st = clg__optimizer_step_multi(opt); /* a launch per up to mt_k parameters (multi.c) */
+    else
+        for (size_t i = 0; i < opt->n && st == CLG_OK; i++) {
+            const clg_tensor *g = clg_tensor_grad(opt->params[i].param);
+            if (!g) continue; /* no gradient: PyTorch leaves the parameter and its state alone */
+            st = opt->kind->step(opt, i, g);
+            if (st == CLG_OK) opt->params[i].steps++;
+        }
     opt->ctx->phase = phase;
     return st;
 }

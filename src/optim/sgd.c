@@ -1,12 +1,16 @@
 /* src/optim/sgd.c - SGD with momentum, dampening, nesterov and weight decay, PyTorch's
- * rule (torch.optim.SGD, 1.13): one launch of cl/optim/sgd.cl per parameter per step.
- * Shared plumbing: optimizer.c. Tests: tests/optim/test_optim.c.
+ * rule (torch.optim.SGD, 1.13): a launch of cl/optim/sgd.cl per up to 16 parameters per step
+ * (multi.c batches them), or per parameter. Shared plumbing: optimizer.c.
+ * Tests: tests/optim/test_optim.c, tests/optim/test_multi.c.
  */
 #include <math.h>
 
 #include "optim/optim.h"
 
 static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g);
+static bool sgd_compatible(const clg_optimizer *opt, size_t a, size_t b);
+static clg_status sgd_step_many(clg_optimizer *opt, const size_t *idx, const clg_tensor *const *g,
+                                size_t count);
 
 static size_t sgd_state_names(const clg_optimizer *opt, const char *const **names) {
     static const char *const momentum[] = {"momentum_buffer"};
@@ -14,7 +18,15 @@ static size_t sgd_state_names(const clg_optimizer *opt, const char *const **name
     return opt->hp.sgd.momentum != 0.0 ? 1 : 0;
 }
 
-static const clg_optim_kind sgd_kind = {"sgd", sgd_step, sgd_state_names};
+/* Multi-tensor slots: (p, g, buf, n, first); shared: lr, wd, momentum, 1 - dampening,
+ * nesterov, total, chunk. */
+static const clg_optim_kind sgd_kind = {.name = "sgd",
+                                        .step = sgd_step,
+                                        .state_names = sgd_state_names,
+                                        .compatible = sgd_compatible,
+                                        .step_many = sgd_step_many,
+                                        .slot_args = 5,
+                                        .shared_args = 7};
 
 clg_sgd_params clg_sgd_default_params(void) {
     return (clg_sgd_params){
@@ -79,4 +91,68 @@ static clg_status sgd_step(clg_optimizer *opt, size_t i, const clg_tensor *g) {
     const clg_karg damp = clg__real(dt, &a_damp, 1.0 - hp->dampening);
     return CLG_LAUNCH_ELEMS(ctx, k, (size_t)n, "sgd", CLG_ARG(pm), CLG_ARG(gm), CLG_ARG(bm), lr, wd, mom,
                             damp, CLG_ARG(first), CLG_ARG(nesterov), CLG_ARG(n));
+}
+
+/* The kernel sees only the group's rate and decay: parameters whose groups agree on both can
+ * share a launch. */
+static bool sgd_compatible(const clg_optimizer *opt, size_t a, size_t b) {
+    const clg_optim_group *ga = &opt->groups[opt->params[a].group], *gb = &opt->groups[opt->params[b].group];
+    return ga->lr == gb->lr && ga->weight_decay == gb->weight_decay;
+}
+
+static clg_status sgd_step_many(clg_optimizer *opt, const size_t *idx, const clg_tensor *const *g,
+                                size_t count) {
+    clg_context *ctx = opt->ctx;
+    const clg_sgd_params *hp = &opt->hp.sgd;
+    const clg_optim_param *e0 = &opt->params[idx[0]];
+    const clg_dtype dt = e0->param->dtype;
+    const int slots = opt->mt_k;
+    const bool momentum = hp->momentum != 0.0;
+    char opts[32];
+    cl_kernel k;
+    clg_status st = clg__kernel_dt(ctx, "optim/sgd", momentum ? "sgd_momentum_step_multi" : "sgd_step_multi",
+                                   dt, clg__optim_mt_option(slots, opts, sizeof opts), &k);
+    if (st != CLG_OK) return st;
+    cl_mem pm[CLG_OPTIM_MT_MAX], gm[CLG_OPTIM_MT_MAX], bm[CLG_OPTIM_MT_MAX];
+    int n[CLG_OPTIM_MT_MAX], first[CLG_OPTIM_MT_MAX];
+    size_t total = 0;
+    for (int j = 0; j < slots; j++) {
+        if ((size_t)j >= count) { /* an unused slot: no elements, any valid buffers */
+            pm[j] = pm[0], gm[j] = gm[0], bm[j] = bm[0], n[j] = 0, first[j] = 0;
+            continue;
+        }
+        clg_optim_param *e = &opt->params[idx[j]];
+        pm[j] = clg__mem(e->param);
+        gm[j] = clg__mem(g[j]);
+        n[j] = (int)e->param->numel;
+        total += e->param->numel;
+        /* PyTorch's buffer starts as a copy of the first d_p (see sgd_step). */
+        first[j] = e->state[0] == NULL;
+        bm[j] = NULL;
+        if (momentum) {
+            if ((st = clg__optimizer_state(opt, idx[j], 0))) return st;
+            bm[j] = clg__mem(e->state[0]);
+        }
+    }
+    clg_karg args[CLG_OPTIM_MT_MAX * 5 + 8];
+    cl_uint na = 0;
+    for (int j = 0; j < slots; j++) {
+        args[na++] = CLG_ARG(pm[j]);
+        args[na++] = CLG_ARG(gm[j]);
+        if (momentum) args[na++] = CLG_ARG(bm[j]);
+        args[na++] = CLG_ARG(n[j]);
+        if (momentum) args[na++] = CLG_ARG(first[j]);
+    }
+    const clg_optim_group *grp = &opt->groups[e0->group];
+    clg_real a_lr, a_wd, a_mom, a_damp;
+    args[na++] = clg__real(dt, &a_lr, grp->lr);
+    args[na++] = clg__real(dt, &a_wd, grp->weight_decay);
+    const int nesterov = hp->nesterov, tot = (int)total;
+    if (momentum) {
+        args[na++] = clg__real(dt, &a_mom, hp->momentum);
+        args[na++] = clg__real(dt, &a_damp, 1.0 - hp->dampening);
+        args[na++] = CLG_ARG(nesterov);
+    }
+    args[na++] = CLG_ARG(tot);
+    return clg__optim_launch_multi(ctx, k, total, args, na, "sgd");
 }
