@@ -121,6 +121,136 @@ pack_b(__global const REAL *b, const int b_off, const int ldb, const int trans, 
             pack_cols_NR(b + b_off + q * NR, ldb, min(NR, n - q * NR), kk, kk + 1, bp + (size_t)q * k * NR);
 }
 
+/* Packed B straight from images, for implicit-GEMM convolution (src/ops/conv2d.c): the
+ * panels pack_b makes of the im2col matrix col (k = Cg*KH*KW rows, n = nb*OH*OW columns;
+ * im2col in cl/ops/conv2d.cl), without col in memory:
+ *   bp[(q * k + kk) * NR + c] = col[kk][q*NR + c], zero for columns past n,
+ *   col[(ci*KH + i)*KW + j][nn*OH*OW + oh*OW + ow] = x[x_off + ((nn*C + ci)*H + h)*W + w],
+ *   h = oh*SH - PH + i*DH, w = ow*SW - PW + j*DW, zero outside the image.
+ * The values are copies, so the GEMM sees exactly the B it would read from col. One work-item
+ * packs KB consecutive kk of one panel: its NR columns are cut once into runs along one
+ * output row (one image, one oh), and each kk copies each run as a strided row piece with
+ * zero edges; the panel is written front to back. Small k: ppi panels per work-item, so that
+ * a work-item's copy outweighs its scheduling (0.1-0.2 us on PoCL). x_len: the elements x holds. */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+pack_b_conv(__global const REAL *x, const ulong x_off, const ulong x_len, const int C, const int H, const int W,
+            const int KH, const int KW, const int SH, const int SW, const int PH, const int PW,
+            const int DH, const int DW, const int OH, const int OW, const int n, const int k,
+            const int ppi, __global REAL *bp) {
+    const int kb = get_global_id(0) * KB;
+    for (int q = get_global_id(1) * ppi, q_end = q + ppi; q < q_end && kb < k && q * NR < n; q++) {
+        const int kend = min(k, kb + KB), j0 = q * NR, cols = min(NR, n - j0), P = OH * OW;
+        /* run r: panel columns [rc[r], rc[r] + rl[r]) are image rimg[r], output row with first
+         * input row rh[r] (tap 0), output columns from row[r] */
+        int rc[NR], rl[NR], rh[NR], row[NR];
+        size_t rimg[NR];
+        int runs = 0;
+        for (int c = 0; c < cols; runs++) {
+            const int jj = j0 + c, nn = jj / P, p = jj - nn * P, oh = p / OW, ow = p - oh * OW;
+            rc[runs] = c;
+            rl[runs] = min(OW - ow, cols - c);
+            rh[runs] = oh * SH - PH;
+            row[runs] = ow;
+            rimg[runs] = x_off + (size_t)nn * C * H * W;
+            c += rl[runs];
+        }
+        const int khw = KH * KW;
+        int ci = kb / khw, i = (kb - ci * khw) / KW, j = kb - ci * khw - i * KW;
+        __global REAL *dst = bp + ((size_t)q * k) * NR;
+        /* the whole panel is one run inside one output row: then a kk whose taps all fall inside
+         * the image is NV vector copies (stride 1: 3x3 convolutions with OW >= NR) */
+        const bool whole = SW == 1 && runs == 1 && cols == NR;
+        if (whole && KW <= 16) {
+            /* per tap column j, the panel's columns [wa[j], wb[j]) read inside the image row */
+            int wa[16], wb[16];
+            for (int jj = 0; jj < KW; jj++) {
+                const int w0 = jj * DW - PW;
+                wa[jj] = clamp(-w0 - row[0], 0, NR);
+                wb[jj] = clamp(W - w0 - row[0], wa[jj], NR);
+            }
+            const long img = (long)rimg[0] + row[0] - PW;
+            for (int kk = kb; kk < kend; kk++) {
+                __global REAL *d = dst + (size_t)kk * NR;
+                const int h = rh[0] + i * DH, a = wa[j], b = wb[j];
+                const long first = img + ((long)ci * H + h) * W + j * DW;
+                if (h >= 0 && h < H && b > a && first >= 0 && first + NR <= (long)x_len) {
+                    _Pragma("unroll") for (int v = 0; v < NV; v++) VSTOREV(VLOADV(v, x + first), v, d);
+                    for (int t = 0; t < a; t++) d[t] = (REAL)0;
+                    for (int t = b; t < NR; t++) d[t] = (REAL)0;
+                } else {
+                    for (int t = 0; t < NR; t++)
+                        d[t] = h >= 0 && h < H && t >= a && t < b ? x[first + t] : (REAL)0;
+                }
+                if (++j == KW) {
+                    j = 0;
+                    if (++i == KH) i = 0, ci++;
+                }
+            }
+            continue;
+        }
+        for (int kk = kb; kk < kend; kk++) {
+            __global REAL *d = dst + (size_t)kk * NR;
+            /* output columns [lo, hi) of tap j read inside the image, as im2col_cpu (no
+             * division at stride 1) */
+            const int w0 = j * DW - PW;
+            int lo, hi;
+            if (SW == 1) {
+                lo = clamp(-w0, 0, OW);
+                hi = clamp(W - w0, lo, OW);
+            } else {
+                lo = min(w0 >= 0 ? 0 : (-w0 - 1) / SW + 1, OW);
+                hi = max(lo, min(W - 1 - w0 >= 0 ? (W - 1 - w0) / SW + 1 : 0, OW));
+            }
+            if (SW == 1) {
+                /* run by run into a private row, each as NV vectors from its first column (the
+                 * excess is overwritten by the next run, or zeroed past cols), then NV stores */
+                REAL tmp[2 * NR];
+                for (int r = 0; r < runs; r++) {
+                    REAL *tr = tmp + rc[r];
+                    const int len = rl[r], h = rh[r] + i * DH, ow0 = row[r];
+                    const int a = clamp(lo - ow0, 0, len), b = clamp(hi - ow0, a, len);
+                    const long first = (long)rimg[r] + ((long)ci * H + h) * W + ow0 + w0;
+                    if (h < 0 || h >= H || b == a) {
+                        _Pragma("unroll") for (int v = 0; v < NV; v++) VSTOREV((REALV)(0), v, tr);
+                    } else if (first >= 0 && first + NR <= (long)x_len) {
+                        _Pragma("unroll") for (int v = 0; v < NV; v++) VSTOREV(VLOADV(v, x + first), v, tr);
+                        for (int t = 0; t < a; t++) tr[t] = (REAL)0;
+                        for (int t = b; t < len; t++) tr[t] = (REAL)0;
+                    } else {
+                        for (int t = 0; t < len; t++) tr[t] = t >= a && t < b ? x[first + t] : (REAL)0;
+                    }
+                }
+                for (int c = cols; c < NR; c++) tmp[c] = (REAL)0;
+                _Pragma("unroll") for (int v = 0; v < NV; v++) VSTOREV(VLOADV(v, tmp), v, d);
+                goto next;
+            }
+            for (int r = 0; r < runs; r++) {
+                __global REAL *dr = d + rc[r];
+                const int len = rl[r], h = rh[r] + i * DH, ow0 = row[r];
+                if (h < 0 || h >= H) {
+                    for (int t = 0; t < len; t++) dr[t] = (REAL)0;
+                    continue;
+                }
+                /* src[ow*SW + w0] is x at (h, w) of output column ow */
+                __global const REAL *src = x + rimg[r] + ((size_t)ci * H + h) * W;
+                const int a = clamp(lo - ow0, 0, len), b = clamp(hi - ow0, a, len);
+                for (int t = 0; t < a; t++) dr[t] = (REAL)0;
+                if (SW == 1)
+                    for (int t = a; t < b; t++) dr[t] = src[ow0 + t + w0];
+                else
+                    for (int t = a; t < b; t++) dr[t] = src[(ow0 + t) * SW + w0];
+                for (int t = b; t < len; t++) dr[t] = (REAL)0;
+            }
+            for (int c = cols; c < NR; c++) d[c] = (REAL)0;
+        next:
+            if (++j == KW) {
+                j = 0;
+                if (++i == KH) i = 0, ci++;
+            }
+        }
+    }
+}
+
 /* ---- compute: C = alpha * op(A) op(B) + beta * C, one MR x NR tile of C per step ----
  * B: element (kk, c) of tile column block tj is b[b_off + tj*b_ps + kk*b_rs + c*b_cs]:
  * packed (b_ps = k*NR, b_rs = NR, b_cs = 1, zero-padded) or, when b_direct, op(B) itself:

@@ -14,4 +14,32 @@ clg_status clg__gemm_mem(clg_context *ctx, clg_dtype dtype, bool trans_a, bool t
                          cl_mem b, size_t b_off, size_t ldb, double beta, cl_mem c, size_t c_off,
                          size_t ldc);
 
+/* Implicit-GEMM convolution on the packed path: op(B) (k, n) is the im2col matrix of a chunk
+ * of images (cl/ops/conv2d.cl's im2col: k = Cg*KH*KW rows, n = nb*OH*OW columns), packed
+ * into the GEMM's panels straight from the images instead of read from a col buffer.
+ * x_off is the element offset of the first image's first channel of the group; image nn of
+ * the chunk starts C*H*W elements further on per image. */
+typedef struct clg_gemm_conv_src {
+    cl_mem x;
+    size_t x_off, x_len; /* x_len: the elements x holds (the kernel reads none past it) */
+    int C, H, W;         /* the images' channels (all groups), height and width */
+    int KH, KW;          /* kernel */
+    int SH, SW, PH, PW, DH, DW;
+    int OH, OW;
+} clg_gemm_conv_src;
+
+/* *ok: whether clg__gemm_conv_mem can run C (m, n) = alpha * A (m, k) · op(B) + beta * C
+ * with A and C as given: the path that would run the same product with B in memory (forced,
+ * recorded for its size class or by the rule) is the packed kernel, and the product fits its
+ * indexing. Otherwise the caller materialises col and calls clg__gemm_mem. Enqueues nothing. */
+clg_status clg__gemm_conv_check(clg_context *ctx, clg_dtype dtype, size_t m, size_t n, size_t k, size_t a_off,
+                                size_t lda, size_t c_off, size_t ldc, bool *ok);
+
+/* C = alpha * A · op(B) + beta * C with op(B) from b, on the packed path; the same bits as
+ * clg__gemm_mem on that path with B = col (same tiles, same order of additions). Only after
+ * clg__gemm_conv_check said ok; CLG_UNSUPPORTED otherwise. */
+clg_status clg__gemm_conv_mem(clg_context *ctx, clg_dtype dtype, size_t m, size_t n, size_t k, double alpha,
+                              cl_mem a, size_t a_off, size_t lda, const clg_gemm_conv_src *b, double beta,
+                              cl_mem c, size_t c_off, size_t ldc);
+
 #endif

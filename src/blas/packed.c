@@ -189,10 +189,13 @@ static bool packed_fits(clg_context *ctx, const clg_gemm_args *g) {
            fits_int_sum(0, tiles_m * (size_t)cfg.mr, k, 0) && fits_int_sum(0, tiles_n * (size_t)cfg.nr, k, 0);
 }
 
-/* One orientation, operands as given; c_trans stores C(i, j) at c[c_off + j*ldc + i]. */
+/* One orientation, operands as given; c_trans stores C(i, j) at c[c_off + j*ldc + i]. With cs,
+ * B (not transposed) is a convolution's im2col matrix, packed from the images (pack_b_conv)
+ * into the panels pack_b would make of it; b, b_off and ldb are then unused. */
 static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, plan pl, bool ta, bool tb,
                       size_t m, size_t n, size_t k, double alpha, cl_mem a, size_t a_off, size_t lda,
-                      cl_mem b, size_t b_off, size_t ldb, double beta, cl_mem c, size_t c_off, size_t ldc) {
+                      cl_mem b, size_t b_off, size_t ldb, const clg_gemm_conv_src *cs, double beta, cl_mem c,
+                      size_t c_off, size_t ldc) {
     const size_t elt = clg_dtype_size(dt);
     const size_t tiles_m = (m + (size_t)cfg.mr - 1) / (size_t)cfg.mr;
     const size_t tiles_n = (n + (size_t)cfg.nr - 1) / (size_t)cfg.nr;
@@ -221,11 +224,12 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
                                         CLG_ARG(c), CLG_ARG(coff), CLG_ARG(ildc), CLG_ARG(itm), CLG_ARG(tpw)},
                            16, "gemm_tile_nt");
     }
-    const bool pack_a = pl.pack_a, pack_b = pl.pack_b || (tb && !pl.gather_b);
+    const bool pack_a = pl.pack_a, pack_b = cs || pl.pack_b || (tb && !pl.gather_b);
     cl_kernel kpa = NULL, kpb = NULL, kc;
     clg_status st = clg__kernel_dt(ctx, PROGRAM, pack_a ? "gemm_tile" : "gemm_tile_da", dt, opts, &kc);
     if (st == CLG_OK && pack_a) st = clg__kernel_dt(ctx, PROGRAM, "pack_a", dt, opts, &kpa);
-    if (st == CLG_OK && pack_b) st = clg__kernel_dt(ctx, PROGRAM, "pack_b", dt, opts, &kpb);
+    if (st == CLG_OK && pack_b)
+        st = clg__kernel_dt(ctx, PROGRAM, cs ? "pack_b_conv" : "pack_b", dt, opts, &kpb);
     if (st != CLG_OK) return st;
 
     const size_t one[2] = {1, 1}, kblocks = (k + PACK_KB - 1) / PACK_KB;
@@ -240,7 +244,23 @@ static clg_status run(clg_context *ctx, clg_dtype dt, clg_packed_config cfg, pla
                                           CLG_ARG(ik), CLG_ARG(ap.mem)},
                              7, "gemm pack_a");
     }
-    if (st == CLG_OK && pack_b) {
+    if (st == CLG_OK && pack_b && cs) {
+        // (tiles_n, k, NR), from the images
+        st = clg__pool_alloc(ctx, tiles_n * (size_t)cfg.nr * k * elt, &bp);
+        const cl_ulong xoff = cs->x_off, xlen = cs->x_len;
+        /* panels per work-item: about 8K values each, as tiles_per_item does for the tiles */
+        const cl_int ppi =
+            tiles_per_item(ctx, tiles_n * kblocks, (k < PACK_KB ? k : PACK_KB) * (size_t)cfg.nr / 2);
+        const size_t groups = (tiles_n + (size_t)ppi - 1) / (size_t)ppi;
+        if (st == CLG_OK)
+            st = clg__launch(ctx, kpb, 2, (size_t[]){kblocks, groups}, one,
+                             (clg_karg[]){CLG_ARG(cs->x),  CLG_ARG(xoff),   CLG_ARG(xlen),   CLG_ARG(cs->C),
+                                          CLG_ARG(cs->H),  CLG_ARG(cs->W),  CLG_ARG(cs->KH), CLG_ARG(cs->KW),
+                                          CLG_ARG(cs->SH), CLG_ARG(cs->SW), CLG_ARG(cs->PH), CLG_ARG(cs->PW),
+                                          CLG_ARG(cs->DH), CLG_ARG(cs->DW), CLG_ARG(cs->OH), CLG_ARG(cs->OW),
+                                          CLG_ARG(in),     CLG_ARG(ik),     CLG_ARG(ppi),    CLG_ARG(bp.mem)},
+                             20, "gemm pack_b_conv");
+    } else if (st == CLG_OK && pack_b) {
         // (tiles_n, k, NR)
         st = clg__pool_alloc(ctx, tiles_n * (size_t)cfg.nr * k * elt, &bp);
         const cl_int off = (cl_int)b_off, ld = (cl_int)ldb, tr = tb;
@@ -318,16 +338,17 @@ static clg_status packed_run(clg_context *ctx, const clg_gemm_args *g) {
     const clg_pack_mode mode = s ? s->pack_mode : CLG_PACK_BY_SIZE;
     const plan pl = choose_plan(mode, cfg, g->ta, g->tb, g->m, g->n, g->k, clg_dtype_size(g->dt));
     if (pl.swap) /* Cᵀ = op(B)ᵀ op(A)ᵀ: B takes A's place untransposed, and the other way round */
-        return run(ctx, g->dt, cfg, pl, !g->tb, !g->ta, g->n, g->m, g->k, g->alpha, g->b, g->b_off, g->ldb, g->a,
-                   g->a_off, g->lda, g->beta, g->c, g->c_off, g->ldc);
+        return run(ctx, g->dt, cfg, pl, !g->tb, !g->ta, g->n, g->m, g->k, g->alpha, g->b, g->b_off, g->ldb,
+                   g->a, g->a_off, g->lda, NULL, g->beta, g->c, g->c_off, g->ldc);
     return run(ctx, g->dt, cfg, pl, g->ta, g->tb, g->m, g->n, g->k, g->alpha, g->a, g->a_off, g->lda, g->b,
-               g->b_off, g->ldb, g->beta, g->c, g->c_off, g->ldc);
+               g->b_off, g->ldb, NULL, g->beta, g->c, g->c_off, g->ldc);
 }
 
 /* Every kernel of the program, so that a compiler that builds the program but cannot give
  * one of its kernels (CL_INVALID_KERNEL_NAME) shows before the choice relies on the path. */
 static clg_status packed_prepare(clg_context *ctx, clg_dtype dt) {
-    static const char *const kernels[] = {"gemm_tile", "gemm_tile_da", "gemm_tile_nt", "pack_a", "pack_b"};
+    static const char *const kernels[] = {"gemm_tile", "gemm_tile_da", "gemm_tile_nt",
+                                          "pack_a",    "pack_b",       "pack_b_conv"};
     char opts[160];
     build_options(ctx, clg__packed_config(ctx, dt), opts, sizeof opts);
     clg_status st = CLG_OK;
@@ -344,3 +365,67 @@ static clg_status packed_prepare(clg_context *ctx, clg_dtype dt) {
 static bool packed_suits(const clg_context *ctx) { return clg__device_is_plain_cpu(ctx); }
 
 const clg_gemm_path clg__gemm_path_packed = {"packed", packed_suits, packed_fits, packed_prepare, packed_run};
+
+/* ---------------------------------------------------------------- implicit-GEMM convolution */
+
+/* The product clg__gemm_conv_mem stands for, with B = col in memory (tight, at offset 0). */
+static clg_gemm_args conv_args(clg_dtype dt, size_t m, size_t n, size_t k, double alpha, cl_mem a,
+                               size_t a_off, size_t lda, double beta, cl_mem c, size_t c_off, size_t ldc) {
+    return (clg_gemm_args){.dt = dt,
+                           .m = m,
+                           .n = n,
+                           .k = k,
+                           .alpha = alpha,
+                           .beta = beta,
+                           .a = a,
+                           .c = c,
+                           .a_off = a_off,
+                           .lda = lda,
+                           .ldb = n,
+                           .c_off = c_off,
+                           .ldc = ldc};
+}
+
+static clg_status conv_ok(clg_context *ctx, const clg_gemm_args *g, bool *ok) {
+    *ok = false;
+    if (!g->m || !g->n || !g->k || g->lda < g->k || g->ldc < g->n) return CLG_OK;
+    clg_gemm_state *s = NULL;
+    clg_status st = clg__gemm_state(ctx, &s);
+    const clg_gemm_path *path = NULL;
+    if (st == CLG_OK) st = clg__gemm_pick(ctx, s, g, &path);
+    /* a product no path runs is the im2col route's error to report */
+    if (st == CLG_UNSUPPORTED) {
+        ctx->errmsg[0] = '\0';
+        return CLG_OK;
+    }
+    if (st == CLG_OK) *ok = path == &clg__gemm_path_packed && packed_fits(ctx, g);
+    return st;
+}
+
+clg_status clg__gemm_conv_check(clg_context *ctx, clg_dtype dtype, size_t m, size_t n, size_t k, size_t a_off,
+                                size_t lda, size_t c_off, size_t ldc, bool *ok) {
+    const clg_gemm_args g = conv_args(dtype, m, n, k, 1.0, NULL, a_off, lda, 0.0, NULL, c_off, ldc);
+    return conv_ok(ctx, &g, ok);
+}
+
+clg_status clg__gemm_conv_mem(clg_context *ctx, clg_dtype dtype, size_t m, size_t n, size_t k, double alpha,
+                              cl_mem a, size_t a_off, size_t lda, const clg_gemm_conv_src *b, double beta,
+                              cl_mem c, size_t c_off, size_t ldc) {
+    if (m == 0 || n == 0) return CLG_OK;
+    if (clg__fault(ctx, CLG_FAULT_ENQUEUE)) return clg__fail(ctx, CLG_BLAS_ERROR, "gemm: injected fault");
+    const clg_gemm_args g = conv_args(dtype, m, n, k, alpha, a, a_off, lda, beta, c, c_off, ldc);
+    bool ok = false;
+    clg_status st = conv_ok(ctx, &g, &ok);
+    if (st != CLG_OK) return st;
+    if (!ok || !b)
+        return clg__fail(ctx, CLG_UNSUPPORTED, "gemm: m=%zu n=%zu k=%zu from images: not on the packed path",
+                         m, n, k);
+    const clg_packed_config cfg = clg__packed_config(ctx, dtype);
+    const clg_gemm_state *s = clg__gemm_state_peek(ctx);
+    const clg_pack_mode mode = s ? s->pack_mode : CLG_PACK_BY_SIZE;
+    /* the plan packed_run makes for the product with col in memory: B not transposed never
+     * swaps, so A is packed (and k split into passes) exactly as there */
+    const plan pl = choose_plan(mode, cfg, false, false, m, n, k, clg_dtype_size(dtype));
+    return run(ctx, dtype, cfg, pl, false, false, m, n, k, alpha, a, a_off, lda, NULL, 0, n, b, beta, c,
+               c_off, ldc);
+}

@@ -9,8 +9,12 @@
  * nb = 1 the GEMM writes straight into y. Batching images makes the GEMMs wide enough to be
  * efficient on small images (28x28 -> 784 columns alone, 50176 for 64 images).
  * The col buffer is bounded by ctx->conv_workspace_bytes: the batch runs in chunks.
+ * Implicit route (CLGRAD_CONV, conv_route below): where the packed kernel is the GEMM, the
+ * forward packs its B panels straight from the images (src/blas/packed.c) and writes no col;
+ * same chunks, same bits. Tests: tests/ops/test_conv2d_implicit.c.
  */
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops/conv2d.h"
@@ -207,12 +211,19 @@ typedef struct conv_ws {
     bool has_col, has_yt;
 } conv_ws;
 
-static clg_status ws_alloc(clg_context *ctx, const conv_dims *d, int nb, conv_ws *ws) {
+/* The col buffer, unless the caller does without it (implicit route): then only yt. */
+static clg_status ws_alloc_col(clg_context *ctx, const conv_dims *d, int nb, conv_ws *ws) {
+    if (ws->has_col) return CLG_OK;
+    clg_status st = clg__pool_alloc(ctx, d->ckk * (size_t)nb * d->P * clg_dtype_size(d->dt), &ws->col);
+    ws->has_col = st == CLG_OK;
+    return st;
+}
+
+static clg_status ws_alloc(clg_context *ctx, const conv_dims *d, int nb, bool col, conv_ws *ws) {
     const size_t es = clg_dtype_size(d->dt);
     memset(ws, 0, sizeof *ws);
-    clg_status st = clg__pool_alloc(ctx, d->ckk * (size_t)nb * d->P * es, &ws->col);
+    clg_status st = col ? ws_alloc_col(ctx, d, nb, ws) : CLG_OK;
     if (st != CLG_OK) return st;
-    ws->has_col = true;
     if (nb > 1) {
         st = clg__pool_alloc(ctx, (size_t)d->K * nb * d->P * es, &ws->yt);
         if (st != CLG_OK) return st;
@@ -328,27 +339,91 @@ static clg_status run_pack(const conv_run *r, cl_mem dy, int n0, int m, cl_mem d
 
 /* ---------------------------------------------------------------- forward */
 
+/* Which route the forward's GEMMs take (CLGRAD_CONV, read per call). im2col: col in memory,
+ * then the GEMM (any path). implicit: where the packed kernel runs the GEMM, its B panels are
+ * packed straight from the images (no col; the same bits, src/blas/packed.c); elsewhere
+ * (CLBlast, GPUs) im2col. auto: the default, see conv_route. */
+typedef enum { ROUTE_AUTO, ROUTE_IM2COL, ROUTE_IMPLICIT } conv_route_kind;
+
+static clg_status conv_route_env(clg_context *ctx, conv_route_kind *out) {
+    const char *env = getenv("CLGRAD_CONV");
+    *out = ROUTE_AUTO;
+    if (!env || !*env || !strcmp(env, "auto")) return CLG_OK;
+    if (!strcmp(env, "im2col"))
+        *out = ROUTE_IM2COL;
+    else if (!strcmp(env, "implicit"))
+        *out = ROUTE_IMPLICIT;
+    else
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "CLGRAD_CONV=\"%s\": expected im2col, implicit or auto",
+                         env);
+    return CLG_OK;
+}
+
+/* Whether the chunk of m images at n0 runs its GEMMs from the images: every group's product
+ * on the packed path. */
+static clg_status conv_route(const conv_run *r, conv_route_kind kind, int n0, int m, bool *implicit) {
+    const conv_dims *d = r->d;
+    const size_t cols = (size_t)m * d->P;
+    clg_status st = CLG_OK;
+    *implicit = kind == ROUTE_IMPLICIT;
+    for (int g = 0; g < d->G && *implicit && st == CLG_OK; g++) {
+        const size_t dst_off =
+            m == 1 ? ((size_t)n0 * d->K + (size_t)g * d->Kg) * d->P : (size_t)g * d->Kg * cols;
+        st = clg__gemm_conv_check(r->ctx, d->dt, (size_t)d->Kg, cols, d->cgkk, (size_t)g * d->Kg * d->cgkk,
+                                  d->cgkk, dst_off, cols, implicit);
+    }
+    return st;
+}
+
 static clg_status forward_impl(clg_context *ctx, const conv_dims *d, const clg_conv2d_params *p,
                                const clg_tensor *x, const clg_tensor *w, const clg_tensor *b, clg_tensor *y) {
     const conv_run r = run_init(ctx, d, p);
     const int nb = chunk_images(ctx, d);
     cl_mem xm = clg__mem(x), wm = clg__mem(w), ym = clg__mem(y);
     cl_mem bm = b ? clg__mem(b) : NULL;
+    conv_route_kind kind;
+    clg_status st = conv_route_env(ctx, &kind);
+    if (st != CLG_OK) return st;
     conv_ws ws;
-    clg_status st = ws_alloc(ctx, d, nb, &ws);
+    st = ws_alloc(ctx, d, nb, false, &ws);
     for (int n0 = 0; n0 < d->N && st == CLG_OK; n0 += nb) {
         const int m = d->N - n0 < nb ? d->N - n0 : nb;
         const size_t cols = (size_t)m * d->P;
-        st = run_im2col(&r, xm, n0, m, ws.col.mem);
+        bool implicit = false;
+        st = conv_route(&r, kind, n0, m, &implicit);
+        if (st == CLG_OK && !implicit) st = ws_alloc_col(ctx, d, nb, &ws);
+        if (st == CLG_OK && !implicit) st = run_im2col(&r, xm, n0, m, ws.col.mem);
         for (int g = 0; g < d->G && st == CLG_OK; g++) {
             /* Y_g (Kg, m*P) = W_g (Kg, Cg*KH*KW) · col_g (Cg*KH*KW, m*P): one image goes
              * straight into y, a batch into yt (K, m*P) first */
             cl_mem dst = m == 1 ? ym : ws.yt.mem;
             const size_t dst_off =
                 m == 1 ? ((size_t)n0 * d->K + (size_t)g * d->Kg) * d->P : (size_t)g * d->Kg * cols;
-            st = clg__gemm_mem(ctx, d->dt, false, false, (size_t)d->Kg, cols, d->cgkk, 1.0, wm,
-                               (size_t)g * d->Kg * d->cgkk, d->cgkk, ws.col.mem, (size_t)g * d->cgkk * cols,
-                               cols, 0.0, dst, dst_off, cols);
+            const size_t w_off = (size_t)g * d->Kg * d->cgkk;
+            if (implicit) {
+                /* col_g read from images n0.. at channel g*Cg */
+                const clg_gemm_conv_src src = {xm,
+                                               ((size_t)n0 * d->C + (size_t)g * d->Cg) * d->H * d->W,
+                                               clg_tensor_numel(x),
+                                               d->C,
+                                               d->H,
+                                               d->W,
+                                               d->KH,
+                                               d->KW,
+                                               p->stride_h,
+                                               p->stride_w,
+                                               p->pad_h,
+                                               p->pad_w,
+                                               p->dilation_h,
+                                               p->dilation_w,
+                                               d->OH,
+                                               d->OW};
+                st = clg__gemm_conv_mem(ctx, d->dt, (size_t)d->Kg, cols, d->cgkk, 1.0, wm, w_off, d->cgkk,
+                                        &src, 0.0, dst, dst_off, cols);
+            } else
+                st = clg__gemm_mem(ctx, d->dt, false, false, (size_t)d->Kg, cols, d->cgkk, 1.0, wm, w_off,
+                                   d->cgkk, ws.col.mem, (size_t)g * d->cgkk * cols, cols, 0.0, dst, dst_off,
+                                   cols);
         }
         if (st == CLG_OK && m > 1)
             st = run_unpack(&r, ws.yt.mem, ym, n0, m, bm);
@@ -408,7 +483,7 @@ static clg_status backward_impl(const conv_run *r, const clg_tensor *x, const cl
     }
     const double beta_w0 = dw_acc ? 0.0 : beta_w;
     conv_ws ws;
-    st = ws_alloc(ctx, d, nb, &ws);
+    st = ws_alloc(ctx, d, nb, true, &ws);
     for (int n0 = 0; n0 < d->N && st == CLG_OK; n0 += nb) {
         const int m = d->N - n0 < nb ? d->N - n0 : nb;
         const size_t cols = (size_t)m * d->P;

@@ -1,0 +1,181 @@
+/* tests/ops/test_conv2d_implicit.c - conv2d's implicit-GEMM forward (src/ops/conv2d.c,
+ * CLGRAD_CONV=implicit): where the packed GEMM runs, its B panels come straight from the
+ * images (pack_b_conv in cl/blas/gemm_packed.cl) instead of from im2col's col buffer. The
+ * GEMM adds the same products in the same order either way, so y must be bit for bit the im2col
+ * route's: checked over strides, padding, dilation, groups, 1x1 kernels, odd sizes, panels
+ * that span images and rows, k split into passes, batches in many chunks, both dtypes and both
+ * kernel styles. The profiler shows which route ran, so the comparison cannot pass by both
+ * runs taking the same route. Where CLBlast is the GEMM, implicit falls back to im2col.
+ * References for conv2d's values: tests/ops/test_conv2d.c.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "blas/tuning.h"
+#include "test_conv2d.h"
+
+/* Launches of the kernels that tell the routes apart. */
+typedef struct route_seen {
+    uint64_t pack_conv; /* "gemm pack_b_conv": panels from the images */
+    uint64_t im2col;    /* "conv2d im2col": col in memory */
+} route_seen;
+
+/* A profiling context of this style and workspace with the GEMM forced onto path. */
+static clg_context *route_context(clg_kernel_style style, size_t workspace, const char *path) {
+    clg_context_params p = clg_context_default_params();
+    p.kernel_style = style;
+    p.conv_workspace_bytes = workspace;
+    p.profiling = true;
+    void *state = NULL;
+    if (ref_group_setup_params(&state, p) != 0) fail_msg("cannot create a profiling context");
+    REF_OK(state, clg_blas_force_path(state, path));
+    return state;
+}
+
+/* y of case c (inputs from seed) with CLGRAD_CONV=route; *seen counts the routes' launches.
+ * Through the graph op (clg_conv2d) when graph, else clg_conv2d_forward. Returns y as doubles
+ * (f32 converts exactly: equal doubles of equal sign are equal bits). */
+static double *forward_on(clg_context *ctx, const char *route, clg_dtype dt, const conv_case *c,
+                          uint64_t seed, bool graph, route_seen *seen, size_t *n_out) {
+    assert_int_equal(setenv("CLGRAD_CONV", route, 1), 0);
+    case_tensors t;
+    case_make(ctx, dt, c, seed, &t);
+    clg_profiler_reset(ctx);
+    REF_OK(ctx, clg_profiler_start(ctx));
+    clg_tensor *y = t.y;
+    if (graph)
+        REF_OK(ctx, clg_conv2d(ctx, t.x, t.w, t.b, c->p, &y));
+    else
+        REF_OK(ctx, clg_conv2d_forward(ctx, t.x, t.w, t.b, c->p, t.y));
+    clg_profile_row rows[64];
+    size_t n_rows = 0;
+    REF_OK(ctx, clg_profiler_summary(ctx, rows, 64, &n_rows));
+    *seen = (route_seen){0, 0};
+    for (size_t i = 0; i < n_rows && i < 64; i++) {
+        if (!strcmp(rows[i].name, "gemm pack_b_conv")) seen->pack_conv += rows[i].launches;
+        if (!strcmp(rows[i].name, "conv2d im2col")) seen->im2col += rows[i].launches;
+    }
+    clg_profiler_stop(ctx);
+    double *out = ref_to_host_f64(y);
+    *n_out = clg_tensor_numel(y);
+    if (y != t.y) clg_tensor_free(y);
+    case_free(&t);
+    assert_int_equal(unsetenv("CLGRAD_CONV"), 0);
+    return out;
+}
+
+/* got and want hold the same bits: equal values and equal signs (zeros included). */
+static void assert_same_bits(const double *got, const double *want, size_t n, const char *what) {
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != want[i] || signbit(got[i]) != signbit(want[i]))
+            fail_msg("%s: y[%zu] is %.17g by the implicit route, %.17g by im2col", what, i, got[i], want[i]);
+}
+
+static const conv_case cases[] = {
+    /* N, C, H, W, K, KH, KW, (stride h w, pad h w, dilation h w, groups), bias */
+    {2, 3, 9, 8, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true},
+    {3, 4, 8, 8, 6, 3, 2, P_(2, 1, 2, 1, 1, 2, 2), true},      /* stride, dilation, groups */
+    {3, 4, 6, 6, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 4), false},     /* depthwise */
+    {2, 5, 7, 9, 3, 1, 1, P_(1, 1, 0, 0, 1, 1, 1), true},      /* 1x1 */
+    {2, 6, 11, 13, 5, 1, 1, P_(2, 3, 0, 0, 1, 1, 1), false},   /* 1x1, strided */
+    {3, 3, 13, 11, 7, 5, 3, P_(3, 2, 2, 1, 1, 2, 1), true},    /* odd sizes, stride > 1 */
+    {4, 2, 5, 3, 3, 3, 3, P_(1, 1, 2, 2, 2, 1, 1), true},      /* padding wider than the image */
+    {5, 2, 4, 1, 3, 2, 1, P_(1, 1, 1, 0, 1, 1, 1), false},     /* OW = 1: a run per column */
+    {6, 3, 3, 3, 2, 3, 3, P_(1, 1, 0, 0, 1, 1, 1), true},      /* OH = OW = 1: panels span images */
+    {2, 2, 70, 9, 2, 3, 5, P_(1, 2, 2, 1, 1, 1, 1), true},     /* long columns */
+    {2, 2, 9, 70, 2, 5, 3, P_(2, 1, 1, 2, 2, 1, 2), false},    /* long rows */
+    {2, 64, 12, 12, 8, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true},   /* k = 576: the im2col route packs col */
+    {2, 8, 10, 10, 260, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), false}, /* m = 260: likewise */
+    {1, 232, 16, 16, 40, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true}, /* k = 2088: A packed, k in passes */
+    {2, 12, 9, 9, 12, 3, 3, P_(2, 2, 3, 3, 3, 3, 3), true},    /* everything at once */
+    /* OW a multiple of the panel width (32 for f32 with 16-wide vectors, 24 for f64 with 8):
+     * panels that are whole output rows, padded edges read past the row's ends */
+    {2, 3, 5, 32, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true},
+    {2, 2, 4, 48, 3, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), false},
+    {3, 2, 4, 64, 3, 3, 5, P_(1, 1, 2, 2, 1, 2, 1), true},
+};
+
+/* Each case with the batch in one chunk, in chunks of three images (and a remainder), and
+ * one image per chunk (the GEMM then writes y directly): y from images equals y from col. */
+static void case_run(clg_kernel_style style, clg_dtype dt, const conv_case *c, uint64_t seed, bool graph) {
+    const size_t per_image =
+        ((size_t)c->C * c->KH * c->KW + c->K) * ref_conv_out_h(c) * ref_conv_out_w(c) * clg_dtype_size(dt);
+    const size_t workspaces[3] = {(size_t)1 << 30, per_image * 3 + 1, 1};
+    for (int wi = 0; wi < 3; wi++) {
+        char what[320], name[256];
+        case_name(c, graph ? "graph" : "forward", name, sizeof name);
+        snprintf(what, sizeof what, "%s, %s, workspace %zu", name, clg_dtype_name(dt), workspaces[wi]);
+        route_seen si, sc;
+        size_t ni, nc;
+        clg_context *ctx = route_context(style, workspaces[wi], "packed");
+        double *got = forward_on(ctx, "implicit", dt, c, seed, graph, &si, &ni);
+        double *want = forward_on(ctx, "im2col", dt, c, seed, graph, &sc, &nc);
+        clg_context_free(ctx);
+        assert_int_equal(ni, nc);
+        if (si.pack_conv == 0 || si.im2col != 0)
+            fail_msg("%s: the implicit route ran pack_b_conv %llu times and im2col %llu times", what,
+                     (unsigned long long)si.pack_conv, (unsigned long long)si.im2col);
+        if (sc.pack_conv != 0 || sc.im2col == 0)
+            fail_msg("%s: the im2col route ran pack_b_conv %llu times and im2col %llu times", what,
+                     (unsigned long long)sc.pack_conv, (unsigned long long)sc.im2col);
+        assert_same_bits(got, want, ni, what);
+        free(got), free(want);
+    }
+}
+
+static void test_bits_f32(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        case_run(style, CLG_F32, &cases[i], 900 + i, false);
+}
+
+static void test_bits_f64(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        case_run(style, CLG_F64, &cases[i], 950 + i, false);
+}
+
+/* The graph op takes the same route (and records its backward as before). */
+static void test_graph(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    case_run(style, CLG_F32, &cases[1], 31, true);
+}
+
+/* Where CLBlast is the GEMM there are no panels to fill: implicit runs im2col, same bits. */
+static void test_clblast_falls_back(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    const conv_case *c = &cases[0];
+    route_seen si, sc;
+    size_t ni, nc;
+    clg_context *ctx = route_context(style, 0, "clblast");
+    double *got = forward_on(ctx, "implicit", CLG_F32, c, 77, false, &si, &ni);
+    double *want = forward_on(ctx, "im2col", CLG_F32, c, 77, false, &sc, &nc);
+    clg_context_free(ctx);
+    assert_int_equal(ni, nc);
+    assert_true(si.pack_conv == 0 && si.im2col > 0);
+    assert_same_bits(got, want, ni, "CLBlast, implicit asked for");
+    free(got), free(want);
+}
+
+/* A CLGRAD_CONV that names no route is refused with a message naming the choices. */
+static void test_bad_env(void **state) {
+    clg_context *ctx = *state;
+    const conv_case c = {1, 1, 4, 4, 1, 3, 3, P_(1, 1, 0, 0, 1, 1, 1), false};
+    case_tensors t;
+    case_make(ctx, CLG_F32, &c, 5, &t);
+    assert_int_equal(setenv("CLGRAD_CONV", "gather", 1), 0);
+    assert_int_equal(clg_conv2d_forward(ctx, t.x, t.w, NULL, c.p, t.y), CLG_INVALID_ARGUMENT);
+    assert_non_null(strstr(clg_context_errmsg(ctx), "CLGRAD_CONV"));
+    assert_int_equal(unsetenv("CLGRAD_CONV"), 0);
+    REF_OK(ctx, clg_conv2d_forward(ctx, t.x, t.w, NULL, c.p, t.y));
+    case_free(&t);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bits_f32), cmocka_unit_test(test_bits_f64),
+        cmocka_unit_test(test_graph),    cmocka_unit_test(test_clblast_falls_back),
+        cmocka_unit_test(test_bad_env),
+    };
+    return REF_RUN_BOTH_STYLES("conv2d implicit", tests);
+}
