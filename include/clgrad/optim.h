@@ -1,6 +1,8 @@
-/* clgrad/optim.h - optimizers: one kernel launch per parameter tensor per step, with
- * PyTorch's update rules. Implemented in src/optim/ (kernels cl/optim/).
- * Tests: tests/optim/test_optim.c.
+/* clgrad/optim.h - optimizers with PyTorch's update rules: a step is one kernel launch per up
+ * to 16 parameter tensors (fewer where the device's kernel-argument space is small; parameters
+ * of groups with other rates or, for Adam, other step counts go in separate launches).
+ * Implemented in src/optim/ (kernels cl/optim/). Tests: tests/optim/test_optim.c,
+ * tests/optim/test_multi.c.
  */
 #ifndef CLGRAD_OPTIM_H
 #define CLGRAD_OPTIM_H
