@@ -303,6 +303,14 @@ static int parse_args(int argc, char **argv, options *o) {
 #ifndef CLG_HAVE_PLOT
             fprintf(stderr, "clgrad-train: --plot needs a build with cairo (meson feature plot)\n");
             ok = false;
+#else
+            { /* the format is checked now, not after the first epoch */
+                char err[256];
+                if (plot_check_path(optarg, err, sizeof err)) {
+                    fprintf(stderr, "clgrad-train: --plot: %s\n", err);
+                    ok = false;
+                }
+            }
 #endif
             break;
         case 'Z': o->list_models = 1; break;
@@ -350,6 +358,7 @@ static int parse_args(int argc, char **argv, options *o) {
     }
     if (o->save && !tool_check_writable(T, "--save", o->save)) return -1;
     if (o->metrics && !tool_check_writable(T, "--metrics", o->metrics)) return -1;
+    if (o->plot && !tool_check_writable(T, "--plot", o->plot)) return -1;
     /* the recipe: what the options leave open, the model decides */
     const model_recipe *r = &o->entry->recipe;
     if (!o->batch_set) o->batch = r->batch;

@@ -60,6 +60,8 @@ refused "$train" "--save $tmp/no-dir/x.st: the folder $tmp/no-dir does not exist
 refused "$train" "--save $tmp is a folder, not a file" "${nodata[@]}" --save "$tmp"
 refused "$train" "--metrics $tmp/no-dir/m.csv: the folder $tmp/no-dir does not exist" "${nodata[@]}" --metrics "$tmp/no-dir/m.csv"
 refused "$train" "--save needs a file name" "${nodata[@]}" --save ""
+# --plot: the format (or, without cairo, the option itself) is refused before any data is read.
+refused "$train" "clgrad-train: --plot" "${nodata[@]}" --plot "$tmp/curves.jpg"
 if [ "$(id -u)" -ne 0 ]; then # root writes anywhere
     mkdir "$tmp/ro" && chmod 555 "$tmp/ro"
     refused "$train" "--metrics $tmp/ro/m.csv: cannot write in the folder $tmp/ro" "${nodata[@]}" --metrics "$tmp/ro/m.csv"
