@@ -17,6 +17,11 @@ int ref_group_setup(void **state);
 /* The same with these params (a kernel style, a small conv workspace, ...). */
 int ref_group_setup_params(void **state, clg_context_params p);
 int ref_group_teardown(void **state);
+/* Whether CLGRAD_TEST_SKIP (space-separated patterns, * and ?) names the test case. */
+bool ref_test_skipped(const char *name);
+/* cmocka_run_group_tests_name over tests[0..n) less those ref_test_skipped names. */
+int ref_run_group(const char *group, const struct CMUnitTest *tests, size_t n, CMFixtureFunction setup,
+                  CMFixtureFunction teardown);
 
 /* Fails the test (with index, values and the context's error) unless
  * |got - want| <= atol + rtol * |want| for every element. */

@@ -20,10 +20,11 @@ static inline int ref_setup_gpu_style(void **state) { return ref_group_setup_sty
 static inline int ref_setup_cpu_style(void **state) { return ref_group_setup_style(state, CLG_KERNEL_STYLE_CPU); }
 
 /* The group `tests` (an array) twice; nonzero when either run failed. */
+#define REF_N_TESTS(tests) (sizeof(tests) / sizeof((tests)[0]))
 #define REF_RUN_BOTH_STYLES(name, tests)                                                                     \
-    (cmocka_run_group_tests_name(name " (GPU-style kernels)", tests, ref_setup_gpu_style,                  \
-                                 ref_group_teardown) |                                                     \
-     cmocka_run_group_tests_name(name " (CPU-style kernels)", tests, ref_setup_cpu_style, ref_group_teardown))
+    (ref_run_group(name " (GPU-style kernels)", tests, REF_N_TESTS(tests), ref_setup_gpu_style,            \
+                   ref_group_teardown) |                                                                   \
+     ref_run_group(name " (CPU-style kernels)", tests, REF_N_TESTS(tests), ref_setup_cpu_style, ref_group_teardown))
 
 /* For tests whose contexts are made with default params elsewhere (tiny_context, several per
  * test): the style through CLGRAD_KERNEL_STYLE, set for the group and removed after. */
@@ -40,7 +41,8 @@ static inline int ref_env_style_reset(void **state) {
     return unsetenv("CLGRAD_KERNEL_STYLE");
 }
 #define REF_RUN_BOTH_STYLES_ENV(name, tests)                                                                 \
-    (cmocka_run_group_tests_name(name " (GPU-style kernels)", tests, ref_env_gpu_style, ref_env_style_reset) | \
-     cmocka_run_group_tests_name(name " (CPU-style kernels)", tests, ref_env_cpu_style, ref_env_style_reset))
+    (ref_run_group(name " (GPU-style kernels)", tests, REF_N_TESTS(tests), ref_env_gpu_style,              \
+                   ref_env_style_reset) |                                                                  \
+     ref_run_group(name " (CPU-style kernels)", tests, REF_N_TESTS(tests), ref_env_cpu_style, ref_env_style_reset))
 
 #endif
