@@ -121,6 +121,26 @@ pack_b(__global const REAL *b, const int b_off, const int ldb, const int trans, 
             pack_cols_NR(b + b_off + q * NR, ldb, min(NR, n - q * NR), kk, kk + 1, bp + (size_t)q * k * NR);
 }
 
+/* One kk row of a pack_b_conv panel at T (global or private) from its runs at stride 1: each
+ * run as NV vectors from its first column, so a run spills up to NR - 1 values past its end;
+ * the next run, the zeros past cols or the next kk row overwrite them. Values the vectors read
+ * outside the image row are zeroed after; a read that would leave x goes value by value. */
+#define CONV_ROW(T)                                                                           \
+    for (int r = 0; r < runs; r++) {                                                          \
+        const int c0 = rc[r], len = rl[r], h = rh[r] + i * DH, a = ra[r][j], b = rb[r][j];    \
+        const long first = rimgl[r] + ((long)ci * H + h) * W + j * DW;                        \
+        if (h < 0 || h >= H || b == a) {                                                      \
+            _Pragma("unroll") for (int v = 0; v < NV; v++) VSTOREV((REALV)(0), v, T + c0);    \
+        } else if (first >= 0 && first + NR <= (long)x_len) {                                 \
+            _Pragma("unroll") for (int v = 0; v < NV; v++) VSTOREV(VLOADV(v, x + first), v, T + c0); \
+            for (int t = 0; t < a; t++) T[c0 + t] = (REAL)0;                                  \
+            for (int t = b; t < len; t++) T[c0 + t] = (REAL)0;                                \
+        } else {                                                                              \
+            for (int t = 0; t < len; t++) T[c0 + t] = t >= a && t < b ? x[first + t] : (REAL)0; \
+        }                                                                                     \
+    }                                                                                         \
+    for (int c = cols; c < NR; c++) T[c] = (REAL)0;
+
 /* Packed B straight from images, for implicit-GEMM convolution (src/ops/conv2d.c): the
  * panels pack_b makes of the im2col matrix col (k = Cg*KH*KW rows, n = nb*OH*OW columns;
  * im2col in cl/ops/conv2d.cl), without col in memory:
@@ -180,6 +200,37 @@ pack_b_conv(__global const REAL *x, const ulong x_off, const ulong x_len, const 
                 } else {
                     for (int t = 0; t < NR; t++)
                         d[t] = h >= 0 && h < H && t >= a && t < b ? x[first + t] : (REAL)0;
+                }
+                if (++j == KW) {
+                    j = 0;
+                    if (++i == KH) i = 0, ci++;
+                }
+            }
+            continue;
+        }
+        if (SW == 1 && runs <= 4 && KW <= 16) {
+            /* a few runs (OW < NR, or a panel across two rows): per run and tap column the
+             * run's columns [ra, rb) inside the image row, then CONV_ROW straight into the
+             * panel, but for the block's last kk row, whose spill would reach the next
+             * work-item's rows: that one goes through a private row */
+            int ra[4][16], rb[4][16];
+            long rimgl[4];
+            for (int r = 0; r < runs; r++) {
+                rimgl[r] = (long)rimg[r] + row[r] - PW;
+                for (int jj = 0; jj < KW; jj++) {
+                    const int w0 = jj * DW - PW;
+                    ra[r][jj] = clamp(-w0 - row[r], 0, rl[r]);
+                    rb[r][jj] = clamp(W - w0 - row[r], ra[r][jj], rl[r]);
+                }
+            }
+            for (int kk = kb; kk < kend; kk++) {
+                __global REAL *d = dst + (size_t)kk * NR;
+                if (kk + 1 < kend) {
+                    CONV_ROW(d)
+                } else {
+                    REAL tmp[2 * NR];
+                    CONV_ROW(tmp)
+                    _Pragma("unroll") for (int v = 0; v < NV; v++) VSTOREV(VLOADV(v, tmp), v, d);
                 }
                 if (++j == KW) {
                     j = 0;
