@@ -31,9 +31,11 @@ typedef struct clg_gemm_conv_src {
 /* *ok: whether clg__gemm_conv_mem can run C (m, n) = alpha * A (m, k) · op(B) + beta * C
  * with A and C as given: the path that would run the same product with B in memory (forced,
  * recorded for its size class or by the rule) is the packed kernel, and the product fits its
- * indexing. Otherwise the caller materialises col and calls clg__gemm_mem. Enqueues nothing. */
+ * indexing. Otherwise the caller materialises col and calls clg__gemm_mem. *saves_pass (may
+ * be NULL): ok, and the packed kernel would pack that B in memory into panels too, so that
+ * clg__gemm_conv_mem saves the whole pass over col. Enqueues nothing. */
 clg_status clg__gemm_conv_check(clg_context *ctx, clg_dtype dtype, size_t m, size_t n, size_t k, size_t a_off,
-                                size_t lda, size_t c_off, size_t ldc, bool *ok);
+                                size_t lda, size_t c_off, size_t ldc, bool *ok, bool *saves_pass);
 
 /* C = alpha * A · op(B) + beta * C with op(B) from b, on the packed path; the same bits as
  * clg__gemm_mem on that path with B = col (same tiles, same order of additions). Only after

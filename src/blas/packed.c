@@ -402,10 +402,20 @@ static clg_status conv_ok(clg_context *ctx, const clg_gemm_args *g, bool *ok) {
     return st;
 }
 
+/* The plan packed_run makes for the product with col in memory: B not transposed never swaps,
+ * so A is packed (and k split into passes) exactly as there. */
+static plan conv_plan(clg_context *ctx, clg_dtype dt, size_t m, size_t n, size_t k) {
+    const clg_gemm_state *s = clg__gemm_state_peek(ctx);
+    const clg_pack_mode mode = s ? s->pack_mode : CLG_PACK_BY_SIZE;
+    return choose_plan(mode, clg__packed_config(ctx, dt), false, false, m, n, k, clg_dtype_size(dt));
+}
+
 clg_status clg__gemm_conv_check(clg_context *ctx, clg_dtype dtype, size_t m, size_t n, size_t k, size_t a_off,
-                                size_t lda, size_t c_off, size_t ldc, bool *ok) {
+                                size_t lda, size_t c_off, size_t ldc, bool *ok, bool *saves_pass) {
     const clg_gemm_args g = conv_args(dtype, m, n, k, 1.0, NULL, a_off, lda, 0.0, NULL, c_off, ldc);
-    return conv_ok(ctx, &g, ok);
+    const clg_status st = conv_ok(ctx, &g, ok);
+    if (saves_pass) *saves_pass = st == CLG_OK && *ok && conv_plan(ctx, dtype, m, n, k).pack_b;
+    return st;
 }
 
 clg_status clg__gemm_conv_mem(clg_context *ctx, clg_dtype dtype, size_t m, size_t n, size_t k, double alpha,
@@ -421,11 +431,7 @@ clg_status clg__gemm_conv_mem(clg_context *ctx, clg_dtype dtype, size_t m, size_
         return clg__fail(ctx, CLG_UNSUPPORTED, "gemm: m=%zu n=%zu k=%zu from images: not on the packed path",
                          m, n, k);
     const clg_packed_config cfg = clg__packed_config(ctx, dtype);
-    const clg_gemm_state *s = clg__gemm_state_peek(ctx);
-    const clg_pack_mode mode = s ? s->pack_mode : CLG_PACK_BY_SIZE;
-    /* the plan packed_run makes for the product with col in memory: B not transposed never
-     * swaps, so A is packed (and k split into passes) exactly as there */
-    const plan pl = choose_plan(mode, cfg, false, false, m, n, k, clg_dtype_size(dtype));
+    const plan pl = conv_plan(ctx, dtype, m, n, k);
     return run(ctx, dtype, cfg, pl, false, false, m, n, k, alpha, a, a_off, lda, NULL, 0, n, b, beta, c,
                c_off, ldc);
 }

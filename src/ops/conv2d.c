@@ -342,7 +342,11 @@ static clg_status run_pack(const conv_run *r, cl_mem dy, int n0, int m, cl_mem d
 /* Which route the forward's GEMMs take (CLGRAD_CONV, read per call). im2col: col in memory,
  * then the GEMM (any path). implicit: where the packed kernel runs the GEMM, its B panels are
  * packed straight from the images (no col; the same bits, src/blas/packed.c); elsewhere
- * (CLBlast, GPUs) im2col. auto: the default, see conv_route. */
+ * (CLBlast, GPUs) im2col. auto (the default): implicit only where the packed kernel would
+ * also pack col into panels (k = Cg*KH*KW >= 512 or Kg >= 256), i.e. where it saves a whole
+ * pass over col. Elsewhere the GEMM reads col in place, and packing from the images measured
+ * no clear win (within noise at OW >= the panel width; packing 7-25% slower than im2col on
+ * 14x14 and 28x28 images; the resnet step 12% slower all implicit: README "Conv2d"). */
 typedef enum { ROUTE_AUTO, ROUTE_IM2COL, ROUTE_IMPLICIT } conv_route_kind;
 
 static clg_status conv_route_env(clg_context *ctx, conv_route_kind *out) {
@@ -365,12 +369,14 @@ static clg_status conv_route(const conv_run *r, conv_route_kind kind, int n0, in
     const conv_dims *d = r->d;
     const size_t cols = (size_t)m * d->P;
     clg_status st = CLG_OK;
-    *implicit = kind == ROUTE_IMPLICIT;
+    *implicit = kind != ROUTE_IM2COL;
     for (int g = 0; g < d->G && *implicit && st == CLG_OK; g++) {
+        bool saves = false;
         const size_t dst_off =
             m == 1 ? ((size_t)n0 * d->K + (size_t)g * d->Kg) * d->P : (size_t)g * d->Kg * cols;
         st = clg__gemm_conv_check(r->ctx, d->dt, (size_t)d->Kg, cols, d->cgkk, (size_t)g * d->Kg * d->cgkk,
-                                  d->cgkk, dst_off, cols, implicit);
+                                  d->cgkk, dst_off, cols, implicit, &saves);
+        if (kind == ROUTE_AUTO) *implicit = *implicit && saves;
     }
     return st;
 }

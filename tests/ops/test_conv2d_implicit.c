@@ -5,7 +5,8 @@
  * route's: checked over strides, padding, dilation, groups, 1x1 kernels, odd sizes, panels
  * that span images and rows, k split into passes, batches in many chunks, both dtypes and both
  * kernel styles. The profiler shows which route ran, so the comparison cannot pass by both
- * runs taking the same route. Where CLBlast is the GEMM, implicit falls back to im2col.
+ * runs taking the same route. Where CLBlast is the GEMM, implicit falls back to im2col; auto
+ * takes implicit only where it saves the packed kernel's pass over col.
  * References for conv2d's values: tests/ops/test_conv2d.c.
  */
 #include <math.h>
@@ -157,6 +158,26 @@ static void test_clblast_falls_back(void **state) {
     free(got), free(want);
 }
 
+/* auto (the default) packs from the images only where the packed kernel would pack col into
+ * panels too (k = Cg*KH*KW >= 512 here), and reads col in place elsewhere. */
+static void test_auto(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    const conv_case big = {2, 64, 12, 12, 8, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true}; /* k = 576 */
+    const conv_case *small = &cases[0];                                            /* k = 27 */
+    clg_context *ctx = route_context(style, 0, "packed");
+    route_seen sb, ss, sw;
+    size_t nb, ns, nw;
+    double *got = forward_on(ctx, "auto", CLG_F32, &big, 41, false, &sb, &nb);
+    double *want = forward_on(ctx, "im2col", CLG_F32, &big, 41, false, &sw, &nw);
+    assert_true(sb.pack_conv > 0 && sb.im2col == 0);
+    assert_int_equal(nb, nw);
+    assert_same_bits(got, want, nb, "auto, k = 576");
+    free(got), free(want);
+    free(forward_on(ctx, "auto", CLG_F32, small, 42, false, &ss, &ns));
+    assert_true(ss.pack_conv == 0 && ss.im2col > 0);
+    clg_context_free(ctx);
+}
+
 /* A CLGRAD_CONV that names no route is refused with a message naming the choices. */
 static void test_bad_env(void **state) {
     clg_context *ctx = *state;
@@ -175,7 +196,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bits_f32), cmocka_unit_test(test_bits_f64),
         cmocka_unit_test(test_graph),    cmocka_unit_test(test_clblast_falls_back),
-        cmocka_unit_test(test_bad_env),
+        cmocka_unit_test(test_auto),     cmocka_unit_test(test_bad_env),
     };
     return REF_RUN_BOTH_STYLES("conv2d implicit", tests);
 }
