@@ -301,7 +301,8 @@ static int parse_args(int argc, char **argv, options *o) {
         case 'G':
             o->plot = optarg;
 #ifndef CLG_HAVE_PLOT
-            fprintf(stderr, "clgrad-train: --plot needs a build with cairo (meson feature plot)\n");
+            fprintf(stderr, "clgrad-train: --plot needs a build with cairo (meson feature plot): apt-get install "
+                            "libcairo2-dev, then meson setup --reconfigure and rebuild\n");
             ok = false;
 #else
             { /* the format is checked now, not after the first epoch */
