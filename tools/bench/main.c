@@ -3,10 +3,13 @@
  * conv.c, train.c), plus the timing helpers they share (bench.h).
  * Usage: clgrad-bench <subcommand> [options]; clgrad-bench help.
  */
+#define _POSIX_C_SOURCE 200809L /* popen */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <cjson/cJSON.h>
 
 #include "bench.h"
 #include "../tool_clock.h"
@@ -26,6 +29,28 @@ int bench_cmp_double(const void *a, const void *b) {
 double bench_median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+struct cJSON *bench_torch_json(const char *script, const char *env_prefix, const char *args) {
+    char cmd[4400];
+    const int len =
+        snprintf(cmd, sizeof cmd, "%s/usr/bin/python3 '%s' --json %s 2>/dev/null", env_prefix, script, args);
+    if (len < 0 || (size_t)len >= sizeof cmd || strchr(script, '\'')) return NULL; /* quoting would break */
+    FILE *p = popen(cmd, "r");
+    if (!p) return NULL;
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = malloc(cap), *grown;
+    while (buf && (got = fread(buf + n, 1, cap - n - 1, p)) > 0)
+        if ((n += got) == cap - 1) {
+            if (!(grown = realloc(buf, cap *= 2))) break; /* keep what fits; the parse fails cleanly */
+            buf = grown;
+        }
+    pclose(p);
+    if (!buf) return NULL;
+    buf[n] = '\0';
+    cJSON *root = cJSON_Parse(buf);
+    free(buf);
+    return root;
 }
 
 typedef struct bench_cmd {

@@ -1,8 +1,8 @@
 /* tools/bench/train.c - `clgrad-bench train`: the training-step throughput of the catalogue's
  * models (tools/models.c) at batch 64, beside PyTorch's on the same CPU in the same run
  * (tools/torch_baseline.py, when /usr/bin/python3 has torch), PyTorch run twice: as installed
- * (this environment as it is) and at its best (BEST_ENV below), the ratio taken against the
- * faster of the two. Synthetic images and labels, each model's default optimizer and rate as
+ * (this environment as it is) and at its best (BENCH_TORCH_BEST_ENV in bench.h), the ratio
+ * taken against the faster of the two. Synthetic images and labels, each model's default optimizer and rate as
  * clgrad-train uses them; medians of timed steps; clgrad's pool footprint (device memory it
  * holds after the steps) beside PyTorch's peak RSS growth.
  */
@@ -18,14 +18,6 @@
 #include "bench.h"
 #include "models.h"
 #include "tool_profile.h"
-
-/* PyTorch at its best on these VMs: OpenBLAS picks its own (AVX-512) kernels instead of the
- * image's AVX2 override; glibc keeps big buffers instead of returning them every step (a first
- * touch costs ~11 us per 4 KiB page here); OpenBLAS single-threaded under torch's 2 threads, so
- * the two thread pools do not fight over the cores. */
-#define BEST_ENV                                                                                   \
-    "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE MALLOC_MMAP_THRESHOLD_=4000000000 "              \
-    "MALLOC_TRIM_THRESHOLD_=10000000000 OPENBLAS_NUM_THREADS=1 "
 
 /* Median seconds per training step of one model; -1 on error. *pool_bytes: the pool's
  * footprint afterwards (in use + cached: every buffer the steps needed at once). */
@@ -93,20 +85,9 @@ done:
  * --json, run with env_prefix; 0 where unavailable. */
 static void torch_rates(const char *script, const char *env_prefix, int batch, double *rates, double *rss) {
     for (int m = 0; m < model_count; m++) rates[m] = rss[m] = 0;
-    char cmd[4400];
-    snprintf(cmd, sizeof cmd, "%s/usr/bin/python3 '%s' --json --train-only --batch %d 2>/dev/null", env_prefix,
-             script, batch);
-    FILE *p = popen(cmd, "r");
-    if (!p) return;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap), *grown;
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n - 1, p)) > 0)
-        if ((n += got) == cap - 1 && (grown = realloc(buf, cap *= 2))) buf = grown;
-    pclose(p);
-    if (!buf) return;
-    buf[n] = '\0';
-    cJSON *root = cJSON_Parse(buf), *row;
+    char args[64];
+    snprintf(args, sizeof args, "--train-only --batch %d", batch);
+    cJSON *root = bench_torch_json(script, env_prefix, args), *row;
     cJSON_ArrayForEach(row, cJSON_GetObjectItem(root, "train")) {
         const cJSON *m = cJSON_GetObjectItem(row, "model"), *r = cJSON_GetObjectItem(row, "images_per_s");
         const cJSON *g = cJSON_GetObjectItem(row, "peak_rss_growth_mib");
@@ -117,7 +98,6 @@ static void torch_rates(const char *script, const char *env_prefix, int batch, d
         if (cJSON_IsNumber(g)) rss[me - model_catalogue] = g->valuedouble;
     }
     cJSON_Delete(root);
-    free(buf);
 }
 
 int bench_train(int argc, char **argv) {
@@ -169,12 +149,12 @@ int bench_train(int argc, char **argv) {
     for (int m = 0; m < model_count; m++) asis[m] = best[m] = rss_asis[m] = rss_best[m] = 0;
     if (script) {
         torch_rates(script, "", batch, asis, rss_asis);
-        torch_rates(script, BEST_ENV, batch, best, rss_best);
+        torch_rates(script, BENCH_TORCH_BEST_ENV, batch, best, rss_best);
     }
     bool have_torch = false;
     for (int m = 0; m < model_count; m++) have_torch |= asis[m] > 0 || best[m] > 0;
     if (json) printf("{\"device\": \"%s\", \"batch\": %d, \"torch_best_env\": \"%s\", \"train\": [", info.name,
-                     batch, BEST_ENV);
+                     batch, BENCH_TORCH_BEST_ENV);
     else
         printf("training step, batch %d, on %s (PyTorch: %s)\n%-6s %8s %9s %8s | %11s %11s %8s | %8s\n", batch,
                info.name, have_torch ? "same CPU, same run, as installed and at its best" : "not available",
