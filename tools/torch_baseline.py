@@ -130,10 +130,12 @@ def main():
         print(json.dumps(res, indent=1))
         return 0
     print(f"torch {res['torch']}, {res['threads']} threads, mkldnn {res['mkldnn']}")
-    print(f"{'model':8} {'batch':>5} {'step ms':>9} {'images/s':>9}")
+    if res["train"]:
+        print(f"{'model':8} {'batch':>5} {'step ms':>9} {'images/s':>9}")
     for r in res["train"]:
         print(f"{r['model']:8} {r['batch']:5d} {r['step_ms']:9.2f} {r['images_per_s']:9.1f}")
-    print(f"{'conv2d (k3 p1)':18} {'fwd ms':>8} {'GFLOP/s':>8} {'fwd+bwd ms':>11} {'GFLOP/s':>8}")
+    if res["conv2d"]:
+        print(f"{'conv2d (k3 p1)':18} {'fwd ms':>8} {'GFLOP/s':>8} {'fwd+bwd ms':>11} {'GFLOP/s':>8}")
     for r in res["conv2d"]:
         print(f"{r['shape']:18} {r['fwd_ms']:8.2f} {r['fwd_gflops']:8.2f} "
               f"{r['fwd_bwd_ms']:11.2f} {r['fwd_bwd_gflops']:8.2f}")
