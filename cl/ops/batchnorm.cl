@@ -9,6 +9,9 @@
  *    no barriers); element kernels take whole (n, c) planes, so the channel is known per
  *    plane instead of divided out per element.
  * Either way the summation order is fixed (no atomics): results repeat bit for bit on a device.
+ * The _relu kernels (batch_norm2d_relu) are the same inline bodies with ReLU folded in:
+ * max(0, y) written by the forward, and in backward dy masked by the saved output z (z > 0 or
+ * NaN, relu_backward's test) where it is read, so their bits are batch_norm2d then relu's.
  */
 #include "common/defs.h"
 
@@ -183,37 +186,82 @@ inline REAL bn_norm_value(const REAL xv, const REAL mu, const REAL is, const REA
     return v;
 }
 
-/* Per element. Absent weight/bias buffers are placeholders (C values), never used. */
+/* ReLU as relu_forward (cl/ops/activation.cl): NaN stays NaN, as in PyTorch. */
+inline REAL bn_relu(const REAL v) {
+    return v > (REAL)0 || isnan(v) ? v : (REAL)0;
+}
+
+/* relu_backward's gradient from the saved output z: z > 0 exactly where relu's input was,
+ * and z is NaN where it was. */
+inline REAL bn_relu_mask(const REAL dyv, const REAL zv) {
+    return zv > (REAL)0 || isnan(zv) ? dyv : (REAL)0;
+}
+
+/* Per element; relu a constant of the caller. Absent weight/bias buffers are placeholders
+ * (C values), never used. */
+inline void bn_normalize_body(__global REAL *y, __global const REAL *x, __global const REAL *mean,
+                              __global const REAL *invstd, __global const REAL *weight,
+                              __global const REAL *bias, const int has_weight, const int has_bias, const int C,
+                              const int HW, const int n, const int chunk, const int relu) {
+    FOR_ELEMS(i, n, chunk) {
+        const int c = (i / HW) % C;
+        const REAL v = bn_norm_value(x[i], mean[c], invstd[c], weight[c], bias[c], has_weight, has_bias);
+        y[i] = relu ? bn_relu(v) : v;
+    }
+}
+
 __kernel void bn_normalize(__global REAL *y, __global const REAL *x, __global const REAL *mean,
                            __global const REAL *invstd, __global const REAL *weight,
                            __global const REAL *bias, const int has_weight, const int has_bias, const int C,
                            const int HW, const int n, const int chunk) {
-    FOR_ELEMS(i, n, chunk) {
-        const int c = (i / HW) % C;
-        y[i] = bn_norm_value(x[i], mean[c], invstd[c], weight[c], bias[c], has_weight, has_bias);
-    }
+    bn_normalize_body(y, x, mean, invstd, weight, bias, has_weight, has_bias, C, HW, n, chunk, 0);
+}
+
+__kernel void bn_normalize_relu(__global REAL *y, __global const REAL *x, __global const REAL *mean,
+                                __global const REAL *invstd, __global const REAL *weight,
+                                __global const REAL *bias, const int has_weight, const int has_bias,
+                                const int C, const int HW, const int n, const int chunk) {
+    bn_normalize_body(y, x, mean, invstd, weight, bias, has_weight, has_bias, C, HW, n, chunk, 1);
 }
 
 /* CPU form: per (n, c) plane of HW elements. */
-__kernel void bn_normalize_cpu(__global REAL *y, __global const REAL *x, __global const REAL *mean,
+inline void bn_normalize_cpu_body(__global REAL *y, __global const REAL *x, __global const REAL *mean,
                                   __global const REAL *invstd, __global const REAL *weight,
                                   __global const REAL *bias, const int has_weight, const int has_bias,
-                                  const int C, const int HW, const int planes, const int chunk) {
+                                  const int C, const int HW, const int planes, const int chunk, const int relu) {
     FOR_ELEMS(pl, planes, chunk) {
         const int c = pl % C;
         const REAL mu = mean[c], is = invstd[c], w = weight[c], b = bias[c];
         __global const REAL *xp = x + (size_t)pl * HW; /* (HW) */
         __global REAL *yp = y + (size_t)pl * HW;
-        for (int j = 0; j < HW; ++j)
-            yp[j] = bn_norm_value(xp[j], mu, is, w, b, has_weight, has_bias);
+        for (int j = 0; j < HW; ++j) {
+            const REAL v = bn_norm_value(xp[j], mu, is, w, b, has_weight, has_bias);
+            yp[j] = relu ? bn_relu(v) : v;
+        }
     }
 }
 
+__kernel void bn_normalize_cpu(__global REAL *y, __global const REAL *x, __global const REAL *mean,
+                               __global const REAL *invstd, __global const REAL *weight,
+                               __global const REAL *bias, const int has_weight, const int has_bias, const int C,
+                               const int HW, const int planes, const int chunk) {
+    bn_normalize_cpu_body(y, x, mean, invstd, weight, bias, has_weight, has_bias, C, HW, planes, chunk, 0);
+}
+
+__kernel void bn_normalize_relu_cpu(__global REAL *y, __global const REAL *x, __global const REAL *mean,
+                                    __global const REAL *invstd, __global const REAL *weight,
+                                    __global const REAL *bias, const int has_weight, const int has_bias,
+                                    const int C, const int HW, const int planes, const int chunk) {
+    bn_normalize_cpu_body(y, x, mean, invstd, weight, bias, has_weight, has_bias, C, HW, planes, chunk, 1);
+}
+
 /* Work-group c: sum_dy[c] = sum of dy, sum_dyx[c] = sum of dy * xhat over channel c, where
- * xhat = (x - mean) * invstd. They are dbias and dweight, and feed dx in training. */
-__kernel void bn_bwd_reduce(__global REAL *sum_dy, __global REAL *sum_dyx, __global const REAL *dy,
-                            __global const REAL *x, __global const REAL *mean, __global const REAL *invstd,
-                            const int N, const int C, const int HW, __local REAL *scratch) {
+ * xhat = (x - mean) * invstd. They are dbias and dweight, and feed dx in training. With relu,
+ * dy is masked by the saved output z first (z is a placeholder otherwise, never read). */
+inline void bn_bwd_reduce_body(__global REAL *sum_dy, __global REAL *sum_dyx, __global const REAL *dy,
+                               __global const REAL *x, __global const REAL *z, __global const REAL *mean,
+                               __global const REAL *invstd, const int N, const int C, const int HW,
+                               __local REAL *scratch, const int relu) {
     const int c = (int)get_group_id(0);
     const int lid = (int)get_local_id(0);
     const int lsz = (int)get_local_size(0);
@@ -222,8 +270,9 @@ __kernel void bn_bwd_reduce(__global REAL *sum_dy, __global REAL *sum_dyx, __glo
     REAL a = 0, b = 0;
     for (int m = lid; m < M; m += lsz) {
         const size_t i = ((size_t)(m / HW) * C + c) * HW + m % HW;
-        a += dy[i];
-        b += dy[i] * (x[i] - mu) * is;
+        const REAL g = relu ? bn_relu_mask(dy[i], z[i]) : dy[i];
+        a += g;
+        b += g * (x[i] - mu) * is;
     }
     const REAL sa = group_sum(scratch, a);
     const REAL sb = group_sum(scratch, b);
@@ -233,10 +282,25 @@ __kernel void bn_bwd_reduce(__global REAL *sum_dy, __global REAL *sum_dyx, __glo
     }
 }
 
-/* CPU form of bn_bwd_reduce: work-item c walks channel c's N planes in order. */
-__kernel void bn_bwd_reduce_cpu(__global REAL *sum_dy, __global REAL *sum_dyx, __global const REAL *dy,
-                                __global const REAL *x, __global const REAL *mean,
-                                __global const REAL *invstd, const int N, const int C, const int HW) {
+__kernel void bn_bwd_reduce(__global REAL *sum_dy, __global REAL *sum_dyx, __global const REAL *dy,
+                            __global const REAL *x, __global const REAL *mean, __global const REAL *invstd,
+                            const int N, const int C, const int HW, __local REAL *scratch) {
+    bn_bwd_reduce_body(sum_dy, sum_dyx, dy, x, x, mean, invstd, N, C, HW, scratch, 0);
+}
+
+__kernel void bn_bwd_reduce_relu(__global REAL *sum_dy, __global REAL *sum_dyx, __global const REAL *dy,
+                                 __global const REAL *x, __global const REAL *z, __global const REAL *mean,
+                                 __global const REAL *invstd, const int N, const int C, const int HW,
+                                 __local REAL *scratch) {
+    bn_bwd_reduce_body(sum_dy, sum_dyx, dy, x, z, mean, invstd, N, C, HW, scratch, 1);
+}
+
+/* CPU form of bn_bwd_reduce: work-item c walks channel c's N planes in order. The masked
+ * lanes are +0, as relu_backward writes. */
+inline void bn_bwd_reduce_cpu_body(__global REAL *sum_dy, __global REAL *sum_dyx, __global const REAL *dy,
+                                   __global const REAL *x, __global const REAL *z, __global const REAL *mean,
+                                   __global const REAL *invstd, const int N, const int C, const int HW,
+                                   const int relu) {
     const int c = GID0;
     if (c >= C) return;
     const int H8 = HW & ~7;
@@ -245,19 +309,36 @@ __kernel void bn_bwd_reduce_cpu(__global REAL *sum_dy, __global REAL *sum_dyx, _
     REAL a = 0, b = 0;
     for (int n = 0; n < N; ++n) {
         const size_t off = ((size_t)n * C + c) * HW;
-        __global const REAL *g = dy + off, *p = x + off; /* (HW) each */
+        __global const REAL *g = dy + off, *p = x + off, *zp = z + off; /* (HW) each */
         for (int j = 0; j < H8; j += 8) {
-            const REAL8 gv = vload8(0, g + j);
+            REAL8 gv = vload8(0, g + j);
+            if (relu) {
+                const REAL8 zv = vload8(0, zp + j);
+                gv = select((REAL8)(0), gv, (zv > (REAL8)(0)) | isnan(zv));
+            }
             a8 += gv;
             b8 += gv * (vload8(0, p + j) - mu) * is;
         }
         for (int j = H8; j < HW; ++j) {
-            a += g[j];
-            b += g[j] * (p[j] - mu) * is;
+            const REAL gs = relu ? bn_relu_mask(g[j], zp[j]) : g[j];
+            a += gs;
+            b += gs * (p[j] - mu) * is;
         }
     }
     sum_dy[c] = lanes_sum(a8) + a;
     sum_dyx[c] = lanes_sum(b8) + b;
+}
+
+__kernel void bn_bwd_reduce_cpu(__global REAL *sum_dy, __global REAL *sum_dyx, __global const REAL *dy,
+                                __global const REAL *x, __global const REAL *mean,
+                                __global const REAL *invstd, const int N, const int C, const int HW) {
+    bn_bwd_reduce_cpu_body(sum_dy, sum_dyx, dy, x, x, mean, invstd, N, C, HW, 0);
+}
+
+__kernel void bn_bwd_reduce_relu_cpu(__global REAL *sum_dy, __global REAL *sum_dyx, __global const REAL *dy,
+                                     __global const REAL *x, __global const REAL *z, __global const REAL *mean,
+                                     __global const REAL *invstd, const int N, const int C, const int HW) {
+    bn_bwd_reduce_cpu_body(sum_dy, sum_dyx, dy, x, z, mean, invstd, N, C, HW, 1);
 }
 
 /* The gradient g of one element (dx = beta * dx + g through ACCUM), with s = weight * invstd:
@@ -279,33 +360,75 @@ inline REAL bn_dx_value(const REAL dyv, const REAL xv, const REAL mu, const REAL
     return g;
 }
 
-/* Per element. Placeholder buffers (absent weight, evaluation's sums) hold C values, unused. */
+/* Per element. Placeholder buffers (absent weight, evaluation's sums, z without relu) hold C
+ * values, unused. */
+inline void bn_bwd_dx_body(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
+                           __global const REAL *z, __global const REAL *mean, __global const REAL *invstd,
+                           __global const REAL *weight, __global const REAL *sum_dy, __global const REAL *sum_dyx,
+                           const int has_weight, const int training, const REAL M, const int C, const int HW,
+                           const REAL beta, const int n, const int chunk, const int relu) {
+    FOR_ELEMS(i, n, chunk) {
+        const int c = (i / HW) % C;
+        const REAL g = relu ? bn_relu_mask(dy[i], z[i]) : dy[i];
+        ACCUM(dx[i], bn_dx_value(g, x[i], mean[c], invstd[c], weight[c], sum_dy[c], sum_dyx[c], has_weight,
+                                 training, M));
+    }
+}
+
 __kernel void bn_bwd_dx(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
                         __global const REAL *mean, __global const REAL *invstd, __global const REAL *weight,
                         __global const REAL *sum_dy, __global const REAL *sum_dyx, const int has_weight,
                         const int training, const REAL M, const int C, const int HW, const REAL beta,
                         const int n, const int chunk) {
-    FOR_ELEMS(i, n, chunk) {
-        const int c = (i / HW) % C;
-        ACCUM(dx[i], bn_dx_value(dy[i], x[i], mean[c], invstd[c], weight[c], sum_dy[c], sum_dyx[c],
-                                 has_weight, training, M));
-    }
+    bn_bwd_dx_body(dx, dy, x, x, mean, invstd, weight, sum_dy, sum_dyx, has_weight, training, M, C, HW, beta, n,
+                   chunk, 0);
+}
+
+__kernel void bn_bwd_dx_relu(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
+                             __global const REAL *z, __global const REAL *mean, __global const REAL *invstd,
+                             __global const REAL *weight, __global const REAL *sum_dy,
+                             __global const REAL *sum_dyx, const int has_weight, const int training,
+                             const REAL M, const int C, const int HW, const REAL beta, const int n,
+                             const int chunk) {
+    bn_bwd_dx_body(dx, dy, x, z, mean, invstd, weight, sum_dy, sum_dyx, has_weight, training, M, C, HW, beta, n,
+                   chunk, 1);
 }
 
 /* CPU form: per (n, c) plane of HW elements. */
-__kernel void bn_bwd_dx_cpu(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
-                               __global const REAL *mean, __global const REAL *invstd,
+inline void bn_bwd_dx_cpu_body(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
+                               __global const REAL *z, __global const REAL *mean, __global const REAL *invstd,
                                __global const REAL *weight, __global const REAL *sum_dy,
                                __global const REAL *sum_dyx, const int has_weight, const int training,
                                const REAL M, const int C, const int HW, const REAL beta, const int planes,
-                               const int chunk) {
+                               const int chunk, const int relu) {
     FOR_ELEMS(pl, planes, chunk) {
         const int c = pl % C;
         const REAL mu = mean[c], is = invstd[c], w = weight[c], sdy = sum_dy[c], sdyx = sum_dyx[c];
         const size_t off = (size_t)pl * HW;
         __global REAL *dxp = dx + off; /* (HW) */
-        __global const REAL *dyp = dy + off, *xp = x + off;
-        for (int j = 0; j < HW; ++j)
-            ACCUM(dxp[j], bn_dx_value(dyp[j], xp[j], mu, is, w, sdy, sdyx, has_weight, training, M));
+        __global const REAL *dyp = dy + off, *xp = x + off, *zp = z + off;
+        for (int j = 0; j < HW; ++j) {
+            const REAL g = relu ? bn_relu_mask(dyp[j], zp[j]) : dyp[j];
+            ACCUM(dxp[j], bn_dx_value(g, xp[j], mu, is, w, sdy, sdyx, has_weight, training, M));
+        }
     }
+}
+
+__kernel void bn_bwd_dx_cpu(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
+                            __global const REAL *mean, __global const REAL *invstd, __global const REAL *weight,
+                            __global const REAL *sum_dy, __global const REAL *sum_dyx, const int has_weight,
+                            const int training, const REAL M, const int C, const int HW, const REAL beta,
+                            const int planes, const int chunk) {
+    bn_bwd_dx_cpu_body(dx, dy, x, x, mean, invstd, weight, sum_dy, sum_dyx, has_weight, training, M, C, HW, beta,
+                       planes, chunk, 0);
+}
+
+__kernel void bn_bwd_dx_relu_cpu(__global REAL *dx, __global const REAL *dy, __global const REAL *x,
+                                 __global const REAL *z, __global const REAL *mean, __global const REAL *invstd,
+                                 __global const REAL *weight, __global const REAL *sum_dy,
+                                 __global const REAL *sum_dyx, const int has_weight, const int training,
+                                 const REAL M, const int C, const int HW, const REAL beta, const int planes,
+                                 const int chunk) {
+    bn_bwd_dx_cpu_body(dx, dy, x, z, mean, invstd, weight, sum_dy, sum_dyx, has_weight, training, M, C, HW, beta,
+                       planes, chunk, 1);
 }

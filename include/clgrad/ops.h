@@ -291,6 +291,22 @@ CLG_API clg_status clg_sync_batch_norm2d(clg_context *ctx, const clg_tensor *x, 
                                          const clg_tensor *bias, clg_tensor *running_mean, clg_tensor *running_var,
                                          clg_batch_norm2d_params p, const clg_replica_sum *sync,
                                          clg_tensor **out);
+/* clg_batch_norm2d followed by clg_relu, fused: the forward writes max(0, y) in the same pass
+ * (NaN stays NaN, as clg_relu and PyTorch), backward masks dy by the saved output inside the
+ * batch norm's kernels. Bit for bit the two ops' results, statistics, running-stat updates
+ * and gradients (x, weight, bias, each accumulated into with its own beta as batch_norm2d's),
+ * with one activation pass less each way and no intermediate kept. Argument errors name
+ * batch_norm2d. */
+CLG_API clg_status clg_batch_norm2d_relu(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
+                                         const clg_tensor *bias, clg_tensor *running_mean,
+                                         clg_tensor *running_var, clg_batch_norm2d_params p,
+                                         clg_tensor **out);
+/* clg_sync_batch_norm2d followed by clg_relu, fused as clg_batch_norm2d_relu (the ReLU is
+ * per element, so the replicas' sums are the same ones, of the masked dy). */
+CLG_API clg_status clg_sync_batch_norm2d_relu(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
+                                              const clg_tensor *bias, clg_tensor *running_mean,
+                                              clg_tensor *running_var, clg_batch_norm2d_params p,
+                                              const clg_replica_sum *sync, clg_tensor **out);
 
 /* ---- dropout (src/ops/dropout.c): zeroes with probability p, scales the rest by 1/(1-p).
  * The mask comes from a counter-based generator keyed by (seed, element index): the same

@@ -1,7 +1,8 @@
 /* src/ops/batchnorm.c - batch_norm2d over (N, C, H, W): batch statistics and in-place
  * running-stat updates in training, running stats in evaluation, optional affine weight and
  * bias; graph recording and backward for x, weight and bias; synchronized over replicas
- * through a caller's sum (clg_sync_batch_norm2d). Kernels: cl/ops/batchnorm.cl.
+ * through a caller's sum (clg_sync_batch_norm2d); fused with a following ReLU
+ * (clg_batch_norm2d_relu, clg_sync_batch_norm2d_relu). Kernels: cl/ops/batchnorm.cl.
  * Tests: tests/ops/test_batchnorm.c.
  */
 #include <limits.h>
@@ -16,6 +17,7 @@ typedef struct bn_params {
     int training; /* the batch statistics depend on x: dx has the two extra terms */
     double count; /* values per channel behind the statistics (over every replica when synced) */
     clg_replica_sum sync; /* training's dx sums over the replicas when sync.sum is set */
+    int relu;             /* fused ReLU: dy is masked by the saved output (saved[2]) */
 } bn_params;
 
 
@@ -164,9 +166,10 @@ static clg_status batch_norm2d_backward(clg_context *ctx, clg_node *node, const 
     const clg_tensor *mean = node->saved[0], *invstd = node->saved[1]; // (C) each
     bn_params prm;
     memcpy(&prm, node->params, sizeof prm);
+    const clg_tensor *z = prm.relu ? node->saved[2] : x; /* x: a placeholder, never read */
     clg_tensor *dxx = dx[0], *dw = w ? dx[1] : NULL, *db = b ? dx[2] : NULL;
     if (!dxx && !dw && !db) return CLG_OK;
-    if (!x || !mean || !invstd)
+    if (!x || !mean || !invstd || !z)
         return clg__fail(ctx, CLG_INVALID_STATE, "batch_norm2d backward: the saved statistics are gone");
     clg_status st = clg__check_same(ctx, dy, x, "batch_norm2d backward", "dy and x");
     if (st == CLG_OK && dxx) st = clg__check_same(ctx, dxx, x, "batch_norm2d backward", "dx and x");
@@ -177,8 +180,9 @@ static clg_status batch_norm2d_backward(clg_context *ctx, clg_node *node, const 
     const clg_dtype dt = x->dtype;
     const bool cpu = clg__cpu_style(ctx);
     int N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
-    cl_mem xm = clg__mem(x), dym = clg__mem(dy);
+    cl_mem xm = clg__mem(x), dym = clg__mem(dy), zm = clg__mem(z);
     cl_mem mm = clg__mem(mean), im = clg__mem(invstd);
+    const char *what = prm.relu ? "batch_norm2d_relu backward" : "batch_norm2d backward";
 
     /* The sums are dbias and dweight; training's dx needs them too. */
     clg_tensor *sum_dy = NULL, *sum_dyx = NULL; // (C) each
@@ -188,19 +192,30 @@ static clg_status batch_norm2d_backward(clg_context *ctx, clg_node *node, const 
         cl_kernel k;
         st = clg__tensor_new(ctx, dt, 1, cshape, &sum_dy);
         if (st == CLG_OK) st = clg__tensor_new(ctx, dt, 1, cshape, &sum_dyx);
-        if (st == CLG_OK) st = clg__op_kernel(ctx, "ops/batchnorm", "bn_bwd_reduce", dt, NULL, &k);
+        if (st == CLG_OK)
+            st = clg__op_kernel(ctx, "ops/batchnorm", prm.relu ? "bn_bwd_reduce_relu" : "bn_bwd_reduce", dt,
+                                NULL, &k);
         cl_mem sa = clg__mem(sum_dy), sb = clg__mem(sum_dyx);
-        if (st == CLG_OK && cpu) { /* one work-item per channel, no local scratch */
-            st = CLG_LAUNCH_ND(ctx, k, 1, ((size_t[]){(size_t)C}), ((size_t[]){1}), "batch_norm2d backward",
-                               CLG_ARG(sa), CLG_ARG(sb), CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im),
+        if (st == CLG_OK && cpu && prm.relu) { /* one work-item per channel, no local scratch */
+            st = CLG_LAUNCH_ND(ctx, k, 1, ((size_t[]){(size_t)C}), ((size_t[]){1}), what, CLG_ARG(sa),
+                               CLG_ARG(sb), CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(zm), CLG_ARG(mm), CLG_ARG(im),
                                CLG_ARG(N), CLG_ARG(C), CLG_ARG(HW));
+        } else if (st == CLG_OK && cpu) {
+            st = CLG_LAUNCH_ND(ctx, k, 1, ((size_t[]){(size_t)C}), ((size_t[]){1}), what, CLG_ARG(sa),
+                               CLG_ARG(sb), CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(N),
+                               CLG_ARG(C), CLG_ARG(HW));
         } else if (st == CLG_OK) { /* a work-group per channel, a tree in local scratch */
             size_t lsz = 1;
-            st = clg__reduce_local_size(ctx, k, "batch_norm2d backward", &lsz);
-            if (st == CLG_OK)
-                st = CLG_LAUNCH_ND(ctx, k, 1, ((size_t[]){(size_t)C * lsz}), ((size_t[]){lsz}),
-                                   "batch_norm2d backward", CLG_ARG(sa), CLG_ARG(sb), CLG_ARG(dym), CLG_ARG(xm),
+            st = clg__reduce_local_size(ctx, k, what, &lsz);
+            if (st == CLG_OK && prm.relu)
+                st = CLG_LAUNCH_ND(ctx, k, 1, ((size_t[]){(size_t)C * lsz}), ((size_t[]){lsz}), what,
+                                   CLG_ARG(sa), CLG_ARG(sb), CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(zm),
                                    CLG_ARG(mm), CLG_ARG(im), CLG_ARG(N), CLG_ARG(C), CLG_ARG(HW),
+                                   CLG_LOCAL(lsz * clg_dtype_size(dt)));
+            else if (st == CLG_OK)
+                st = CLG_LAUNCH_ND(ctx, k, 1, ((size_t[]){(size_t)C * lsz}), ((size_t[]){lsz}), what,
+                                   CLG_ARG(sa), CLG_ARG(sb), CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(mm),
+                                   CLG_ARG(im), CLG_ARG(N), CLG_ARG(C), CLG_ARG(HW),
                                    CLG_LOCAL(lsz * clg_dtype_size(dt)));
         }
     }
@@ -213,22 +228,33 @@ static clg_status batch_norm2d_backward(clg_context *ctx, clg_node *node, const 
     /* Inputs in order, one write at a time (weight and bias may be one tensor). */
     if (st == CLG_OK && dxx) {
         cl_kernel k;
-        st = clg__op_kernel(ctx, "ops/batchnorm", "bn_bwd_dx", dt, NULL, &k);
+        st = clg__op_kernel(ctx, "ops/batchnorm", prm.relu ? "bn_bwd_dx_relu" : "bn_bwd_dx", dt, NULL, &k);
         cl_mem dxm = clg__mem(dxx);
         cl_mem wm = w ? clg__mem(w) : mm; /* placeholders are never used */
         cl_mem sa = dx_sum_dy ? clg__mem(dx_sum_dy) : mm;
         cl_mem sb = dx_sum_dyx ? clg__mem(dx_sum_dyx) : mm;
         int has_w = w != NULL, n = (int)x->numel, planes = N * C;
         clg_real rb, rm;
-        if (st == CLG_OK && cpu) /* per (n, c) plane */
-            st = CLG_LAUNCH_ROWS(ctx, k, (size_t)planes, (size_t)HW, "batch_norm2d backward", CLG_ARG(dxm),
-                                 CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(sa),
+        if (st == CLG_OK && cpu && prm.relu) /* per (n, c) plane */
+            st = CLG_LAUNCH_ROWS(ctx, k, (size_t)planes, (size_t)HW, what, CLG_ARG(dxm), CLG_ARG(dym),
+                                 CLG_ARG(xm), CLG_ARG(zm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(sa),
                                  CLG_ARG(sb), CLG_ARG(has_w), CLG_ARG(prm.training),
                                  clg__real(dt, &rm, prm.count), CLG_ARG(C), CLG_ARG(HW),
                                  clg__real(dt, &rb, beta[0]), CLG_ARG(planes));
-        else if (st == CLG_OK) /* per element */
-            st = CLG_LAUNCH_ELEMS(ctx, k, x->numel, "batch_norm2d backward", CLG_ARG(dxm), CLG_ARG(dym),
-                                  CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(sa), CLG_ARG(sb),
+        else if (st == CLG_OK && cpu)
+            st = CLG_LAUNCH_ROWS(ctx, k, (size_t)planes, (size_t)HW, what, CLG_ARG(dxm), CLG_ARG(dym),
+                                 CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(sa), CLG_ARG(sb),
+                                 CLG_ARG(has_w), CLG_ARG(prm.training), clg__real(dt, &rm, prm.count),
+                                 CLG_ARG(C), CLG_ARG(HW), clg__real(dt, &rb, beta[0]), CLG_ARG(planes));
+        else if (st == CLG_OK && prm.relu) /* per element */
+            st =
+                CLG_LAUNCH_ELEMS(ctx, k, x->numel, what, CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(xm), CLG_ARG(zm),
+                                 CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(sa), CLG_ARG(sb),
+                                 CLG_ARG(has_w), CLG_ARG(prm.training), clg__real(dt, &rm, prm.count),
+                                 CLG_ARG(C), CLG_ARG(HW), clg__real(dt, &rb, beta[0]), CLG_ARG(n));
+        else if (st == CLG_OK)
+            st = CLG_LAUNCH_ELEMS(ctx, k, x->numel, what, CLG_ARG(dxm), CLG_ARG(dym), CLG_ARG(xm),
+                                  CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(sa), CLG_ARG(sb),
                                   CLG_ARG(has_w), CLG_ARG(prm.training), clg__real(dt, &rm, prm.count),
                                   CLG_ARG(C), CLG_ARG(HW), clg__real(dt, &rb, beta[0]), CLG_ARG(n));
     }
@@ -242,6 +268,7 @@ static clg_status batch_norm2d_backward(clg_context *ctx, clg_node *node, const 
 }
 
 static const clg_op_def batch_norm2d_op = {"batch_norm2d", batch_norm2d_backward};
+static const clg_op_def batch_norm2d_relu_op = {"batch_norm2d_relu", batch_norm2d_backward};
 
 /* ---------------------------------------------------------------- forward */
 
@@ -300,10 +327,13 @@ clg_status clg_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_ten
     return clg_sync_batch_norm2d(ctx, x, weight, bias, running_mean, running_var, p, NULL, out);
 }
 
-clg_status clg_sync_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
-                                 const clg_tensor *bias, clg_tensor *running_mean, clg_tensor *running_var,
-                                 clg_batch_norm2d_params p, const clg_replica_sum *sync, clg_tensor **out) {
+/* Both ops: batch_norm2d, and with relu max(0, y) written in the same pass. */
+static clg_status bn_forward(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
+                             const clg_tensor *bias, clg_tensor *running_mean, clg_tensor *running_var,
+                             clg_batch_norm2d_params p, const clg_replica_sum *sync, bool relu,
+                             clg_tensor **out) {
     const bool training = p.training;
+    const char *what = relu ? "batch_norm2d_relu" : "batch_norm2d"; /* names the launches in profiles */
     const double momentum = p.momentum, eps = p.eps;
     if (!ctx) return CLG_INVALID_ARGUMENT;
     if (!out) return clg__fail(ctx, CLG_INVALID_ARGUMENT, "batch_norm2d: out is NULL");
@@ -327,7 +357,9 @@ clg_status clg_sync_batch_norm2d(clg_context *ctx, const clg_tensor *x, const cl
     if (st == CLG_OK && training && !synced)
         st = clg__op_kernel(ctx, "ops/batchnorm", "bn_stats", dt, NULL, &k_stats);
     if (st == CLG_OK && !training) st = clg__kernel_dt(ctx, "ops/batchnorm", "bn_eval_stats", dt, NULL, &k_stats);
-    if (st == CLG_OK) st = clg__op_kernel(ctx, "ops/batchnorm", "bn_normalize", dt, NULL, &k_norm);
+    if (st == CLG_OK)
+        st = clg__op_kernel(ctx, "ops/batchnorm", relu ? "bn_normalize_relu" : "bn_normalize", dt, NULL,
+                            &k_norm);
     size_t lsz = 1;
     if (st == CLG_OK && training && !synced && !cpu)
         st = clg__reduce_local_size(ctx, k_stats, "batch_norm2d", &lsz);
@@ -344,18 +376,18 @@ clg_status clg_sync_batch_norm2d(clg_context *ctx, const clg_tensor *x, const cl
         cl_mem rm = update ? clg__mem(running_mean) : mm;
         cl_mem rv = update ? clg__mem(running_var) : mm;
         if (cpu) /* one work-item per channel, no local scratch */
-            st = CLG_LAUNCH_ND(ctx, k_stats, 1, ((size_t[]){(size_t)C}), ((size_t[]){1}), "batch_norm2d",
-                               CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(rm), CLG_ARG(rv), CLG_ARG(update),
+            st = CLG_LAUNCH_ND(ctx, k_stats, 1, ((size_t[]){(size_t)C}), ((size_t[]){1}), what, CLG_ARG(xm),
+                               CLG_ARG(mm), CLG_ARG(im), CLG_ARG(rm), CLG_ARG(rv), CLG_ARG(update),
                                clg__real(dt, &r_mom, momentum), clg__real(dt, &r_eps, eps), CLG_ARG(N),
                                CLG_ARG(C), CLG_ARG(HW));
         else /* a work-group per channel, a tree in local scratch */
-            st = CLG_LAUNCH_ND(ctx, k_stats, 1, ((size_t[]){(size_t)C * lsz}), ((size_t[]){lsz}), "batch_norm2d",
-                               CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(rm), CLG_ARG(rv), CLG_ARG(update),
-                               clg__real(dt, &r_mom, momentum), clg__real(dt, &r_eps, eps), CLG_ARG(N),
-                               CLG_ARG(C), CLG_ARG(HW), CLG_LOCAL(lsz * clg_dtype_size(dt)));
+            st = CLG_LAUNCH_ND(ctx, k_stats, 1, ((size_t[]){(size_t)C * lsz}), ((size_t[]){lsz}), what,
+                               CLG_ARG(xm), CLG_ARG(mm), CLG_ARG(im), CLG_ARG(rm), CLG_ARG(rv),
+                               CLG_ARG(update), clg__real(dt, &r_mom, momentum), clg__real(dt, &r_eps, eps),
+                               CLG_ARG(N), CLG_ARG(C), CLG_ARG(HW), CLG_LOCAL(lsz * clg_dtype_size(dt)));
     } else if (st == CLG_OK) {
         cl_mem rm = clg__mem(running_mean), rv = clg__mem(running_var);
-        st = CLG_LAUNCH_ELEMS(ctx, k_stats, (size_t)C, "batch_norm2d", CLG_ARG(mm), CLG_ARG(im), CLG_ARG(rm),
+        st = CLG_LAUNCH_ELEMS(ctx, k_stats, (size_t)C, what, CLG_ARG(mm), CLG_ARG(im), CLG_ARG(rm),
                               CLG_ARG(rv), clg__real(dt, &r_eps, eps), CLG_ARG(C));
     }
     if (st == CLG_OK) {
@@ -364,11 +396,11 @@ clg_status clg_sync_batch_norm2d(clg_context *ctx, const clg_tensor *x, const cl
         cl_mem bm = bias ? clg__mem(bias) : mm;
         int has_w = weight != NULL, has_b = bias != NULL, n = (int)x->numel, planes = N * C;
         if (cpu) /* per (n, c) plane */
-            st = CLG_LAUNCH_ROWS(ctx, k_norm, (size_t)planes, (size_t)HW, "batch_norm2d", CLG_ARG(ym), CLG_ARG(xm),
+            st = CLG_LAUNCH_ROWS(ctx, k_norm, (size_t)planes, (size_t)HW, what, CLG_ARG(ym), CLG_ARG(xm),
                                  CLG_ARG(mm), CLG_ARG(im), CLG_ARG(wm), CLG_ARG(bm), CLG_ARG(has_w),
                                  CLG_ARG(has_b), CLG_ARG(C), CLG_ARG(HW), CLG_ARG(planes));
         else /* per element */
-            st = CLG_LAUNCH_ELEMS(ctx, k_norm, x->numel, "batch_norm2d", CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(mm),
+            st = CLG_LAUNCH_ELEMS(ctx, k_norm, x->numel, what, CLG_ARG(ym), CLG_ARG(xm), CLG_ARG(mm),
                                   CLG_ARG(im), CLG_ARG(wm), CLG_ARG(bm), CLG_ARG(has_w), CLG_ARG(has_b),
                                   CLG_ARG(C), CLG_ARG(HW), CLG_ARG(n));
     }
@@ -380,12 +412,23 @@ clg_status clg_sync_batch_norm2d(clg_context *ctx, const clg_tensor *x, const cl
     for (int i = 0; i < 3; ++i)
         if (inputs[i]) present[n_present++] = inputs[i];
     if (st == CLG_OK && clg__needs_grad(ctx, n_present, present)) {
-        bn_params prm = {training ? 1 : 0, count, synced ? *sync : (clg_replica_sum){0}};
+        bn_params prm = {training ? 1 : 0, count, synced ? *sync : (clg_replica_sum){0}, relu ? 1 : 0};
         clg_node *node = NULL;
-        st = clg__record(ctx, &batch_norm2d_op, y, 3, inputs, &prm, sizeof prm, &node);
+        st = clg__record(ctx, relu ? &batch_norm2d_relu_op : &batch_norm2d_op, y, 3, inputs, &prm, sizeof prm,
+                         &node);
         if (st == CLG_OK && node) {
             clg__save(node, 0, mean);
             clg__save(node, 1, invstd);
+        }
+        if (st == CLG_OK && node && relu) {
+            /* The output is the ReLU mask's source, saved through a view: the same buffer
+             * without y's grad_fn, so the node does not keep itself alive (as sigmoid). */
+            clg_tensor *saved;
+            st = clg__tensor_view(y, y->ndim, y->shape, &saved);
+            if (st == CLG_OK) {
+                clg__save(node, 2, saved);
+                clg_tensor_free(saved);
+            }
         }
     }
     clg_tensor_free(mean); /* the node holds its own references */
@@ -396,4 +439,23 @@ clg_status clg_sync_batch_norm2d(clg_context *ctx, const clg_tensor *x, const cl
     }
     *out = y;
     return CLG_OK;
+}
+
+clg_status clg_sync_batch_norm2d(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
+                                 const clg_tensor *bias, clg_tensor *running_mean, clg_tensor *running_var,
+                                 clg_batch_norm2d_params p, const clg_replica_sum *sync, clg_tensor **out) {
+    return bn_forward(ctx, x, weight, bias, running_mean, running_var, p, sync, false, out);
+}
+
+clg_status clg_batch_norm2d_relu(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
+                                 const clg_tensor *bias, clg_tensor *running_mean, clg_tensor *running_var,
+                                 clg_batch_norm2d_params p, clg_tensor **out) {
+    return bn_forward(ctx, x, weight, bias, running_mean, running_var, p, NULL, true, out);
+}
+
+clg_status clg_sync_batch_norm2d_relu(clg_context *ctx, const clg_tensor *x, const clg_tensor *weight,
+                                      const clg_tensor *bias, clg_tensor *running_mean,
+                                      clg_tensor *running_var, clg_batch_norm2d_params p,
+                                      const clg_replica_sum *sync, clg_tensor **out) {
+    return bn_forward(ctx, x, weight, bias, running_mean, running_var, p, sync, true, out);
 }

@@ -2,7 +2,8 @@
  * forward, running-stat updates and backward against a naive host reference below, f64
  * finite differences, the beta contract, PyTorch fixtures, determinism, bad input and NaN;
  * synchronized batch norm (clg_sync_batch_norm2d) over two replicas in two threads against
- * one batch_norm2d over their joint batch, and its NULL sync and failure cases.
+ * one batch_norm2d over their joint batch, and its NULL sync and failure cases; the fused
+ * batch_norm2d_relu bit for bit against batch_norm2d then relu.
  */
 #include <math.h>
 #include <pthread.h>
@@ -260,6 +261,13 @@ static void test_accumulate(void **state) {
                          training, affine);
                 ref_check_accumulate(ctx, y, in, 3, what);
                 clg_tensor_free(y);
+                /* The fused op's gradients keep the contract too (the ReLU mask inside). */
+                REF_OK(ctx, clg_batch_norm2d_relu(ctx, s.x, s.w, s.b, s.rm, s.rv,
+                                                  (clg_batch_norm2d_params){training, 0.1, 1e-5}, &y));
+                snprintf(what, sizeof what, "batch_norm2d_relu %s training %d affine %d", clg_dtype_name(dt),
+                         training, affine);
+                ref_check_accumulate(ctx, y, in, 3, what);
+                clg_tensor_free(y);
                 free_setup(&s);
             }
 }
@@ -414,6 +422,28 @@ static void test_bad_input(void **state) {
                 CLG_INVALID_ARGUMENT, "eps");
     expect_fail(ctx, clg_batch_norm2d(ctx, x1, s.w, s.b, s.rm, s.rv, (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y), CLG_SHAPE_MISMATCH,
                 "more than 1 value per channel");
+    assert_null(y);
+    /* The fused op validates as batch_norm2d, before anything runs. */
+    expect_fail(ctx,
+                clg_batch_norm2d_relu(ctx, s.x, s.w, s.b, s.rm, s.rv,
+                                      (clg_batch_norm2d_params){true, 0.1, 1e-5}, NULL),
+                CLG_INVALID_ARGUMENT, "out");
+    expect_fail(ctx,
+                clg_batch_norm2d_relu(ctx, x3, NULL, NULL, NULL, NULL,
+                                      (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y),
+                CLG_SHAPE_MISMATCH, "4-D");
+    expect_fail(
+        ctx,
+        clg_batch_norm2d_relu(ctx, s.x, w32, s.b, s.rm, s.rv, (clg_batch_norm2d_params){true, 0.1, 1e-5}, &y),
+        CLG_INVALID_ARGUMENT, "f32");
+    expect_fail(ctx,
+                clg_batch_norm2d_relu(ctx, s.x, s.w, s.b, NULL, NULL,
+                                      (clg_batch_norm2d_params){false, 0.1, 1e-5}, &y),
+                CLG_INVALID_ARGUMENT, "evaluation needs");
+    expect_fail(ctx,
+                clg_sync_batch_norm2d_relu(ctx, x1, s.w, s.b, s.rm, s.rv,
+                                           (clg_batch_norm2d_params){true, 0.1, 1e-5}, NULL, &y),
+                CLG_SHAPE_MISMATCH, "more than 1 value per channel");
     assert_null(y);
     /* Nothing above moved the running stats, and the context still works. */
     double *rm1 = ref_to_host_f64(s.rm), *rv1 = ref_to_host_f64(s.rv);
@@ -1005,6 +1035,120 @@ static void test_sync_errors(void **state) {
     }
 }
 
+/* ---------------------------------------------------------------- fused with ReLU */
+
+/* t's bytes on the host (numel * dtype size), for bit comparisons. */
+static void *fused_bytes(const clg_tensor *t, size_t *size) {
+    *size = clg_tensor_numel(t) * clg_dtype_size(clg_tensor_dtype(t));
+    void *h = malloc(*size);
+    assert_non_null(h);
+    assert_int_equal(clg_tensor_to_host(t, h, *size), CLG_OK);
+    return h;
+}
+
+static void assert_same_bits(const clg_tensor *got, const clg_tensor *want, const char *what) {
+    if (!got && !want) return;
+    assert_non_null(got);
+    assert_non_null(want);
+    size_t ng, nw;
+    void *g = fused_bytes(got, &ng), *w = fused_bytes(want, &nw);
+    if (ng != nw || memcmp(g, w, ng) != 0) fail_msg("%s: fused and separate results differ", what);
+    free(g);
+    free(w);
+}
+
+/* One run of either path on fresh copies of the same inputs; out[] = y, rm, rv, dx, dw, db
+ * (references the caller frees). nan_at >= 0 puts a NaN into x there; zero_at >= 0 makes x
+ * there equal its channel's running mean (an exact 0 before the bias in evaluation). */
+static void fused_run(clg_context *ctx, clg_dtype dt, const int shape[4], bool affine, bool training,
+                      const clg_replica_sum *sync, bool fused, int nan_at, int dy_nan_at,
+                      clg_tensor *out[6]) {
+    const int C = shape[1], HW = shape[2] * shape[3];
+    bn_setup s = make_setup(ctx, dt, shape, affine, 130);
+    const size_t n = clg_tensor_numel(s.x);
+    double *xv = ref_to_host_f64(s.x), *rm = ref_to_host_f64(s.rm);
+    /* Centre x on the running mean (training: the batch mean moves, so about half is
+     * negative either way) so the ReLU mask cuts both ways; a few values exactly on it. */
+    for (size_t i = 0; i < n; i++)
+        xv[i] = (i % 7 == 3) ? rm[(i / HW) % C] : xv[i] - 2.0 + rm[(i / HW) % C];
+    if (nan_at >= 0) xv[nan_at] = NAN;
+    clg_tensor_free(s.x);
+    s.x = nan_tensor(ctx, dt, 4, shape, xv);
+    free(xv);
+    free(rm);
+    clg_tensor *in[3] = {s.x, s.w, s.b}, *y = NULL;
+    for (int i = 0; i < 3; i++)
+        if (in[i]) REF_OK(ctx, clg_tensor_set_requires_grad(in[i], true));
+    const clg_batch_norm2d_params p = {training, 0.1, 1e-5};
+    if (fused) {
+        REF_OK(ctx, clg_sync_batch_norm2d_relu(ctx, s.x, s.w, s.b, s.rm, s.rv, p, sync, &y));
+    } else {
+        clg_tensor *t = NULL;
+        REF_OK(ctx, clg_sync_batch_norm2d(ctx, s.x, s.w, s.b, s.rm, s.rv, p, sync, &t));
+        REF_OK(ctx, clg_relu(ctx, t, &y));
+        clg_tensor_free(t);
+    }
+    double *dyv = ref_to_host_f64(y); /* the shape; values drawn below */
+    for (size_t i = 0; i < n; i++)
+        dyv[i] = (double)((i * 37) % 17) / 8 - 1;
+    if (dy_nan_at >= 0) dyv[dy_nan_at] = NAN;
+    clg_tensor *dy = nan_tensor(ctx, dt, 4, shape, dyv);
+    free(dyv);
+    REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+    clg_tensor_free(dy);
+    out[0] = y;
+    out[1] = clg_tensor_ref(s.rm);
+    out[2] = clg_tensor_ref(s.rv);
+    for (int i = 0; i < 3; i++)
+        out[3 + i] =
+            in[i] && clg_tensor_grad(in[i]) ? clg_tensor_ref((clg_tensor *)clg_tensor_grad(in[i])) : NULL;
+    free_setup(&s);
+}
+
+/* batch_norm2d_relu is batch_norm2d then relu bit for bit: output, running stats and every
+ * gradient, f32 and f64, training and evaluation, with and without affine, over shapes with
+ * and without the CPU kernels' 8-lane tails, NaN in x or dy, and synchronized (one replica
+ * through a real sum callback, which takes the host-combined statistics path). */
+static void test_relu_fused_bit_identical(void **state) {
+    clg_context *ctx = *state;
+    static const int shapes[2][4] = {{3, 4, 5, 3}, {4, 3, 10, 10}};
+    static const char *const names[6] = {"y", "running_mean", "running_var", "dx", "dweight", "dbias"};
+    int calls = 0;
+    const clg_replica_sum one = {sum_of_one, &calls};
+    for (int si = 0; si < 2; si++)
+        for (int dd = 0; dd < 2; dd++)
+            for (int affine = 0; affine < 2; affine++)
+                for (int training = 0; training < 2; training++)
+                    for (int k = 0; k < 4; k++) { /* plain, NaN in x, NaN in dy, synchronized */
+                        const clg_dtype dt = dd ? CLG_F64 : CLG_F32;
+                        if (k == 3 && !training) continue; /* evaluation never synchronizes */
+                        const int nan_at = k == 1 ? 5 : -1, dy_nan_at = k == 2 ? 17 : -1;
+                        const clg_replica_sum *sync = k == 3 ? &one : NULL;
+                        clg_tensor *a[6], *b[6];
+                        const int c0 = calls;
+                        fused_run(ctx, dt, shapes[si], affine, training, sync, false, nan_at, dy_nan_at, a);
+                        const int c1 = calls;
+                        fused_run(ctx, dt, shapes[si], affine, training, sync, true, nan_at, dy_nan_at, b);
+                        /* The same collective calls: one sum forward, one backward. */
+                        assert_int_equal(c1 - c0, k == 3 ? 2 : 0);
+                        assert_int_equal(calls - c1, c1 - c0);
+                        if (k == 1) { /* ReLU of NaN is NaN, as PyTorch */
+                            double *y = ref_to_host_f64(b[0]);
+                            assert_true(isnan(y[nan_at]));
+                            free(y);
+                        }
+                        for (int i = 0; i < 6; i++) {
+                            char what[160];
+                            snprintf(what, sizeof what,
+                                     "batch_norm2d_relu %s shape %d affine %d training %d case %d: %s",
+                                     clg_dtype_name(dt), si, affine, training, k, names[i]);
+                            assert_same_bits(b[i], a[i], what);
+                            clg_tensor_free(a[i]);
+                            clg_tensor_free(b[i]);
+                        }
+                    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vs_ref),
@@ -1020,6 +1164,7 @@ int main(void) {
         cmocka_unit_test(test_sync_two_replicas),
         cmocka_unit_test(test_sync_null_is_plain),
         cmocka_unit_test(test_sync_errors),
+        cmocka_unit_test(test_relu_fused_bit_identical),
     };
     return REF_RUN_BOTH_STYLES("batchnorm", tests);
 }
