@@ -10,6 +10,8 @@ static clg_status relu_forward(clg_context *ctx, clg_module *m, const clg_tensor
 
 static const clg_module_def relu_def = {.kind = "relu", .forward = relu_forward};
 
+bool clg__is_relu_module(const clg_module *m) { return m && m->def == &relu_def; }
+
 clg_status clg_relu_module_create(clg_context *ctx, clg_module **out) {
     CLG__CHECK_CREATE(ctx, out, "clg_relu_module_create");
     return clg_module_create(ctx, &relu_def, NULL, out);

@@ -15,8 +15,12 @@ static clg_status basic_block_forward(clg_context *ctx, clg_module *m, const clg
     const clg_basic_block *b = m->state;
     clg_tensor *t[6] = {NULL}, *shortcut = NULL;
     clg_status st = clg_module_forward(ctx, b->conv1, x, &t[0]);
-    if (st == CLG_OK) st = clg_module_forward(ctx, b->bn1, t[0], &t[1]);
-    if (st == CLG_OK) st = clg_module_forward(ctx, b->relu, t[1], &t[2]);
+    if (st == CLG_OK && clg__bn_relu_fusable(b->bn1, b->relu)) { /* one fused op, the same bits */
+        st = clg__bn_relu_module_forward(ctx, b->bn1, t[0], &t[2]);
+    } else if (st == CLG_OK) {
+        st = clg_module_forward(ctx, b->bn1, t[0], &t[1]);
+        if (st == CLG_OK) st = clg_module_forward(ctx, b->relu, t[1], &t[2]);
+    }
     if (st == CLG_OK) st = clg_module_forward(ctx, b->conv2, t[2], &t[3]);
     if (st == CLG_OK) st = clg_module_forward(ctx, b->bn2, t[3], &t[4]);
     if (st == CLG_OK && b->downsample) st = clg_module_forward(ctx, b->downsample, x, &shortcut);

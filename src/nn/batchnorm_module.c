@@ -1,7 +1,8 @@
 /* src/nn/batchnorm_module.c - the batch_norm2d layer: weight and bias (parameters),
  * running_mean, running_var and num_batches_tracked (buffers), in PyTorch's names and order,
  * forward through clg_sync_batch_norm2d (synchronized over replicas once
- * clg_module_sync_batch_norm gave it a sum). Tests: tests/nn/test_nn.c.
+ * clg_module_sync_batch_norm gave it a sum); fused with a following ReLU layer
+ * (clg__bn_relu_module_forward, for the containers). Tests: tests/nn/test_nn.c.
  */
 #include "nn/nn.h"
 
@@ -10,13 +11,18 @@ typedef struct clg_batch_norm2d_module {
     clg_replica_sum sync; /* sync.sum NULL: this replica's batch only */
 } clg_batch_norm2d_module;
 
-static clg_status batch_norm2d_forward(clg_context *ctx, clg_module *m, const clg_tensor *x, clg_tensor **out) {
+/* The layer's forward, and with relu the fused batch_norm2d_relu op in its place followed
+ * by a ReLU layer's (the same bits, one pass less each way). */
+static clg_status bn_module_forward(clg_context *ctx, clg_module *m, const clg_tensor *x, bool relu,
+                                    clg_tensor **out) {
     const clg_batch_norm2d_module *s = m->state;
-    clg_status st = clg_sync_batch_norm2d(ctx, x, clg_module_get_tensor(m, "weight"),
-                                          clg_module_get_tensor(m, "bias"), clg_module_get_tensor(m, "running_mean"),
-                                          clg_module_get_tensor(m, "running_var"),
-                                          (clg_batch_norm2d_params){m->training, s->momentum, s->eps},
-                                          s->sync.sum ? &s->sync : NULL, out);
+    clg_status (*const op)(clg_context *, const clg_tensor *, const clg_tensor *, const clg_tensor *,
+                           clg_tensor *, clg_tensor *, clg_batch_norm2d_params, const clg_replica_sum *,
+                           clg_tensor **) = relu ? clg_sync_batch_norm2d_relu : clg_sync_batch_norm2d;
+    clg_status st =
+        op(ctx, x, clg_module_get_tensor(m, "weight"), clg_module_get_tensor(m, "bias"),
+           clg_module_get_tensor(m, "running_mean"), clg_module_get_tensor(m, "running_var"),
+           (clg_batch_norm2d_params){m->training, s->momentum, s->eps}, s->sync.sum ? &s->sync : NULL, out);
     if (st != CLG_OK || !m->training) return st;
     /* num_batches_tracked += 1 on the device: no host sync, and it stays right after a
      * checkpoint load writes the buffer behind our back. */
@@ -26,6 +32,11 @@ static clg_status batch_norm2d_forward(clg_context *ctx, clg_module *m, const cl
         *out = NULL;
     }
     return st;
+}
+
+static clg_status batch_norm2d_forward(clg_context *ctx, clg_module *m, const clg_tensor *x,
+                                       clg_tensor **out) {
+    return bn_module_forward(ctx, m, x, false, out);
 }
 
 /* PyTorch's reset_parameters (with reset_running_stats): weight 1, bias 0, running_mean 0,
@@ -70,6 +81,18 @@ clg_status clg_batch_norm2d_module_create(clg_context *ctx, const char *name, in
         return clg__module_drop(m, st);
     *out = m;
     return CLG_OK;
+}
+
+bool clg__bn_relu_fusable(const clg_module *bn, const clg_module *next) {
+    return bn && bn->def == &batch_norm2d_def && clg__is_relu_module(next);
+}
+
+clg_status clg__bn_relu_module_forward(clg_context *ctx, clg_module *bn, const clg_tensor *x,
+                                       clg_tensor **out) {
+    *out = NULL;
+    clg_status st = bn_module_forward(ctx, bn, x, true, out);
+    if (st != CLG_OK) clg__module_name_failure(bn, st);
+    return st;
 }
 
 size_t clg_module_sync_batch_norm(clg_module *m, const clg_replica_sum *sync) {

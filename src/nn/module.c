@@ -302,7 +302,7 @@ void clg_module_free(clg_module *m) {
 /* Puts the failing module's dotted path before the op's message ("encoder.fc2: linear: ..."),
  * once: the innermost named module that failed adds it, and the containers it sits in see
  * their own path already leading the message (a descendant's path starts with theirs). */
-static void name_failure(clg_module *m, clg_status st) {
+void clg__module_name_failure(clg_module *m, clg_status st) {
     const char *msg = clg_context_errmsg(m->ctx);
     const size_t n = strlen(m->path);
     if (!n || (strncmp(msg, m->path, n) == 0 && (msg[n] == ':' || msg[n] == '.'))) return;
@@ -325,7 +325,7 @@ clg_status clg_module_forward(clg_context *ctx, clg_module *m, const clg_tensor 
         clg_tensor_free(*out);
         *out = NULL;
     }
-    if (st != CLG_OK) name_failure(m, st);
+    if (st != CLG_OK) clg__module_name_failure(m, st);
     return st;
 }
 

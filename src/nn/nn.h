@@ -55,6 +55,17 @@ clg_status clg__reset_weight_and_bias(clg_module *m, clg_module *gen);
 /* clg_module_add_child, with fn naming the public caller in error messages. */
 clg_status clg__module_attach(clg_module *parent, const char *name, clg_module *child, const char *fn);
 
+/* Prefixes ctx's error message with m's path (unless it has it), as clg_module_forward does. */
+void clg__module_name_failure(clg_module *m, clg_status st);
+
+/* A batch_norm2d layer bn immediately followed by a ReLU layer next, which the containers
+ * run as one fused op (clg_batch_norm2d_relu, the same bits) through clg__bn_relu_module_forward:
+ * bn's forward (training or evaluation, synchronized or not) with next's ReLU folded in. */
+bool clg__bn_relu_fusable(const clg_module *bn, const clg_module *next);
+bool clg__is_relu_module(const clg_module *m);
+clg_status clg__bn_relu_module_forward(clg_context *ctx, clg_module *bn, const clg_tensor *x,
+                                       clg_tensor **out);
+
 /* Frees m and passes st on: the constructors' one failure path. */
 clg_status clg__module_drop(clg_module *m, clg_status st);
 

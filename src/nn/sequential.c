@@ -10,7 +10,12 @@ static clg_status sequential_forward(clg_context *ctx, clg_module *m, const clg_
     clg_tensor *cur = clg_tensor_ref((clg_tensor *)x);
     for (size_t i = 0; i < m->n_children; i++) {
         clg_tensor *next = NULL;
-        clg_status st = clg_module_forward(ctx, m->children[i], cur, &next);
+        clg_status st;
+        /* batch_norm2d then ReLU: one fused op, the same bits (the ReLU child is skipped). */
+        if (i + 1 < m->n_children && clg__bn_relu_fusable(m->children[i], m->children[i + 1]))
+            st = clg__bn_relu_module_forward(ctx, m->children[i++], cur, &next);
+        else
+            st = clg_module_forward(ctx, m->children[i], cur, &next);
         /* The graph keeps its own references, so intermediates can go at once. */
         clg_tensor_free(cur);
         if (st != CLG_OK) return st;

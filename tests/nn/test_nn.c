@@ -4,6 +4,7 @@
  * Training through them: test_nn_training.c; the module core and custom modules: test_module.c.
  */
 #include "nn_test.h"
+#include "tensor/tensor.h" /* the graph node, to see which op a container recorded */
 
 /* ---------------------------------------------------------------- initialisation */
 
@@ -175,6 +176,73 @@ static void test_forward_matches_ops(void **state) {
     clg_tensor_free(rv);
     clg_module_free(seq);
     clg_tensor_free(x);
+}
+
+/* The containers run a batch_norm2d layer followed by a ReLU layer as the fused op
+ * (clg_batch_norm2d_relu): the same bits as the two ops by hand (output, running stats,
+ * gradients of x, weight and bias), in training and evaluation, and the fused node in the
+ * graph; a ReLU that does not follow the batch norm directly is left alone. */
+static void test_bn_relu_fused(void **state) {
+    clg_context *ctx = *state;
+    const int xs[4] = {3, 4, 5, 3};
+    for (int training = 1; training >= 0; training--)
+        for (int fused_case = 0; fused_case < 2; fused_case++) {
+            clg_module *seq = NULL, *m = NULL;
+            REF_OK(ctx, clg_sequential_create(ctx, &seq));
+            add(ctx, seq, clg_batch_norm2d_module_create(ctx, "bn", 4, 1e-5, 0.1, &m), &m);
+            if (!fused_case) add(ctx, seq, clg_identity_module_create(ctx, &m), &m);
+            add(ctx, seq, clg_relu_module_create(ctx, &m), &m);
+            clg_module_train(seq, training);
+            clg_tensor *x = ref_rand(ctx, CLG_F32, 4, xs, 61, -1, 1),
+                       *dy = ref_rand(ctx, CLG_F32, 4, xs, 62, -1, 1);
+            /* By hand, on copies of every parameter and buffer. */
+            clg_tensor *c[5], *xc = NULL, *t = NULL, *want = NULL, *y = NULL;
+            static const char *const names[4] = {"bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"};
+            for (int i = 0; i < 4; i++)
+                REF_OK(ctx, clg_tensor_cast(entry(seq, names[i]), CLG_F32, &c[i]));
+            REF_OK(ctx, clg_tensor_cast(x, CLG_F32, &xc));
+            c[4] = xc;
+            for (int i = 0; i < 2; i++) {
+                REF_OK(ctx, clg_tensor_set_requires_grad(c[i], true));
+                REF_OK(ctx, clg_tensor_set_requires_grad(entry(seq, names[i]), true));
+            }
+            REF_OK(ctx, clg_tensor_set_requires_grad(xc, true));
+            REF_OK(ctx, clg_tensor_set_requires_grad(x, true));
+            REF_OK(ctx, clg_batch_norm2d(ctx, xc, c[0], c[1], c[2], c[3],
+                                         (clg_batch_norm2d_params){training, 0.1, 1e-5}, &t));
+            REF_OK(ctx, clg_relu(ctx, t, &want));
+            REF_OK(ctx, clg_backward_grad(ctx, want, dy));
+            REF_OK(ctx, clg_module_forward(ctx, seq, x, &y));
+            assert_non_null(y->grad_fn);
+            assert_string_equal(y->grad_fn->op->name, fused_case ? "batch_norm2d_relu" : "relu");
+            REF_OK(ctx, clg_backward_grad(ctx, y, dy));
+            const clg_tensor *got[5] = {clg_tensor_grad(entry(seq, names[0])),
+                                        clg_tensor_grad(entry(seq, names[1])), entry(seq, names[2]),
+                                        entry(seq, names[3]), clg_tensor_grad(x)};
+            const clg_tensor *hand[5] = {clg_tensor_grad(c[0]), clg_tensor_grad(c[1]), c[2], c[3],
+                                         clg_tensor_grad(xc)};
+            for (int i = -1; i < 5; i++) {
+                const clg_tensor *g = i < 0 ? y : got[i], *w = i < 0 ? want : hand[i];
+                const size_t n = clg_tensor_numel(w) * sizeof(float);
+                float *a = malloc(n), *b = malloc(n);
+                assert_true(a && b);
+                REF_OK(ctx, clg_tensor_to_host(g, a, n));
+                REF_OK(ctx, clg_tensor_to_host(w, b, n));
+                if (memcmp(a, b, n) != 0)
+                    fail_msg("training %d case %d: result %d differs from the ops by hand", training,
+                             fused_case, i);
+                free(a);
+                free(b);
+            }
+            for (int i = 0; i < 5; i++)
+                clg_tensor_free(c[i]);
+            clg_tensor_free(t);
+            clg_tensor_free(want);
+            clg_tensor_free(y);
+            clg_tensor_free(x);
+            clg_tensor_free(dy);
+            clg_module_free(seq);
+        }
 }
 
 static void test_batch_norm_buffers(void **state) {
@@ -437,6 +505,7 @@ int main(void) {
         cmocka_unit_test(test_init_conv_linear),
         cmocka_unit_test(test_init_batch_norm),
         cmocka_unit_test(test_forward_matches_ops),
+        cmocka_unit_test(test_bn_relu_fused),
         cmocka_unit_test(test_batch_norm_buffers),
         cmocka_unit_test(test_dropout_fresh_masks),
         cmocka_unit_test(test_lenet_state),
