@@ -41,16 +41,7 @@ static clg_status activate(clg_context *ctx, const act_kind *kind, const clg_op_
         const act_params p = {kind, param};
         clg_node *node = NULL;
         st = clg__record(ctx, def, y, 1, &x, &p, sizeof p, &node);
-        if (st == CLG_OK && kind->from_output) {
-            /* Save y through a view: the same buffer without y's grad_fn, so the node
-             * does not keep its own output (and so itself) alive when no backward runs. */
-            clg_tensor *saved;
-            st = clg__tensor_view(y, y->ndim, y->shape, &saved);
-            if (st == CLG_OK) {
-                clg__save(node, 0, saved);
-                clg_tensor_free(saved);
-            }
-        }
+        if (st == CLG_OK && kind->from_output) st = clg__save_output(node, 0, y);
     }
     if (st != CLG_OK) {
         clg_tensor_free(y);

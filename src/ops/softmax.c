@@ -78,12 +78,7 @@ static clg_status softmax_any(clg_context *ctx, const clg_tensor *x, int dim, bo
     if (st == CLG_OK && clg__needs_grad(ctx, 1, &x)) {
         clg_node *node = NULL;
         st = clg__record(ctx, log_out ? &log_softmax_op : &softmax_op, y, 1, &x, &g, sizeof g, &node);
-        /* Backward reads the output; saved through a view (same buffer, no grad_fn) so the node
-         * does not keep its own output, and so itself, alive. */
-        clg_tensor *saved = NULL;
-        if (st == CLG_OK) st = clg__tensor_view(y, y->ndim, y->shape, &saved);
-        if (st == CLG_OK) clg__save(node, 0, saved);
-        clg_tensor_free(saved);
+        if (st == CLG_OK) st = clg__save_output(node, 0, y); /* backward reads the output */
     }
     if (st != CLG_OK) {
         clg_tensor_free(y);

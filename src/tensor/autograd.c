@@ -44,6 +44,15 @@ void clg__save(clg_node *node, int slot, const clg_tensor *t) {
     node->saved[slot] = clg_tensor_ref((clg_tensor *)t);
 }
 
+clg_status clg__save_output(clg_node *node, int slot, const clg_tensor *y) {
+    clg_tensor *saved;
+    clg_status st = clg__tensor_view(y, y->ndim, y->shape, &saved);
+    if (st != CLG_OK) return st;
+    clg__save(node, slot, saved);
+    clg_tensor_free(saved);
+    return CLG_OK;
+}
+
 /* Drops everything the node holds; the node itself lives while referenced. */
 static void node_clear(clg_node *node) {
     for (int i = 0; i < CLG_NODE_MAX_INPUTS; i++) {

@@ -108,6 +108,10 @@ clg_status clg__record(clg_context *ctx, const clg_op_def *op, clg_tensor *out, 
                        clg_node **node_out);
 /* Adds a reference to t in node->saved[slot]. */
 void clg__save(clg_node *node, int slot, const clg_tensor *t);
+/* Saves an op's own output y in node->saved[slot] through a view (the same buffer without
+ * y's grad_fn), so that the node does not keep its output, and so itself, alive when no
+ * backward runs. */
+clg_status clg__save_output(clg_node *node, int slot, const clg_tensor *y);
 void clg__node_release(clg_node *node);
 
 #endif
