@@ -420,16 +420,8 @@ static clg_status bn_forward(clg_context *ctx, const clg_tensor *x, const clg_te
             clg__save(node, 0, mean);
             clg__save(node, 1, invstd);
         }
-        if (st == CLG_OK && node && relu) {
-            /* The output is the ReLU mask's source, saved through a view: the same buffer
-             * without y's grad_fn, so the node does not keep itself alive (as sigmoid). */
-            clg_tensor *saved;
-            st = clg__tensor_view(y, y->ndim, y->shape, &saved);
-            if (st == CLG_OK) {
-                clg__save(node, 2, saved);
-                clg_tensor_free(saved);
-            }
-        }
+        /* The output is the ReLU mask's source (a view: the node does not keep itself alive). */
+        if (st == CLG_OK && node && relu) st = clg__save_output(node, 2, y);
     }
     clg_tensor_free(mean); /* the node holds its own references */
     clg_tensor_free(invstd);
