@@ -25,7 +25,7 @@ typedef struct build_times {
     bool have_warm;   /* clgrad's disk tier is on */
     double warm_s;    /* new context loading from clgrad's disk cache */
     bool warm_from_disk;
-    char error[1024]; /* why timings are missing */
+    char error[2048]; /* why timings are missing */
 } build_times;
 
 static const char *type_name(cl_device_type t) {
