@@ -172,9 +172,12 @@ int bench_train(int argc, char **argv) {
                    "\"torch_as_installed_images_per_s\": %.1f, \"torch_best_images_per_s\": %.1f, "
                    "\"torch_peak_rss_growth_mib\": %.1f, \"ratio_to_faster_torch\": %.3f}",
                    shown++ ? ", " : "", name, ours[m] * 1e3, ips, pool[m] / 1048576.0, asis[m], best[m], rss, ratio);
-        else
+        else if (faster > 0)
             printf("%-6s %8.2f %9.1f %8.1f | %11.1f %11.1f %8.1f | %7.2fx\n", name, ours[m] * 1e3, ips,
                    pool[m] / 1048576.0, asis[m], best[m], rss, ratio);
+        else /* no PyTorch figure for this model: no ratio either */
+            printf("%-6s %8.2f %9.1f %8.1f | %11s %11s %8s | %8s\n", name, ours[m] * 1e3, ips, pool[m] / 1048576.0,
+                   "-", "-", "-", "-");
     }
     if (json) printf("]}\n");
     return rc;
