@@ -25,18 +25,6 @@ static void usage(FILE *f) {
             "  --smooth X            EMA weight of the past for the per-step loss, [0, 1) (default 0.9)\n");
 }
 
-/* RUN.csv -> RUN.steps.csv; NULL when out of memory. */
-static char *steps_path_of(const char *path) {
-    size_t n = strlen(path);
-    const size_t base = n >= 4 && strcmp(path + n - 4, ".csv") == 0 ? n - 4 : n;
-    char *s = malloc(base + 11);
-    if (s) {
-        memcpy(s, path, base);
-        strcpy(s + base, ".steps.csv");
-    }
-    return s;
-}
-
 /* The file name without folders and .csv, as the default label. */
 static const char *base_label(const char *path, char *buf, size_t len) {
     const char *slash = strrchr(path, '/');
@@ -112,7 +100,7 @@ int main(int argc, char **argv) {
     int rc = runs ? 0 : 1;
     char err[1024], name[256];
     for (int i = 0; !rc && i < n; i++) {
-        char *steps = steps_path_of(files[i]);
+        char *steps = tool_steps_path(files[i]);
         if (!steps || plot_read_metrics(files[i], steps,
                                         labels[i] ? labels[i] : base_label(files[i], name, sizeof name),
                                         &runs[i], err, sizeof err)) {

@@ -114,7 +114,8 @@ static void usage(FILE *f) {
             "  --save FILE             write a safetensors checkpoint after each epoch (never one\n"
             "                          holding NaN or infinity: the last finite one stays)\n"
             "  --metrics FILE.csv      per-epoch metrics as CSV (epoch,train_loss,train_accuracy,\n"
-            "                          test_loss,test_accuracy,images_per_s,seconds), rewritten each epoch\n"
+            "                          test_loss,test_accuracy,images_per_s,seconds), rewritten each epoch,\n"
+            "                          and each step's loss in FILE.steps.csv (epoch,loss) for clgrad-plot\n"
             "  --plot FILE.png|.svg    training curves, redrawn after every epoch (builds with cairo)\n",
             TRAIN_DATA_DEFAULT_HOLDOUT);
     fprintf(f,
@@ -503,17 +504,20 @@ static void progress(bool tty, int epoch, int epochs, int done, int total, doubl
 }
 
 #define METRICS_HEADER "epoch,train_loss,train_accuracy,test_loss,test_accuracy,images_per_s,seconds\n"
+/* RUN.steps.csv (tool_steps_path): each training step's loss, for clgrad-plot's per-step curve */
+#define STEPS_HEADER "epoch,loss\n"
 
-/* A resumed run's metrics: the rows of path (a CSV this tool wrote) for the epochs before
- * `before`, appended to *rows, so the file keeps the whole run's epochs. No file: nothing
- * kept; another file: a warning, and it is rewritten from this run's epochs. -1: out of memory. */
-static int resume_metrics(const char *path, uint64_t before, char **rows) {
+/* A resumed run's metrics (or step losses, by header): the rows of path (a CSV this tool
+ * wrote) for the epochs before `before`, appended to *rows, so the file keeps the whole run's
+ * epochs. No file: nothing kept; another file: a warning, and it is rewritten from this run's
+ * epochs. -1: out of memory. */
+static int resume_metrics(const char *path, const char *header, uint64_t before, char **rows) {
     FILE *f = fopen(path, "r");
     if (!f) return 0;
     char *line = NULL;
     size_t cap = 0;
     int rc = 0;
-    bool ours = getline(&line, &cap, f) > 0 && !strcmp(line, METRICS_HEADER);
+    bool ours = getline(&line, &cap, f) > 0 && !strcmp(line, header);
     if (!ours) fprintf(stderr, "clgrad-train: %s is no metrics CSV of clgrad-train: it is rewritten\n", path);
     for (ssize_t len; ours && (len = getline(&line, &cap, f)) > 0;) {
         char *end;
@@ -535,12 +539,12 @@ static int resume_metrics(const char *path, uint64_t before, char **rows) {
 /* Rewrites the whole CSV through a temp file + rename, so a crash never leaves half a file.
  * The temp name is one per path ("<path>.tmp"), so a killed run leaves at most that one, which
  * the next write replaces. */
-static int write_metrics(const char *path, const char *rows) {
+static int write_metrics(const char *path, const char *header, const char *rows) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) return -1;
-    int ok = fputs(METRICS_HEADER, f) >= 0 &&
+    int ok = fputs(header, f) >= 0 &&
              fputs(rows, f) >= 0;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
@@ -684,12 +688,14 @@ int main(int argc, char **argv) {
     int rc = 1;
     const int bs = o.batch, eval_bs = 500 > bs ? 500 : bs;
     float *logits = malloc((size_t)eval_bs * (size_t)classes * sizeof *logits);
-    char *rows = calloc(1, 1);
+    char *rows = calloc(1, 1), *step_rows = calloc(1, 1); /* --metrics: the CSVs' rows so far */
+    size_t step_rows_len = 0;
+    char *steps_path = o.metrics ? tool_steps_path(o.metrics) : NULL;
 #ifdef CLG_HAVE_PLOT
     plot_run curve = {0}; /* --plot: the epochs and per-step losses so far */
     char plot_err[512];
 #endif
-    if (!logits || !rows) {
+    if (!logits || !rows || !step_rows || (o.metrics && !steps_path)) {
         fprintf(stderr, "clgrad-train: out of memory\n");
         goto done;
     }
@@ -798,10 +804,13 @@ int main(int argc, char **argv) {
                     o.resume, (unsigned long long)at.epoch, (long long)at.batch, (long long)batches);
             goto done;
         }
-        if (o.metrics && rank == 0 && resume_metrics(o.metrics, at.epoch, &rows)) {
+        if (o.metrics && rank == 0 &&
+            (resume_metrics(o.metrics, METRICS_HEADER, at.epoch, &rows) ||
+             resume_metrics(steps_path, STEPS_HEADER, at.epoch, &step_rows))) {
             fprintf(stderr, "clgrad-train: out of memory\n");
             goto done;
         }
+        step_rows_len = strlen(step_rows);
 #ifdef CLG_HAVE_PLOT
         /* the earlier epochs' rows on the plot too (their per-step losses are not kept) */
         for (const char *row = rows; o.plot && *row; row = strchr(row, '\n') + 1) {
@@ -859,6 +868,15 @@ int main(int argc, char **argv) {
 #ifdef CLG_HAVE_PLOT
             if (o.plot && plot_run_add_step(&curve, epoch - 1 + (double)(b + 1) / (double)batches, r.last)) goto done;
 #endif
+            if (o.metrics && rank == 0) {
+                char row[64];
+                const int len = snprintf(row, sizeof row, "%d,%.6f\n", epoch, r.last);
+                char *grown = realloc(step_rows, step_rows_len + (size_t)len + 1);
+                if (!grown) goto done;
+                step_rows = grown;
+                memcpy(step_rows + step_rows_len, row, (size_t)len + 1);
+                step_rows_len += (size_t)len;
+            }
             step++;
             if (sched && (st = clg_lr_scheduler_step(sched))) {
                 fail(ctx, "learning-rate schedule", st);
@@ -945,8 +963,12 @@ int main(int argc, char **argv) {
             if (!grown) goto done;
             rows = grown;
             strcat(rows, row);
-            if (write_metrics(o.metrics, rows)) {
+            if (write_metrics(o.metrics, METRICS_HEADER, rows)) {
                 fprintf(stderr, "clgrad-train: cannot write %s\n", o.metrics);
+                goto done;
+            }
+            if (write_metrics(steps_path, STEPS_HEADER, step_rows)) {
+                fprintf(stderr, "clgrad-train: cannot write %s\n", steps_path);
                 goto done;
             }
         }
@@ -1009,6 +1031,8 @@ done:
     free(params);
     free(logits);
     free(rows);
+    free(step_rows);
+    free(steps_path);
 #ifdef CLG_HAVE_PLOT
     plot_run_free(&curve);
 #endif

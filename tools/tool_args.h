@@ -100,4 +100,18 @@ static inline bool tool_check_writable(const char *tool, const char *opt, const 
     return true;
 }
 
+/* The per-step losses' CSV beside a metrics CSV: RUN.csv -> RUN.steps.csv (other names get
+ * .steps.csv appended); malloc'd, NULL when out of memory. clgrad-train writes it, clgrad-plot
+ * reads it. */
+static inline char *tool_steps_path(const char *metrics) {
+    size_t n = strlen(metrics);
+    const size_t base = n >= 4 && strcmp(metrics + n - 4, ".csv") == 0 ? n - 4 : n;
+    char *s = malloc(base + 11);
+    if (s) {
+        memcpy(s, metrics, base);
+        strcpy(s + base, ".steps.csv");
+    }
+    return s;
+}
+
 #endif

@@ -93,6 +93,9 @@ else
     small=(--model lenet --limit 256 --test-limit 100 --batch 64 --seed 3)
     "$train" "${small[@]}" --epochs 1 --save "$tmp/good.st" --metrics "$tmp/m.csv" >"$tmp/good.txt" 2>&1
     check "a small run saves a checkpoint (exit $?)" $?
+    # --metrics m.csv also writes each step's loss to m.steps.csv (clgrad-plot's per-step curve)
+    [ "$(head -1 "$tmp/m.steps.csv")" = "epoch,loss" ] && [ "$(grep -c '^1,[0-9.]*$' "$tmp/m.steps.csv")" -eq 4 ]
+    check "--metrics writes the 4 steps' losses beside it: $(tr '\n' ' ' <"$tmp/m.steps.csv")" $?
     cp "$tmp/good.st" "$tmp/good.copy"
 
     "$train" "${small[@]}" --epochs 2 --lr 1e30 --load "$tmp/good.st" --save "$tmp/good.st" \

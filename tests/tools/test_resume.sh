@@ -18,7 +18,7 @@ for model in cnn lenet; do
 
     # Kill the second run once it has saved its state at least twice (every 4 steps), then resume.
     state="$dir/$model-state.safetensors"
-    rm -f "$dir/resumed.csv"
+    rm -f "$dir/resumed.csv" "$dir/resumed.steps.csv"
     "$train" "${args[@]}" --save "$dir/$model-resumed.safetensors" --checkpoint "$state" --save-every 4 \
         --metrics "$dir/resumed.csv" >"$dir/killed.log" 2>&1 &
     pid=$!
@@ -42,6 +42,11 @@ for model in cnn lenet; do
     # (train_loss of a resumed epoch counts only its resumed part; rates and times differ).
     [ "$(cut -d, -f1,4,5 "$dir/whole.csv")" = "$(cut -d, -f1,4,5 "$dir/resumed.csv")" ] ||
         fail "$model: the resumed metrics differ: $(cat "$dir/resumed.csv") vs $(cat "$dir/whole.csv")"
+    # The step losses of the epochs before the resumed one are kept too, the same values.
+    e=$(sed -n 's/^resumed from .*: epoch \([0-9]*\),.*/\1/p' "$dir/resumed.log")
+    [ -n "$e" ] && [ "$(awk -F, -v e="$e" 'NR > 1 && $1 < e' "$dir/whole.steps.csv")" = \
+        "$(awk -F, -v e="$e" 'NR > 1 && $1 < e' "$dir/resumed.steps.csv")" ] ||
+        fail "$model: the step losses before epoch $e differ after the resume"
     echo "test_resume: $model: $(grep '^resumed' "$dir/resumed.log"): final checkpoint identical, metrics of $(($(wc -l <"$dir/resumed.csv") - 1)) epochs"
 done
 
