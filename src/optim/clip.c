@@ -78,6 +78,19 @@ clg_status clg_clip_grad_norm(clg_tensor *const *params, size_t n, double max_no
     return clg__clip_grad_norm_k(params, n, max_norm, norm_type, total_norm, -1);
 }
 
+/* The (buffer, element count) arguments of k slots for a batch of c gradients: unused slots
+ * repeat the first buffer with count 0. Returns how many arguments it wrote (2 k). */
+static cl_uint grad_slot_args(clg_tensor *const *gs, size_t c, int k, cl_mem *gm, int *numel, clg_karg *args) {
+    cl_uint na = 0;
+    for (int j = 0; j < k; j++) {
+        gm[j] = clg__mem(gs[(size_t)j < c ? j : 0]);
+        numel[j] = (size_t)j < c ? (int)gs[j]->numel : 0;
+        args[na++] = CLG_ARG(gm[j]);
+        args[na++] = CLG_ARG(numel[j]);
+    }
+    return na;
+}
+
 clg_status clg__clip_grad_norm_k(clg_tensor *const *params, size_t n, double max_norm, double norm_type,
                                  double *total_norm, int k) {
     const char *what = "clip_grad_norm";
@@ -169,13 +182,7 @@ clg_status clg__clip_grad_norm_k(clg_tensor *const *params, size_t n, double max
         cl_mem gm[CLG_OPTIM_MT_MAX];
         int numel[CLG_OPTIM_MT_MAX];
         clg_karg args[CLG_OPTIM_MT_MAX * 2 + 3];
-        cl_uint na = 0;
-        for (int j = 0; j < k; j++) {
-            gm[j] = clg__mem(gs[(size_t)j < c ? j : 0]);
-            numel[j] = (size_t)j < c ? (int)gs[j]->numel : 0;
-            args[na++] = CLG_ARG(gm[j]);
-            args[na++] = CLG_ARG(numel[j]);
-        }
+        cl_uint na = grad_slot_args(gs, c, k, gm, numel, args);
         const int tot = (int)total;
         args[na++] = CLG_ARG(om);
         args[na++] = CLG_ARG(tot);
@@ -229,13 +236,7 @@ clg_status clg__clip_grad_value_k(clg_tensor *const *params, size_t n, double cl
         cl_mem gm[CLG_OPTIM_MT_MAX];
         int numel[CLG_OPTIM_MT_MAX];
         clg_karg args[CLG_OPTIM_MT_MAX * 2 + 4];
-        cl_uint na = 0;
-        for (int j = 0; j < k; j++) {
-            gm[j] = clg__mem(gs[(size_t)j < c ? j : 0]);
-            numel[j] = (size_t)j < c ? (int)gs[j]->numel : 0;
-            args[na++] = CLG_ARG(gm[j]);
-            args[na++] = CLG_ARG(numel[j]);
-        }
+        cl_uint na = grad_slot_args(gs, c, k, gm, numel, args);
         const int tot = (int)total;
         args[na++] = clg__real(dt, &lo, -clip_value);
         args[na++] = clg__real(dt, &hi, clip_value);
