@@ -507,11 +507,33 @@ static void progress(bool tty, int epoch, int epochs, int done, int total, doubl
 /* RUN.steps.csv (tool_steps_path): each training step's loss, for clgrad-plot's per-step curve */
 #define STEPS_HEADER "epoch,loss\n"
 
+/* A CSV's rows so far (text NUL-terminated once anything is appended), grown geometrically: a
+ * row per training step must not copy the whole text each time. */
+typedef struct csv_rows {
+    char *text;
+    size_t len, cap;
+} csv_rows;
+
+/* Appends n bytes of row; -1 when out of memory. */
+static int rows_append(csv_rows *r, const char *row, size_t n) {
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        while (cap < r->len + n + 1) cap *= 2;
+        char *grown = realloc(r->text, cap);
+        if (!grown) return -1;
+        r->text = grown, r->cap = cap;
+    }
+    memcpy(r->text + r->len, row, n);
+    r->len += n;
+    r->text[r->len] = '\0';
+    return 0;
+}
+
 /* A resumed run's metrics (or step losses, by header): the rows of path (a CSV this tool
- * wrote) for the epochs before `before`, appended to *rows, so the file keeps the whole run's
+ * wrote) for the epochs before `before`, appended to rows, so the file keeps the whole run's
  * epochs. No file: nothing kept; another file: a warning, and it is rewritten from this run's
  * epochs. -1: out of memory. */
-static int resume_metrics(const char *path, const char *header, uint64_t before, char **rows) {
+static int resume_metrics(const char *path, const char *header, uint64_t before, csv_rows *rows) {
     FILE *f = fopen(path, "r");
     if (!f) return 0;
     char *line = NULL;
@@ -523,13 +545,10 @@ static int resume_metrics(const char *path, const char *header, uint64_t before,
         char *end;
         const long long e = strtoll(line, &end, 10);
         if (end == line || *end != ',' || e < 1 || (uint64_t)e >= before || line[len - 1] != '\n') continue;
-        char *grown = realloc(*rows, strlen(*rows) + (size_t)len + 1);
-        if (!grown) {
+        if (rows_append(rows, line, (size_t)len)) {
             rc = -1;
             break;
         }
-        *rows = grown;
-        strcat(*rows, line);
     }
     free(line);
     fclose(f);
@@ -539,13 +558,13 @@ static int resume_metrics(const char *path, const char *header, uint64_t before,
 /* Rewrites the whole CSV through a temp file + rename, so a crash never leaves half a file.
  * The temp name is one per path ("<path>.tmp"), so a killed run leaves at most that one, which
  * the next write replaces. */
-static int write_metrics(const char *path, const char *header, const char *rows) {
+static int write_metrics(const char *path, const char *header, const csv_rows *rows) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) return -1;
     int ok = fputs(header, f) >= 0 &&
-             fputs(rows, f) >= 0;
+             (rows->len == 0 || fwrite(rows->text, 1, rows->len, f) == rows->len);
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
         remove(tmp);
@@ -688,14 +707,13 @@ int main(int argc, char **argv) {
     int rc = 1;
     const int bs = o.batch, eval_bs = 500 > bs ? 500 : bs;
     float *logits = malloc((size_t)eval_bs * (size_t)classes * sizeof *logits);
-    char *rows = calloc(1, 1), *step_rows = calloc(1, 1); /* --metrics: the CSVs' rows so far */
-    size_t step_rows_len = 0;
+    csv_rows rows = {0}, step_rows = {0}; /* --metrics: the two CSVs' rows so far */
     char *steps_path = o.metrics ? tool_steps_path(o.metrics) : NULL;
 #ifdef CLG_HAVE_PLOT
     plot_run curve = {0}; /* --plot: the epochs and per-step losses so far */
     char plot_err[512];
 #endif
-    if (!logits || !rows || !step_rows || (o.metrics && !steps_path)) {
+    if (!logits || (o.metrics && !steps_path)) {
         fprintf(stderr, "clgrad-train: out of memory\n");
         goto done;
     }
@@ -810,10 +828,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "clgrad-train: out of memory\n");
             goto done;
         }
-        step_rows_len = strlen(step_rows);
 #ifdef CLG_HAVE_PLOT
         /* the earlier epochs' rows on the plot too (their per-step losses are not kept) */
-        for (const char *row = rows; o.plot && *row; row = strchr(row, '\n') + 1) {
+        for (const char *row = rows.text; o.plot && row && *row; row = strchr(row, '\n') + 1) {
             plot_epoch pe;
             if (sscanf(row, "%lf,%lf,%lf,%lf,%lf", &pe.epoch, &pe.train_loss, &pe.train_accuracy, &pe.test_loss,
                        &pe.test_accuracy) == 5 &&
@@ -869,13 +886,9 @@ int main(int argc, char **argv) {
             if (o.plot && plot_run_add_step(&curve, epoch - 1 + (double)(b + 1) / (double)batches, r.last)) goto done;
 #endif
             if (o.metrics && rank == 0) {
-                char row[64];
-                const int len = snprintf(row, sizeof row, "%d,%.6f\n", epoch, r.last);
-                char *grown = realloc(step_rows, step_rows_len + (size_t)len + 1);
-                if (!grown) goto done;
-                step_rows = grown;
-                memcpy(step_rows + step_rows_len, row, (size_t)len + 1);
-                step_rows_len += (size_t)len;
+                char row[400]; /* a %.6f of any finite double fits */
+                snprintf(row, sizeof row, "%d,%.6f\n", epoch, r.last);
+                if (rows_append(&step_rows, row, strlen(row))) goto done;
             }
             step++;
             if (sched && (st = clg_lr_scheduler_step(sched))) {
@@ -956,18 +969,15 @@ int main(int argc, char **argv) {
                epoch, train_loss, train_acc, test_loss, test_acc, ips, secs);
         fflush(stdout);
         if (o.metrics && rank == 0) {
-            char row[256];
+            char row[2400]; /* six %f of any finite double fit */
             snprintf(row, sizeof row, "%d,%.6f,%.6f,%.6f,%.6f,%.1f,%.3f\n", epoch, train_loss, train_acc, test_loss,
                      test_acc, ips, secs);
-            char *grown = realloc(rows, strlen(rows) + strlen(row) + 1);
-            if (!grown) goto done;
-            rows = grown;
-            strcat(rows, row);
-            if (write_metrics(o.metrics, METRICS_HEADER, rows)) {
+            if (rows_append(&rows, row, strlen(row))) goto done;
+            if (write_metrics(o.metrics, METRICS_HEADER, &rows)) {
                 fprintf(stderr, "clgrad-train: cannot write %s\n", o.metrics);
                 goto done;
             }
-            if (write_metrics(steps_path, STEPS_HEADER, step_rows)) {
+            if (write_metrics(steps_path, STEPS_HEADER, &step_rows)) {
                 fprintf(stderr, "clgrad-train: cannot write %s\n", steps_path);
                 goto done;
             }
@@ -1030,8 +1040,8 @@ done:
     train_data_free(&data);
     free(params);
     free(logits);
-    free(rows);
-    free(step_rows);
+    free(rows.text);
+    free(step_rows.text);
     free(steps_path);
 #ifdef CLG_HAVE_PLOT
     plot_run_free(&curve);
