@@ -522,3 +522,115 @@ gemm_tile_nt(const int m, const int n, const int k, __global const REAL *a, cons
     }
     TILES_END()
 }
+
+/* ---- conv2d's input gradient straight from dy, for stride-1 convolutions (conv_dx_run in
+ * src/blas/packed.c, used by src/ops/conv2d.c):
+ *   dx[n][g*Cg + ci][h][w] = beta*dx + the sum, over taps (i, j) in order, of
+ *   dcol(ci, i, j)[n, oh, ow] = the fma chain over k of W[g*Kg + k][ci][i][j] * dy[n][g*Kg + k][oh][ow],
+ *   oh = h + PH - i*DH, ow = w + PW - j*DW, taps that fall outside dy skipped.
+ * That is the im2col route's GEMM dcol = Wᵀ dY (gemm_tile: one fma chain over k from zero)
+ * and its col2im_cpu (taps added in order to a sum from zero) in one pass: the same bits,
+ * without dcol in memory. A lane whose tap falls outside adds +0, which leaves a sum that
+ * started at +0 unchanged; its product, which may be NaN from W, is masked off first.
+ * Tile: MR channels by NR consecutive pixels (h*W + w) of one image, so small images fill
+ * whole tiles; where OW == W ("same" convolutions), or all NR pixels lie in one row, a tap's
+ * dy values for the tile are consecutive too, and read as NV vectors. Tile t: channel block
+ * t % ctb (ctb = G * ceil(Cg/MR)), then pixel block, then image. */
+#ifdef REAL_IS_DOUBLE
+#define MASK long
+#else
+#define MASK int
+#endif
+#define MASKV CAT(MASK, VW)
+#define VLOADM CAT(vload, VW)
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+conv_dx(__global const REAL *dy, __global const REAL *w, __global REAL *dx, const REAL beta, const int N,
+        const int C, const int H, const int W, const int K, const int KH, const int KW, const int PH,
+        const int PW, const int DH, const int DW, const int OH, const int OW, const int G, const int tpw,
+        const ulong dy_len) {
+    const int Cg = C / G, Kg = K / G, HW = H * W, P = OH * OW, khw = KH * KW, wk = Cg * khw;
+    const int tcg = (Cg + MR - 1) / MR, ctb = G * tcg, tp = (HW + NR - 1) / NR, all = N * tp * ctb;
+    for (int t = get_global_id(0) * tpw, t_end = min(t + tpw, all); t < t_end; t++) {
+        const int cb = t % ctb, rest = t / ctb, pb = rest % tp, n = rest / tp;
+        const int g = cb / tcg, c0 = (cb - g * tcg) * MR, rows = min(MR, Cg - c0);
+        const int p0 = pb * NR, cols = min(NR, HW - p0);
+        int hl[NR], wl[NR];
+        for (int l = 0; l < NR; l++) {
+            const int p = p0 + min(l, cols - 1);
+            hl[l] = p / W;
+            wl[l] = p - hl[l] * W;
+        }
+        /* W[g*Kg + k][c0 + r][i][j] at wr[r][k*wk + i*KW + j]; rows past Cg clamped, dropped at the store */
+        __global const REAL *wr[MR];
+        _Pragma("unroll") for (int r = 0; r < MR; r++)
+            wr[r] = w + ((size_t)g * Kg * Cg + min(c0 + r, Cg - 1)) * khw;
+        const long dyb_off = ((long)n * K + (long)g * Kg) * P;
+        __global const REAL *dyb = dy + dyb_off;
+        /* the tile's sums, in private memory: with the accumulators they would not fit the
+         * vector registers, and they change only once per tap */
+        REAL s[MR * NR];
+        for (int e = 0; e < MR * NR; e++) s[e] = (REAL)0;
+        for (int i = 0; i < KH; i++)
+            for (int j = 0; j < KW; j++) {
+                const int sh = PH - i * DH, sw = PW - j * DW, woff = i * KW + j;
+                MASK m[NR];
+                int src[NR], valid = 0;
+                for (int l = 0; l < NR; l++) {
+                    const int oh = hl[l] + sh, ow = wl[l] + sw;
+                    const bool ok = l < cols && oh >= 0 && oh < OH && ow >= 0 && ow < OW;
+                    m[l] = ok ? (MASK)-1 : (MASK)0;
+                    valid += ok;
+                    src[l] = oh * OW + ow;
+                }
+                if (valid == 0) continue;
+                /* the lanes read dy at src[0] + l, the masked ones too (other planes' values, or
+                 * outside it: then lane by lane) */
+                const int s0 = src[0];
+                const bool consecutive = (OW == W || hl[0] == hl[cols - 1]) && dyb_off + s0 >= 0 &&
+                                         dyb_off + (long)(Kg - 1) * P + s0 + NR <= (long)dy_len;
+                REALV acc[MR][NV];
+                _Pragma("unroll") for (int r = 0; r < MR; r++)
+                _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (REALV)(0);
+#define AV_CONV_DX(r, kk) wr[r][(kk) * wk + woff]
+                if (consecutive) {
+                    __global const REAL *bq = dyb + s0;
+                    const int b_rs = P;
+                    int kk = 0;
+                    for (; kk + 1 < Kg; kk += 2) {
+                        TILE_BROW(b0, kk)
+                        TILE_STEP(AV_CONV_DX, kk, b0)
+                        TILE_BROW(b1, kk + 1)
+                        TILE_STEP(AV_CONV_DX, kk + 1, b1)
+                    }
+                    if (kk < Kg) {
+                        TILE_BROW(b0, kk)
+                        TILE_STEP(AV_CONV_DX, kk, b0)
+                    }
+                } else {
+                    for (int kk = 0; kk < Kg; kk++) {
+                        REAL bs[NR];
+                        for (int l = 0; l < NR; l++) bs[l] = m[l] ? dyb[(size_t)kk * P + src[l]] : (REAL)0;
+                        REALV bv[NV];
+                        _Pragma("unroll") for (int v = 0; v < NV; v++) bv[v] = VLOADV(v, bs);
+                        TILE_STEP(AV_CONV_DX, kk, bv)
+                    }
+                }
+                if (valid == NR) {
+                    _Pragma("unroll") for (int r = 0; r < MR; r++)
+                    _Pragma("unroll") for (int v = 0; v < NV; v++)
+                        VSTOREV(VLOADV(v, s + r * NR) + acc[r][v], v, s + r * NR);
+                } else {
+                    _Pragma("unroll") for (int v = 0; v < NV; v++) {
+                        const MASKV mv = VLOADM(v, m);
+                        _Pragma("unroll") for (int r = 0; r < MR; r++)
+                            VSTOREV(VLOADV(v, s + r * NR) + select((REALV)(0), acc[r][v], mv), v, s + r * NR);
+                    }
+                }
+            }
+        for (int r = 0; r < rows; r++) {
+            __global REAL *d = dx + ((size_t)n * C + (size_t)g * Cg + c0 + r) * HW + p0;
+            for (int l = 0; l < cols; l++) ACCUM(d[l], s[r * NR + l]);
+        }
+    }
+}

@@ -44,4 +44,21 @@ clg_status clg__gemm_conv_mem(clg_context *ctx, clg_dtype dtype, size_t m, size_
                               cl_mem a, size_t a_off, size_t lda, const clg_gemm_conv_src *b, double beta,
                               cl_mem c, size_t c_off, size_t ldc);
 
+/* conv2d's input gradient for stride 1, on the packed path, without dcol (conv_dx in
+ * cl/blas/gemm_packed.cl): dx (N, C, H, W) = beta*dx + col2im(Wᵀ dY) from dy (N, K, OH, OW)
+ * and w (K, C/G, KH, KW), the same bits as the im2col route's GEMM on the packed path followed
+ * by its col2im. The buffers hold exactly those tensors, from offset 0. */
+typedef struct clg_gemm_conv_dx {
+    cl_mem dy, w, dx;
+    int N, C, H, W, K, KH, KW, PH, PW, DH, DW, OH, OW, G;
+} clg_gemm_conv_dx;
+
+/* *ok: whether the im2col route's dcol product, dcol (m, n) = Wᵀ (m, k) · dY (k, n), runs on
+ * the packed path in one pass over k, so that clg__gemm_conv_dx gives its bits. Enqueues nothing. */
+clg_status clg__gemm_conv_dx_check(clg_context *ctx, clg_dtype dtype, size_t m, size_t n, size_t k, bool *ok);
+
+/* Enqueues the input gradient a describes; only after clg__gemm_conv_dx_check said ok for
+ * every chunk's product. */
+clg_status clg__gemm_conv_dx(clg_context *ctx, clg_dtype dtype, const clg_gemm_conv_dx *a, double beta);
+
 #endif

@@ -347,8 +347,8 @@ static clg_status packed_run(clg_context *ctx, const clg_gemm_args *g) {
 /* Every kernel of the program, so that a compiler that builds the program but cannot give
  * one of its kernels (CL_INVALID_KERNEL_NAME) shows before the choice relies on the path. */
 static clg_status packed_prepare(clg_context *ctx, clg_dtype dt) {
-    static const char *const kernels[] = {"gemm_tile", "gemm_tile_da", "gemm_tile_nt",
-                                          "pack_a",    "pack_b",       "pack_b_conv"};
+    static const char *const kernels[] = {"gemm_tile", "gemm_tile_da", "gemm_tile_nt", "pack_a",
+                                          "pack_b",    "pack_b_conv",  "conv_dx"};
     char opts[160];
     build_options(ctx, clg__packed_config(ctx, dt), opts, sizeof opts);
     clg_status st = CLG_OK;
@@ -388,7 +388,7 @@ static clg_gemm_args conv_args(clg_dtype dt, size_t m, size_t n, size_t k, doubl
 
 static clg_status conv_ok(clg_context *ctx, const clg_gemm_args *g, bool *ok) {
     *ok = false;
-    if (!g->m || !g->n || !g->k || g->lda < g->k || g->ldc < g->n) return CLG_OK;
+    if (!g->m || !g->n || !g->k || g->lda < (g->ta ? g->m : g->k) || g->ldc < g->n) return CLG_OK;
     clg_gemm_state *s = NULL;
     clg_status st = clg__gemm_state(ctx, &s);
     const clg_gemm_path *path = NULL;
@@ -434,4 +434,46 @@ clg_status clg__gemm_conv_mem(clg_context *ctx, clg_dtype dtype, size_t m, size_
     const plan pl = conv_plan(ctx, dtype, m, n, k);
     return run(ctx, dtype, cfg, pl, false, false, m, n, k, alpha, a, a_off, lda, NULL, 0, n, b, beta, c,
                c_off, ldc);
+}
+
+/* ---------------------------------------------------------------- conv2d's input gradient */
+
+clg_status clg__gemm_conv_dx_check(clg_context *ctx, clg_dtype dtype, size_t m, size_t n, size_t k, bool *ok) {
+    clg_gemm_args g = conv_args(dtype, m, n, k, 1.0, NULL, 0, m, 0.0, NULL, 0, n);
+    g.ta = true;
+    clg_status st = conv_ok(ctx, &g, ok);
+    /* k in one pass: from 2 KC_PASS on, run() splits k and adds the passes' sums (other bits) */
+    if (st == CLG_OK && k >= 2 * KC_PASS) *ok = false;
+    return st;
+}
+
+clg_status clg__gemm_conv_dx(clg_context *ctx, clg_dtype dtype, const clg_gemm_conv_dx *a, double beta) {
+    if (clg__fault(ctx, CLG_FAULT_ENQUEUE)) return clg__fail(ctx, CLG_BLAS_ERROR, "gemm: injected fault");
+    const clg_packed_config cfg = clg__packed_config(ctx, dtype);
+    const size_t cg = (size_t)(a->C / a->G), kg = (size_t)(a->K / a->G), khw = (size_t)a->KH * a->KW;
+    const size_t tiles = (size_t)a->N * (((size_t)a->H * a->W + (size_t)cfg.nr - 1) / (size_t)cfg.nr) *
+                         (size_t)a->G * ((cg + (size_t)cfg.mr - 1) / (size_t)cfg.mr);
+    /* the kernel's indices: tiles (+ a work-item's worth past the end), one group's weights, planes */
+    if (!fits_int_sum(1024, tiles, 1, 0) || !fits_int_sum(0, kg * cg, khw, 0) ||
+        !fits_int_sum(0, (size_t)a->OH, (size_t)a->OW, (size_t)cfg.nr) ||
+        !fits_int_sum(0, (size_t)a->H, (size_t)a->W, (size_t)cfg.nr))
+        return clg__fail(ctx, CLG_UNSUPPORTED, "gemm: conv2d input gradient of %d x %d x %d x %d past 2^31",
+                         a->N, a->C, a->H, a->W);
+    char opts[160];
+    build_options(ctx, cfg, opts, sizeof opts);
+    cl_kernel kd;
+    clg_status st = clg__kernel_dt(ctx, PROGRAM, "conv_dx", dtype, opts, &kd);
+    if (st != CLG_OK) return st;
+    const cl_int tpw = tiles_per_item(ctx, tiles, (size_t)cfg.mr * (size_t)cfg.nr * kg * khw);
+    const size_t items = (tiles + (size_t)tpw - 1) / (size_t)tpw, one = 1;
+    const float bf = (float)beta;
+    const clg_karg be = dtype == CLG_F64 ? CLG_ARG(beta) : CLG_ARG(bf);
+    const cl_ulong dy_len = (cl_ulong)a->N * (cl_ulong)a->K * (cl_ulong)a->OH * (cl_ulong)a->OW;
+    return clg__launch(ctx, kd, 1, &items, &one,
+                       (clg_karg[]){CLG_ARG(a->dy), CLG_ARG(a->w),  CLG_ARG(a->dx), be,
+                                    CLG_ARG(a->N),  CLG_ARG(a->C),  CLG_ARG(a->H),  CLG_ARG(a->W),
+                                    CLG_ARG(a->K),  CLG_ARG(a->KH), CLG_ARG(a->KW), CLG_ARG(a->PH),
+                                    CLG_ARG(a->PW), CLG_ARG(a->DH), CLG_ARG(a->DW), CLG_ARG(a->OH),
+                                    CLG_ARG(a->OW), CLG_ARG(a->G),  CLG_ARG(tpw),  CLG_ARG(dy_len)},
+                       20, "gemm conv_dx");
 }

@@ -11,7 +11,8 @@
  * The col buffer is bounded by ctx->conv_workspace_bytes: the batch runs in chunks.
  * Implicit route (CLGRAD_CONV, conv_route below): where the packed kernel is the GEMM, the
  * forward packs its B panels straight from the images (src/blas/packed.c) and writes no col;
- * same chunks, same bits. Tests: tests/ops/test_conv2d_implicit.c.
+ * same chunks, same bits. For stride 1 the input gradient comes straight from dy in one launch
+ * (dx_route), without dcol and col2im; same bits. Tests: tests/ops/test_conv2d_implicit.c.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -469,6 +470,22 @@ static clg_status run_bias_grad(const conv_run *r, const clg_tensor *dy, clg_ten
                          CLG_ARG(d->N), CLG_ARG(d->K), CLG_ARG(d->P));
 }
 
+/* Whether dx comes straight from dy (clg__gemm_conv_dx: one launch, no dcol, no col2im) rather
+ * than through the chunks' dcol GEMMs and col2im: stride 1, not im2col asked for, and every
+ * chunk's dcol product on the packed path in one pass over k, so that the bits are the same.
+ * auto takes it only where OW == W ("same" convolutions, whose tiles read dy as vectors). */
+static clg_status dx_route(const conv_run *r, conv_route_kind kind, int nb, bool *direct) {
+    const conv_dims *d = r->d;
+    *direct = kind != ROUTE_IM2COL && r->p->stride_h == 1 && r->p->stride_w == 1;
+    if (kind == ROUTE_AUTO) *direct = *direct && d->OW == d->W;
+    const int sizes[2] = {nb, d->N % nb};
+    clg_status st = CLG_OK;
+    for (int i = 0; i < 2 && *direct && st == CLG_OK; i++)
+        if (sizes[i])
+            st = clg__gemm_conv_dx_check(r->ctx, d->dt, d->cgkk, (size_t)sizes[i] * d->P, (size_t)d->Kg, direct);
+    return st;
+}
+
 /* dx and dw through the chunks; either may be NULL, each has its own beta. dW sums over the
  * batch: the first chunk's GEMM uses beta, later chunks add (beta 1). With several chunks
  * and beta != 0 the sum goes to a scratch dW first and then dw = beta*dw + scratch, so a
@@ -478,11 +495,23 @@ static clg_status backward_impl(const conv_run *r, const clg_tensor *x, const cl
                                 double beta_w) {
     clg_context *ctx = r->ctx;
     const conv_dims *d = r->d;
+    const clg_conv2d_params *p = r->p;
     const int nb = chunk_images(ctx, d);
     cl_mem xm = clg__mem(x), wm = clg__mem(w), dym = clg__mem(dy);
     cl_mem dxm = dx ? clg__mem(dx) : NULL, dwm = dw ? clg__mem(dw) : NULL;
     clg_tensor *dw_acc = NULL; /* scratch dW, same shape as w */
-    clg_status st = CLG_OK;
+    conv_route_kind kind;
+    clg_status st = conv_route_env(ctx, &kind);
+    bool dx_direct = false;
+    if (st == CLG_OK && dx) st = dx_route(r, kind, nb, &dx_direct);
+    if (st == CLG_OK && dx_direct) {
+        const clg_gemm_conv_dx a = {dym,         wm,      dxm,     d->N,         d->C,         d->H,
+                                    d->W,        d->K,    d->KH,   d->KW,        p->pad_h,     p->pad_w,
+                                    p->dilation_h, p->dilation_w, d->OH, d->OW, d->G};
+        st = clg__gemm_conv_dx(ctx, d->dt, &a, beta_x);
+        dx = NULL;
+    }
+    if (st != CLG_OK || (!dx && !dw)) return st;
     if (dw && nb < d->N && beta_w != 0.0) {
         if ((st = clg__tensor_like(dw, &dw_acc)) != CLG_OK) return st;
         dwm = clg__mem(dw_acc);

@@ -65,11 +65,12 @@ static double *forward_on(clg_context *ctx, const char *route, clg_dtype dt, con
     return out;
 }
 
-/* got and want hold the same bits: equal values and equal signs (zeros included). */
+/* got and want hold the same bits: equal values and equal signs (zeros included), or both NaN. */
 static void assert_same_bits(const double *got, const double *want, size_t n, const char *what) {
     for (size_t i = 0; i < n; i++)
-        if (got[i] != want[i] || signbit(got[i]) != signbit(want[i]))
-            fail_msg("%s: y[%zu] is %.17g by the implicit route, %.17g by im2col", what, i, got[i], want[i]);
+        if (isnan(got[i]) != isnan(want[i]) ||
+            (!isnan(got[i]) && (got[i] != want[i] || signbit(got[i]) != signbit(want[i]))))
+            fail_msg("%s: [%zu] is %.17g by the implicit route, %.17g by im2col", what, i, got[i], want[i]);
 }
 
 static const conv_case cases[] = {
@@ -192,11 +193,147 @@ static void test_bad_env(void **state) {
     case_free(&t);
 }
 
+/* ---------------------------------------------------------------- the input gradient */
+
+/* Launches that tell the dx routes apart. */
+typedef struct dx_seen {
+    uint64_t direct; /* "gemm conv_dx": dx straight from dy */
+    uint64_t col2im; /* "conv2d col2im": through dcol */
+} dx_seen;
+
+/* One value of t at element i, written from a double in t's dtype. */
+static void put_value(clg_context *ctx, clg_tensor *t, size_t i, double v) {
+    const size_t es = clg_dtype_size(clg_tensor_dtype(t));
+    const float f = (float)v;
+    REF_OK(ctx, clg_tensor_write_at(t, i, es == 4 ? (const void *)&f : (const void *)&v, es));
+}
+
+/* dx of case c by clg_conv2d_backward with CLGRAD_CONV=route, dx only, as doubles. beta != 0:
+ * dx starts from random values; special: w holds a NaN and dy an infinity (NaN spreads as
+ * through dcol, and a masked lane's product never reaches a sum). */
+static double *dx_on(clg_context *ctx, const char *route, clg_dtype dt, const conv_case *c, uint64_t seed,
+                     double beta, bool special, dx_seen *seen, size_t *n_out) {
+    assert_int_equal(setenv("CLGRAD_CONV", route, 1), 0);
+    case_tensors t;
+    case_make(ctx, dt, c, seed, &t);
+    if (beta != 0.0) {
+        clg_tensor_free(t.dx);
+        t.dx = ref_rand(ctx, dt, 4, t.xs, seed + 7, -1, 1);
+    }
+    if (special) {
+        put_value(ctx, t.w, clg_tensor_numel(t.w) / 2, NAN);
+        put_value(ctx, t.dy, clg_tensor_numel(t.dy) / 3, INFINITY);
+    }
+    clg_profiler_reset(ctx);
+    REF_OK(ctx, clg_profiler_start(ctx));
+    REF_OK(ctx, clg_conv2d_backward(ctx, t.x, t.w, t.dy, c->p, t.dx, NULL, NULL, beta));
+    clg_profile_row rows[64];
+    size_t n_rows = 0;
+    REF_OK(ctx, clg_profiler_summary(ctx, rows, 64, &n_rows));
+    *seen = (dx_seen){0, 0};
+    for (size_t i = 0; i < n_rows && i < 64; i++) {
+        if (!strcmp(rows[i].name, "gemm conv_dx")) seen->direct += rows[i].launches;
+        if (!strcmp(rows[i].name, "conv2d col2im")) seen->col2im += rows[i].launches;
+    }
+    clg_profiler_stop(ctx);
+    double *out = ref_to_host_f64(t.dx);
+    *n_out = clg_tensor_numel(t.dx);
+    case_free(&t);
+    assert_int_equal(unsetenv("CLGRAD_CONV"), 0);
+    return out;
+}
+
+/* Stride-1 cases (the rest take dcol and col2im on every route): same and valid padding,
+ * dilation, groups, 1x1, images smaller and larger than a tile, OW != W (tiles across rows
+ * read dy lane by lane), padding wider than the kernel reaches, many channels. */
+static const conv_case dx_cases[] = {
+    {2, 3, 9, 8, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), false},
+    {3, 4, 8, 8, 6, 3, 3, P_(1, 1, 2, 2, 2, 2, 2), false},   /* dilation, groups */
+    {3, 4, 6, 6, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 4), false},   /* depthwise */
+    {2, 5, 7, 9, 3, 1, 1, P_(1, 1, 0, 0, 1, 1, 1), false},   /* 1x1 */
+    {2, 3, 13, 11, 7, 5, 3, P_(1, 1, 2, 1, 1, 1, 1), false}, /* same, odd sizes */
+    {3, 2, 10, 12, 3, 5, 5, P_(1, 1, 0, 0, 1, 1, 1), false}, /* valid: OW < W */
+    {4, 2, 5, 3, 3, 3, 3, P_(1, 1, 2, 2, 2, 1, 1), false},   /* padding past the kernel's reach */
+    {2, 2, 4, 70, 3, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), false},  /* rows longer than tiles */
+    {2, 40, 7, 7, 36, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), false}, /* channels in several tiles */
+    {1, 6, 1, 1, 5, 1, 1, P_(1, 1, 0, 0, 1, 1, 1), false},   /* one pixel */
+};
+
+/* dx by the implicit route equals dx by im2col bit for bit, and each route ran as named. */
+static void dx_case_run(clg_kernel_style style, clg_dtype dt, const conv_case *c, uint64_t seed) {
+    const double betas[2] = {0.0, 1.0};
+    for (int wi = 0; wi < 2; wi++)
+        for (int bi = 0; bi < 4; bi++) {
+            const double beta = betas[bi & 1];
+            const bool special = bi >= 2;
+            char what[400], name[256];
+            case_name(c, "dx", name, sizeof name);
+            snprintf(what, sizeof what, "%s, %s, beta %g%s, %s", name, clg_dtype_name(dt), beta,
+                     special ? ", NaN in w and inf in dy" : "", wi ? "one image per chunk" : "one chunk");
+            clg_context *ctx = route_context(style, wi ? 1 : (size_t)1 << 30, "packed");
+            dx_seen si, sc;
+            size_t ni, nc;
+            double *got = dx_on(ctx, "implicit", dt, c, seed, beta, special, &si, &ni);
+            double *want = dx_on(ctx, "im2col", dt, c, seed, beta, special, &sc, &nc);
+            clg_context_free(ctx);
+            assert_int_equal(ni, nc);
+            if (si.direct != 1 || si.col2im != 0)
+                fail_msg("%s: the implicit route ran conv_dx %llu times and col2im %llu times", what,
+                         (unsigned long long)si.direct, (unsigned long long)si.col2im);
+            if (sc.direct != 0 || sc.col2im == 0)
+                fail_msg("%s: the im2col route ran conv_dx %llu times and col2im %llu times", what,
+                         (unsigned long long)sc.direct, (unsigned long long)sc.col2im);
+            size_t nan_count = 0;
+            for (size_t i = 0; i < ni; i++) nan_count += isnan(want[i]) != 0;
+            if (special && nan_count == 0) fail_msg("%s: the NaN in w reached no dx value", what);
+            assert_same_bits(got, want, ni, what);
+            free(got), free(want);
+        }
+}
+
+static void test_dx_bits_f32(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    for (size_t i = 0; i < sizeof dx_cases / sizeof *dx_cases; i++)
+        dx_case_run(style, CLG_F32, &dx_cases[i], 1200 + i);
+}
+
+static void test_dx_bits_f64(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    for (size_t i = 0; i < sizeof dx_cases / sizeof *dx_cases; i++)
+        dx_case_run(style, CLG_F64, &dx_cases[i], 1250 + i);
+}
+
+/* auto gathers dx from dy for "same" convolutions (OW == W) only; strides and CLBlast never. */
+static void test_dx_auto(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    const conv_case strided = {2, 3, 9, 8, 4, 3, 3, P_(2, 1, 1, 1, 1, 1, 1), false};
+    const struct {
+        const conv_case *c;
+        const char *route, *path;
+        bool direct;
+    } runs[] = {
+        {&dx_cases[0], "auto", "packed", true},   {&dx_cases[5], "auto", "packed", false},
+        {&strided, "implicit", "packed", false},  {&dx_cases[0], "implicit", "clblast", false},
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
+        clg_context *ctx = route_context(style, 0, runs[i].path);
+        dx_seen seen;
+        size_t n;
+        free(dx_on(ctx, runs[i].route, CLG_F32, runs[i].c, 60 + i, 0.0, false, &seen, &n));
+        clg_context_free(ctx);
+        if ((seen.direct > 0) != runs[i].direct || (seen.col2im > 0) == runs[i].direct)
+            fail_msg("run %zu (%s on %s): conv_dx %llu launches, col2im %llu", i, runs[i].route, runs[i].path,
+                     (unsigned long long)seen.direct, (unsigned long long)seen.col2im);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bits_f32), cmocka_unit_test(test_bits_f64),
         cmocka_unit_test(test_graph),    cmocka_unit_test(test_clblast_falls_back),
         cmocka_unit_test(test_auto),     cmocka_unit_test(test_bad_env),
+        cmocka_unit_test(test_dx_bits_f32), cmocka_unit_test(test_dx_bits_f64),
+        cmocka_unit_test(test_dx_auto),
     };
     return REF_RUN_BOTH_STYLES("conv2d implicit", tests);
 }
