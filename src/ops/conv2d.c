@@ -347,7 +347,8 @@ static clg_status run_pack(const conv_run *r, cl_mem dy, int n0, int m, cl_mem d
  * also pack col into panels (k = Cg*KH*KW >= 512 or Kg >= 256), i.e. where it saves a whole
  * pass over col. Elsewhere the GEMM reads col in place, and packing from the images measured
  * no clear win (within noise at OW >= the panel width; packing 7-25% slower than im2col on
- * 14x14 and 28x28 images; the resnet step 12% slower all implicit: README "Conv2d"). */
+ * 14x14 and 28x28 images; the resnet step 12% slower all implicit: README "Conv2d"). The
+ * backward's input gradient has its own rule under the same setting: dx_route. */
 typedef enum { ROUTE_AUTO, ROUTE_IM2COL, ROUTE_IMPLICIT } conv_route_kind;
 
 static clg_status conv_route_env(clg_context *ctx, conv_route_kind *out) {
