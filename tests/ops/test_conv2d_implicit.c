@@ -21,6 +21,19 @@ typedef struct route_seen {
     uint64_t im2col;    /* "conv2d im2col": col in memory */
 } route_seen;
 
+/* Stops ctx's profiler; *na and *nb: the launches of the kernels named a and b since it started. */
+static void stop_counting(clg_context *ctx, const char *a, uint64_t *na, const char *b, uint64_t *nb) {
+    clg_profile_row rows[64];
+    size_t n_rows = 0;
+    REF_OK(ctx, clg_profiler_summary(ctx, rows, 64, &n_rows));
+    *na = *nb = 0;
+    for (size_t i = 0; i < n_rows && i < 64; i++) {
+        if (!strcmp(rows[i].name, a)) *na += rows[i].launches;
+        if (!strcmp(rows[i].name, b)) *nb += rows[i].launches;
+    }
+    clg_profiler_stop(ctx);
+}
+
 /* A profiling context of this style and workspace with the GEMM forced onto path. */
 static clg_context *route_context(clg_kernel_style style, size_t workspace, const char *path) {
     clg_context_params p = clg_context_default_params();
@@ -48,15 +61,7 @@ static double *forward_on(clg_context *ctx, const char *route, clg_dtype dt, con
         REF_OK(ctx, clg_conv2d(ctx, t.x, t.w, t.b, c->p, &y));
     else
         REF_OK(ctx, clg_conv2d_forward(ctx, t.x, t.w, t.b, c->p, t.y));
-    clg_profile_row rows[64];
-    size_t n_rows = 0;
-    REF_OK(ctx, clg_profiler_summary(ctx, rows, 64, &n_rows));
-    *seen = (route_seen){0, 0};
-    for (size_t i = 0; i < n_rows && i < 64; i++) {
-        if (!strcmp(rows[i].name, "gemm pack_b_conv")) seen->pack_conv += rows[i].launches;
-        if (!strcmp(rows[i].name, "conv2d im2col")) seen->im2col += rows[i].launches;
-    }
-    clg_profiler_stop(ctx);
+    stop_counting(ctx, "gemm pack_b_conv", &seen->pack_conv, "conv2d im2col", &seen->im2col);
     double *out = ref_to_host_f64(y);
     *n_out = clg_tensor_numel(y);
     if (y != t.y) clg_tensor_free(y);
@@ -227,15 +232,7 @@ static double *dx_on(clg_context *ctx, const char *route, clg_dtype dt, const co
     clg_profiler_reset(ctx);
     REF_OK(ctx, clg_profiler_start(ctx));
     REF_OK(ctx, clg_conv2d_backward(ctx, t.x, t.w, t.dy, c->p, t.dx, NULL, NULL, beta));
-    clg_profile_row rows[64];
-    size_t n_rows = 0;
-    REF_OK(ctx, clg_profiler_summary(ctx, rows, 64, &n_rows));
-    *seen = (dx_seen){0, 0};
-    for (size_t i = 0; i < n_rows && i < 64; i++) {
-        if (!strcmp(rows[i].name, "gemm conv_dx")) seen->direct += rows[i].launches;
-        if (!strcmp(rows[i].name, "conv2d col2im")) seen->col2im += rows[i].launches;
-    }
-    clg_profiler_stop(ctx);
+    stop_counting(ctx, "gemm conv_dx", &seen->direct, "conv2d col2im", &seen->col2im);
     double *out = ref_to_host_f64(t.dx);
     *n_out = clg_tensor_numel(t.dx);
     case_free(&t);
