@@ -30,5 +30,6 @@ struct cJSON *bench_torch_json(const char *script, const char *env_prefix, const
 int bench_gemm(int argc, char **argv);
 int bench_conv(int argc, char **argv);
 int bench_train(int argc, char **argv);
+int bench_launch(int argc, char **argv);
 
 #endif

@@ -1,6 +1,6 @@
 /* tools/bench/main.c - clgrad-bench: clgrad's speed, side by side in one run with a reference.
  * One subcommand per area in the table below, each in its own file of tools/bench/ (gemm.c,
- * conv.c, train.c), plus the timing helpers they share (bench.h).
+ * conv.c, train.c, launch.c), plus the timing helpers they share (bench.h).
  * Usage: clgrad-bench <subcommand> [options]; clgrad-bench help.
  */
 #define _POSIX_C_SOURCE 200809L /* popen */
@@ -65,6 +65,7 @@ static const bench_cmd commands[] = {
     {"gemm", bench_gemm, "GEMM paths (CLBlast default/tuned, packed kernel) against OpenBLAS"},
     {"conv", bench_conv, "conv2d forward/backward beside its GEMMs and CLBlast's im2col/convgemm"},
     {"train", bench_train, "training-step images/s of lenet and cnn beside PyTorch on the same CPU"},
+    {"launch", bench_launch, "cost of one kernel launch, enqueued and replayed from a cl_khr_command_buffer"},
 };
 
 static void usage(FILE *f) {
