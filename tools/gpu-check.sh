@@ -3,7 +3,7 @@
 # One command for a person with a GPU (any vendor): builds clgrad into BUILD_DIR if needed
 # (meson setup + ninja, from a fresh checkout too), lists the OpenCL platforms, picks the first
 # GPU (a plain GPU; the Oclgrind simulator does not count), then on that GPU runs the test
-# suite, clgrad-tune, clgrad-bench gemm / conv / train and one epoch of LeNet with
+# suite, clgrad-tune, clgrad-bench gemm / conv / train / launch and one epoch of LeNet with
 # clgrad-train, and prints one report (also written to BUILD_DIR/gpu-check/report.txt, each
 # step's full output beside it). clgrad-tune saves its result in clgrad's cache folder for that
 # device, as it would by hand. Without a GPU it says so, lists what OpenCL sees, and exits 0.
@@ -95,7 +95,7 @@ fi
 step tune "$build/tools/clgrad-tune" --device "$picked" --seconds "$tune_seconds"
 # (its progress lines end in carriage returns)
 tr '\r' '\n' <"$out/tune.log" | grep -v ' s left *$' | grep -v '^ *$' | tail -n 15 | excerpt
-for what in gemm conv train; do
+for what in gemm conv train launch; do
     step "bench-$what" "$build/tools/clgrad-bench" "$what" --device "$picked"
     excerpt <"$out/bench-$what.log"
 done
