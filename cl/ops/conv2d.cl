@@ -249,3 +249,29 @@ __kernel __attribute__((reqd_work_group_size(RED_WG, 1, 1))) void bias_grad(__gl
     }
     if (t == 0 && k < K) ACCUM(db[k], part[0]);
 }
+
+/* The CPU form: one work-item per k holds the RED_WG partial sums itself (a plain loop over
+ * each plane, RED_WG values at a time, which vectorises) and runs the same tree, so every
+ * addition is bias_grad's, in the same order: the same bits, without a work-group of RED_WG
+ * items and its barriers (PoCL runs those as loops split at each barrier). Launch (K). */
+__kernel void bias_grad_cpu(__global const REAL *dy, __global REAL *db, const REAL beta, const int N, const int K,
+                            const int P) {
+    const int k = GID0;
+    if (k >= K) return;
+    REAL part[RED_WG];
+    for (int t = 0; t < RED_WG; t++)
+        part[t] = (REAL)0;
+    for (int n = 0; n < N; n++) {
+        __global const REAL *row = dy + ((size_t)n * K + k) * P;
+        int p0 = 0;
+        for (; p0 + RED_WG <= P; p0 += RED_WG)
+            for (int t = 0; t < RED_WG; t++)
+                part[t] += row[p0 + t];
+        for (int t = 0; p0 + t < P; t++)
+            part[t] += row[p0 + t];
+    }
+    for (int h = RED_WG / 2; h > 0; h >>= 1)
+        for (int t = 0; t < h; t++)
+            part[t] += part[t + h];
+    ACCUM(db[k], part[0]);
+}

@@ -462,10 +462,14 @@ clg_status clg_conv2d_forward(clg_context *ctx, const clg_tensor *x, const clg_t
 static clg_status run_bias_grad(const conv_run *r, const clg_tensor *dy, clg_tensor *db, double beta) {
     const conv_dims *d = r->d;
     cl_kernel k;
-    clg_status st = clg__kernel_dt(r->ctx, "ops/conv2d", "bias_grad", d->dt, r->opts, &k);
+    clg_status st = get_kernel(r, "bias_grad", &k);
     if (st != CLG_OK) return st;
     cl_mem dym = clg__mem(dy), dbm = clg__mem(db);
     clg_real rb;
+    if (r->cpu)
+        return CLG_LAUNCH_ND(r->ctx, k, 1, ((size_t[]){(size_t)d->K}), ((size_t[]){1}), "conv2d bias gradient",
+                             CLG_ARG(dym), CLG_ARG(dbm), clg__real(d->dt, &rb, beta), CLG_ARG(d->N), CLG_ARG(d->K),
+                             CLG_ARG(d->P));
     return CLG_LAUNCH_ND(r->ctx, k, 1, ((size_t[]){(size_t)d->K * r->red_wg}), ((size_t[]){(size_t)r->red_wg}),
                          "conv2d bias gradient", CLG_ARG(dym), CLG_ARG(dbm), clg__real(d->dt, &rb, beta),
                          CLG_ARG(d->N), CLG_ARG(d->K), CLG_ARG(d->P));

@@ -485,12 +485,47 @@ static void test_nan(void **state) {
     }
 }
 
+/* The CPU form of the bias gradient (bias_grad_cpu: one work-item per channel holding the
+ * partial sums) makes bias_grad's additions in bias_grad's order: db is the same bits in both
+ * kernel styles. Planes shorter than, equal to and longer than the work-group, with a tail. */
+static void test_bias_grad_styles(void **state) {
+    (void)state;
+    clg_context *ctx[2] = {conv_context(CLG_KERNEL_STYLE_CPU, 0), conv_context(CLG_KERNEL_STYLE_GPU, 0)};
+    const int shapes[][3] = {{1, 3, 5}, {2, 4, 64}, {3, 5, 130}, {4, 2, 784}}; /* N, K, plane */
+    for (int di = 0; di < 2; di++)
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+            for (int bi = 0; bi < 2; bi++) {
+                const clg_dtype dt = di ? CLG_F64 : CLG_F32;
+                const int n = shapes[si][0], k = shapes[si][1], plane = shapes[si][2];
+                /* a 1x1 convolution of (n, 1, 1, plane) images: dy is (n, k, 1, plane) */
+                const int xs[4] = {n, 1, 1, plane}, ws[4] = {k, 1, 1, 1}, ys[4] = {n, k, 1, plane};
+                double *got[2];
+                for (int c = 0; c < 2; c++) {
+                    clg_tensor *x = ref_rand(ctx[c], dt, 4, xs, 1, -1, 1), *w = ref_rand(ctx[c], dt, 4, ws, 2, -1, 1);
+                    clg_tensor *dy = ref_rand(ctx[c], dt, 4, ys, 3 + si, -1, 1);
+                    clg_tensor *db = ref_rand(ctx[c], dt, 1, &k, 9, -1, 1);
+                    REF_OK(ctx[c], clg_conv2d_backward(ctx[c], x, w, dy, clg_conv2d_default_params(), NULL, NULL, db,
+                                                       (double)bi));
+                    got[c] = ref_to_host_f64(db);
+                    clg_tensor *all[] = {x, w, dy, db};
+                    for (size_t i = 0; i < 4; i++) clg_tensor_free(all[i]);
+                }
+                for (int i = 0; i < k; i++)
+                    if (memcmp(&got[0][i], &got[1][i], sizeof(double)))
+                        fail_msg("db[%d] of (%d, %d, %d), %s, beta %d: %.17g in the CPU style, %.17g in the GPU style",
+                                 i, n, k, plane, clg_dtype_name(dt), bi, got[0][i], got[1][i]);
+                free(got[0]), free(got[1]);
+            }
+    clg_context_free(ctx[0]), clg_context_free(ctx[1]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_worked_example_f32), cmocka_unit_test(test_worked_example_f64),
         cmocka_unit_test(test_pytorch_fixture),    cmocka_unit_test(test_grid_f32),
         cmocka_unit_test(test_grid_f64),           cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_bad_input),          cmocka_unit_test(test_nan),
+        cmocka_unit_test(test_bias_grad_styles),
     };
     return REF_RUN_BOTH_STYLES("conv2d", tests);
 }
