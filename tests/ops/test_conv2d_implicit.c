@@ -256,8 +256,10 @@ static const conv_case dx_cases[] = {
     {1, 6, 1, 1, 5, 1, 1, P_(1, 1, 0, 0, 1, 1, 1), false},   /* one pixel */
 };
 
-/* dx by the implicit route equals dx by im2col bit for bit, and each route ran as named. */
-static void dx_case_run(clg_kernel_style style, clg_dtype dt, const conv_case *c, uint64_t seed) {
+/* dx by the implicit route equals dx by im2col bit for bit, and each route ran as named. tile:
+ * the packed kernel's tile for both routes, or vw 0 for the device's own. */
+static void dx_case_run_tile(clg_kernel_style style, clg_dtype dt, const conv_case *c, uint64_t seed,
+                             clg_packed_config tile) {
     const double betas[2] = {0.0, 1.0};
     for (int wi = 0; wi < 2; wi++)
         for (int bi = 0; bi < 4; bi++) {
@@ -268,6 +270,7 @@ static void dx_case_run(clg_kernel_style style, clg_dtype dt, const conv_case *c
             snprintf(what, sizeof what, "%s, %s, beta %g%s, %s", name, clg_dtype_name(dt), beta,
                      special ? ", NaN in w and inf in dy" : "", wi ? "one image per chunk" : "one chunk");
             clg_context *ctx = route_context(style, wi ? 1 : (size_t)1 << 30, "packed");
+            if (tile.vw) REF_OK(ctx, clg_blas_packed_set_config(ctx, dt, tile));
             dx_seen si, sc;
             size_t ni, nc;
             double *got = dx_on(ctx, "implicit", dt, c, seed, beta, special, &si, &ni);
@@ -286,6 +289,20 @@ static void dx_case_run(clg_kernel_style style, clg_dtype dt, const conv_case *c
             assert_same_bits(got, want, ni, what);
             free(got), free(want);
         }
+}
+
+static void dx_case_run(clg_kernel_style style, clg_dtype dt, const conv_case *c, uint64_t seed) {
+    dx_case_run_tile(style, dt, c, seed, (clg_packed_config){0, 0, 0});
+}
+
+/* The other machines' tiles (clg_blas_packed_default_config): 16-wide vectors (AVX-512: 8 x 32,
+ * tiles wider than a 28-pixel row) and 4-wide ones (4 x 12), whatever this device prefers. */
+static void test_dx_tiles(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    const int widths[2] = {16, 4};
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < sizeof dx_cases / sizeof *dx_cases; i++)
+            dx_case_run_tile(style, CLG_F32, &dx_cases[i], 1300 + i, clg_blas_packed_default_config(widths[t]));
 }
 
 static void test_dx_bits_f32(void **state) {
@@ -330,7 +347,7 @@ int main(void) {
         cmocka_unit_test(test_graph),    cmocka_unit_test(test_clblast_falls_back),
         cmocka_unit_test(test_auto),     cmocka_unit_test(test_bad_env),
         cmocka_unit_test(test_dx_bits_f32), cmocka_unit_test(test_dx_bits_f64),
-        cmocka_unit_test(test_dx_auto),
+        cmocka_unit_test(test_dx_auto),     cmocka_unit_test(test_dx_tiles),
     };
     return REF_RUN_BOTH_STYLES("conv2d implicit", tests);
 }
