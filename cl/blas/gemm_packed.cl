@@ -634,3 +634,81 @@ conv_dx(__global const REAL *dy, __global const REAL *w, __global REAL *dx, cons
         }
     }
 }
+
+/* ---- conv2d's forward for stride 1 without col (src/ops/conv2d.c; clg__gemm_conv_fwd in
+ * src/blas/packed.c), in two launches: pad_planes copies x into zero-padded planes xp of
+ * Hp x Wp (Hp = H + 2*PH, Wp = W + 2*PW), then conv_fwd computes
+ *   y[n][g*Kg + k][oh][ow] = (the fma chain, over kk = (ci*KH + i)*KW + j ascending from zero,
+ *   of W[g*Kg + k][ci][i][j] * xp[n][g*Cg + ci][oh + i*DH][ow + j*DW]) + b[g*Kg + k] if has_bias.
+ * xp holds exactly the values im2col would put in col (x, or +0 outside the image), so this is
+ * the im2col route's GEMM on the packed path (one fma chain over k, alpha 1) and its bias add:
+ * the same bits. conv_fwd's tile is MR output channels by NR consecutive positions q = oh*Wp + ow
+ * of the padded grid, so tap (i, j) of every lane reads xp at q + i*DH*Wp + j*DW: NV plain vector
+ * loads per step, no masks. Lanes with ow >= OW (or past the plane) compute values nobody
+ * stores; their reads stay inside xp's slack of NR + (KW-1)*DW values past the last plane. */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+pad_planes(__global const REAL *x, __global REAL *xp, const int H, const int W, const int PH, const int PW,
+           const int planes, const int slack) {
+    const int pl = get_global_id(0);
+    if (pl >= planes) return;
+    const int Hp = H + 2 * PH, Wp = W + 2 * PW;
+    __global const REAL *src = x + (size_t)pl * H * W;
+    __global REAL *dst = xp + (size_t)pl * Hp * Wp;
+    for (int hp = 0; hp < Hp; hp++) {
+        __global REAL *d = dst + (size_t)hp * Wp;
+        const int h = hp - PH;
+        if (h < 0 || h >= H) {
+            for (int t = 0; t < Wp; t++) d[t] = (REAL)0;
+            continue;
+        }
+        for (int t = 0; t < PW; t++) d[t] = (REAL)0;
+        for (int t = 0; t < W; t++) d[PW + t] = src[(size_t)h * W + t];
+        for (int t = PW + W; t < Wp; t++) d[t] = (REAL)0;
+    }
+    if (pl == planes - 1) /* the slack the last lanes read: defined values, never stored */
+        for (int t = 0; t < slack; t++) dst[(size_t)Hp * Wp + t] = (REAL)0;
+}
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+conv_fwd(__global const REAL *xp, __global const REAL *w, __global const REAL *b, const int has_bias,
+         __global REAL *y, const int N, const int C, const int K, const int Hp, const int Wp, const int KH,
+         const int KW, const int DH, const int DW, const int OH, const int OW, const int G, const int tpw) {
+    const int Cg = C / G, Kg = K / G, P = OH * OW, Q = OH * Wp, HWp = Hp * Wp, cgkk = Cg * KH * KW;
+    const int tkg = (Kg + MR - 1) / MR, ktb = G * tkg, tq = (Q + NR - 1) / NR, all = N * tq * ktb;
+    for (int t = get_global_id(0) * tpw, t_end = min(t + tpw, all); t < t_end; t++) {
+        const int kb = t % ktb, rest = t / ktb, qb = rest % tq, n = rest / tq;
+        const int g = kb / tkg, k0 = (kb - g * tkg) * MR, rows = min(MR, Kg - k0), q0 = qb * NR;
+        __global const REAL *wr[MR];
+        _Pragma("unroll") for (int r = 0; r < MR; r++)
+            wr[r] = w + ((size_t)g * Kg + min(k0 + r, Kg - 1)) * cgkk;
+        REALV acc[MR][NV];
+        _Pragma("unroll") for (int r = 0; r < MR; r++)
+        _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r][v] = (REALV)(0);
+#define AV_CONV_FWD(r, kk) wr[r][kk]
+        __global const REAL *xb = xp + ((size_t)n * C + (size_t)g * Cg) * HWp + q0;
+        int kk = 0;
+        for (int ci = 0; ci < Cg; ci++)
+            for (int i = 0; i < KH; i++) {
+                __global const REAL *xr = xb + (size_t)ci * HWp + (size_t)i * DH * Wp;
+                for (int j = 0; j < KW; j++, kk++) {
+                    REALV bv[NV];
+                    _Pragma("unroll") for (int v = 0; v < NV; v++) bv[v] = VLOADV(v, xr + j * DW);
+                    TILE_STEP(AV_CONV_FWD, kk, bv)
+                }
+            }
+        /* lane l's place in a y plane, or -1: a position past OW or OH */
+        int dst[NR];
+        for (int l = 0, oh = q0 / Wp, ow = q0 - oh * Wp; l < NR; l++) {
+            dst[l] = oh < OH && ow < OW ? oh * OW + ow : -1;
+            if (++ow == Wp) ow = 0, oh++;
+        }
+        for (int r = 0; r < rows; r++) {
+            REAL tt[NR];
+            _Pragma("unroll") for (int v = 0; v < NV; v++) VSTOREV(acc[r][v], v, tt);
+            __global REAL *d = y + ((size_t)n * K + (size_t)g * Kg + k0 + r) * P;
+            const REAL bias = has_bias ? b[g * Kg + k0 + r] : (REAL)0;
+            for (int l = 0; l < NR; l++)
+                if (dst[l] >= 0) d[dst[l]] = has_bias ? tt[l] + bias : tt[l];
+        }
+    }
+}

@@ -53,12 +53,28 @@ typedef struct clg_gemm_conv_dx {
     int N, C, H, W, K, KH, KW, PH, PW, DH, DW, OH, OW, G;
 } clg_gemm_conv_dx;
 
-/* *ok: whether the im2col route's dcol product, dcol (m, n) = Wᵀ (m, k) · dY (k, n), runs on
- * the packed path in one pass over k, so that clg__gemm_conv_dx gives its bits. Enqueues nothing. */
-clg_status clg__gemm_conv_dx_check(clg_context *ctx, clg_dtype dtype, size_t m, size_t n, size_t k, bool *ok);
+/* *ok: whether the im2col route's product C (m, n) = op(A) (m, k) · B (k, n) (A transposed when
+ * ta: the dcol product Wᵀ dY; not: the forward's W col) runs on the packed path in one pass
+ * over k, so that clg__gemm_conv_dx and clg__gemm_conv_fwd give its bits. Enqueues nothing. */
+clg_status clg__gemm_conv_direct_check(clg_context *ctx, clg_dtype dtype, bool ta, size_t m, size_t n, size_t k,
+                                       bool *ok);
 
 /* Enqueues the input gradient a describes; only after clg__gemm_conv_dx_check said ok for
  * every chunk's product. */
 clg_status clg__gemm_conv_dx(clg_context *ctx, clg_dtype dtype, const clg_gemm_conv_dx *a, double beta);
+
+/* conv2d's forward for stride 1 on the packed path, without col (pad_planes and conv_fwd in
+ * cl/blas/gemm_packed.cl: x copied once into zero-padded planes, read from there without
+ * masks): y (N, K, OH, OW) = conv2d(x, w) + b (b may be NULL), the same bits as the im2col
+ * route's GEMM on the packed path and its bias add. The buffers hold exactly those tensors,
+ * from offset 0. */
+typedef struct clg_gemm_conv_fwd {
+    cl_mem x, w, b, y;
+    int N, C, H, W, K, KH, KW, PH, PW, DH, DW, OH, OW, G;
+} clg_gemm_conv_fwd;
+
+/* Enqueues the forward a describes; only after clg__gemm_conv_direct_check (ta false) said ok
+ * for every chunk's product. */
+clg_status clg__gemm_conv_fwd(clg_context *ctx, clg_dtype dtype, const clg_gemm_conv_fwd *a);
 
 #endif

@@ -348,7 +348,8 @@ static clg_status packed_run(clg_context *ctx, const clg_gemm_args *g) {
  * one of its kernels (CL_INVALID_KERNEL_NAME) shows before the choice relies on the path. */
 static clg_status packed_prepare(clg_context *ctx, clg_dtype dt) {
     static const char *const kernels[] = {"gemm_tile", "gemm_tile_da", "gemm_tile_nt", "pack_a",
-                                          "pack_b",    "pack_b_conv",  "conv_dx"};
+                                          "pack_b",    "pack_b_conv",  "conv_dx",     "pad_planes",
+                                          "conv_fwd"};
     char opts[160];
     build_options(ctx, clg__packed_config(ctx, dt), opts, sizeof opts);
     clg_status st = CLG_OK;
@@ -436,11 +437,12 @@ clg_status clg__gemm_conv_mem(clg_context *ctx, clg_dtype dtype, size_t m, size_
                c_off, ldc);
 }
 
-/* ---------------------------------------------------------------- conv2d's input gradient */
+/* ---------------------------------------------------------------- direct convolution kernels */
 
-clg_status clg__gemm_conv_dx_check(clg_context *ctx, clg_dtype dtype, size_t m, size_t n, size_t k, bool *ok) {
-    clg_gemm_args g = conv_args(dtype, m, n, k, 1.0, NULL, 0, m, 0.0, NULL, 0, n);
-    g.ta = true;
+clg_status clg__gemm_conv_direct_check(clg_context *ctx, clg_dtype dtype, bool ta, size_t m, size_t n, size_t k,
+                                       bool *ok) {
+    clg_gemm_args g = conv_args(dtype, m, n, k, 1.0, NULL, 0, ta ? m : k, 0.0, NULL, 0, n);
+    g.ta = ta;
     clg_status st = conv_ok(ctx, &g, ok);
     /* k in one pass: from 2 KC_PASS on, run() splits k and adds the passes' sums (other bits) */
     if (st == CLG_OK && k >= 2 * KC_PASS) *ok = false;
@@ -476,4 +478,51 @@ clg_status clg__gemm_conv_dx(clg_context *ctx, clg_dtype dtype, const clg_gemm_c
                                     CLG_ARG(a->PW), CLG_ARG(a->DH), CLG_ARG(a->DW), CLG_ARG(a->OH),
                                     CLG_ARG(a->OW), CLG_ARG(a->G),  CLG_ARG(tpw),  CLG_ARG(dy_len)},
                        20, "gemm conv_dx");
+}
+
+clg_status clg__gemm_conv_fwd(clg_context *ctx, clg_dtype dtype, const clg_gemm_conv_fwd *a) {
+    if (clg__fault(ctx, CLG_FAULT_ENQUEUE)) return clg__fail(ctx, CLG_BLAS_ERROR, "gemm: injected fault");
+    const clg_packed_config cfg = clg__packed_config(ctx, dtype);
+    const size_t kg = (size_t)(a->K / a->G), cgkk = (size_t)(a->C / a->G) * (size_t)a->KH * a->KW;
+    const size_t hp = (size_t)a->H + 2 * (size_t)a->PH, wp = (size_t)a->W + 2 * (size_t)a->PW;
+    const size_t planes = (size_t)a->N * (size_t)a->C, slack = (size_t)cfg.nr + ((size_t)a->KW - 1) * a->DW;
+    const size_t tiles = (size_t)a->N * (((size_t)a->OH * wp + (size_t)cfg.nr - 1) / (size_t)cfg.nr) *
+                         (size_t)a->G * ((kg + (size_t)cfg.mr - 1) / (size_t)cfg.mr);
+    /* the kernels' indices: tiles (+ a work-item's worth past the end), one group's weights, a
+     * padded plane with its reads past the end; the padded planes themselves in size_t */
+    size_t xp_len = 0;
+    if (!fits_int_sum(1024, tiles, 1, 0) || !fits_int_sum(0, kg, cgkk, 0) || !fits_int_sum(slack, hp, wp, 0) ||
+        !fits_int(planes) || !clg__mul_size(planes, hp * wp, &xp_len) || !clg__add_size(xp_len, slack, &xp_len) ||
+        xp_len > SIZE_MAX / clg_dtype_size(dtype))
+        return clg__fail(ctx, CLG_UNSUPPORTED, "gemm: direct conv2d forward of %d x %d x %d x %d past 2^31", a->N,
+                         a->C, a->H, a->W);
+    char opts[160];
+    build_options(ctx, cfg, opts, sizeof opts);
+    cl_kernel kp, kf;
+    clg_status st = clg__kernel_dt(ctx, PROGRAM, "pad_planes", dtype, opts, &kp);
+    if (st == CLG_OK) st = clg__kernel_dt(ctx, PROGRAM, "conv_fwd", dtype, opts, &kf);
+    clg_pool_block xp = {0};
+    if (st == CLG_OK) st = clg__pool_alloc(ctx, xp_len * clg_dtype_size(dtype), &xp);
+    if (st != CLG_OK) return st;
+    const cl_int ihp = (cl_int)hp, iwp = (cl_int)wp, iplanes = (cl_int)planes, islack = (cl_int)slack;
+    const size_t one = 1;
+    st = clg__launch(ctx, kp, 1, &planes, &one,
+                     (clg_karg[]){CLG_ARG(a->x), CLG_ARG(xp.mem), CLG_ARG(a->H), CLG_ARG(a->W), CLG_ARG(a->PH),
+                                  CLG_ARG(a->PW), CLG_ARG(iplanes), CLG_ARG(islack)},
+                     8, "gemm pad_planes");
+    const cl_int tpw = tiles_per_item(ctx, tiles, (size_t)cfg.mr * (size_t)cfg.nr * cgkk);
+    const size_t items = (tiles + (size_t)tpw - 1) / (size_t)tpw;
+    const cl_int has_bias = a->b != NULL;
+    const cl_mem bm = a->b ? a->b : a->w; /* any valid buffer when there is no bias */
+    if (st == CLG_OK)
+        st = clg__launch(ctx, kf, 1, &items, &one,
+                         (clg_karg[]){CLG_ARG(xp.mem), CLG_ARG(a->w),  CLG_ARG(bm),   CLG_ARG(has_bias),
+                                      CLG_ARG(a->y),   CLG_ARG(a->N),  CLG_ARG(a->C), CLG_ARG(a->K),
+                                      CLG_ARG(ihp),    CLG_ARG(iwp),   CLG_ARG(a->KH), CLG_ARG(a->KW),
+                                      CLG_ARG(a->DH),  CLG_ARG(a->DW), CLG_ARG(a->OH), CLG_ARG(a->OW),
+                                      CLG_ARG(a->G),   CLG_ARG(tpw)},
+                         18, "gemm conv_fwd");
+    /* The queue is in order: whatever reuses the block is enqueued after conv_fwd. */
+    clg__pool_release(ctx, xp);
+    return st;
 }

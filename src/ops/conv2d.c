@@ -12,7 +12,8 @@
  * Implicit route (CLGRAD_CONV, conv_route below): where the packed kernel is the GEMM, the
  * forward packs its B panels straight from the images (src/blas/packed.c) and writes no col;
  * same chunks, same bits. For stride 1 the input gradient comes straight from dy in one launch
- * (dx_route), without dcol and col2im; same bits. Tests: tests/ops/test_conv2d_implicit.c.
+ * (dx_route), without dcol and col2im, and (CLGRAD_CONV=direct) the forward from zero-padded
+ * copies of the images (fwd_route); same bits. Tests: tests/ops/test_conv2d_implicit.c.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -347,9 +348,10 @@ static clg_status run_pack(const conv_run *r, cl_mem dy, int n0, int m, cl_mem d
  * also pack col into panels (k = Cg*KH*KW >= 512 or Kg >= 256), i.e. where it saves a whole
  * pass over col. Elsewhere the GEMM reads col in place, and packing from the images measured
  * no clear win (within noise at OW >= the panel width; packing 7-25% slower than im2col on
- * 14x14 and 28x28 images; the resnet step 12% slower all implicit: README "Conv2d"). The
- * backward's input gradient has its own rule under the same setting: dx_route. */
-typedef enum { ROUTE_AUTO, ROUTE_IM2COL, ROUTE_IMPLICIT } conv_route_kind;
+ * 14x14 and 28x28 images; the resnet step 12% slower all implicit: README "Conv2d"). direct:
+ * as implicit, but a stride-1 forward from padded images (fwd_route). The backward's input
+ * gradient has its own rule under the same setting: dx_route. */
+typedef enum { ROUTE_AUTO, ROUTE_IM2COL, ROUTE_IMPLICIT, ROUTE_DIRECT } conv_route_kind;
 
 static clg_status conv_route_env(clg_context *ctx, conv_route_kind *out) {
     const char *env = getenv("CLGRAD_CONV");
@@ -359,9 +361,11 @@ static clg_status conv_route_env(clg_context *ctx, conv_route_kind *out) {
         *out = ROUTE_IM2COL;
     else if (!strcmp(env, "implicit"))
         *out = ROUTE_IMPLICIT;
+    else if (!strcmp(env, "direct"))
+        *out = ROUTE_DIRECT;
     else
-        return clg__fail(ctx, CLG_INVALID_ARGUMENT, "CLGRAD_CONV=\"%s\": expected im2col, implicit or auto",
-                         env);
+        return clg__fail(ctx, CLG_INVALID_ARGUMENT,
+                         "CLGRAD_CONV=\"%s\": expected im2col, implicit, direct or auto", env);
     return CLG_OK;
 }
 
@@ -383,6 +387,21 @@ static clg_status conv_route(const conv_run *r, conv_route_kind kind, int n0, in
     return st;
 }
 
+/* Whether the forward runs from padded copies of the images, with no col (clg__gemm_conv_fwd):
+ * stride 1, and every chunk's GEMM on the packed path in one pass over k, so that the bits are
+ * the same. Only when asked for (direct). */
+static clg_status fwd_route(const conv_run *r, conv_route_kind kind, int nb, bool *direct) {
+    const conv_dims *d = r->d;
+    *direct = kind == ROUTE_DIRECT && r->p->stride_h == 1 && r->p->stride_w == 1;
+    const int sizes[2] = {nb, d->N % nb};
+    clg_status st = CLG_OK;
+    for (int i = 0; i < 2 && *direct && st == CLG_OK; i++)
+        if (sizes[i])
+            st = clg__gemm_conv_direct_check(r->ctx, d->dt, false, (size_t)d->Kg, (size_t)sizes[i] * d->P, d->cgkk,
+                                             direct);
+    return st;
+}
+
 static clg_status forward_impl(clg_context *ctx, const conv_dims *d, const clg_conv2d_params *p,
                                const clg_tensor *x, const clg_tensor *w, const clg_tensor *b, clg_tensor *y) {
     const conv_run r = run_init(ctx, d, p);
@@ -392,6 +411,14 @@ static clg_status forward_impl(clg_context *ctx, const conv_dims *d, const clg_c
     conv_route_kind kind;
     clg_status st = conv_route_env(ctx, &kind);
     if (st != CLG_OK) return st;
+    bool direct = false;
+    if ((st = fwd_route(&r, kind, nb, &direct)) != CLG_OK) return st;
+    if (direct) {
+        const clg_gemm_conv_fwd a = {xm,          wm,       bm,       ym,       d->N,          d->C,
+                                     d->H,        d->W,     d->K,     d->KH,    d->KW,         p->pad_h,
+                                     p->pad_w,    p->dilation_h, p->dilation_w, d->OH, d->OW, d->G};
+        return clg__gemm_conv_fwd(ctx, d->dt, &a);
+    }
     conv_ws ws;
     st = ws_alloc(ctx, d, nb, false, &ws);
     for (int n0 = 0; n0 < d->N && st == CLG_OK; n0 += nb) {
@@ -487,7 +514,8 @@ static clg_status dx_route(const conv_run *r, conv_route_kind kind, int nb, bool
     clg_status st = CLG_OK;
     for (int i = 0; i < 2 && *direct && st == CLG_OK; i++)
         if (sizes[i])
-            st = clg__gemm_conv_dx_check(r->ctx, d->dt, d->cgkk, (size_t)sizes[i] * d->P, (size_t)d->Kg, direct);
+            st = clg__gemm_conv_direct_check(r->ctx, d->dt, true, d->cgkk, (size_t)sizes[i] * d->P, (size_t)d->Kg,
+                                             direct);
     return st;
 }
 

@@ -19,17 +19,18 @@
 typedef struct route_seen {
     uint64_t pack_conv; /* "gemm pack_b_conv": panels from the images */
     uint64_t im2col;    /* "conv2d im2col": col in memory */
+    uint64_t direct;    /* "gemm conv_fwd": from padded copies of the images */
 } route_seen;
 
-/* Stops ctx's profiler; *na and *nb: the launches of the kernels named a and b since it started. */
-static void stop_counting(clg_context *ctx, const char *a, uint64_t *na, const char *b, uint64_t *nb) {
+/* Stops ctx's profiler; counts[i]: the launches of the kernel names[i] since it started. */
+static void stop_counting(clg_context *ctx, size_t n, const char *const *names, uint64_t *const *counts) {
     clg_profile_row rows[64];
     size_t n_rows = 0;
     REF_OK(ctx, clg_profiler_summary(ctx, rows, 64, &n_rows));
-    *na = *nb = 0;
-    for (size_t i = 0; i < n_rows && i < 64; i++) {
-        if (!strcmp(rows[i].name, a)) *na += rows[i].launches;
-        if (!strcmp(rows[i].name, b)) *nb += rows[i].launches;
+    for (size_t k = 0; k < n; k++) {
+        *counts[k] = 0;
+        for (size_t i = 0; i < n_rows && i < 64; i++)
+            if (!strcmp(rows[i].name, names[k])) *counts[k] += rows[i].launches;
     }
     clg_profiler_stop(ctx);
 }
@@ -61,7 +62,8 @@ static double *forward_on(clg_context *ctx, const char *route, clg_dtype dt, con
         REF_OK(ctx, clg_conv2d(ctx, t.x, t.w, t.b, c->p, &y));
     else
         REF_OK(ctx, clg_conv2d_forward(ctx, t.x, t.w, t.b, c->p, t.y));
-    stop_counting(ctx, "gemm pack_b_conv", &seen->pack_conv, "conv2d im2col", &seen->im2col);
+    stop_counting(ctx, 3, (const char *const[]){"gemm pack_b_conv", "conv2d im2col", "gemm conv_fwd"},
+                  (uint64_t *const[]){&seen->pack_conv, &seen->im2col, &seen->direct});
     double *out = ref_to_host_f64(y);
     *n_out = clg_tensor_numel(y);
     if (y != t.y) clg_tensor_free(y);
@@ -198,6 +200,59 @@ static void test_bad_env(void **state) {
     case_free(&t);
 }
 
+/* ---------------------------------------------------------------- the direct forward */
+
+/* CLGRAD_CONV=direct: a stride-1 forward runs from zero-padded copies of the images (pad_planes
+ * and conv_fwd), y bit for bit the im2col route's; a strided one (or one whose k the packed
+ * kernel splits into passes) falls back to the panels. Every
+ * case of the table, one chunk and one image per chunk, with the tile given (vw 0: the device's). */
+static void direct_case_run(clg_kernel_style style, clg_dtype dt, const conv_case *c, uint64_t seed,
+                            clg_packed_config tile) {
+    /* k = Cg*KH*KW from 2048 on: the packed kernel adds k in passes (other bits), so panels */
+    const bool stride1 = c->p.stride_h == 1 && c->p.stride_w == 1 && c->C / c->p.groups * c->KH * c->KW < 2048;
+    for (int wi = 0; wi < 2; wi++) {
+        char what[400], name[256];
+        case_name(c, "direct forward", name, sizeof name);
+        snprintf(what, sizeof what, "%s, %s, tile %dx%d, %s", name, clg_dtype_name(dt), tile.mr, tile.nr,
+                 wi ? "one image per chunk" : "one chunk");
+        clg_context *ctx = route_context(style, wi ? 1 : (size_t)1 << 30, "packed");
+        if (tile.vw) REF_OK(ctx, clg_blas_packed_set_config(ctx, dt, tile));
+        route_seen sd, sc;
+        size_t nd, nc;
+        double *got = forward_on(ctx, "direct", dt, c, seed, false, &sd, &nd);
+        double *want = forward_on(ctx, "im2col", dt, c, seed, false, &sc, &nc);
+        clg_context_free(ctx);
+        assert_int_equal(nd, nc);
+        if ((sd.direct == 1) != stride1 || (stride1 && (sd.im2col != 0 || sd.pack_conv != 0)))
+            fail_msg("%s: direct ran conv_fwd %llu times, im2col %llu, pack_b_conv %llu", what,
+                     (unsigned long long)sd.direct, (unsigned long long)sd.im2col,
+                     (unsigned long long)sd.pack_conv);
+        assert_same_bits(got, want, nd, what);
+        free(got), free(want);
+    }
+}
+
+static void test_direct_bits_f32(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        direct_case_run(style, CLG_F32, &cases[i], 1400 + i, (clg_packed_config){0, 0, 0});
+}
+
+static void test_direct_bits_f64(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        direct_case_run(style, CLG_F64, &cases[i], 1450 + i, (clg_packed_config){0, 0, 0});
+}
+
+/* The other machines' tiles, as test_dx_tiles. */
+static void test_direct_tiles(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    const int widths[2] = {16, 4};
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+            direct_case_run(style, CLG_F32, &cases[i], 1500 + i, clg_blas_packed_default_config(widths[t]));
+}
+
 /* ---------------------------------------------------------------- the input gradient */
 
 /* Launches that tell the dx routes apart. */
@@ -232,7 +287,8 @@ static double *dx_on(clg_context *ctx, const char *route, clg_dtype dt, const co
     clg_profiler_reset(ctx);
     REF_OK(ctx, clg_profiler_start(ctx));
     REF_OK(ctx, clg_conv2d_backward(ctx, t.x, t.w, t.dy, c->p, t.dx, NULL, NULL, beta));
-    stop_counting(ctx, "gemm conv_dx", &seen->direct, "conv2d col2im", &seen->col2im);
+    stop_counting(ctx, 2, (const char *const[]){"gemm conv_dx", "conv2d col2im"},
+                  (uint64_t *const[]){&seen->direct, &seen->col2im});
     double *out = ref_to_host_f64(t.dx);
     *n_out = clg_tensor_numel(t.dx);
     case_free(&t);
@@ -348,6 +404,8 @@ int main(void) {
         cmocka_unit_test(test_auto),     cmocka_unit_test(test_bad_env),
         cmocka_unit_test(test_dx_bits_f32), cmocka_unit_test(test_dx_bits_f64),
         cmocka_unit_test(test_dx_auto),     cmocka_unit_test(test_dx_tiles),
+        cmocka_unit_test(test_direct_bits_f32), cmocka_unit_test(test_direct_bits_f64),
+        cmocka_unit_test(test_direct_tiles),
     };
     return REF_RUN_BOTH_STYLES("conv2d implicit", tests);
 }
