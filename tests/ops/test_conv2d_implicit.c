@@ -207,10 +207,10 @@ static void test_bad_env(void **state) {
  * kernel splits into passes) falls back to the panels. Every
  * case of the table, one chunk and one image per chunk, with the tile given (vw 0: the device's). */
 static void direct_case_run(clg_kernel_style style, clg_dtype dt, const conv_case *c, uint64_t seed,
-                            clg_packed_config tile) {
+                            clg_packed_config tile, int chunkings) {
     /* k = Cg*KH*KW from 2048 on: the packed kernel adds k in passes (other bits), so panels */
     const bool stride1 = c->p.stride_h == 1 && c->p.stride_w == 1 && c->C / c->p.groups * c->KH * c->KW < 2048;
-    for (int wi = 0; wi < 2; wi++) {
+    for (int wi = 0; wi < chunkings; wi++) {
         char what[400], name[256];
         case_name(c, "direct forward", name, sizeof name);
         snprintf(what, sizeof what, "%s, %s, tile %dx%d, %s", name, clg_dtype_name(dt), tile.mr, tile.nr,
@@ -235,13 +235,13 @@ static void direct_case_run(clg_kernel_style style, clg_dtype dt, const conv_cas
 static void test_direct_bits_f32(void **state) {
     const clg_kernel_style style = clg_context_kernel_style(*state);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        direct_case_run(style, CLG_F32, &cases[i], 1400 + i, (clg_packed_config){0, 0, 0});
+        direct_case_run(style, CLG_F32, &cases[i], 1400 + i, (clg_packed_config){0, 0, 0}, 2);
 }
 
 static void test_direct_bits_f64(void **state) {
     const clg_kernel_style style = clg_context_kernel_style(*state);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        direct_case_run(style, CLG_F64, &cases[i], 1450 + i, (clg_packed_config){0, 0, 0});
+        direct_case_run(style, CLG_F64, &cases[i], 1450 + i, (clg_packed_config){0, 0, 0}, 2);
 }
 
 /* The other machines' tiles, as test_dx_tiles. */
@@ -250,7 +250,22 @@ static void test_direct_tiles(void **state) {
     const int widths[2] = {16, 4};
     for (int t = 0; t < 2; t++)
         for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-            direct_case_run(style, CLG_F32, &cases[i], 1500 + i, clg_blas_packed_default_config(widths[t]));
+            direct_case_run(style, CLG_F32, &cases[i], 1500 + i, clg_blas_packed_default_config(widths[t]), 2);
+}
+
+/* The cases whose last tiles read furthest past the padded planes (small images, padding
+ * wider than the image, 1x1 outputs, rows as wide as a tile), with three tiles and the batch
+ * in one chunk: the checks the Oclgrind suite runs for conv_fwd's reads (the whole table takes
+ * minutes there). */
+static void test_direct_edges(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    const size_t picks[] = {0, 6, 7, 8, 15};
+    const int widths[3] = {0, 16, 4};
+    for (int t = 0; t < 3; t++)
+        for (size_t i = 0; i < sizeof picks / sizeof *picks; i++)
+            direct_case_run(style, CLG_F32, &cases[picks[i]], 1600 + i,
+                            widths[t] ? clg_blas_packed_default_config(widths[t]) : (clg_packed_config){0, 0, 0},
+                            1);
 }
 
 /* ---------------------------------------------------------------- the input gradient */
@@ -405,7 +420,7 @@ int main(void) {
         cmocka_unit_test(test_dx_bits_f32), cmocka_unit_test(test_dx_bits_f64),
         cmocka_unit_test(test_dx_auto),     cmocka_unit_test(test_dx_tiles),
         cmocka_unit_test(test_direct_bits_f32), cmocka_unit_test(test_direct_bits_f64),
-        cmocka_unit_test(test_direct_tiles),
+        cmocka_unit_test(test_direct_tiles),    cmocka_unit_test(test_direct_edges),
     };
     return REF_RUN_BOTH_STYLES("conv2d implicit", tests);
 }
