@@ -166,23 +166,37 @@ static void test_clblast_falls_back(void **state) {
     free(got), free(want);
 }
 
-/* auto (the default) packs from the images only where the packed kernel would pack col into
- * panels too (k = Cg*KH*KW >= 512 here), and reads col in place elsewhere. */
+/* auto (the default): a stride-1 "same" convolution with k = Cg*KH*KW >= 256 runs from padded
+ * images (conv_fwd); otherwise the panels come from the images only where the packed kernel
+ * would pack col into panels too (k >= 512 here), and col is read in place elsewhere. */
 static void test_auto(void **state) {
     const clg_kernel_style style = clg_context_kernel_style(*state);
-    const conv_case big = {2, 64, 12, 12, 8, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true}; /* k = 576 */
-    const conv_case *small = &cases[0];                                            /* k = 27 */
+    const struct {
+        conv_case c;
+        const char *expect; /* "direct", "panels" or "im2col" */
+    } runs[] = {
+        {{2, 64, 12, 12, 8, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true}, "direct"},  /* k = 576, same */
+        {{2, 32, 9, 9, 8, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), false}, "direct"},   /* k = 288, same */
+        {{2, 16, 9, 9, 8, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true}, "im2col"},    /* k = 144 */
+        {{2, 64, 12, 12, 8, 3, 3, P_(2, 2, 1, 1, 1, 1, 1), true}, "panels"},  /* k = 576, strided */
+        {{2, 64, 12, 12, 8, 3, 3, P_(1, 1, 0, 0, 1, 1, 1), false}, "panels"}, /* k = 576, OW < W */
+        {{2, 3, 9, 8, 4, 3, 3, P_(1, 1, 1, 1, 1, 1, 1), true}, "im2col"},     /* k = 27 */
+    };
     clg_context *ctx = route_context(style, 0, "packed");
-    route_seen sb, ss, sw;
-    size_t nb, ns, nw;
-    double *got = forward_on(ctx, "auto", CLG_F32, &big, 41, false, &sb, &nb);
-    double *want = forward_on(ctx, "im2col", CLG_F32, &big, 41, false, &sw, &nw);
-    assert_true(sb.pack_conv > 0 && sb.im2col == 0);
-    assert_int_equal(nb, nw);
-    assert_same_bits(got, want, nb, "auto, k = 576");
-    free(got), free(want);
-    free(forward_on(ctx, "auto", CLG_F32, small, 42, false, &ss, &ns));
-    assert_true(ss.pack_conv == 0 && ss.im2col > 0);
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
+        route_seen sa, sw;
+        size_t na, nw;
+        double *got = forward_on(ctx, "auto", CLG_F32, &runs[i].c, 41 + i, false, &sa, &na);
+        double *want = forward_on(ctx, "im2col", CLG_F32, &runs[i].c, 41 + i, false, &sw, &nw);
+        const char *took = sa.direct ? "direct" : sa.pack_conv ? "panels" : sa.im2col ? "im2col" : "nothing";
+        if (strcmp(took, runs[i].expect) || (sa.direct && (sa.pack_conv || sa.im2col)))
+            fail_msg("auto case %zu took %s (conv_fwd %llu, pack_b_conv %llu, im2col %llu), expected %s", i, took,
+                     (unsigned long long)sa.direct, (unsigned long long)sa.pack_conv,
+                     (unsigned long long)sa.im2col, runs[i].expect);
+        assert_int_equal(na, nw);
+        assert_same_bits(got, want, na, "auto");
+        free(got), free(want);
+    }
     clg_context_free(ctx);
 }
 
