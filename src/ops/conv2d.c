@@ -387,6 +387,18 @@ static clg_status conv_route(const conv_run *r, conv_route_kind kind, int n0, in
     return st;
 }
 
+/* *ok stays true only where the im2col route's product of every chunk size, (m, chunk*P) = op(A)
+ * (m, k) · B, A transposed when ta, runs on the packed path in one pass over k: where the direct
+ * kernels give its bits. */
+static clg_status chunks_in_one_pass(const conv_run *r, int nb, bool ta, size_t m, size_t k, bool *ok) {
+    const int sizes[2] = {nb, r->d->N % nb};
+    clg_status st = CLG_OK;
+    for (int i = 0; i < 2 && *ok && st == CLG_OK; i++)
+        if (sizes[i])
+            st = clg__gemm_conv_direct_check(r->ctx, r->d->dt, ta, m, (size_t)sizes[i] * r->d->P, k, ok);
+    return st;
+}
+
 /* Whether the forward runs from padded copies of the images, with no col (clg__gemm_conv_fwd):
  * stride 1, and every chunk's GEMM on the packed path in one pass over k, so that the bits are
  * the same. direct: wherever that holds. auto: for "same" convolutions (OW == W) with k =
@@ -396,13 +408,7 @@ static clg_status fwd_route(const conv_run *r, conv_route_kind kind, int nb, boo
     const conv_dims *d = r->d;
     *direct = (kind == ROUTE_DIRECT || kind == ROUTE_AUTO) && r->p->stride_h == 1 && r->p->stride_w == 1;
     if (kind == ROUTE_AUTO) *direct = *direct && d->OW == d->W && d->cgkk >= 256;
-    const int sizes[2] = {nb, d->N % nb};
-    clg_status st = CLG_OK;
-    for (int i = 0; i < 2 && *direct && st == CLG_OK; i++)
-        if (sizes[i])
-            st = clg__gemm_conv_direct_check(r->ctx, d->dt, false, (size_t)d->Kg, (size_t)sizes[i] * d->P, d->cgkk,
-                                             direct);
-    return st;
+    return chunks_in_one_pass(r, nb, false, (size_t)d->Kg, d->cgkk, direct);
 }
 
 static clg_status forward_impl(clg_context *ctx, const conv_dims *d, const clg_conv2d_params *p,
@@ -513,13 +519,7 @@ static clg_status dx_route(const conv_run *r, conv_route_kind kind, int nb, bool
     const conv_dims *d = r->d;
     *direct = kind != ROUTE_IM2COL && r->p->stride_h == 1 && r->p->stride_w == 1;
     if (kind == ROUTE_AUTO) *direct = *direct && d->OW == d->W;
-    const int sizes[2] = {nb, d->N % nb};
-    clg_status st = CLG_OK;
-    for (int i = 0; i < 2 && *direct && st == CLG_OK; i++)
-        if (sizes[i])
-            st = clg__gemm_conv_direct_check(r->ctx, d->dt, true, d->cgkk, (size_t)sizes[i] * d->P, (size_t)d->Kg,
-                                             direct);
-    return st;
+    return chunks_in_one_pass(r, nb, true, d->cgkk, (size_t)d->Kg, direct);
 }
 
 /* dx and dw through the chunks; either may be NULL, each has its own beta. dW sums over the
