@@ -403,11 +403,18 @@ static clg_status chunks_in_one_pass(const conv_run *r, int nb, bool ta, size_t 
  * stride 1, and every chunk's GEMM on the packed path in one pass over k, so that the bits are
  * the same. direct: wherever that holds. auto: for "same" convolutions (OW == W) with k =
  * Cg*KH*KW >= 256, where it measured 1.19-1.44x the im2col route (README "Conv2d"); with fewer
- * taps per output (a first layer's 9, 144) the padded copy and the stores outweigh the saving. */
+ * taps per output (a first layer's 9, 144) the padded copy and the stores outweigh the saving;
+ * and only while the padded batch fits the workspace limit (direct ignores it). */
 static clg_status fwd_route(const conv_run *r, conv_route_kind kind, int nb, bool *direct) {
     const conv_dims *d = r->d;
     *direct = (kind == ROUTE_DIRECT || kind == ROUTE_AUTO) && r->p->stride_h == 1 && r->p->stride_w == 1;
-    if (kind == ROUTE_AUTO) *direct = *direct && d->OW == d->W && d->cgkk >= 256;
+    if (kind == ROUTE_AUTO) {
+        /* the padded copy of the whole batch stays within the workspace limit, as col does */
+        const size_t limit = r->ctx->conv_workspace_bytes ? r->ctx->conv_workspace_bytes : CONV_DEFAULT_WORKSPACE;
+        const size_t padded = (size_t)d->N * d->C * ((size_t)d->H + 2 * (size_t)r->p->pad_h) *
+                              ((size_t)d->W + 2 * (size_t)r->p->pad_w) * clg_dtype_size(d->dt);
+        *direct = *direct && d->OW == d->W && d->cgkk >= 256 && padded <= limit;
+    }
     return chunks_in_one_pass(r, nb, false, (size_t)d->Kg, d->cgkk, direct);
 }
 
