@@ -45,5 +45,9 @@ export LSAN_OPTIONS="suppressions=$supp:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:print_summary=1"
 export CLGRAD_DEVICE="${CLGRAD_DEVICE:-cpu}"
 
+# The sanitizers watch host code: the f64 and other-tile repeats of conv2d's bit-for-bit tables
+# (tests/ops/test_conv2d_implicit.c) run the host paths their f32 cases run, for minutes.
+export CLGRAD_TEST_SKIP="${CLGRAD_TEST_SKIP:-test_bits_f64 test_dx_bits_f64 test_direct_bits_f64 test_dx_tiles test_direct_tiles}"
+
 # ASan makes everything 2-3x slower: longer timeouts.
 meson test -C "$build" --print-errorlogs --timeout-multiplier 4 --suite core --suite tensor --suite blas --suite ops --suite nn --suite optim --suite io --suite hostile "$@"

@@ -394,6 +394,19 @@ static void test_dx_tiles(void **state) {
             dx_case_run_tile(style, CLG_F32, &dx_cases[i], 1300 + i, clg_blas_packed_default_config(widths[t]));
 }
 
+/* The cases whose conv_dx tiles read furthest outside dy's planes (small images, OW < W,
+ * padding past the kernel's reach, one pixel) with the other machines' tiles: the checks the
+ * Oclgrind suite runs for conv_dx's reads (test_dx_tiles takes minutes there). */
+static void test_dx_edges(void **state) {
+    const clg_kernel_style style = clg_context_kernel_style(*state);
+    if (style != CLG_KERNEL_STYLE_CPU) skip(); /* as test_dx_tiles */
+    const size_t picks[] = {0, 5, 6, 9};
+    const int widths[2] = {16, 4};
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < sizeof picks / sizeof *picks; i++)
+            dx_case_run_tile(style, CLG_F32, &dx_cases[picks[i]], 1700 + i, clg_blas_packed_default_config(widths[t]));
+}
+
 static void test_dx_bits_f32(void **state) {
     const clg_kernel_style style = clg_context_kernel_style(*state);
     for (size_t i = 0; i < sizeof dx_cases / sizeof *dx_cases; i++)
@@ -437,6 +450,7 @@ int main(void) {
         cmocka_unit_test(test_auto),     cmocka_unit_test(test_bad_env),
         cmocka_unit_test(test_dx_bits_f32), cmocka_unit_test(test_dx_bits_f64),
         cmocka_unit_test(test_dx_auto),     cmocka_unit_test(test_dx_tiles),
+        cmocka_unit_test(test_dx_edges),
         cmocka_unit_test(test_direct_bits_f32), cmocka_unit_test(test_direct_bits_f64),
         cmocka_unit_test(test_direct_tiles),    cmocka_unit_test(test_direct_edges),
     };
