@@ -542,7 +542,6 @@ gemm_tile_nt(const int m, const int n, const int k, __global const REAL *a, cons
 #define MASK int
 #endif
 #define MASKV CAT(MASK, VW)
-#define VLOADM CAT(vload, VW)
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
 conv_dx(__global const REAL *dy, __global const REAL *w, __global REAL *dx, const REAL beta, const int N,
@@ -622,7 +621,7 @@ conv_dx(__global const REAL *dy, __global const REAL *w, __global REAL *dx, cons
                         VSTOREV(VLOADV(v, s + r * NR) + acc[r][v], v, s + r * NR);
                 } else {
                     _Pragma("unroll") for (int v = 0; v < NV; v++) {
-                        const MASKV mv = VLOADM(v, m);
+                        const MASKV mv = VLOADV(v, m);
                         _Pragma("unroll") for (int r = 0; r < MR; r++)
                             VSTOREV(VLOADV(v, s + r * NR) + select((REALV)(0), acc[r][v], mv), v, s + r * NR);
                     }
